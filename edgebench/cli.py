@@ -1,0 +1,77 @@
+"""The `edgebench` command line.
+
+Subcommands are imported only when they run, so `edgebench --help` is instant and a missing optional backend
+(TensorRT, NVML) is reported only by the command that needs it. Every EdgebenchError becomes one line on stderr
+and its exit code (2 for bad input, 1 for failures); never a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from . import __version__
+from .errors import EdgebenchError
+
+# name -> ("module", "attribute", "one-line help shown by `edgebench --help`")
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "build-engines": ("edgebench.engines.cli", "build_engines", "Build a sweep of inference engines."),
+    "bench": ("edgebench.agent.cli", "bench", "Time engines on this machine (like trtexec / pyperf)."),
+    "info": ("edgebench.agent.cli", "info", "Hardware and software this runs on."),
+    "sensors": ("edgebench.agent.sensors.cli", "sensors", "On-board power sources, rails and a live reading."),
+    "rails": ("edgebench.agent.sensors.cli", "rails", "Parse a recorded tegrastats log into rail samples."),
+    "agent": ("edgebench.agent.serve", "agent", "Serve the agent protocol (stdio or TCP)."),
+    "meter": ("edgebench.host.meters.cli", "meter", "Wall meters: log, probe, show, emulate."),
+    "measure": ("edgebench.host.measure", "measure", "Measure every engine's wall energy: the ranked table."),
+    "pair": ("edgebench.host.cli", "pair", "Pair agent run records with a meter log, offline."),
+    "report": ("edgebench.host.cli", "report", "Re-render the ranked table of a measure directory."),
+    "carbon": ("edgebench.host.cli", "carbon", "Convert energy to kWh and CO2 with a grid factor."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands live in other modules and are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attr, _ = COMMANDS[cmd_name]
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text comes from the table so that `--help` imports nothing.
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except EdgebenchError as exc:
+            click.echo(f"edgebench: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="edgebench")
+def cli() -> None:
+    """Energy and carbon per inference for every engine variant on an edge device.
+
+    On the device: `edgebench build-engines`, `edgebench bench`. On the host: `edgebench measure --meter
+    /dev/ttyUSB0` pairs a wall meter with the agent's runs and prints a ranked per-engine energy table.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="edgebench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
