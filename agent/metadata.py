@@ -25,6 +25,8 @@ from pathlib import Path
 MetaDict = dict[str, "str | int | float | bool"]
 
 THROTTLE_TEMP_C = 85.0  # Jetson modules start throttling in the high 80s to 90s (C); warn before that
+# Zones that report a constant or non-die figure: the Nano's "PMIC-Die" always reads 100.0 C.
+HOT_CHECK_SKIPS = ("pmic",)
 FREQ_DROP = 0.95  # current below 95 % of max under the performance governor counts as capped
 COMMAND_TIMEOUT_S = 5.0
 
@@ -360,7 +362,7 @@ def throttle_warnings(
 ) -> list[str]:
     """Signs that the device throttled during a run, each with what to do.
 
-    Hot: a thermal zone at or above `threshold_c` at the end. Capped: under the performance governor (or with
+    Hot: a thermal zone at or above `threshold_c` at the end (PMIC zones excepted: they report a constant). Capped: under the performance governor (or with
     clocks locked), a CPU whose current frequency at the end is below 95 % of its max, or the GPU below its max
     while its min == max (jetson_clocks).
     """
@@ -368,7 +370,10 @@ def throttle_warnings(
     hot = [
         f"{k[len('temp.'):-2]} {v:.1f} C"
         for k, v in end.items()
-        if k.startswith("temp.") and isinstance(v, (int, float)) and v >= threshold_c
+        if k.startswith("temp.")
+        and isinstance(v, (int, float))
+        and v >= threshold_c
+        and not any(skip in k for skip in HOT_CHECK_SKIPS)
     ]
     if hot:
         rises = [
