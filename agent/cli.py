@@ -1,0 +1,187 @@
+"""`edgebench bench` (time built engines here, like trtexec / hyperfine) and `edgebench info` (what this runs on).
+
+Results go to stdout (hyperfine-like blocks and a table, or JSON lines with --json); warnings and progress to
+stderr. With --out, each engine's RunRecord is appended as a versioned JSON line right after that engine, so a
+crash part-way through a sweep still leaves every finished result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgebench.console import is_interactive, note, warn
+from edgebench.errors import BadInput
+
+DEFAULT_ENGINES_DIR = "engines-out"
+
+
+def _thread_words(intra: int | None, inter: int | None, settings: dict) -> str:
+    threads = {k: v for k, v in settings.items() if "thread" in k.lower() and not k.startswith("options.")}
+    asked = (
+        f"intra-op threads {intra if intra is not None else 'backend default'}, "
+        f"inter-op threads {inter if inter is not None else 'backend default'}"
+    )
+    if threads:
+        asked += " (effective: " + ", ".join(f"{k}={v}" for k, v in sorted(threads.items())) + ")"
+    return asked
+
+
+def _select_entries(engines_dir: Path, names: tuple[str, ...]):
+    """The manifest entries to run, in manifest order, or BadInput saying how to get engines."""
+    fix = f"run `edgebench build-engines --out {engines_dir}` first"
+    if not engines_dir.is_dir():
+        raise BadInput(f"no engines directory {engines_dir}: {fix}")
+    from edgebench.engines.manifest import Manifest
+
+    manifest = Manifest.load(engines_dir)
+    entries = list(manifest.entries)
+    if not entries:
+        raise BadInput(f"the manifest in {engines_dir} lists no engines: {fix}")
+    if not names:
+        return entries
+    known = {e.name: e for e in entries}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        shown = ", ".join(sorted(known)[:8]) + (" ..." if len(known) > 8 else "")
+        raise BadInput(
+            f"unknown engine {', '.join(unknown)} in {engines_dir}: pick one of {shown} "
+            f"(or build it with `edgebench build-engines --out {engines_dir}`)"
+        )
+    return [known[n] for n in dict.fromkeys(names)]
+
+
+@click.command()
+@click.argument(
+    "engines_dir", required=False, default=DEFAULT_ENGINES_DIR, type=click.Path(path_type=Path, file_okay=False)
+)
+@click.option("--engine", "engine_names", multiple=True, metavar="NAME", help="Engine to run (repeatable); default all.")
+@click.option("--warmup", type=click.IntRange(min=0), help="Warm-up iterations (discarded, reported apart).")
+@click.option(
+    "--warmup-time",
+    type=click.FloatRange(min=0),
+    help="Warm-up seconds instead of a count (default 0.2 s, as trtexec).",
+)
+@click.option("--iterations", type=click.IntRange(min=1), help="Measured iterations (exact count).")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Measured seconds (default 3 s, at least 10 iterations, as trtexec).",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: the backend's).")
+@click.option("--inter-op-threads", type=click.IntRange(min=1), help="Inter-op threads (default: the backend's).")
+@click.option("--include-copies", is_flag=True, help="Time host<->device copies inside each iteration.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Append each RunRecord as a JSON line to this file, right after each engine.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print RunRecords as JSON lines instead of tables.")
+@click.option(
+    "--sort", type=click.Choice(["mean", "name", "throughput"]), default="mean", show_default=True,
+    help="Order of the final table (mean = per-sample mean latency).",
+)
+def bench(
+    engines_dir: Path,
+    engine_names: tuple[str, ...],
+    warmup: int | None,
+    warmup_time: float | None,
+    iterations: int | None,
+    duration: float | None,
+    threads: int | None,
+    inter_op_threads: int | None,
+    include_copies: bool,
+    out: Path | None,
+    as_json: bool,
+    sort: str,
+) -> None:
+    """Time each engine of ENGINES_DIR (default engines-out) on this machine.
+
+    Every engine gets a warm-up (discarded, first iteration shown), then a measured window of back-to-back
+    run_once() calls timed with perf_counter_ns. Prints mean ± sd, range, percentiles and throughput per
+    engine and a table across engines; `--out runs.jsonl` keeps the full RunRecords.
+    """
+    if warmup is not None and warmup_time is not None:
+        raise BadInput("--warmup and --warmup-time both given: pass one (a count or seconds)")
+    if iterations is not None and duration is not None:
+        raise BadInput("--iterations and --duration both given: pass one (a count or seconds)")
+
+    entries = _select_entries(engines_dir, engine_names)
+
+    from edgebench.engines.backends import open_runner
+    from edgebench.engines.runner import RunOptions
+
+    from edgebench.records import append_jsonl, dumps
+
+    from .harness import run_engine
+    from .stats import LatencyStats, format_block, format_table
+
+    options = RunOptions(
+        intra_op_threads=threads, inter_op_threads=inter_op_threads, include_copies=include_copies
+    )
+    results: list[tuple[str, LatencyStats]] = []
+    shown_region: str | None = None
+    for k, entry in enumerate(entries, 1):
+        if is_interactive():
+            note(f"[{k}/{len(entries)}] {entry.name}")
+        runner = open_runner(engines_dir, entry, options)
+        try:
+            record = run_engine(
+                runner,
+                warmup_iterations=warmup,
+                warmup_s=warmup_time,
+                iterations=iterations,
+                duration_s=duration,
+                options=options,
+            )
+        finally:
+            runner.close()
+        if out is not None:
+            append_jsonl(out, [record])
+        for message in record.warnings:
+            warn(f"{record.engine}: {message}")
+        if as_json:
+            click.echo(dumps(record))
+            continue
+        header = (
+            f"Timed region: {record.timed_region or 'run_once()'}; "
+            f"{_thread_words(threads, inter_op_threads, dict(record.settings))}"
+        )
+        if header != shown_region:
+            click.echo(header)
+            shown_region = header
+        stats = LatencyStats.from_record(record)
+        results.append((record.engine, stats))
+        click.echo("")
+        for line in format_block(record.engine, stats):
+            click.echo(line)
+    if not as_json and len(results) > 1:
+        click.echo("")
+        for line in format_table(results, sort):
+            click.echo(line)
+    if out is not None:
+        note(f"{len(entries)} run record{'s' if len(entries) != 1 else ''} appended to {out}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of grouped text.")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default="/",
+    show_default=True,
+    hidden=True,
+    help="Read /proc, /sys and /etc under this root (for recorded trees).",
+)
+def info(as_json: bool, root: Path) -> None:
+    """Hardware and software this runs on: CPU, clocks, memory, OS, versions, Jetson power mode, temperatures."""
+    from .metadata import collect_metadata, group_lines
+
+    meta = collect_metadata(root)
+    if as_json:
+        click.echo(json.dumps(meta, sort_keys=True))
+        return
+    for line in group_lines(meta):
+        click.echo(line)
