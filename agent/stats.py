@@ -8,8 +8,8 @@ Rules, stated once:
 - sd is the sample standard deviation (ddof=1); undefined (nan) for a single iteration.
 - Percentiles use numpy's default linear interpolation between closest ranks.
 - Coefficient of variation = sd / mean.
-- Outliers (hyperfine's rule): modified z-score |x - median| / (1.4826 x MAD) above 14.826, i.e. an iteration
-  further than about 22 MADs from the median. With MAD = 0 (all but a few iterations identical) nothing is
+- Outliers (hyperfine's rule): |x - median| / MAD above 14.826 = 1.4826 x 10, i.e. an iteration further than
+  10 robust standard deviations (1.4826 x MAD estimates sd for normal data) from the median. With MAD = 0 (all but a few iterations identical) nothing is
   counted, since the score is undefined.
 - Throughput is given two ways: `batch / mean latency` (what the engine does back to back) and
   `iterations x batch / window` (what the whole measured window delivered, loop overhead included).
@@ -28,8 +28,12 @@ import numpy as np
 from edgebench.records import RunRecord
 
 UNSTABLE_CV = 0.05  # pyperf and trtexec warn from a few percent; 5 % is where rankings start to flip
-OUTLIER_Z = 14.826  # hyperfine's threshold on the modified z-score
 MAD_TO_SD = 1.4826  # MAD x 1.4826 estimates sd for normal data
+OUTLIER_SDS = 10.0
+OUTLIER_Z = MAD_TO_SD * OUTLIER_SDS  # hyperfine's threshold on |x - median| / MAD
+# Over thousands of iterations a few interrupts are unavoidable: warn only when outliers exceed 1 % of the runs
+# (so one outlier among fewer than 100 runs still warns).
+OUTLIER_FRACTION = 0.01
 SLOW_FIRST_RATIO = 3.0
 MIN_ITERATIONS = 10  # trtexec's minimum
 
@@ -77,7 +81,7 @@ class LatencyStats:
         median = float(np.median(ms))
         p90, p95, p99 = (float(v) for v in np.percentile(ms, [90, 95, 99]))
         mad = float(np.median(np.abs(ms - median)))
-        outliers = int(np.count_nonzero(np.abs(ms - median) / (MAD_TO_SD * mad) > OUTLIER_Z)) if mad > 0 else 0
+        outliers = int(np.count_nonzero(np.abs(ms - median) / mad > OUTLIER_Z)) if mad > 0 else 0
         first_ms = (warmup_ns[0] if len(warmup_ns) else latencies_ns[0]) / _NS_PER_MS
         window_tp = n * batch / (window_ns / 1e9) if window_ns and window_ns > 0 else math.nan
         return cls(
@@ -130,11 +134,11 @@ def latency_warnings(stats: LatencyStats) -> list[str]:
             "close other programs, lock clocks (sudo jetson_clocks on a Jetson, the 'performance' CPU governor "
             "elsewhere), and use a longer --duration"
         )
-    if stats.outliers:
+    if stats.outliers > OUTLIER_FRACTION * stats.n:
         out.append(
             f"{stats.outliers} statistical outlier{'s' if stats.outliers != 1 else ''} "
-            f"(more than {OUTLIER_Z} modified z-scores from the median): another process or an interrupt "
-            "probably interfered; close other programs and run again"
+            f"({stats.outliers / stats.n * 100:.1f} % of the runs, more than {OUTLIER_SDS:.0f} robust standard "
+            "deviations from the median): another process or an interrupt probably interfered; close other programs and run again"
         )
     if stats.warmup_n and not math.isnan(stats.first_ratio) and stats.first_ratio > SLOW_FIRST_RATIO:
         out.append(
@@ -235,11 +239,11 @@ def format_table(results: Sequence[tuple[str, LatencyStats]], by: str = "mean") 
         (
             name,
             str(s.batch),
-            f"{s.mean_ms:.3f}",
-            "n/a" if math.isnan(s.sd_ms) else f"{s.sd_ms:.3f}",
-            f"{s.median_ms:.3f}",
-            f"{s.p99_ms:.3f}",
-            f"{s.per_sample_ms:.3f}",
+            _cell(s.mean_ms),
+            _cell(s.sd_ms),
+            _cell(s.median_ms),
+            _cell(s.p99_ms),
+            _cell(s.per_sample_ms),
             f"{s.throughput_sps:.1f}",
             str(s.n),
         )
@@ -256,6 +260,13 @@ def format_table(results: Sequence[tuple[str, LatencyStats]], by: str = "mean") 
     lines.extend(line(r) for r in body)
     lines.extend(format_summary(results))
     return lines
+
+
+def _cell(ms: float) -> str:
+    """A table cell in ms with four significant digits (sub-millisecond engines keep their precision)."""
+    if math.isnan(ms):
+        return "n/a"
+    return f"{ms:.1f}" if ms >= 1000 else f"{ms:.4g}"
 
 
 def format_summary(results: Sequence[tuple[str, LatencyStats]]) -> list[str]:
