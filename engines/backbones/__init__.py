@@ -1,0 +1,122 @@
+"""Built-in backbones, generated as ONNX graphs in code (no torch, no downloads), and user ONNX files.
+
+The four classification backbones follow torchvision's architectures exactly, so their parameter counts equal
+torchvision's published ones; `superpoint` follows MagicLeap's SuperPoint (1,300,865 parameters). Batch, height
+and width are symbolic dimensions named `batch`, `height`, `width`; the builder fixes them per engine. Weights
+are He-initialised from a fixed seed: the graphs are for timing and energy, not for accuracy.
+
+This module imports neither onnx nor numpy: the registry is read by the CLI and by `EngineSpec` cheaply.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgebench.errors import BadInput, MissingDependency
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+OPSET = 17  # Hardswish needs >= 14; 17 is well supported by ORT >= 1.11 and TensorRT >= 8.5's ONNX parser
+SEED = 20240  # weights are random but reproducible, so a cache key stays stable between runs
+INPUT_DIMS = ("batch", "channels", "height", "width")
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What the builder needs to know about a built-in backbone before generating it."""
+
+    name: str
+    module: str  # module in this package holding `build() -> onnx.ModelProto`
+    channels: int  # input channels (NCHW)
+    min_side: int  # smallest height/width that survives the network's downsampling
+    multiple: int = 1  # height and width must be multiples of this (SuperPoint's 8x8 cells)
+    published_params: int = 0  # the reference figure users compare against (torchvision / MagicLeap)
+    published_gmacs_224: float | None = None  # torchvision's "GFLOPS" column (really GMACs) at 224x224
+
+    def check_resolution(self, height: int, width: int) -> None:
+        """BadInput naming the limit when height x width cannot go through this backbone."""
+        if height < self.min_side or width < self.min_side:
+            raise BadInput(
+                f"resolution {height}x{width} is too small for {self.name}: its downsampling needs at least "
+                f"{self.min_side}x{self.min_side}"
+            )
+        if height % self.multiple or width % self.multiple:
+            raise BadInput(
+                f"resolution {height}x{width} does not fit {self.name}: height and width must be multiples of "
+                f"{self.multiple} (e.g. {height - height % self.multiple or self.multiple}x"
+                f"{width - width % self.multiple or self.multiple})"
+            )
+
+
+BUILTINS: dict[str, BackboneInfo] = {
+    info.name: info
+    for info in (
+        # 32: five stride-2 stages reduce 32 to 1; smaller inputs hit zero-sized maps or padding-only windows.
+        BackboneInfo("resnet18", "classification", 3, 32, published_params=11_689_512, published_gmacs_224=1.81),
+        BackboneInfo("mobilenet_v2", "classification", 3, 32, published_params=3_504_872, published_gmacs_224=0.30),
+        BackboneInfo("squeezenet1_1", "classification", 3, 32, published_params=1_235_496, published_gmacs_224=0.35),
+        BackboneInfo(
+            "mobilenet_v3_small", "classification", 3, 32, published_params=2_542_856, published_gmacs_224=0.06
+        ),
+        BackboneInfo("superpoint", "superpoint", 1, 16, multiple=8, published_params=1_300_865),
+    )
+}
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as exc:  # pragma: no cover - onnx is a core dependency
+        raise MissingDependency("onnx is not installed: pip install onnx") from exc
+    return onnx
+
+
+_CACHE: dict[str, bytes] = {}
+
+
+def builtin_model_bytes(name: str) -> bytes:
+    """The serialized ONNX model of a built-in backbone (generated once per process; deterministic)."""
+    if name not in BUILTINS:
+        known = ", ".join(sorted(BUILTINS))
+        raise BadInput(f"unknown backbone {name!r}: built-in backbones are {known}; or pass --model PATH.onnx")
+    if name not in _CACHE:
+        module = importlib.import_module(f"{__name__}.{BUILTINS[name].module}")
+        model = module.build(name)
+        _CACHE[name] = model.SerializeToString()
+    return _CACHE[name]
+
+
+def builtin_model(name: str) -> onnx.ModelProto:
+    """A built-in backbone as an `onnx.ModelProto` with symbolic batch, height and width."""
+    onnx = _onnx()
+    return onnx.load_from_string(builtin_model_bytes(name))
+
+
+def user_model_name(path: Path) -> str:
+    """A user's ONNX file is a backbone named after its stem (`models/yolo_tiny.onnx` -> `yolo_tiny`)."""
+    return Path(path).stem
+
+
+def load_user_model(path: Path) -> tuple[onnx.ModelProto, bytes]:
+    """Read and check a user's ONNX file; BadInput (one line) when missing, not ONNX, or invalid."""
+    onnx = _onnx()
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"ONNX model {path} does not exist: check the --model path")
+    data = path.read_bytes()
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise BadInput(f"{path} is not an ONNX model ({type(exc).__name__}): export it with torch.onnx.export") from exc
+    if not model.graph.node:
+        raise BadInput(f"{path} is not an ONNX model (no graph nodes): export it with torch.onnx.export")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx.checker.ValidationError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{path} fails onnx.checker: {first}; re-export the model") from exc
+    return model, data

@@ -1,0 +1,224 @@
+"""Build a sweep of engines into a directory, skipping what is already built and unchanged.
+
+Every point's cache key is sha256(source model bytes + build options + backend versions); an engine whose key
+matches its manifest row and whose artifact is present is "cached" and left alone. Each finished engine is
+written to manifest.json at once, so an interrupted sweep resumes where it stopped. A point that fails is
+reported and the sweep goes on; the caller decides the exit code from the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgebench.engines.backends import DEFAULT_BACKEND, require_backend
+from edgebench.engines.manifest import Manifest, ManifestEntry
+from edgebench.engines.spec import EngineSpec
+from edgebench.engines.sweep import Sweep
+
+from edgebench.errors import BadInput, EdgebenchError
+
+BUILT, CACHED, FAILED = "built", "cached", "failed"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What happened to one sweep point."""
+
+    name: str
+    status: str  # built / cached / failed
+    entry: ManifestEntry | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """The outcome of a sweep build, in sweep order."""
+
+    out_dir: Path
+    backend: str
+    results: tuple[BuildResult, ...] = field(default_factory=tuple)
+
+    def by_status(self, status: str) -> list[BuildResult]:
+        return [result for result in self.results if result.status == status]
+
+    @property
+    def failed(self) -> list[BuildResult]:
+        return self.by_status(FAILED)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def entries(self) -> list[ManifestEntry]:
+        """Manifest rows of the engines built or found cached."""
+        return [result.entry for result in self.results if result.entry is not None]
+
+
+def cache_key(source: bytes, spec: EngineSpec, backend: str, options: dict, versions: dict) -> str:
+    """sha256 over the source model, the engine's name, the backend, its options and its package versions."""
+    digest = hashlib.sha256()
+    digest.update(source)
+    digest.update(
+        json.dumps({"spec": spec.name, "backend": backend, "options": options, "versions": versions}, sort_keys=True)
+        .encode()
+    )
+    return digest.hexdigest()
+
+
+class _Sources:
+    """Source models by backbone name: built-ins generated once, user files loaded and checked once."""
+
+    def __init__(self, models: dict[str, Path]) -> None:
+        self.models = models
+        self._loaded: dict[str, tuple[object, bytes]] = {}
+
+    def check(self) -> None:
+        for name in self.models:
+            self.get(name)
+
+    def get(self, backbone: str):
+        from edgebench.engines import backbones
+
+        if backbone not in self._loaded:
+            if backbone in self.models:
+                self._loaded[backbone] = backbones.load_user_model(self.models[backbone])
+            else:
+                self._loaded[backbone] = (backbones.builtin_model(backbone), backbones.builtin_model_bytes(backbone))
+        return self._loaded[backbone]
+
+
+def validate_sweep(sweep: Sweep) -> list[EngineSpec]:
+    """Every spec of the sweep, each checked against its backbone; BadInput on the first impossible one."""
+    specs = sweep.specs()
+    for spec in specs:
+        spec.check_backbone(user_models=sweep.models)
+    return specs
+
+
+def build_sweep(
+    sweep: Sweep,
+    out_dir: Path,
+    backend: str = DEFAULT_BACKEND,
+    force: bool = False,
+    on_result: Callable[[BuildResult], None] | None = None,
+    wrap: Callable | None = None,
+) -> BuildReport:
+    """Build every point of `sweep` into `out_dir` with `backend`; return what happened to each.
+
+    Raises BadInput before building anything when the sweep itself is wrong (unknown backbone, resolution too
+    small, unreadable model file, backend missing). `on_result` is called after each point (the CLI reports
+    failures with it); `wrap` wraps the spec list (the CLI's progress bar).
+    """
+    out_dir = Path(out_dir)
+    engine_backend = require_backend(backend)
+    specs = validate_sweep(sweep)
+    sources = _Sources(dict(sweep.models))
+    sources.check()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"--out {out_dir} is a file: give a directory for the engines")
+    manifest = Manifest.load(out_dir, missing_ok=True)
+    versions = engine_backend.versions()
+    results: list[BuildResult] = []
+    iterable = wrap(specs) if wrap is not None else specs
+    for spec in iterable:
+        result = _build_one(spec, sources, engine_backend, manifest, versions, out_dir, force)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return BuildReport(out_dir=out_dir, backend=backend, results=tuple(results))
+
+
+def _build_one(spec, sources, engine_backend, manifest, versions, out_dir, force) -> BuildResult:
+    from edgebench.engines.counting import count_cost, fix_input_shape
+
+    try:
+        model, source = sources.get(spec.backbone)
+        options = engine_backend.build_options(spec)
+        key = cache_key(source, spec, engine_backend.name, options, versions)
+        artifact_rel = f"{spec.name}{engine_backend.artifact_suffix}"
+        if not force and spec.name in manifest:
+            existing = manifest.get(spec.name)
+            if existing.cache_key == key and (out_dir / existing.artifact).is_file():
+                return BuildResult(spec.name, CACHED, existing)
+        started = time.perf_counter()
+        fixed = fix_input_shape(model, spec.batch, spec.height, spec.width)
+        cost = count_cost(model, spec.batch, spec.height, spec.width)
+        engine_backend.build(fixed, spec, out_dir / artifact_rel, out_dir)
+        build_time_s = time.perf_counter() - started
+        import onnx
+
+        entry = ManifestEntry(
+            name=spec.name,
+            spec=spec,
+            backend=engine_backend.name,
+            artifact=artifact_rel,
+            cache_key=key,
+            params=cost.params,
+            macs_per_inference=cost.macs_per_inference,
+            macs_per_sample=cost.macs_per_sample,
+            flops_per_inference=cost.flops_per_inference,
+            flops_per_sample=cost.flops_per_sample,
+            build_time_s=round(build_time_s, 3),
+            versions={**versions, "onnx": onnx.__version__},
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            options=options,
+        )
+        manifest.put(entry)
+        return BuildResult(spec.name, BUILT, entry)
+    except EdgebenchError as exc:
+        return BuildResult(spec.name, FAILED, error=str(exc))
+    except Exception as exc:  # a backend's own exception: report this point, keep the sweep going
+        return BuildResult(spec.name, FAILED, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def summary_lines(report: BuildReport) -> list[str]:
+    """The end-of-build table: engine, status, params, GFLOPs per inference, build seconds."""
+    header = ("engine", "status", "params", "GFLOPs/inference", "build_s")
+    rows = []
+    for result in report.results:
+        entry = result.entry
+        if entry is None:
+            rows.append((result.name, result.status, "-", "-", "-"))
+        else:
+            rows.append(
+                (
+                    result.name, result.status, f"{entry.params:,}", f"{entry.flops_per_inference / 1e9:.3f}",
+                    f"{entry.build_time_s:.2f}",
+                )
+            )
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    lines = []
+    for index, row in enumerate((header, *rows)):
+        cells = [str(cell).ljust(widths[i]) if i < 2 else str(cell).rjust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    counts = {status: len(report.by_status(status)) for status in (BUILT, CACHED, FAILED)}
+    lines.append(
+        f"{counts[BUILT]} built, {counts[CACHED]} cached, {counts[FAILED]} failed -> {report.out_dir / 'manifest.json'}"
+    )
+    return lines
+
+
+def report_json(report: BuildReport) -> dict:
+    """Machine-readable form of the report (`--json`)."""
+    return {
+        "out_dir": str(report.out_dir),
+        "backend": report.backend,
+        "engines": [
+            {
+                "name": result.name,
+                "status": result.status,
+                "error": result.error or None,
+                "entry": result.entry.to_dict() if result.entry else None,
+            }
+            for result in report.results
+        ],
+    }
