@@ -206,7 +206,7 @@ def format_block(name: str, stats: LatencyStats) -> list[str]:
             if stats.warmup_n
             else ", no warm-up"
         )
-        + (f", {stats.outliers} outliers" if stats.outliers else ""),
+        + (f", {stats.outliers} outlier{'s' if stats.outliers != 1 else ''}" if stats.outliers else ""),
     ]
     return lines
 
