@@ -2,9 +2,11 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from edgebench.cli import cli
+from edgebench.records import read_run_records
 
 
 def _invoke(args):
@@ -58,3 +60,61 @@ def test_bench_refuses_contradictory_options(tmp_path):
     assert result.exit_code == 2
     result = _invoke(["bench", str(tmp_path), "--sort", "speed"])
     assert result.exit_code == 2
+
+
+@pytest.fixture(scope="module")
+def engines_dir(tmp_path_factory):
+    """Two tiny engines built by the real build path (squeezenet1_1 at 32x32, batches 1 and 2)."""
+    from edgebench.engines.build import build_sweep
+    from edgebench.engines.sweep import Sweep
+
+    out = tmp_path_factory.mktemp("engines")
+    report = build_sweep(Sweep(backbones=("squeezenet1_1",), batches=(1, 2), resolutions=((32, 32),)), out)
+    assert report.ok
+    return out
+
+
+def test_bench_prints_blocks_table_and_appends_records(engines_dir, tmp_path):
+    out = tmp_path / "runs.jsonl"
+    result = _invoke(["bench", str(engines_dir), "--iterations", "15", "--warmup", "2", "--threads", "1",
+                      "--out", str(out), "--sort", "name"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Timed region: InferenceSession.run") and "intra-op threads 1" in lines[0]
+    assert "Benchmark: squeezenet1_1_1_32_32_fp32" in lines and "Benchmark: squeezenet1_1_2_32_32_fp32" in lines
+    assert sum("Time (mean ± σ):" in line for line in lines) == 2
+    assert any(line.startswith("  15 runs, 2 warm-up discarded") for line in lines)
+    table = [line for line in lines if line.startswith("squeezenet1_1_")]
+    assert [row.split()[0] for row in table] == ["squeezenet1_1_1_32_32_fp32", "squeezenet1_1_2_32_32_fp32"]
+    assert any("times faster than" in line for line in lines)
+    records = read_run_records(out)
+    assert [r.engine for r in records] == ["squeezenet1_1_1_32_32_fp32", "squeezenet1_1_2_32_32_fp32"]
+    assert [r.batch for r in records] == [1, 2]
+    assert all(r.iterations == 15 and len(r.warmup_latencies_ns) == 2 for r in records)
+    assert records[0].settings["options.intra_op_threads"] == 1
+    assert records[0].device["cpu.cores.logical"] >= 1
+    assert "appended to" in result.stderr
+
+
+def test_bench_json_lines_for_one_engine(engines_dir):
+    result = _invoke(["bench", str(engines_dir), "--engine", "squeezenet1_1_2_32_32_fp32", "--duration", "0.05",
+                      "--warmup-time", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["type"] == "RunRecord" and rows[0]["schema"] == 1
+    assert rows[0]["engine"] == "squeezenet1_1_2_32_32_fp32" and rows[0]["iterations"] >= 10
+    assert rows[0]["warmup_latencies_ns"] == []
+    assert rows[0]["window_end_ns"] - rows[0]["window_start_ns"] >= 50_000_000
+
+
+def test_bench_unknown_engine_and_empty_manifest(engines_dir, tmp_path):
+    result = _invoke(["bench", str(engines_dir), "--engine", "resnet18_1_224_224_fp32"])
+    assert result.exit_code == 2
+    assert "unknown engine resnet18_1_224_224_fp32" in result.output and "squeezenet1_1_1_32_32_fp32" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _invoke(["bench", str(empty)])
+    assert result.exit_code == 2 and "build-engines --out" in result.output and "Traceback" not in result.output
+    (empty / "manifest.json").write_text('{"schema": 1, "engines": []}')
+    result = _invoke(["bench", str(empty)])
+    assert result.exit_code == 2 and "lists no engines" in result.output
