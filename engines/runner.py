@@ -21,6 +21,7 @@ class RunOptions:
     include_copies: bool = False  # time host->device and device->host copies inside each iteration
     spin_wait: bool | None = None  # TensorRT/ORT spin-wait; raises CPU use and power, so it is recorded
     device_id: int = 0
+    io_binding: bool = False  # ORT: feed inputs through an IOBinding bound once (run_with_iobinding) instead of run()
 
 
 @runtime_checkable

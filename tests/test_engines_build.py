@@ -147,3 +147,18 @@ def test_backend_registry():
     assert get_backend("onnxruntime").name == "onnxruntime"
     with pytest.raises(BadInput, match="use one of onnxruntime, tensorrt"):
         get_backend("tvm")
+
+
+def test_io_binding_gives_the_same_outputs(tmp_path):
+    report = build_sweep(Sweep(["squeezenet1_1"], resolutions=["32x32"], precisions=["fp32"]), tmp_path)
+    entry = report.entries[0]
+    plain = open_runner(tmp_path, entry, RunOptions(intra_op_threads=1))
+    bound = open_runner(tmp_path, entry, RunOptions(intra_op_threads=1, io_binding=True))
+    try:
+        bound.run_once()
+        assert "run_with_iobinding" in bound.timed_region and bound.settings["io_binding"] is True
+        for a, b in zip(plain.outputs(), bound.outputs(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    finally:
+        plain.close()
+        bound.close()
