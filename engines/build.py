@@ -136,46 +136,54 @@ def build_sweep(
 
 
 def _build_one(spec, sources, engine_backend, manifest, versions, out_dir, force) -> BuildResult:
+    try:
+        return _build_or_reuse(spec, sources, engine_backend, manifest, versions, out_dir, force)
+    except EdgebenchError as exc:
+        error = str(exc)
+    except Exception as exc:  # a backend's own exception: report this point, keep the sweep going
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    # a row left from an earlier build describes an engine this sweep no longer produces: drop it so nobody
+    # measures a stale artifact under the current name
+    manifest.remove(spec.name)
+    return BuildResult(spec.name, FAILED, error=error)
+
+
+def _build_or_reuse(spec, sources, engine_backend, manifest, versions, out_dir, force) -> BuildResult:
     from edgebench.engines.counting import count_cost, fix_input_shape
 
-    try:
-        model, source = sources.get(spec.backbone)
-        options = engine_backend.build_options(spec)
-        key = cache_key(source, spec, engine_backend.name, options, versions)
-        artifact_rel = f"{spec.name}{engine_backend.artifact_suffix}"
-        if not force and spec.name in manifest:
-            existing = manifest.get(spec.name)
-            if existing.cache_key == key and (out_dir / existing.artifact).is_file():
-                return BuildResult(spec.name, CACHED, existing)
-        started = time.perf_counter()
-        fixed = fix_input_shape(model, spec.batch, spec.height, spec.width)
-        cost = count_cost(model, spec.batch, spec.height, spec.width)
-        engine_backend.build(fixed, spec, out_dir / artifact_rel, out_dir)
-        build_time_s = time.perf_counter() - started
-        import onnx
+    model, source = sources.get(spec.backbone)
+    options = engine_backend.build_options(spec)
+    key = cache_key(source, spec, engine_backend.name, options, versions)
+    artifact_rel = f"{spec.name}{engine_backend.artifact_suffix}"
+    if not force and spec.name in manifest:
+        existing = manifest.get(spec.name)
+        if existing.cache_key == key and (out_dir / existing.artifact).is_file():
+            return BuildResult(spec.name, CACHED, existing)
+    started = time.perf_counter()
+    fixed = fix_input_shape(model, spec.batch, spec.height, spec.width)
+    cost = count_cost(model, spec.batch, spec.height, spec.width)
+    engine_backend.build(fixed, spec, out_dir / artifact_rel, out_dir)
+    build_time_s = time.perf_counter() - started
+    import onnx
 
-        entry = ManifestEntry(
-            name=spec.name,
-            spec=spec,
-            backend=engine_backend.name,
-            artifact=artifact_rel,
-            cache_key=key,
-            params=cost.params,
-            macs_per_inference=cost.macs_per_inference,
-            macs_per_sample=cost.macs_per_sample,
-            flops_per_inference=cost.flops_per_inference,
-            flops_per_sample=cost.flops_per_sample,
-            build_time_s=round(build_time_s, 3),
-            versions={**versions, "onnx": onnx.__version__},
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            options=options,
-        )
-        manifest.put(entry)
-        return BuildResult(spec.name, BUILT, entry)
-    except EdgebenchError as exc:
-        return BuildResult(spec.name, FAILED, error=str(exc))
-    except Exception as exc:  # a backend's own exception: report this point, keep the sweep going
-        return BuildResult(spec.name, FAILED, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+    entry = ManifestEntry(
+        name=spec.name,
+        spec=spec,
+        backend=engine_backend.name,
+        artifact=artifact_rel,
+        cache_key=key,
+        params=cost.params,
+        macs_per_inference=cost.macs_per_inference,
+        macs_per_sample=cost.macs_per_sample,
+        flops_per_inference=cost.flops_per_inference,
+        flops_per_sample=cost.flops_per_sample,
+        build_time_s=round(build_time_s, 3),
+        versions={**versions, "onnx": onnx.__version__},
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        options=options,
+    )
+    manifest.put(entry)
+    return BuildResult(spec.name, BUILT, entry)
 
 
 def summary_lines(report: BuildReport) -> list[str]:

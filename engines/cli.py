@@ -39,10 +39,11 @@ def _ints(values: list[str], option: str) -> list[int]:
 def build_engines(backbones, models, batches, resolutions, precisions, backend, sweep_file, out_dir, force, as_json):
     """Build a sweep of inference engines (default: 4 backbones, batch 1, 224x224, fp32 and fp16).
 
-    Unchanged engines are not rebuilt. A point that fails is reported and the rest are built; the exit code is
+    Built-in backbones: resnet18, mobilenet_v2, squeezenet1_1, mobilenet_v3_small, superpoint. Options not
+    given come from --sweep, or else from the default sweep. Unchanged engines are not rebuilt. A point that fails is reported and the rest are built; the exit code is
     then 1.
     """
-    from edgebench.engines.backbones import user_model_name
+    from edgebench.engines.backbones import BUILTINS, user_model_name
     from edgebench.engines.build import FAILED, build_sweep, report_json, summary_lines
     from edgebench.engines.sweep import DEFAULT_SWEEP, Sweep, load_sweep
 
@@ -51,7 +52,12 @@ def build_engines(backbones, models, batches, resolutions, precisions, backend, 
     base = load_sweep(sweep_file) if sweep_file else DEFAULT_SWEEP
     model_map = dict(base.models) if not (backbones or models) else {}
     for path in models:
-        model_map[user_model_name(path)] = path
+        name = user_model_name(path)
+        if name in model_map and model_map[name] != path:
+            raise BadInput(f"--model {path} and --model {model_map[name]} would both be named {name!r}: rename one file")
+        if name in BUILTINS:
+            warn(f"--model {path} shadows the built-in backbone {name!r}: its engines are built from your file")
+        model_map[name] = path
     sweep = Sweep(
         backbones=tuple(_split(backbones)) if (backbones or models) else base.backbones,
         batches=tuple(_ints(_split(batches), "--batch")) if batches else base.batches,

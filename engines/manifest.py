@@ -106,6 +106,11 @@ class Manifest:
         self._entries[entry.name] = entry
         self.save()
 
+    def remove(self, name: str) -> None:
+        """Drop an entry (its artifact is left on disk) and write the file at once; no-op when absent."""
+        if self._entries.pop(name, None) is not None:
+            self.save()
+
     def save(self) -> None:
         """Write the manifest atomically: temp file in the same directory, fsync, rename."""
         self.directory.mkdir(parents=True, exist_ok=True)

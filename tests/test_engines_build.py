@@ -70,6 +70,11 @@ def test_changed_source_model_rebuilds_and_others_stay_cached(tmp_path):
     assert Manifest.load(out).get("tiny_1_16_16_fp32").cache_key != key
     wider = Sweep(models={"tiny": model}, resolutions=["16x16", "24x24"], precisions=["fp32", "fp16"])
     assert [r.status for r in build_sweep(wider, out).results] == [CACHED, CACHED, BUILT, BUILT]
+    # the file now fixes batch at 2: batch-1 points fail, and their stale rows leave the manifest
+    tiny_model(model, batch=2)
+    report = build_sweep(wider, out)
+    assert [r.status for r in report.results] == [FAILED] * 4
+    assert Manifest.load(out).entries == []
 
 
 def test_a_failing_point_does_not_stop_the_sweep(tmp_path):

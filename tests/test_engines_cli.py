@@ -99,6 +99,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, args, message):
     assert not (tmp_path / "e" / "manifest.json").exists()
 
 
+def test_two_models_with_the_same_stem_are_bad_input(tmp_path):
+    (tmp_path / "a").mkdir()
+    first, second = tiny_model(tmp_path / "tiny.onnx"), tiny_model(tmp_path / "a" / "tiny.onnx")
+    result = invoke("--model", first, "--model", second, "--out", tmp_path / "e")
+    assert result.exit_code == 2
+    assert "would both be named 'tiny'" in one_error_line(result)
+
+
 def test_tensorrt_missing_is_bad_input_with_the_reason(tmp_path):
     availability = get_backend("tensorrt").available()
     if availability:
