@@ -1,0 +1,390 @@
+"""Grid carbon factors and the unit conversions around them.
+
+A `GridFactor` is one emission rate with where it came from: an EPA eGRID subregion (editions 2019, 2022, 2023;
+the latest is the default), a country's annual average (Our World in Data / Ember, 2023, CC BY 4.0), or an
+explicit user-given intensity. The factor is stored in lb CO2 per MWh, eGRID's own unit, and converted only at
+the edges: J <-> kWh (3.6e6 J/kWh) and kg <-> lb (0.45359237 kg per lb, exact by definition).
+
+Also here: the Strubell et al. (2019) training estimate used by the course lab (energy_kWh = PUE x hours x kW,
+CO2_lb = 0.954 x kWh), and EPA everyday equivalents as context lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from edgebench.errors import BadInput
+
+KG_PER_LB = 0.45359237  # exact (international avoirdupois pound)
+J_PER_KWH = 3.6e6
+J_PER_WH = 3600.0
+KWH_PER_MWH = 1000.0
+
+DATA_DIR = Path(__file__).with_name("data")
+EGRID_CSV = DATA_DIR / "egrid_co2_lb_per_mwh.csv"
+COUNTRY_CSV = DATA_DIR / "country_co2e_g_per_kwh.csv"
+
+EGRID_SOURCE = "EPA eGRID"
+COUNTRY_SOURCE = "Our World in Data / Ember (CC BY 4.0)"
+COUNTRY_EDITION = "2023"
+
+# The lab's training formula (Strubell et al., 2019): US average lb CO2 per kWh and the 2018 data-centre PUE.
+STRUBELL_LB_PER_KWH = 0.954
+STRUBELL_PUE = 1.58
+
+
+# --- conversions ----------------------------------------------------------------------------------------------
+
+
+def j_to_kwh(energy_j: float) -> float:
+    """Joules to kilowatt-hours."""
+    return energy_j / J_PER_KWH
+
+
+def kwh_to_j(energy_kwh: float) -> float:
+    """Kilowatt-hours to joules."""
+    return energy_kwh * J_PER_KWH
+
+
+def kg_to_lb(mass_kg: float) -> float:
+    """Kilograms to pounds."""
+    return mass_kg / KG_PER_LB
+
+
+def lb_to_kg(mass_lb: float) -> float:
+    """Pounds to kilograms."""
+    return mass_lb * KG_PER_LB
+
+
+# --- grid factors ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridFactor:
+    """An emission rate of grid electricity and its provenance (stored in lb CO2 per MWh)."""
+
+    lb_co2_per_mwh: float
+    source: str
+    edition: str
+    region: str
+    kind: str = "average"  # "average" (annual mean of generation); "marginal" if a user says so
+
+    @property
+    def kg_co2_per_kwh(self) -> float:
+        return lb_to_kg(self.lb_co2_per_mwh) / KWH_PER_MWH
+
+    @property
+    def g_co2_per_kwh(self) -> float:
+        return self.kg_co2_per_kwh * 1000.0
+
+    @property
+    def lb_co2_per_kwh(self) -> float:
+        return self.lb_co2_per_mwh / KWH_PER_MWH
+
+    def co2_lb(self, energy_j: float) -> float:
+        """Pounds of CO2 for `energy_j` joules taken from this grid."""
+        return j_to_kwh(energy_j) * self.lb_co2_per_kwh
+
+    def co2_kg(self, energy_j: float) -> float:
+        """Kilograms of CO2 for `energy_j` joules taken from this grid."""
+        return lb_to_kg(self.co2_lb(energy_j))
+
+    @property
+    def label(self) -> str:
+        """One line naming the factor and its source, for reports."""
+        where = f"{self.region} " if self.region else ""
+        edition = f" {self.edition}" if self.edition else ""
+        return (
+            f"{where}{self.lb_co2_per_mwh:.1f} lb CO2/MWh ({self.g_co2_per_kwh:.1f} g/kWh, {self.kind}; "
+            f"{self.source}{edition})"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "lb_co2_per_mwh": self.lb_co2_per_mwh,
+            "g_co2_per_kwh": self.g_co2_per_kwh,
+            "source": self.source,
+            "edition": self.edition,
+            "region": self.region,
+            "kind": self.kind,
+        }
+
+
+def _data_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as stream:
+        return list(csv.DictReader(line for line in stream if not line.startswith("#")))
+
+
+@lru_cache(maxsize=1)
+def egrid_table() -> dict[str, dict[str, float]]:
+    """{edition year: {subregion: lb CO2/MWh}} from the packaged eGRID csv (the US average is `US`)."""
+    table: dict[str, dict[str, float]] = {}
+    for row in _data_rows(EGRID_CSV):
+        region = row["subregion"].strip().upper()
+        for column, value in row.items():
+            if column.startswith("egrid") and value:
+                table.setdefault(column[len("egrid") :], {})[region] = float(value)
+    return table
+
+
+def egrid_editions() -> list[str]:
+    """eGRID editions available, oldest first."""
+    return sorted(egrid_table())
+
+
+def egrid_factor(region: str = "US", edition: str | int | None = None) -> GridFactor:
+    """The eGRID factor of a subregion (e.g. RFCW) or `US`, for an edition (default: the latest)."""
+    editions = egrid_editions()
+    year = str(edition).strip().lower().removeprefix("egrid") if edition is not None else editions[-1]
+    if year not in egrid_table():
+        raise BadInput(f"eGRID edition {edition!r} is not packaged: use one of {', '.join(editions)}")
+    rates = egrid_table()[year]
+    key = region.strip().upper()
+    if key in ("USA", "US AVERAGE", "US-AVERAGE"):
+        key = "US"
+    if key not in rates:
+        raise BadInput(
+            f"unknown eGRID subregion {region!r}: use one of {', '.join(sorted(rates))} "
+            "(look yours up by ZIP code with EPA's Power Profiler)"
+        )
+    return GridFactor(rates[key], EGRID_SOURCE, f"eGRID{year}", key)
+
+
+@lru_cache(maxsize=1)
+def country_table() -> dict[str, tuple[str, float]]:
+    """{ISO-3 code: (country name, g CO2e/kWh)} from the packaged OWID/Ember csv."""
+    return {row["iso3"]: (row["name"], float(row["g_co2e_per_kwh"])) for row in _data_rows(COUNTRY_CSV)}
+
+
+_COUNTRY_ALIASES = {
+    "US": "USA",
+    "UK": "GBR",
+    "GB": "GBR",
+    "BRITAIN": "GBR",
+    "GREAT BRITAIN": "GBR",
+    "CA": "CAN",
+    "FR": "FRA",
+    "DE": "DEU",
+    "CN": "CHN",
+    "IN": "IND",
+    "UNITED STATES OF AMERICA": "USA",
+}
+
+
+def country_factor(country: str) -> GridFactor:
+    """A country's 2023 annual average intensity, by ISO-3 code (`DEU`) or name (`Germany`)."""
+    table = country_table()
+    key = country.strip().upper()
+    key = _COUNTRY_ALIASES.get(key, key)
+    if key not in table:
+        by_name = {name.upper(): iso for iso, (name, _) in table.items()}
+        key = by_name.get(key, key)
+    if key not in table:
+        known = ", ".join(f"{iso} ({name})" for iso, (name, _) in sorted(table.items()))
+        raise BadInput(
+            f"no packaged intensity for country {country!r}: use one of {known}, or pass --intensity"
+        )
+    name, g_per_kwh = table[key]
+    # g/kWh equals kg/MWh
+    return GridFactor(kg_to_lb(g_per_kwh), COUNTRY_SOURCE, COUNTRY_EDITION, f"{key} ({name})")
+
+
+# mass unit -> kg; energy unit -> kWh
+_MASS_KG = {"g": 1e-3, "kg": 1.0, "t": 1000.0, "tonne": 1000.0, "lb": KG_PER_LB, "lbs": KG_PER_LB}
+_ENERGY_KWH = {"wh": 1e-3, "kwh": 1.0, "mwh": 1000.0}
+_INTENSITY_RE = re.compile(
+    r"^\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<mass>g|kg|t|tonne|lbs?)\s*"
+    r"(?:co2e?)?\s*(?:/|per)\s*(?P<energy>[kKmM]?Wh)\s*$",
+    re.IGNORECASE,
+)
+
+
+def parse_intensity(text: str) -> GridFactor:
+    """An explicit intensity with units: `1067.7lb/MWh`, `400g/kWh`, `0.4kg/kWh`, `0.954lb/kWh`."""
+    match = _INTENSITY_RE.match(text)
+    if match is None:
+        raise BadInput(
+            f"intensity {text!r} has no recognised unit: write it like 400g/kWh, 0.4kg/kWh, 1067.7lb/MWh or "
+            "0.954lb/kWh"
+        )
+    value = float(match.group("value"))
+    kg = value * _MASS_KG[match.group("mass").lower()]
+    kg_per_kwh = kg / _ENERGY_KWH[match.group("energy").lower()]
+    if not math.isfinite(kg_per_kwh) or kg_per_kwh < 0:
+        raise BadInput(f"intensity {text!r} must be a finite, non-negative number")
+    lb_per_mwh = kg_to_lb(kg_per_kwh) * KWH_PER_MWH
+    return GridFactor(lb_per_mwh, "user-given", "", "", kind="user-given")
+
+
+def resolve_grid(
+    *,
+    grid: str | None = None,
+    egrid: str | int | None = None,
+    country: str | None = None,
+    intensity: str | None = None,
+) -> GridFactor:
+    """The one grid factor a command's options name (exactly one of grid, country, intensity).
+
+    `egrid` picks the eGRID edition and goes with `grid` (alone it means the US average of that edition). With
+    nothing given, the US average of the latest eGRID edition.
+    """
+    given = [
+        name
+        for name, value in (("--grid", grid), ("--country", country), ("--intensity", intensity))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise BadInput(f"{' and '.join(given)} both name a grid factor: pass exactly one of them")
+    if egrid is not None and (country is not None or intensity is not None):
+        raise BadInput(
+            "--egrid picks an eGRID edition and goes with --grid, not with --country or --intensity"
+        )
+    if country is not None:
+        return country_factor(country)
+    if intensity is not None:
+        return parse_intensity(intensity)
+    return egrid_factor(grid or "US", egrid)
+
+
+# --- energy and power parsing ---------------------------------------------------------------------------------
+
+_ENERGY_J = {
+    "j": 1.0,
+    "mj": 1e-3,
+    "uj": 1e-6,
+    "µj": 1e-6,
+    "kj": 1e3,
+    "wh": J_PER_WH,
+    "mwh": J_PER_WH * 1e-3,
+    "kwh": J_PER_KWH,
+}
+_POWER_W = {"w": 1.0, "mw": 1e-3, "kw": 1e3}
+_QUANTITY_RE = re.compile(
+    r"^\s*(?P<value>[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>[A-Za-zµ]+)\s*$"
+)
+
+
+def _split_quantity(text: str, what: str, example: str) -> tuple[float, str]:
+    match = _QUANTITY_RE.match(text)
+    if match is None:
+        raise BadInput(f"{what} {text!r} needs a number and a unit: write it like {example}")
+    value = float(match.group("value"))
+    if value < 0 or not math.isfinite(value):
+        raise BadInput(f"{what} {text!r} must be a finite, non-negative number")
+    return value, match.group("unit")
+
+
+def parse_energy(text: str) -> float:
+    """Energy with units -> joules: `0.386J`, `3mJ`, `5Wh`, `1.2kWh` (mWh is milliwatt-hours, MWh megawatt-hours)."""
+    value, unit = _split_quantity(text, "energy", "0.386J, 3mJ, 5Wh or 1.2kWh")
+    if unit == "MWh":
+        return value * J_PER_KWH * 1000.0
+    if unit == "MJ":
+        return value * 1e6
+    factor = _ENERGY_J.get(unit.lower())
+    if factor is None:
+        raise BadInput(f"energy {text!r}: unknown unit {unit!r}; use J, mJ, kJ, MJ, Wh, kWh or MWh")
+    return value * factor
+
+
+def parse_power(text: str) -> float:
+    """Power with units -> watts: `147W`, `500mW`, `0.147kW` (a bare number is watts)."""
+    try:
+        return _non_negative(float(text), "power", text)
+    except ValueError:
+        pass
+    value, unit = _split_quantity(text, "power", "147W, 500mW or 0.147kW")
+    if unit == "MW":
+        return value * 1e6
+    factor = _POWER_W.get(unit.lower())
+    if factor is None:
+        raise BadInput(f"power {text!r}: unknown unit {unit!r}; use W, mW or kW")
+    return value * factor
+
+
+def _non_negative(value: float, what: str, text: str) -> float:
+    if value < 0 or not math.isfinite(value):
+        raise BadInput(f"{what} {text!r} must be a finite, non-negative number")
+    return value
+
+
+# --- estimates ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CarbonEstimate:
+    """Energy and CO2 of one figure under one grid factor (energy already multiplied by the PUE)."""
+
+    energy_j: float
+    pue: float
+    grid: GridFactor
+
+    @property
+    def energy_kwh(self) -> float:
+        return j_to_kwh(self.energy_j)
+
+    @property
+    def co2_lb(self) -> float:
+        return self.grid.co2_lb(self.energy_j)
+
+    @property
+    def co2_kg(self) -> float:
+        return self.grid.co2_kg(self.energy_j)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "energy_j": self.energy_j,
+            "energy_kwh": self.energy_kwh,
+            "pue": self.pue,
+            "co2_kg": self.co2_kg,
+            "co2_lb": self.co2_lb,
+            "grid": self.grid.to_dict(),
+        }
+
+
+def estimate(energy_j: float, grid: GridFactor, pue: float = 1.0) -> CarbonEstimate:
+    """CO2 of `energy_j` joules at the device, with facility overhead `pue` (1.0 for a device on a desk)."""
+    if pue < 1.0 or not math.isfinite(pue):
+        raise BadInput(f"PUE {pue} is below 1: a facility cannot use less than its IT load; pass --pue >= 1")
+    return CarbonEstimate(energy_j * pue, pue, grid)
+
+
+def training_estimate(
+    power_w: float, hours: float, grid: GridFactor, pue: float = STRUBELL_PUE
+) -> CarbonEstimate:
+    """Strubell et al. (2019): energy_kWh = PUE x hours x average kW; CO2 = intensity x energy_kWh."""
+    if hours < 0 or not math.isfinite(hours):
+        raise BadInput(f"hours {hours} must be a finite, non-negative number")
+    return estimate(power_w * hours * 3600.0, grid, pue)
+
+
+# EPA Greenhouse Gas Equivalencies (recent revisions); context, not exact: confirm before quoting.
+EQUIVALENTS_KG: tuple[tuple[str, float], ...] = (
+    ("miles driven by an average gasoline car", 393.0 / 1000.0),
+    ("smartphone charges", 12.4 / 1000.0),
+    ("gallons of gasoline burned", 8887.0 / 1000.0),
+)
+
+
+def equivalents(co2_kg: float) -> list[str]:
+    """Everyday equivalents of `co2_kg` as lines (EPA figures; approximate)."""
+    return [f"~{co2_kg / per_unit_kg:.3g} {what}" for what, per_unit_kg in EQUIVALENTS_KG]
+
+
+def format_estimate(result: CarbonEstimate, *, context: bool = False) -> list[str]:
+    """Terminal lines for one estimate."""
+    lines = [
+        f"energy   {result.energy_j:.4g} J = {result.energy_kwh:.4g} kWh"
+        + (f" (PUE {result.pue:g} included)" if result.pue != 1.0 else ""),
+        f"CO2      {result.co2_kg:.4g} kg = {result.co2_lb:.4g} lbs",
+        f"grid     {result.grid.label}",
+    ]
+    if context:
+        lines.append("equivalent to (EPA Greenhouse Gas Equivalencies; approximate, confirm before quoting):")
+        lines.extend(f"  {line}" for line in equivalents(result.co2_kg))
+    return lines
