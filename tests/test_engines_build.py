@@ -167,3 +167,18 @@ def test_io_binding_gives_the_same_outputs(tmp_path):
     finally:
         plain.close()
         bound.close()
+
+
+def test_fp16_conversion_is_topologically_sorted_with_float32_io():
+    from edgebench.engines.backbones import builtin_model
+    from edgebench.engines.backends.ort import convert_fp16
+    from edgebench.engines.counting import fix_input_shape
+
+    model = convert_fp16(fix_input_shape(builtin_model("mobilenet_v3_small"), 1, 32, 32))
+    seen = {value.name for value in model.graph.input} | {init.name for init in model.graph.initializer} | {""}
+    for node in model.graph.node:
+        assert set(node.input) <= seen, node.name
+        seen.update(node.output)
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert any(init.data_type == TensorProto.FLOAT16 for init in model.graph.initializer)
