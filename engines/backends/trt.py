@@ -83,7 +83,8 @@ class TensorRTBackend:
         try:
             import pycuda.driver as cuda
 
-            versions["cuda_driver"] = ".".join(map(str, divmod(cuda.get_driver_version(), 1000)))
+            driver = cuda.get_driver_version()  # CUDA encodes 12.2 as 12020
+            versions["cuda_driver"] = f"{driver // 1000}.{driver % 1000 // 10}"
             cuda.init()
             versions["gpu"] = cuda.Device(0).name()
         except Exception:  # versions are informative: a missing driver is reported by available()
@@ -202,8 +203,8 @@ class TensorRTRunner:
             flags, sync = cuda.ctx_flags.SCHED_BLOCKING_SYNC, "blocking"
         self._ctx = cuda.Device(options.device_id).make_context(flags)
         try:
-            logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(logger)
+            self._logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime
+            self._runtime = trt.Runtime(self._logger)
             self._engine = self._runtime.deserialize_cuda_engine(artifact.read_bytes())
             if self._engine is None:
                 raise EdgebenchError(
@@ -231,15 +232,19 @@ class TensorRTRunner:
                 self._bindings.append(int(device))
         except BaseException:
             self._ctx.pop()
+            self._ctx.detach()
             raise
-        copies = "host->device copies of inputs and device->host copies of outputs, " if self.include_copies else ""
-        self.timed_region = (
-            f"{'execute_async_v3' if self._tensor_api else 'execute_async_v2'} on one CUDA stream, {copies}"
-            "then stream.synchronize(); inputs already on the GPU, no preprocessing"
-            if not self.include_copies
-            else f"{copies}{'execute_async_v3' if self._tensor_api else 'execute_async_v2'} on one CUDA stream, "
-            "then stream.synchronize(); no preprocessing"
-        )
+        execute = "execute_async_v3" if self._tensor_api else "execute_async_v2"
+        if self.include_copies:
+            self.timed_region = (
+                f"host->device input copies, {execute}, device->host output copies on one CUDA stream, then "
+                "stream.synchronize(); inputs in page-locked host memory; no preprocessing"
+            )
+        else:
+            self.timed_region = (
+                f"{execute} on one CUDA stream, then stream.synchronize(); inputs already on the GPU and outputs "
+                "left there; no preprocessing"
+            )
         self.settings = {
             "backend": "tensorrt",
             "tensorrt_version": trt.__version__,
@@ -300,8 +305,10 @@ class TensorRTRunner:
         for _, device in self._inputs + self._outputs:
             device.free()
         self._inputs, self._outputs = [], []
+        # TensorRT objects and the stream must die while their CUDA context is still current
         self._context = None
         self._engine = None
+        self._stream = None
         self._ctx.pop()
         self._ctx.detach()
 
