@@ -32,9 +32,21 @@ INPUT_SEED = 1234  # inputs are random but identical for every engine of the sam
 def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """fp16 weights and compute with float32 graph inputs/outputs, checked and topologically sorted."""
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    try:  # shipped inside the onnxruntime wheel
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError:  # some ARM builds of onnxruntime leave the transformers tools out
+        try:
+            from onnxconverter_common.float16 import convert_float_to_float16
+        except ImportError as exc:
+            from edgebench.errors import MissingDependency
+
+            raise MissingDependency(
+                "fp16 conversion needs onnxruntime.transformers or onnxconverter-common: "
+                "pip install onnxconverter-common"
+            ) from exc
+
+    converted = convert_float_to_float16(model, keep_io_types=True)
     _topological_sort(converted.graph)
     onnx.checker.check_model(converted)
     return converted
