@@ -127,6 +127,9 @@ def test_builtins_are_valid_onnx_with_symbolic_batch_height_width():
         onnx.checker.check_model(model)
         dims = model.graph.input[0].type.tensor_type.shape.dim
         assert [d.dim_param or d.dim_value for d in dims] == ["batch", BUILTINS[name].channels, "height", "width"]
+        # opset 13 / IR 7 so TensorRT 8.2 (JetPack 4.6) can parse them: no op newer than opset 13
+        assert [o.version for o in model.opset_import] == [13] and model.ir_version == 7
+        assert "HardSwish" not in {node.op_type for node in model.graph.node}
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS))

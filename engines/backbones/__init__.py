@@ -20,7 +20,10 @@ from edgebench.errors import BadInput, MissingDependency
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-OPSET = 17  # Hardswish needs >= 14; 17 is well supported by ORT >= 1.11 and TensorRT >= 8.5's ONNX parser
+# Opset 13 (IR 7): the newest that TensorRT 8.2's ONNX parser (JetPack 4.6, the Jetson Nano's last JetPack) reads;
+# ORT runs it everywhere. HardSwish (opset 14) is therefore written as x * HardSigmoid(x), the same function.
+OPSET = 13
+IR_VERSION = 7
 SEED = 20240  # weights are random but reproducible, so a cache key stays stable between runs
 INPUT_DIMS = ("batch", "channels", "height", "width")
 

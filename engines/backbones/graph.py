@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from edgebench.engines.backbones import INPUT_DIMS, OPSET, SEED
+from edgebench.engines.backbones import INPUT_DIMS, IR_VERSION, OPSET, SEED
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -80,7 +80,8 @@ class GraphBuilder:
         return self.node("Clip", [x, lo, hi], prefix="relu6")
 
     def hardswish(self, x: str) -> str:
-        return self.node("HardSwish", [x])
+        # torch's hardswish x * relu6(x + 3) / 6, spelled for opset 13 (ONNX HardSwish arrived in opset 14)
+        return self.node("Mul", [x, self.hardsigmoid(x)], prefix="hardswish")
 
     def hardsigmoid(self, x: str) -> str:
         # torch's hardsigmoid is relu6(x + 3) / 6: alpha 1/6, beta 0.5
@@ -106,7 +107,7 @@ class GraphBuilder:
         """The finished, checked model."""
         graph = helper.make_graph(self.nodes, self.name, [self.input], self.outputs, self.initializers)
         model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgebench", ir_version=8
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgebench", ir_version=IR_VERSION
         )
         onnx.checker.check_model(model)
         return model
