@@ -182,3 +182,20 @@ def test_fp16_conversion_is_topologically_sorted_with_float32_io():
     assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
     assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
     assert any(init.data_type == TensorProto.FLOAT16 for init in model.graph.initializer)
+
+
+def test_cache_key_covers_source_options_versions_and_name():
+    from edgebench.engines.build import cache_key
+
+    spec = EngineSpec("resnet18", 1, 64, 64, "fp32")
+    base = cache_key(b"model", spec, "onnxruntime", {"level": "basic"}, {"onnxruntime": "1.17"})
+    assert base == cache_key(b"model", spec, "onnxruntime", {"level": "basic"}, {"onnxruntime": "1.17"})
+    variants = [
+        cache_key(b"model2", spec, "onnxruntime", {"level": "basic"}, {"onnxruntime": "1.17"}),
+        cache_key(b"model", EngineSpec("resnet18", 2, 64, 64, "fp32"), "onnxruntime", {"level": "basic"},
+                  {"onnxruntime": "1.17"}),
+        cache_key(b"model", spec, "tensorrt", {"level": "basic"}, {"onnxruntime": "1.17"}),
+        cache_key(b"model", spec, "onnxruntime", {"level": "extended"}, {"onnxruntime": "1.17"}),
+        cache_key(b"model", spec, "onnxruntime", {"level": "basic"}, {"onnxruntime": "1.18"}),
+    ]
+    assert len({base, *variants}) == 6
