@@ -99,8 +99,9 @@ class GridFactor:
         """One line naming the factor and its source, for reports."""
         where = f"{self.region} " if self.region else ""
         edition = f" {self.edition}" if self.edition else ""
+        kind = f", {self.kind}" if self.kind != self.source else ""
         return (
-            f"{where}{self.lb_co2_per_mwh:.1f} lb CO2/MWh ({self.g_co2_per_kwh:.1f} g/kWh, {self.kind}; "
+            f"{where}{self.lb_co2_per_mwh:.1f} lb CO2/MWh ({self.g_co2_per_kwh:.1f} g/kWh{kind}; "
             f"{self.source}{edition})"
         )
 

@@ -210,7 +210,8 @@ class _Trace:
         n = len(self.t)
         if n > 1 and np.any(self.t[1:] < self.t[:-1]):
             raise BadInput(f"meter trace of {trace.meter!r} is not sorted by time: load it with load_trace")
-        self.period_s = float(np.median(np.diff(self.t))) / 1e9 if n > 1 else math.nan
+        # the nominal period: median spacing (one temporary array of n - 1 spacings, sorted in place)
+        self.period_s = float(np.median(np.diff(self.t), overwrite_input=True)) / 1e9 if n > 1 else math.nan
         gaps = sorted((int(a), int(b)) for a, b in trace.gaps)
         self.gap_start = np.array([a for a, _ in gaps], dtype=np.int64)
         # running maximum of gap ends, so "a gap starting before `end` ends after `start`" is one binary search

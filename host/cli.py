@@ -1,0 +1,279 @@
+"""`edgebench pair` (run records + a meter log, offline), `edgebench report` (re-render a measure directory) and
+`edgebench carbon` (energy to kWh and CO2 with a grid factor).
+
+Results go to stdout (the ranked table, CSV, JSON or Markdown); diagnostics and warnings to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from edgebench.console import note, warn
+from edgebench.errors import BadInput
+
+FORMAT_CHOICE = click.Choice(["table", "csv", "json", "md"])
+_OFFSET_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def parse_clock_offset(text: str) -> int:
+    """`0`, `-1500000` (ns), `12.5ms`, `300us`, `-1.2s` -> host minus agent, in integer nanoseconds."""
+    match = re.fullmatch(r"\s*([-+]?\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)?\s*", text)
+    if match is None:
+        raise BadInput(f"clock offset {text!r} is not a time: write it like 0, 1500000 (ns), 12.5ms or -1.2s")
+    value, unit = match.group(1), match.group(2)
+    if unit is None and "." in value:
+        raise BadInput(
+            f"clock offset {text!r} without a unit must be whole nanoseconds: add ms or s, e.g. {text}ms"
+        )
+    return round(float(value) * _OFFSET_UNITS_NS[unit or "ns"])
+
+
+def grid_options(f):
+    """--grid/--egrid/--country/--intensity: one grid factor (resolved by carbon.resolve_grid)."""
+    f = click.option("--intensity", help="Explicit intensity with units: 400g/kWh, 0.4kg/kWh, 1067.7lb/MWh.")(
+        f
+    )
+    f = click.option(
+        "--country", help="Country average (OWID/Ember 2023): ISO-3 code (DEU) or name (Germany)."
+    )(f)
+    f = click.option(
+        "--egrid", "egrid", metavar="YEAR", help="eGRID edition: 2019, 2022 or 2023 (default latest)."
+    )(f)
+    f = click.option(
+        "--grid", metavar="SUBREGION", help="EPA eGRID subregion, e.g. RFCW (default: US average)."
+    )(f)
+    return f
+
+
+def _emit(lines: list[str]) -> None:
+    click.echo("\n".join(lines))
+
+
+def _load_trace(path: Path, resolution_w: float | None):
+    """The meter log through the store's loader (SQLite or CSV), with the resolution overridden if given."""
+    import dataclasses
+
+    from edgebench.host.store import load_trace
+
+    trace = load_trace(path)
+    if resolution_w is not None:
+        trace = dataclasses.replace(trace, resolution_w=resolution_w)
+    return trace
+
+
+def _report_invalid(result) -> None:
+    bad = [w for w in result.windows if not w.valid]
+    if bad:
+        warn(
+            f"{len(bad)} of {len(result.windows)} windows are invalid or failed and are left out of the figures "
+            "(see the status column; --format json lists every reason)"
+        )
+    if result.idle is None:
+        warn("no valid idle window: net figures need an idle baseline (measure one with `edgebench measure`)")
+
+
+def _render(result, fmt: str, sort: str | None, out: Path | None) -> None:
+    from edgebench.host.table import render, write_exports
+
+    lines = render(result, fmt, sort)
+    if out is not None:
+        for path in write_exports(result, out, sort):
+            note(f"wrote {path}")
+    _emit(lines)
+
+
+@click.command()
+@click.argument("runs", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("meter_log", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--clock-offset",
+    default=None,
+    metavar="OFFSET",
+    help="Host clock minus agent clock: 0, nanoseconds, or 12.5ms / -1.2s (default 0: same machine).",
+)
+@click.option(
+    "--clock-uncertainty",
+    default="0",
+    metavar="TIME",
+    help="Uncertainty of the clock offset (ns, or 2ms...); windows where it matters are marked invalid.",
+)
+@grid_options
+@click.option(
+    "--pue", type=float, default=1.0, show_default=True, help="Facility overhead multiplier for CO2."
+)
+@click.option(
+    "--resolution", "resolution_w", type=float, help="Meter resolution in W (default: what the log says)."
+)
+@click.option("--min-samples", type=int, default=10, show_default=True, help="Meter readings a window needs.")
+@click.option(
+    "--sort", metavar="COLUMN", help="Sort column (net_j, gross_j, latency, co2...; -COL descending)."
+)
+@click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), help="Also write table.csv/json/md here."
+)
+def pair(
+    runs: Path,
+    meter_log: Path,
+    clock_offset: str | None,
+    clock_uncertainty: str,
+    grid: str | None,
+    egrid: str | None,
+    country: str | None,
+    intensity: str | None,
+    pue: float,
+    resolution_w: float | None,
+    min_samples: int,
+    sort: str | None,
+    fmt: str,
+    out: Path | None,
+) -> None:
+    """Pair RUNS (RunRecords from `edgebench bench --out`) with METER_LOG (`edgebench meter log`), offline.
+
+    Each window is mapped to the host clock with --clock-offset, integrated over the meter log, checked (at least
+    --min-samples readings, full coverage, no gap) and combined per engine into the ranked energy table.
+    """
+    from edgebench.host.carbon import resolve_grid
+    from edgebench.host.pairing import pair as pair_runs
+
+    from edgebench.records import ClockOffset, read_run_records
+
+    factor = resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
+    records = read_run_records(runs)
+    if not records:
+        raise BadInput(f"{runs} holds no run records: pass the file `edgebench bench --out` wrote")
+    if not meter_log.is_file():
+        raise BadInput(f"no such meter log: {meter_log}: pass the file `edgebench meter log` wrote")
+    if clock_offset is None and any(r.clock != "host:realtime" for r in records):
+        note(
+            "clock offset 0: assuming the runs and the meter log were timed on the same machine (--clock-offset)"
+        )
+    clock = ClockOffset(
+        offset_ns=parse_clock_offset(clock_offset or "0"),
+        uncertainty_ns=abs(parse_clock_offset(clock_uncertainty)),
+        method="user-given" if clock_offset is not None else "same clock",
+    )
+    trace = _load_trace(meter_log, resolution_w)
+    result = pair_runs(records, trace, clock, grid=factor, min_samples=min_samples, pue=pue)
+    _report_invalid(result)
+    _render(result, fmt, sort, out)
+
+
+def _find_meter_log(directory: Path) -> Path:
+    for name in ("meter.sqlite", "meter.csv"):
+        if (directory / name).is_file():
+            return directory / name
+    raise BadInput(
+        f"{directory} has no meter.sqlite or meter.csv: pass the directory `edgebench measure` wrote"
+    )
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@grid_options
+@click.option("--pue", type=float, help="Facility overhead multiplier (default: the session's).")
+@click.option(
+    "--sort", metavar="COLUMN", help="Sort column (net_j, gross_j, latency, co2...; -COL descending)."
+)
+@click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
+@click.option("--write", is_flag=True, help="Also rewrite DIRECTORY/table.csv, table.json and table.md.")
+def report(
+    directory: Path,
+    grid: str | None,
+    egrid: str | None,
+    country: str | None,
+    intensity: str | None,
+    pue: float | None,
+    sort: str | None,
+    fmt: str,
+    write: bool,
+) -> None:
+    """Re-render the ranked table of a measure DIRECTORY (runs.jsonl, meter log, session.json, clock.json).
+
+    The grid factor is the session's unless --grid/--country/--intensity names another.
+    """
+    from edgebench.host.carbon import resolve_grid
+    from edgebench.host.pairing import load_session
+    from edgebench.host.pairing import pair as pair_runs
+
+    from edgebench.records import ZERO_OFFSET, read_run_records
+
+    if not directory.is_dir():
+        raise BadInput(f"no such directory: {directory}: pass the directory `edgebench measure --out` wrote")
+    session = load_session(directory)
+    overridden = any(v is not None for v in (grid, egrid, country, intensity))
+    factor = (
+        resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
+        if overridden
+        else session.grid
+    )
+    records = read_run_records(directory / "runs.jsonl")
+    clock = session.clock
+    if clock is None:
+        if any(r.clock != "host:realtime" for r in records):
+            warn(f"{directory} has no clock.json: assuming offset 0 between agent and host clocks")
+        clock = ZERO_OFFSET
+    trace = _load_trace(_find_meter_log(directory), session.resolution_w)
+    result = pair_runs(
+        records,
+        trace,
+        clock,
+        grid=factor,
+        min_samples=session.min_samples,
+        pue=session.pue if pue is None else pue,
+    )
+    _report_invalid(result)
+    _render(result, fmt, sort, directory if write else None)
+
+
+@click.command()
+@click.option("--energy", help="Energy with units: 0.386J, 3mJ, 5Wh, 1.2kWh.")
+@click.option("--power", help="Average power with units (147W, 500mW), with --hours: a training estimate.")
+@click.option("--hours", type=float, help="Hours at --power.")
+@grid_options
+@click.option(
+    "--pue", type=float, default=1.0, show_default=True, help="Facility overhead (1.58: 2018 data centre)."
+)
+@click.option("--equivalents", is_flag=True, help="Add everyday equivalents (EPA; approximate).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def carbon(
+    energy: str | None,
+    power: str | None,
+    hours: float | None,
+    grid: str | None,
+    egrid: str | None,
+    country: str | None,
+    intensity: str | None,
+    pue: float,
+    equivalents: bool,
+    as_json: bool,
+) -> None:
+    """Convert an energy (or power x hours) to kWh and CO2 with one grid factor.
+
+    \b
+    edgebench carbon --energy 0.386J --grid RFCW --egrid 2019
+    edgebench carbon --power 147W --hours 9.25 --pue 1.58 --intensity 0.954lb/kWh
+    """
+    from edgebench.host import carbon as c
+
+    if energy is not None and (power is not None or hours is not None):
+        raise BadInput("pass either --energy or --power with --hours, not both")
+    if energy is None and (power is None or hours is None):
+        raise BadInput("pass --energy (e.g. 0.386J), or --power and --hours (e.g. --power 147W --hours 9.25)")
+    factor = c.resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
+    if energy is not None:
+        result = c.estimate(c.parse_energy(energy), factor, pue)
+    else:
+        assert power is not None and hours is not None
+        result = c.training_estimate(c.parse_power(power), hours, factor, pue)
+    if as_json:
+        data = result.to_dict()
+        if equivalents:
+            data["equivalents"] = c.equivalents(result.co2_kg)
+        click.echo(json.dumps(data))
+        return
+    _emit(c.format_estimate(result, context=equivalents))

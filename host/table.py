@@ -1,0 +1,294 @@
+"""The ranked per-engine energy table and its exports (terminal, CSV, JSON, Markdown).
+
+Engines whose status is "ok" are ranked by the sort column (default: net J/inference ascending, or gross when
+there is no idle baseline); invalid and failed engines are listed after them, marked, and never ranked.
+Formatters return lines. `write_exports` writes table.csv, table.json and table.md atomically (temp file +
+rename) so that `edgebench measure` can call it after every engine and a crash still leaves a whole table.
+
+JSON format history (readers accept every version listed here):
+- 1: first version: {"format": "edgebench-table", "version": 1, "grid", "idle", "pue", "meter", "thresholds",
+  "sort", "engines": [{"rank", <every EngineResult field>, co2 per million}]}; NaN is written as null.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgebench.errors import BadInput
+
+from .pairing import EngineResult, PairingResult
+
+TABLE_FORMAT = "edgebench-table"
+TABLE_VERSION = 1
+FORMATS = ("table", "csv", "json", "md")
+
+
+def _resolution_pixels(e: EngineResult) -> float:
+    match = re.fullmatch(r"(\d+)x(\d+)", e.resolution)
+    return int(match.group(1)) * int(match.group(2)) if match else math.nan
+
+
+# sort key -> what it reads; any EngineResult field name is accepted too
+SORT_KEYS: dict[str, Callable[[EngineResult], Any]] = {
+    "engine": lambda e: e.engine,
+    "backbone": lambda e: e.backbone,
+    "batch": lambda e: e.batch,
+    "resolution": _resolution_pixels,
+    "precision": lambda e: e.precision,
+    "latency": lambda e: e.latency_mean_ms,
+    "p50": lambda e: e.latency_p50_ms,
+    "throughput": lambda e: e.throughput_samples_s,
+    "wall_w": lambda e: e.wall_power_w,
+    "net_w": lambda e: e.net_power_w,
+    "gross_j": lambda e: e.gross_j_per_inference,
+    "net_j": lambda e: e.net_j_per_inference,
+    "rail_j": lambda e: e.rail_j_per_inference,
+    "j_per_sample": lambda e: e.net_j_per_sample,
+    "co2": lambda e: e.co2_lb_per_inference,
+}
+_FIELDS = {f.name for f in dataclasses.fields(EngineResult)}
+
+
+def default_sort(engines: Sequence[EngineResult]) -> str:
+    """net_j when any ranked engine has a net figure (an idle baseline exists), gross_j otherwise."""
+    return "net_j" if any(e.ok and math.isfinite(e.net_j_per_inference) for e in engines) else "gross_j"
+
+
+def _sort_getter(key: str) -> Callable[[EngineResult], Any]:
+    if key in SORT_KEYS:
+        return SORT_KEYS[key]
+    if key in _FIELDS:
+        return lambda e: getattr(e, key)
+    known = ", ".join([*SORT_KEYS, "or any column name of the CSV"])
+    raise BadInput(f"unknown sort column {key!r}: use one of {known} (prefix - for descending)")
+
+
+def rank(engines: Sequence[EngineResult], sort: str | None = None) -> list[tuple[int | None, EngineResult]]:
+    """(rank, engine) rows: ok engines sorted by `sort` (prefix `-` for descending) and numbered from 1, values
+    that are missing (NaN) after the others; invalid and failed engines after them, unranked, in input order."""
+    key = sort or default_sort(engines)
+    descending = key.startswith("-")
+    getter = _sort_getter(key.lstrip("-"))
+    ok = [e for e in engines if e.ok]
+    missing = [e for e in ok if isinstance(getter(e), float) and math.isnan(getter(e))]
+    present = [e for e in ok if e not in missing]
+    present.sort(key=getter, reverse=descending)
+    ranked: list[tuple[int | None, EngineResult]] = [(i, e) for i, e in enumerate(present + missing, 1)]
+    return ranked + [(None, e) for e in engines if not e.ok]
+
+
+# --- cells ----------------------------------------------------------------------------------------------------
+
+
+def _num(value: float, spec: str) -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and not math.isfinite(value))
+        else format(value, spec)
+    )
+
+
+def _pm(value: float, u: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    if not (math.isfinite(u) and u > 0):
+        return f"{value:.4g}"
+    # the value to the decimal place of the uncertainty's second significant digit (0.5500 ± 0.0050)
+    decimals = min(max(0, 1 - math.floor(math.log10(u))), 15)
+    return f"{value:.{decimals}f} ± {u:.{decimals}f}"
+
+
+def _rails(e: EngineResult) -> str:
+    text = _pm(e.rail_j_per_inference, e.rail_j_per_inference_u)
+    return text + " *" if e.rail_estimate and text != "-" else text
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str  # with units
+    cell: Callable[[EngineResult], str]
+    numeric: bool = True
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("engine", lambda e: e.engine, numeric=False),
+    Column("backbone", lambda e: e.backbone, numeric=False),
+    Column("batch", lambda e: str(e.batch)),
+    Column("HxW", lambda e: e.resolution or "-"),
+    Column("prec", lambda e: e.precision or "-", numeric=False),
+    Column("latency ms", lambda e: _num(e.latency_mean_ms, ".4g")),
+    Column("samples/s", lambda e: _num(e.throughput_samples_s, ".4g")),
+    Column("wall W", lambda e: _num(e.wall_power_w, ".4g")),
+    Column("net W", lambda e: _num(e.net_power_w, ".4g")),
+    Column("J/inf wall", lambda e: _pm(e.gross_j_per_inference, e.gross_j_per_inference_u)),
+    Column("J/inf net", lambda e: _pm(e.net_j_per_inference, e.net_j_per_inference_u)),
+    Column("J/inf rails", _rails),
+    Column("CO2 lb/inf", lambda e: _num(e.co2_lb_per_inference, ".3e")),
+    Column("CO2 g/1M inf", lambda e: _num(e.co2_kg_per_inference * 1e9, ".4g")),
+    Column("windows", lambda e: f"{e.valid_windows}/{e.windows}"),
+)
+
+
+def _rows(result: PairingResult, sort: str | None) -> list[tuple[str, list[str], EngineResult]]:
+    rows = []
+    for position, e in rank(result.engines, sort):
+        rows.append((str(position) if position else "-", [c.cell(e) for c in COLUMNS], e))
+    return rows
+
+
+def _footer(result: PairingResult, sort: str) -> list[str]:
+    lines = []
+    if result.idle is not None:
+        i = result.idle
+        lines.append(
+            f"idle baseline: {i.power_w:.4g} ± {i.power_u_w:.2g} W (sd {i.spread_w:.2g} W over {i.windows} window(s))"
+        )
+    else:
+        lines.append("idle baseline: none measured, so no net figures")
+    lines.append(f"grid: {result.grid.label}" + (f"; PUE {result.pue:g}" if result.pue != 1.0 else ""))
+    if result.meter:
+        lines.append(
+            f"meter: {result.meter}"
+            + (f", resolution {result.resolution_w:g} W" if result.resolution_w else "")
+        )
+    lines.append(
+        f"sorted by {sort}; inference = one engine execution (one batch); ± = 1 sigma (meter resolution, clock, "
+        "spread of repeats); CO2 from wall (gross) energy"
+    )
+    if any(e.rail_estimate for e in result.engines):
+        lines.append("* rail figure modelled (estimate), not measured")
+    return lines
+
+
+def format_table(result: PairingResult, sort: str | None = None) -> list[str]:
+    """The ranked table as aligned terminal lines, invalid/failed engines last with their reason."""
+    sort = sort or default_sort(result.engines)
+    headers = ["rank", *(c.header for c in COLUMNS)]
+    rows = _rows(result, sort)
+    body = [[r, *cells] for r, cells, _ in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
+    numeric = [True, *(c.numeric for c in COLUMNS)]
+
+    def line(cells: list[str]) -> str:
+        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    lines = [line(headers), line(["-" * w for w in widths])]
+    for (_, _, e), cells in zip(rows, body, strict=True):
+        lines.append(line(cells))
+        if not e.ok:
+            lines.append(f"      ^ {e.status}")
+    if not rows:
+        lines.append("(no engines)")
+    lines.append("")
+    lines.extend(_footer(result, sort))
+    return lines
+
+
+def _record(position: int | None, e: EngineResult) -> dict[str, Any]:
+    data: dict[str, Any] = {"rank": position}
+    for f in dataclasses.fields(EngineResult):
+        value = getattr(e, f.name)
+        data[f.name] = None if isinstance(value, float) and not math.isfinite(value) else value
+    for name in ("co2_kg_per_million", "co2_lb_per_million"):
+        value = getattr(e, name)
+        data[name] = value if math.isfinite(value) else None
+    return data
+
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "rank",
+    *(f.name for f in dataclasses.fields(EngineResult)),
+    "co2_kg_per_million",
+    "co2_lb_per_million",
+)
+
+
+def format_csv(result: PairingResult, sort: str | None = None) -> list[str]:
+    """CSV lines: one row per engine, every figure with its unit in the column name; NaN is empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for position, e in rank(result.engines, sort):
+        writer.writerow({k: ("" if v is None else v) for k, v in _record(position, e).items()})
+    return buffer.getvalue().splitlines()
+
+
+def table_document(result: PairingResult, sort: str | None = None) -> dict[str, Any]:
+    """The JSON document (versioned) of the table."""
+    sort = sort or default_sort(result.engines)
+    idle = dataclasses.asdict(result.idle) if result.idle else None
+    return {
+        "format": TABLE_FORMAT,
+        "version": TABLE_VERSION,
+        "sort": sort,
+        "grid": result.grid.to_dict(),
+        "pue": result.pue,
+        "meter": result.meter,
+        "resolution_w": result.resolution_w,
+        "idle": idle,
+        "thresholds": dict(result.thresholds),
+        "inference": "one engine execution (one batch); sample = one input of the batch",
+        "engines": [_record(position, e) for position, e in rank(result.engines, sort)],
+    }
+
+
+def format_json(result: PairingResult, sort: str | None = None) -> list[str]:
+    """The versioned JSON document as lines."""
+    return json.dumps(table_document(result, sort), indent=2, allow_nan=False).splitlines()
+
+
+def format_markdown(result: PairingResult, sort: str | None = None) -> list[str]:
+    """A GitHub Markdown table with the footer as a list below it."""
+    sort = sort or default_sort(result.engines)
+    headers = ["rank", *(c.header for c in COLUMNS), "status"]
+    align = ["---:", *("---:" if c.numeric else ":---" for c in COLUMNS), ":---"]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    for r, cells, e in _rows(result, sort):
+        escaped = [c.replace("|", "\\|") for c in (r, *cells, e.status)]
+        lines.append("| " + " | ".join(escaped) + " |")
+    lines.append("")
+    lines.extend(f"- {line}" for line in _footer(result, sort))
+    return lines
+
+
+FORMATTERS: dict[str, Callable[[PairingResult, str | None], list[str]]] = {
+    "table": format_table,
+    "csv": format_csv,
+    "json": format_json,
+    "md": format_markdown,
+}
+
+
+def render(result: PairingResult, fmt: str = "table", sort: str | None = None) -> list[str]:
+    """Lines of the table in one of FORMATS."""
+    if fmt not in FORMATTERS:
+        raise BadInput(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return FORMATTERS[fmt](result, sort)
+
+
+def _atomic_write(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(path)  # atomic on POSIX: a reader sees the old table or the new one, never half of one
+
+
+def write_exports(result: PairingResult, out_dir: str | Path, sort: str | None = None) -> list[Path]:
+    """Write out_dir/table.csv, table.json and table.md atomically; returns the paths written."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fmt in (("table.csv", "csv"), ("table.json", "json"), ("table.md", "md")):
+        path = d / name
+        _atomic_write(path, render(result, fmt, sort))
+        written.append(path)
+    return written

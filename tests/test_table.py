@@ -1,0 +1,161 @@
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from edgebench.host.carbon import egrid_factor
+from edgebench.host.pairing import pair
+from edgebench.host.table import CSV_COLUMNS, SORT_KEYS, rank, render, write_exports
+
+from edgebench.errors import BadInput
+from edgebench.records import ClockOffset, MeterTrace, RailEnergy, RunRecord
+
+EPOCH = 1_700_000_000_000_000_000
+S = 1_000_000_000
+
+
+def _run(engine, start_s, end_s, iterations, batch, latency_ms, kind="run", rail=None):
+    return RunRecord(
+        engine=engine,
+        backend="onnxruntime",
+        clock="agent:realtime",
+        window_start_ns=EPOCH + int(start_s * S),
+        window_end_ns=EPOCH + int(end_s * S),
+        iterations=iterations,
+        batch=batch,
+        latencies_ns=tuple([int(latency_ms * 1e6)] * iterations),
+        kind=kind,
+        rail_energy=rail,
+    )
+
+
+@pytest.fixture(scope="module")
+def result():
+    # idle 2 W for 0-20 s, then each engine its own power level for 20 s
+    levels = [(20, 40, 6.0), (40, 60, 4.0), (60, 80, 9.0)]
+    t_s = np.arange(0, 100, 0.1)
+    p = np.full_like(t_s, 2.0)
+    for a, b, w in levels:
+        p[(t_s >= a) & (t_s < b)] = w
+    trace = MeterTrace(EPOCH + np.round(t_s * 1e9).astype(np.int64), p, "wattsup PRO", resolution_w=0.1)
+    runs = [
+        _run("idle", 2, 18, 0, 1, 0, kind="idle"),
+        _run("resnet18_1_224_224_fp32", 22, 38, 160, 1, 100.0),  # 6 W: 0.6 J/inf gross, 0.4 net
+        _run("mbv2_4_120_392_fp16", 42, 58, 400, 4, 40.0),  # 4 W: 0.16 gross, 0.08 net
+        _run("sp_squeeze_2_120_392_FP16_seq_4", 62, 78, 100, 2, 160.0,
+             rail=RailEnergy("tegrastats", "VDD_IN", 50.0, 3.1, 16, estimate=True)),  # 9 W: 1.44, 1.12
+        _run("broken_1_8_8_fp32", 90, 90.3, 3, 1, 100.0),  # too short: invalid
+    ]  # fmt: skip
+    return pair(runs, trace, ClockOffset(0), grid=egrid_factor("RFCW", 2019))
+
+
+def _order(result, sort=None):
+    return [e.engine for _, e in rank(result.engines, sort)]
+
+
+def test_default_sort_is_net_j_ascending_with_invalid_last(result):
+    assert _order(result) == [
+        "mbv2_4_120_392_fp16",
+        "resnet18_1_224_224_fp32",
+        "sp_squeeze_2_120_392_FP16_seq_4",
+        "broken_1_8_8_fp32",
+    ]
+    ranks = [r for r, _ in rank(result.engines)]
+    assert ranks == [1, 2, 3, None]
+
+
+@pytest.mark.parametrize("key", sorted(SORT_KEYS))
+def test_every_sort_key_works_and_invalid_stays_last(result, key):
+    order = _order(result, key)
+    assert order[-1] == "broken_1_8_8_fp32"
+    assert sorted(order[:-1]) == sorted(e.engine for e in result.engines if e.ok)
+
+
+def test_sort_direction_and_field_names(result):
+    assert _order(result, "latency")[:3] == [
+        "mbv2_4_120_392_fp16",
+        "resnet18_1_224_224_fp32",
+        "sp_squeeze_2_120_392_FP16_seq_4",
+    ]
+    assert _order(result, "-throughput")[0] == "mbv2_4_120_392_fp16"  # 100 samples/s
+    assert _order(result, "gross_j_per_inference")[0] == "mbv2_4_120_392_fp16"
+    assert _order(result, "-wall_w")[0] == "sp_squeeze_2_120_392_FP16_seq_4"
+    with pytest.raises(BadInput, match="unknown sort column"):
+        rank(result.engines, "colour")
+
+
+def test_terminal_table_is_aligned_with_units_and_marks_invalid(result):
+    lines = render(result, "table")
+    header, rule = lines[0], lines[1]
+    assert "J/inf net" in header and "wall W" in header and "CO2 lb/inf" in header
+    # every column starts where the header's rule segment starts
+    starts = [i for i in range(len(rule)) if rule[i] == "-" and (i == 0 or rule[i - 1] == " ")]
+    for row in lines[2:6]:
+        if not row.startswith("      ^"):
+            assert all(row[s - 1] == " " for s in starts[1:])
+    assert any(line.strip().startswith("^ invalid:") for line in lines)
+    broken = next(line for line in lines if "broken_1_8_8_fp32" in line)
+    assert broken.lstrip().startswith("-")  # unranked
+    assert any("idle baseline: 2" in line for line in lines)
+    assert any("RFCW" in line and "eGRID2019" in line for line in lines)
+    assert any("estimate" in line for line in lines)  # the rails footnote
+
+
+def test_csv_parses_back_with_units_in_columns(result):
+    rows = list(csv.DictReader(render(result, "csv")))
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    first = rows[0]
+    assert first["engine"] == "mbv2_4_120_392_fp16" and first["rank"] == "1"
+    assert float(first["gross_j_per_inference"]) == pytest.approx(4.0 * 16 / 400)
+    assert float(first["net_j_per_inference"]) == pytest.approx(2.0 * 16 / 400)
+    assert float(first["net_j_per_sample"]) == pytest.approx(2.0 * 16 / 1600)
+    assert float(first["co2_lb_per_inference"]) == pytest.approx(0.16 / 3.6e9 * 1067.7)
+    assert rows[-1]["rank"] == "" and rows[-1]["status"].startswith("invalid:")
+    assert rows[-1]["gross_j_per_inference"] == ""
+
+
+def test_json_is_versioned_and_nan_free(result):
+    doc = json.loads("\n".join(render(result, "json")))
+    assert doc["format"] == "edgebench-table" and doc["version"] == 1
+    assert doc["sort"] == "net_j"
+    assert doc["grid"]["region"] == "RFCW"
+    assert doc["idle"]["power_w"] == pytest.approx(2.0)
+    squeeze = next(e for e in doc["engines"] if e["backbone"] == "sp_squeeze")
+    assert squeeze["rail_j_per_inference"] == pytest.approx(0.5) and squeeze["rail_estimate"] is True
+    assert squeeze["co2_lb_per_million"] == pytest.approx(squeeze["co2_lb_per_inference"] * 1e6)
+    assert doc["engines"][-1]["rank"] is None and doc["engines"][-1]["wall_power_w"] is None
+
+
+def test_markdown_has_one_row_per_engine(result):
+    lines = render(result, "md")
+    rows = [line for line in lines if line.startswith("| ")]
+    assert len(rows) == 2 + len(result.engines)
+    assert all(row.count(" | ") == rows[0].count(" | ") for row in rows)
+    assert "invalid:" in rows[-1]
+
+
+def test_write_exports_is_atomic_and_complete(result, tmp_path):
+    written = write_exports(result, tmp_path / "out")
+    assert sorted(p.name for p in written) == ["table.csv", "table.json", "table.md"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["table.csv", "table.json", "table.md"]
+    doc = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert len(doc["engines"]) == 4
+    # a rewrite replaces the files (with the new sort) and leaves no temporaries
+    write_exports(result, tmp_path / "out", sort="-latency")
+    assert json.loads((tmp_path / "out" / "table.json").read_text())["sort"] == "-latency"
+    assert len(list((tmp_path / "out").iterdir())) == 3
+
+
+def test_value_and_uncertainty_share_decimals(result):
+    from edgebench.host.table import _pm
+
+    assert _pm(0.55, 0.05) == "0.550 ± 0.050"
+    assert _pm(1.0, 0.00116) == "1.0000 ± 0.0012"
+    assert _pm(0.386, 0.0) == "0.386"
+    assert _pm(math.nan, 0.1) == "-"
+
+
+def test_unknown_format(result):
+    with pytest.raises(BadInput, match="format"):
+        render(result, "xml")
