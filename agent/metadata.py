@@ -216,6 +216,9 @@ def collect_jetson(meta: MetaDict, root: Path) -> None:
     out = _run(["nvpmodel", "-q"])
     if out is not None:
         parse_nvpmodel(out, meta)
+    out = _run(["jetson_clocks", "--show"])  # needs root on most images; skipped when it fails
+    if out is not None:
+        parse_jetson_clocks_show(out, meta)
 
 
 def parse_nvpmodel(text: str, meta: MetaDict) -> None:
@@ -228,6 +231,39 @@ def parse_nvpmodel(text: str, meta: MetaDict) -> None:
                 meta["jetson.nvpmodel_id"] = int(lines[i + 1])
         elif line.startswith("NV Fan Mode"):
             meta["jetson.fan_mode"] = line.partition(":")[2].strip()
+
+
+def parse_jetson_clocks_show(text: str, meta: MetaDict) -> None:
+    """`jetson_clocks --show` lines into meta: GPU and EMC min/max/current, and whether clocks are locked.
+
+    Lines look like `cpu0: Online=1 Governor=schedutil MinFreq=102000 MaxFreq=1479000 CurrentFreq=1479000 ...`,
+    `GPU MinFreq=76800000 MaxFreq=921600000 CurrentFreq=921600000`, `EMC MinFreq=... FreqOverride=1`.
+    jetson_clocks pins every clock's min to its max (and sets the EMC override), so "locked" means all CPUs and
+    the GPU have MinFreq == MaxFreq.
+    """
+    locked: list[bool] = []
+    for line in text.splitlines():
+        head, _, rest = line.strip().partition(" ")
+        fields = dict(item.split("=", 1) for item in rest.split() if "=" in item)
+        try:
+            lo, hi = int(fields["MinFreq"]), int(fields["MaxFreq"])
+            cur = int(fields["CurrentFreq"])
+        except (KeyError, ValueError):
+            continue
+        if head.startswith("cpu") and head.endswith(":"):
+            if fields.get("Online", "1") == "1":
+                locked.append(lo == hi)
+        elif head == "GPU":
+            locked.append(lo == hi)
+            meta.setdefault("gpu.freq.cur_hz", cur)
+            meta.setdefault("gpu.freq.min_hz", lo)
+            meta.setdefault("gpu.freq.max_hz", hi)
+        elif head == "EMC":
+            meta.setdefault("emc.freq_hz", cur)
+            if "FreqOverride" in fields:
+                meta["jetson.emc_override"] = fields["FreqOverride"] == "1"
+    if locked:
+        meta["jetson.clocks_locked"] = all(locked)
 
 
 # --- dynamic facts (read again at the end of a run) --------------------------------------------------------------

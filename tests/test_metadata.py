@@ -66,6 +66,20 @@ def fake_nvpmodel(tmp_path, monkeypatch):
     script = bindir / "nvpmodel"
     script.write_text("#!/bin/sh\n[ \"$1\" = -q ] || exit 3\necho 'NV Fan Mode:quiet'\necho 'NV Power Mode: MAXN'\necho 0\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    clocks = bindir / "jetson_clocks"
+    clocks.write_text(
+        "#!/bin/sh\n[ \"$1\" = --show ] || exit 3\ncat <<'END'\n"
+        "SOC family:tegra210  Machine:NVIDIA Jetson Nano Developer Kit\nOnline CPUs: 0-3\n"
+        + "".join(
+            f"cpu{i}: Online=1 Governor=schedutil MinFreq=1479000 MaxFreq=1479000 CurrentFreq=1479000 "
+            "IdleStates: WFI=0 c7=0\n"
+            for i in range(4)
+        )
+        + "GPU MinFreq=921600000 MaxFreq=921600000 CurrentFreq=921600000\n"
+        "EMC MinFreq=204000000 MaxFreq=1600000000 CurrentFreq=1600000000 FreqOverride=1\n"
+        "Fan: PWM=255\nNV Power Mode: MAXN\nEND\n"
+    )
+    clocks.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     return script
 
@@ -78,6 +92,7 @@ def test_jetson_nano_tree(tmp_path, fake_nvpmodel):
     assert meta["jetson.l4t"] == "32.7.1"
     assert meta["jetson.nvpmodel"] == "MAXN" and meta["jetson.nvpmodel_id"] == 0
     assert meta["jetson.fan_mode"] == "quiet"
+    assert meta["jetson.clocks_locked"] is True and meta["jetson.emc_override"] is True
     assert meta["cpu.model"] == "ARM Cortex-A57" and meta["cpu.arm_cores"] == "Cortex-A57"
     assert meta["cpu.cores.logical"] == 4 and meta["cpu.cores.physical"] == 4
     assert meta["mem.total_bytes"] == 4051048 * 1024 and meta["mem.available_bytes"] == 2951048 * 1024
@@ -158,6 +173,27 @@ def test_thermal_names():
     assert thermal_name("x86_pkg_temp") == "x86_pkg"
     assert thermal_name("thermal-fan-est") == "thermal_fan_est"
     assert thermal_name("Tboard_tegra") == "tboard_tegra"
+
+
+def test_jetson_clocks_show_fills_gpu_and_emc_when_sysfs_is_unreadable():
+    from edgebench.agent.metadata import parse_jetson_clocks_show
+
+    meta = {}
+    parse_jetson_clocks_show(
+        "cpu0: Online=1 Governor=schedutil MinFreq=102000 MaxFreq=1479000 CurrentFreq=1036800 IdleStates: WFI=1\n"
+        "cpu1: Online=0 Governor=schedutil MinFreq=102000 MaxFreq=102000 CurrentFreq=102000\n"
+        "GPU MinFreq=76800000 MaxFreq=921600000 CurrentFreq=76800000\n"
+        "EMC MinFreq=204000000 MaxFreq=1600000000 CurrentFreq=1600000000 FreqOverride=0\n",
+        meta,
+    )
+    assert meta == {
+        "gpu.freq.cur_hz": 76800000,
+        "gpu.freq.min_hz": 76800000,
+        "gpu.freq.max_hz": 921600000,
+        "emc.freq_hz": 1600000000,
+        "jetson.emc_override": False,
+        "jetson.clocks_locked": False,
+    }
 
 
 def test_parse_nvpmodel_orin_output():
