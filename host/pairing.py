@@ -195,6 +195,9 @@ class PairingResult:
     resolution_w: float = 0.0
     pue: float = 1.0
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    device: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # the first run's device metadata: what produced it
 
 
 # --- the computation ------------------------------------------------------------------------------------------
@@ -516,6 +519,7 @@ def pair(
             "max_clock_share": MAX_CLOCK_SHARE,
             "max_silence_periods": MAX_SILENCE_PERIODS,
         },
+        device=next((dict(r.device) for r in records if r.device), {}),
     )
 
 

@@ -154,6 +154,11 @@ def _footer(result: PairingResult, sort: str) -> list[str]:
         )
     else:
         lines.append("idle baseline: none measured, so no net figures")
+    device = result.device
+    what = device.get("board.model") or device.get("cpu.model")
+    if what:
+        mode = device.get("jetson.nvpmodel")
+        lines.append(f"device: {what}" + (f", power mode {mode}" if mode else ""))
     lines.append(f"grid: {result.grid.label}" + (f"; PUE {result.pue:g}" if result.pue != 1.0 else ""))
     if result.meter:
         lines.append(
@@ -236,6 +241,7 @@ def table_document(result: PairingResult, sort: str | None = None) -> dict[str, 
         "meter": result.meter,
         "resolution_w": result.resolution_w,
         "idle": idle,
+        "device": dict(result.device),
         "thresholds": dict(result.thresholds),
         "inference": "one engine execution (one batch); sample = one input of the batch",
         "engines": [_record(position, e) for position, e in rank(result.engines, sort)],

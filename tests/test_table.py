@@ -15,6 +15,9 @@ EPOCH = 1_700_000_000_000_000_000
 S = 1_000_000_000
 
 
+DEVICE = {"board.model": "NVIDIA Jetson Nano Developer Kit", "jetson.nvpmodel": "MAXN"}
+
+
 def _run(engine, start_s, end_s, iterations, batch, latency_ms, kind="run", rail=None):
     return RunRecord(
         engine=engine,
@@ -27,6 +30,7 @@ def _run(engine, start_s, end_s, iterations, batch, latency_ms, kind="run", rail
         latencies_ns=tuple([int(latency_ms * 1e6)] * iterations),
         kind=kind,
         rail_energy=rail,
+        device=DEVICE if kind == "run" else {},
     )
 
 
@@ -100,6 +104,7 @@ def test_terminal_table_is_aligned_with_units_and_marks_invalid(result):
     assert any("idle baseline: 2" in line for line in lines)
     assert any("RFCW" in line and "eGRID2019" in line for line in lines)
     assert any("estimate" in line for line in lines)  # the rails footnote
+    assert "device: NVIDIA Jetson Nano Developer Kit, power mode MAXN" in lines
 
 
 def test_csv_parses_back_with_units_in_columns(result):
@@ -120,6 +125,7 @@ def test_json_is_versioned_and_nan_free(result):
     assert doc["format"] == "edgebench-table" and doc["version"] == 1
     assert doc["sort"] == "net_j"
     assert doc["grid"]["region"] == "RFCW"
+    assert doc["device"] == DEVICE
     assert doc["idle"]["power_w"] == pytest.approx(2.0)
     squeeze = next(e for e in doc["engines"] if e["backbone"] == "sp_squeeze")
     assert squeeze["rail_j_per_inference"] == pytest.approx(0.5) and squeeze["rail_estimate"] is True
