@@ -1,0 +1,100 @@
+"""`lines`: one reading per text line, the simplest meter bridge (an Arduino, a script, a smart-plug poller).
+
+Accepted lines: `12.3`, `W=12.3` (also `watts=`, `power=`, `power_w=`, `:` instead of `=`), `12.3 W`, or CSV
+with a header line naming a watts column (`power_w`, `watts`, `w`, `power`); other CSV columns named
+`voltage_v`/`volts`/`v`, `current_a`/`amps`/`a`, `pf`/`power_factor` are read too. Blank lines and `#`
+comments are skipped; a line that is none of these counts as a bad frame.
+"""
+
+from __future__ import annotations
+
+import re
+
+from edgebench.host.meters.base import MeterBase
+
+from edgebench.records import MeterReading
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_PLAIN = re.compile(rf"^({_NUMBER})\s*(?:w|watts?)?$", re.IGNORECASE)
+_KEYED = re.compile(rf"^(?:w|watts?|power|power_w)\s*[=:]\s*({_NUMBER})\s*(?:w)?$", re.IGNORECASE)
+_WATT_NAMES = ("power_w", "watts", "watt", "w", "power")
+_VOLT_NAMES = ("voltage_v", "volts", "voltage", "v")
+_AMP_NAMES = ("current_a", "amps", "current", "a")
+_PF_NAMES = ("power_factor", "pf")
+MAX_LINE = 4096  # a stream with no newline for this long is garbage, not a line
+
+
+def _decimals(text: str) -> int:
+    mantissa = text.lower().split("e")[0]
+    return len(mantissa.split(".")[1]) if "." in mantissa else 0
+
+
+class LinesMeter(MeterBase):
+    """Decoder for newline-terminated text readings."""
+
+    name = "lines"
+
+    def __init__(self, nominal_period_s: float = 1.0) -> None:
+        super().__init__()
+        self.nominal_period_s = nominal_period_s
+        self.resolution_w = 1.0  # refined down to the finest decimal seen
+        self._buffer = b""
+        self._columns: dict[str, int] | None = None
+
+    def feed(self, data: bytes, t_ns: int) -> list[MeterReading]:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        if len(self._buffer) > MAX_LINE:
+            self.bad_frames += 1
+            self._buffer = b""
+        out = []
+        for raw in lines:
+            reading = self._line(raw.replace(b"\x00", b"").decode("ascii", "replace").strip(), t_ns)
+            if reading is not None:
+                out.append(reading)
+        return out
+
+    def _see(self, text: str) -> float:
+        self.resolution_w = min(self.resolution_w, 10.0 ** -_decimals(text))
+        return float(text)
+
+    def _line(self, line: str, t_ns: int) -> MeterReading | None:
+        if not line or line.startswith("#"):
+            return None
+        match = _PLAIN.match(line) or _KEYED.match(line)
+        if match:
+            return MeterReading(t_ns=t_ns, power_w=self._see(match.group(1)), meter=self.identity)
+        if "," in line:
+            return self._csv(line, t_ns)
+        self.bad_frames += 1
+        return None
+
+    def _csv(self, line: str, t_ns: int) -> MeterReading | None:
+        cells = [c.strip() for c in line.split(",")]
+        names = [c.lower() for c in cells]
+        if any(n in _WATT_NAMES for n in names) and not any(re.fullmatch(_NUMBER, c) for c in cells):
+            self._columns = {n: i for i, n in enumerate(names)}  # a header (again, e.g. after a restart)
+            return None
+        if self._columns is None:
+            self.bad_frames += 1
+            return None
+
+        def pick(options: tuple[str, ...]) -> float | None:
+            for name in options:
+                i = self._columns.get(name)  # type: ignore[union-attr]
+                if i is not None and i < len(cells) and re.fullmatch(_NUMBER, cells[i]):
+                    return float(cells[i])
+            return None
+
+        watts_i = next((self._columns[n] for n in _WATT_NAMES if n in self._columns), None)
+        if watts_i is None or watts_i >= len(cells) or not re.fullmatch(_NUMBER, cells[watts_i]):
+            self.bad_frames += 1
+            return None
+        return MeterReading(
+            t_ns=t_ns,
+            power_w=self._see(cells[watts_i]),
+            meter=self.identity,
+            voltage_v=pick(_VOLT_NAMES),
+            current_a=pick(_AMP_NAMES),
+            power_factor=pick(_PF_NAMES),
+        )
