@@ -1,0 +1,113 @@
+"""The last resort: CPU utilisation from /proc/stat times the CPU's TDP. A model, never a measurement.
+
+Utilisation is busy / total jiffies between two reads of the aggregate `cpu` line (the first read is since boot).
+The TDP comes from a small table matched on /proc/cpuinfo's model name, with a default; the figure ignores
+GPU, memory, disk and idle floor, so it is always flagged `estimate=True` and its total rule says so.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from edgebench.errors import DeviceError
+from edgebench.records import PowerSample
+
+from .base import ESTIMATE_RULE, SensorUnavailable, now_ns
+
+DEFAULT_TDP_W = 15.0
+# (pattern on the model name, TDP in W): vendor datasheet figures for the CPU package alone.
+TDP_TABLE: tuple[tuple[str, float], ...] = (
+    (r"Core\(TM\) i\d-\d{4,5}U", 15.0),
+    (r"Core\(TM\) i\d-\d{4,5}H", 45.0),
+    (r"Core\(TM\) i\d-\d{4,5}K", 125.0),
+    (r"Ryzen \d \d{4}U", 15.0),
+    (r"EPYC", 180.0),
+    (r"Xeon", 120.0),
+    (r"Cortex-A76|BCM2712", 8.0),  # Raspberry Pi 5 SoC
+    (r"Cortex-A72|BCM2711", 6.0),  # Raspberry Pi 4 SoC
+)
+
+
+def tdp_for(model: str) -> tuple[float, str]:
+    """TDP in W for a CPU model name and where it came from ("table: <pattern>" or "default")."""
+    for pattern, tdp in TDP_TABLE:
+        if re.search(pattern, model):
+            return tdp, f"table: {pattern}"
+    return DEFAULT_TDP_W, "default"
+
+
+def cpu_model(root: Path = Path("/")) -> str:
+    """The CPU model name from /proc/cpuinfo under `root` ("" when none is given)."""
+    try:
+        text = (root / "proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    for key in ("model name", "Model", "Hardware", "CPU part"):
+        m = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
+        if m:
+            return m.group(1).strip()
+    return ""
+
+
+def read_cpu_jiffies(stat: Path) -> tuple[int, int]:
+    """(busy, total) jiffies from the aggregate `cpu` line of /proc/stat."""
+    with stat.open(encoding="ascii") as f:
+        first = f.readline().split()
+    if not first or first[0] != "cpu" or len(first) < 5:
+        raise ValueError(f"{stat}: first line is not the aggregate cpu line")
+    values = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal (guest is in user)
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    total = sum(values)
+    return total - idle, total
+
+
+class EstimateSensor:
+    """CPU utilisation x TDP, as one pseudo-rail named CPU_EST."""
+
+    name = "estimate"
+    estimate = True
+    total_rule = ESTIMATE_RULE
+    rails = ("CPU_EST",)
+
+    def __init__(self, root: Path = Path("/"), tdp_w: float | None = None) -> None:
+        self.stat = root / "proc/stat"
+        try:
+            self._last = read_cpu_jiffies(self.stat)
+        except (OSError, ValueError) as exc:
+            raise SensorUnavailable(f"cannot read CPU utilisation from {self.stat}: {exc}") from None
+        self.model = cpu_model(root)
+        if tdp_w is None:
+            self.tdp_w, self.tdp_source = tdp_for(self.model)
+        else:
+            self.tdp_w, self.tdp_source = tdp_w, "given"
+        self._first = True
+
+    def utilisation(self) -> float:
+        """Busy fraction since the previous call (since boot on the first call)."""
+        busy, total = read_cpu_jiffies(self.stat)
+        if self._first:
+            self._first = False
+            if total > 0:
+                self._last = (busy, total)
+                return busy / total
+        db, dt = busy - self._last[0], total - self._last[1]
+        self._last = (busy, total)
+        return 0.0 if dt <= 0 else min(max(db / dt, 0.0), 1.0)
+
+    def read(self) -> PowerSample:
+        t_ns = now_ns()
+        try:
+            util = self.utilisation()
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"CPU utilisation read failed: {exc}") from None
+        power_mw = util * self.tdp_w * 1000.0  # W -> mW
+        return PowerSample(t_ns=t_ns, rails_mw={"CPU_EST": power_mw}, total_mw=power_mw)
+
+    def close(self) -> None:
+        pass
+
+
+def open_sensor(root: Path = Path("/")) -> EstimateSensor:
+    """The estimate sensor on /proc under `root`."""
+    return EstimateSensor(root)

@@ -1,0 +1,117 @@
+"""Intel/AMD RAPL through powercap: cumulative energy counters, differenced into power.
+
+`/sys/class/powercap/intel-rapl:N/{name,energy_uj,max_energy_range_uj}` per package, with subzones
+(`intel-rapl:N:M`, e.g. `dram`). Package counters already include their core/uncore subzones, so the total is
+the sum of the packages plus the dram subzones (dram sits outside the package domain): nothing counted twice.
+A counter wraps at max_energy_range_uj: a negative difference gets the range added.
+Since 2020 (PLATYPUS, CVE-2020-8694: energy readings leak secrets through power side channels) energy_uj is
+readable by root only.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebench.errors import DeviceError
+from edgebench.records import PowerSample
+
+from .base import SensorUnavailable, now_ns
+
+POWERCAP_DIR = "sys/class/powercap"
+PERMISSION_FIX = (
+    "energy_uj is root-only since PLATYPUS (CVE-2020-8694): grant read access with "
+    "`sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj` (until reboot) or a udev rule that does the same"
+)
+
+
+@dataclass(frozen=True)
+class Zone:
+    """One counted RAPL zone: its rail name, counter file and wrap range (µJ)."""
+
+    rail: str
+    energy_file: Path
+    max_range_uj: int
+
+
+def counter_delta_uj(previous_uj: int, current_uj: int, max_range_uj: int) -> int:
+    """Energy between two counter reads, across one wrap at max_range_uj."""
+    delta = current_uj - previous_uj
+    return delta + max_range_uj if delta < 0 else delta
+
+
+def discover(root: Path = Path("/")) -> list[Zone]:
+    """Package zones and their dram subzones under `root` (SensorUnavailable when none)."""
+    base = root / POWERCAP_DIR
+    zones: list[Zone] = []
+    for pkg in sorted(base.glob("intel-rapl:*")):
+        parts = pkg.name.split(":")
+        if len(parts) != 2 or not (pkg / "energy_uj").exists():
+            continue  # subzones are visited under their package; `intel-rapl` (no index) is the control type
+        name = (pkg / "name").read_text().strip() if (pkg / "name").exists() else pkg.name
+        zones.append(Zone(f"{name}", pkg / "energy_uj", int((pkg / "max_energy_range_uj").read_text())))
+        for sub in sorted(pkg.glob(f"{pkg.name}:*")):
+            sub_name = (sub / "name").read_text().strip() if (sub / "name").exists() else ""
+            if sub_name == "dram" and (sub / "energy_uj").exists():
+                zones.append(Zone(f"{name}-dram", sub / "energy_uj", int((sub / "max_energy_range_uj").read_text())))
+    if not zones:
+        raise SensorUnavailable(f"no RAPL zones under {base}: not an Intel/AMD machine, or powercap not loaded")
+    return zones
+
+
+class RaplSensor:
+    """Mean power of every zone since the previous read, from the energy counters."""
+
+    name = "rapl"
+    estimate = False
+    total_rule = "sum of package + dram zones"
+
+    def __init__(self, zones: list[Zone]) -> None:
+        self.zones = zones
+        self.rails = tuple(z.rail for z in zones)
+        self._files: list[io.FileIO] = []
+        try:
+            for z in zones:
+                self._files.append(io.FileIO(z.energy_file, "r"))
+            self._last = (now_ns(), self._counters())
+        except PermissionError as exc:
+            self.close()
+            raise SensorUnavailable(f"permission denied on {exc.filename or 'energy_uj'}: {PERMISSION_FIX}",
+                                    "permission") from None
+        except OSError as exc:
+            self.close()
+            raise SensorUnavailable(f"cannot read RAPL counters: {exc}", "failed") from None
+
+    def _counters(self) -> list[int]:
+        values = []
+        for f in self._files:
+            f.seek(0)
+            values.append(int(f.read(64)))
+        return values
+
+    def read(self) -> PowerSample:
+        """Mean power per zone since the previous read (the first read follows the open)."""
+        t_ns = now_ns()
+        try:
+            counters = self._counters()
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"RAPL read failed: {exc}") from None
+        t0, previous = self._last
+        self._last = (t_ns, counters)
+        dt_s = max(t_ns - t0, 1) / 1e9
+        rails = {
+            z.rail: counter_delta_uj(p, c, z.max_range_uj) / dt_s / 1000.0  # µJ/s = µW -> mW
+            for z, p, c in zip(self.zones, previous, counters, strict=True)
+        }
+        return PowerSample(t_ns=t_ns, rails_mw=rails, total_mw=float(sum(rails.values())))
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        self._files = []
+
+
+def open_sensor(root: Path = Path("/")) -> RaplSensor:
+    """Discover and open the RAPL counters under `root`."""
+    return RaplSensor(discover(root))

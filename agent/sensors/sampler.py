@@ -1,0 +1,125 @@
+"""A background thread that reads a PowerSensor on a fixed period, and the rail energy of a window.
+
+Deadlines are `start + k x period` (drift-free: a slow read delays one sample, not every later one; missed
+deadlines are skipped, not bunched up). The sampler measures its own CPU time (time.thread_time) so its overhead
+can be reported next to the figures it produced.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgebench.energy import integrate_window
+from edgebench.errors import EdgebenchError
+from edgebench.records import PowerSample, RailEnergy
+
+from .base import PowerSensor
+
+
+def rail_energy(samples: Sequence[PowerSample], start_ns: int, end_ns: int, sensor: PowerSensor) -> RailEnergy:
+    """Energy of [start_ns, end_ns] from the samples' totals (shared trapezoid integrator, edges interpolated)."""
+    ordered = sorted(samples, key=lambda s: s.t_ns)
+    t = np.fromiter((s.t_ns for s in ordered), dtype=np.int64, count=len(ordered))
+    p_w = np.fromiter((s.total_mw / 1000.0 for s in ordered), dtype=np.float64, count=len(ordered))  # mW -> W
+    w = integrate_window(t, p_w, start_ns, end_ns)
+    return RailEnergy(
+        sensor=sensor.name,
+        total_rule=sensor.total_rule,
+        energy_j=w.energy_j,
+        mean_power_w=w.mean_power_w,
+        samples=w.samples,
+        estimate=sensor.estimate,
+    )
+
+
+class Sampler:
+    """Reads `sensor` every `period_s` seconds on a daemon thread between start() and stop()."""
+
+    def __init__(self, sensor: PowerSensor, period_s: float = 0.01) -> None:
+        if period_s <= 0:
+            raise ValueError("Sampler: period_s must be > 0")
+        self.sensor = sensor
+        self.name = sensor.name
+        self.period_s = period_s
+        self._samples: list[PowerSample] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.cpu_s = 0.0  # CPU time the sampling thread used in the last start..stop
+        self.wall_s = 0.0
+        self.missed = 0  # deadlines skipped because a read overran them
+
+    @property
+    def cpu_fraction(self) -> float:
+        """CPU time of the sampling thread as a fraction of one core over its last run."""
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def start(self) -> None:
+        """Begin sampling in the background (first reading at once)."""
+        if self._thread is not None:
+            raise RuntimeError("Sampler.start: already running")
+        self._samples = []
+        self._error = None
+        self.missed = 0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"sampler-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
+        read, append, period = self.sensor.read, self._samples.append, self.period_s
+        start = time.perf_counter()
+        k = 0
+        try:
+            while not self._stop.is_set():
+                append(read())
+                k += 1
+                now = time.perf_counter()
+                due = start + k * period
+                if now > due:
+                    skip = int((now - due) / period) + 1
+                    self.missed += skip
+                    k += skip
+                    due = start + k * period
+                self._stop.wait(due - now if due > now else 0)
+        except BaseException as exc:  # reported by stop(): a dead sensor must not pass for a quiet one
+            self._error = exc
+        finally:
+            self.cpu_s = time.thread_time() - cpu0
+            self.wall_s = time.perf_counter() - wall0
+
+    def stop(self) -> tuple[PowerSample, ...]:
+        """Stop sampling; every sample taken since start(). Re-raises a sensor failure from the thread."""
+        if self._thread is None:
+            return tuple(self._samples)
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            if isinstance(err, EdgebenchError):
+                raise err
+            raise EdgebenchError(f"power sampler ({self.name}) failed: {err}") from err
+        return tuple(self._samples)
+
+    def window_energy(self, samples: Sequence[PowerSample], start_ns: int, end_ns: int) -> RailEnergy | None:
+        """Rail energy of [start_ns, end_ns]; None when the samples do not reach both ends of the window."""
+        if not samples:
+            return None
+        first = min(s.t_ns for s in samples)
+        last = max(s.t_ns for s in samples)
+        if first > start_ns or last < end_ns:
+            return None
+        return rail_energy(samples, start_ns, end_ns, self.sensor)
+
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self.stop()

@@ -1,0 +1,183 @@
+"""tegrastats parsing on every generation's lines, recorded logs, and the live sensor on a fake executable."""
+
+import datetime as dt
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from edgebench.agent.sensors.base import SUM_RULE, SensorUnavailable
+from edgebench.agent.sensors.tegrastats import TegrastatsSensor, parse_line, read_log
+
+from edgebench.errors import BadInput
+
+DATA = Path(__file__).parent / "data" / "tegrastats"
+REFERENCE = Path("/work/shared/reference/tegrastats")
+
+
+def _lines(name: str) -> list[str]:
+    return [ln for ln in (DATA / name).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def test_nano_r32_bare_numbers_and_placeholders():
+    line = parse_line(_lines("jetson-nano-r32.txt")[0])
+    assert line.time is None
+    assert (line.ram_used_mb, line.ram_total_mb) == (1504, 3956)
+    assert line.cpu_load_pct == (44.0, 22.0, 26.0, 14.0)
+    assert line.cpu_freq_mhz == (1479,) * 4
+    assert (line.gpu_load_pct, line.gpu_freq_mhz) == (86.0, (921,))
+    assert line.rails_cur_mw == {"POM_5V_IN": 4531.0, "POM_5V_GPU": 1113.0, "POM_5V_CPU": 539.0}
+    assert line.rails_avg_mw == {"POM_5V_IN": 3285.0, "POM_5V_GPU": 213.0, "POM_5V_CPU": 722.0}
+    assert (line.total_rule, line.total_mw) == ("POM_5V_IN", 4531.0)
+    assert "PMIC" not in line.temps_c  # 100C placeholder
+    assert line.temps_c["GPU"] == 42.5 and line.temps_c["thermal"] == 42.5
+    # NVDEC 716 / APE 25 are clocks, not rails; RAM/IRAM pairs are not rails either
+    assert set(line.rails_cur_mw) == {"POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"}
+
+
+def test_off_cores_and_off_temperature():
+    third = parse_line(_lines("jetson-nano-r32.txt")[2])
+    assert third.cpu_load_pct == (10.0, 5.0, None, None)
+    assert third.cpu_freq_mhz == (1479, 1479, None, None)
+    assert "GPU" not in third.temps_c  # -256C = sensor off
+    assert (third.gpu_load_pct, third.gpu_freq_mhz) == (0.0, (76,))
+
+
+def test_orin_nano_r36_timestamp_lowercase_temps_bare_gpu():
+    line = parse_line(_lines("orin-nano-r36.txt")[0])
+    assert line.time == dt.datetime(2025, 1, 4, 16, 2, 59)
+    assert (line.gpu_load_pct, line.gpu_freq_mhz) == (0.0, ())
+    assert line.temps_c["tj"] == 46.312 and line.temps_c["cpu"] == 45.875
+    assert line.rails_cur_mw == {"VDD_IN": 4968.0, "VDD_CPU_GPU_CV": 436.0, "VDD_SOC": 1708.0}
+    assert (line.total_rule, line.total_mw) == ("VDD_IN", 4968.0)
+    assert line.ram_used_mb == 1273 and len(line.cpu_load_pct) == 6
+
+
+def test_xavier_nx_r35_units_brackets_off():
+    line = parse_line(_lines("xavier-nx-r35.txt")[0])
+    assert line.cpu_load_pct[-2:] == (None, None)
+    assert line.gpu_freq_mhz == (510,)
+    assert line.temps_c["PMIC"] == 50.0  # only PMIC@100C is the placeholder
+    assert (line.total_rule, line.total_mw) == ("VDD_IN", 5079.0)
+    assert line.rails_avg_mw["VDD_SOC"] == 1104.0
+
+
+def test_agx_orin_no_input_rail_sums_connected_rails():
+    line = parse_line(_lines("agx-orin-r35-constructed.txt")[0])
+    assert line.total_rule == SUM_RULE
+    assert line.total_mw == 2774 + 554 + 4038 + 402  # NC left out
+    assert line.gpu_freq_mhz == (305, 305)
+    assert "CV0" not in line.temps_c and line.temps_c["Tboard"] == 33.0
+    assert line.cpu_load_pct.count(None) == 8
+
+
+def test_triples_keep_current_not_average_or_max():
+    line = parse_line(_lines("jetpack7-triples-constructed.txt")[0])
+    assert line.rails_cur_mw["VDD_IN"] == 20000.0
+    assert line.rails_avg_mw["VDD_IN"] == 18000.0
+    assert line.rails_max_mw["VDD_IN"] == 25000.0
+    assert line.total_mw == 20000.0 and line.gpu_load_pct == 12.0
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference lines not present on this machine")
+def test_every_shared_reference_line_parses_with_a_total():
+    for path in sorted(REFERENCE.glob("*.txt")):
+        for raw in path.read_text().splitlines():
+            if raw.strip() and not raw.startswith("#"):
+                line = parse_line(raw)
+                assert line.total_rule in ("VDD_IN", "POM_5V_IN"), path.name
+                assert line.total_mw > 0
+
+
+def test_not_a_tegrastats_line_is_bad_input():
+    with pytest.raises(BadInput, match="not a tegrastats line"):
+        parse_line("hello world")
+    with pytest.raises(BadInput, match="impossible date"):
+        parse_line("13-45-2025 16:02:59 VDD_IN 1mW/1mW")
+
+
+def test_log_with_timestamps_uses_them():
+    log = read_log(DATA / "orin-nano-r36.txt")
+    assert "timestamps in the lines" in log.time_source
+    assert [s.t_ns - log.samples[0].t_ns for s in log.samples] == [0, 1_000_000_000, 2_000_000_000]
+    assert [s.total_mw for s in log.samples] == [4968.0, 9968.0, 4968.0]
+    assert log.total_rule == "VDD_IN"
+
+
+def test_log_without_timestamps_needs_interval(tmp_path):
+    with pytest.raises(BadInput, match="--interval-ms"):
+        read_log(DATA / "jetson-nano-r32.txt")
+    log = read_log(DATA / "jetson-nano-r32.txt", interval_ms=250)
+    assert [s.t_ns for s in log.samples] == [0, 250_000_000, 500_000_000]
+    assert "250 ms" in log.time_source
+    with pytest.raises(BadInput, match="no such tegrastats log"):
+        read_log(tmp_path / "missing.log")
+    bad = tmp_path / "bad.log"
+    bad.write_text(_lines("xavier-nx-r35.txt")[0] + "\ngarbage here\n")
+    with pytest.raises(BadInput, match="bad.log:2"):
+        read_log(bad, interval_ms=100)
+
+
+def test_log_with_repeated_seconds_needs_interval(tmp_path):
+    line = _lines("orin-nano-r36.txt")[0]
+    log_file = tmp_path / "fast.log"
+    log_file.write_text(f"{line}\n{line}\n")
+    with pytest.raises(BadInput, match="timestamps repeat"):
+        read_log(log_file)
+    log = read_log(log_file, interval_ms=100)
+    assert log.samples[1].t_ns - log.samples[0].t_ns == 100_000_000
+    assert log.samples[0].t_ns == int(dt.datetime(2025, 1, 4, 16, 2, 59).timestamp() * 1e9)
+
+
+def _fake_tegrastats(tmp_path: Path, source: Path, exit_after: int | None = None) -> str:
+    """An executable that behaves like tegrastats: prints the lines of `source` every --interval ms."""
+    script = tmp_path / "tegrastats"
+    limit = "None" if exit_after is None else str(exit_after)
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import itertools, sys, time\n"
+        "args = sys.argv[1:]\n"
+        "interval = int(args[args.index('--interval') + 1]) / 1000 if '--interval' in args else 1.0\n"
+        f"lines = [l for l in open({str(source)!r}) if l.strip() and not l.startswith('#')]\n"
+        f"limit = {limit}\n"
+        "for i, line in enumerate(itertools.cycle(lines)):\n"
+        "    if limit is not None and i >= limit:\n"
+        "        sys.exit(3)\n"
+        "    sys.stdout.write(line); sys.stdout.flush(); time.sleep(interval)\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+def test_live_sensor_through_a_real_subprocess(tmp_path):
+    cmd = _fake_tegrastats(tmp_path, DATA / "orin-nano-r36.txt")
+    sensor = TegrastatsSensor(cmd, interval_ms=20)
+    try:
+        assert sensor.rails == ("VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC")
+        assert sensor.total_rule == "VDD_IN"
+        samples = [sensor.read() for _ in range(4)]
+    finally:
+        sensor.close()
+    assert all(b.t_ns > a.t_ns for a, b in zip(samples, samples[1:], strict=False))
+    assert {s.total_mw for s in samples} <= {4968.0, 9968.0}
+    assert sensor._proc.poll() is not None  # closed means the subprocess is gone
+
+
+def test_live_sensor_reports_a_dead_process(tmp_path):
+    from edgebench.errors import DeviceError
+
+    cmd = _fake_tegrastats(tmp_path, DATA / "xavier-nx-r35.txt", exit_after=2)
+    sensor = TegrastatsSensor(cmd, interval_ms=10)
+    try:
+        with pytest.raises(DeviceError, match="stopped printing"):
+            for _ in range(5):
+                sensor.read()
+    finally:
+        sensor.close()
+
+
+def test_missing_command_is_a_reason(tmp_path):
+    with pytest.raises(SensorUnavailable, match="not found"):
+        TegrastatsSensor(str(tmp_path / "nope"), interval_ms=10)
+    assert not os.path.exists(tmp_path / "nope")
