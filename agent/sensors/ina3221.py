@@ -128,7 +128,10 @@ class Ina3221Sensor:
     @staticmethod
     def _value(f: io.FileIO) -> float:
         f.seek(0)
-        return float(f.read(64) or b"nan")
+        data = f.read(64)
+        if not data or not data.strip():
+            raise ValueError(f"{f.name}: empty read")
+        return float(data)
 
     def read(self) -> PowerSample:
         """All rails now, in mW, and the total under `total_rule`."""

@@ -11,6 +11,7 @@ The total is the input rail (VDD_IN, POM_5V_IN) when the board has one, else the
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import re
 import subprocess
 import threading
@@ -206,13 +207,7 @@ class TegrastatsSensor:
         self._read_seq = 0
         self._error: str | None = None
         try:
-            self._proc = subprocess.Popen(
-                [cmd, "--interval", str(interval_ms)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                bufsize=1,
-            )
+            self._proc = self._spawn([cmd, "--interval", str(interval_ms)])
         except FileNotFoundError:
             raise SensorUnavailable(f"`{cmd}` not found on PATH: not a Jetson, or L4T tools not installed") from None
         except PermissionError:
@@ -226,6 +221,19 @@ class TegrastatsSensor:
                                     "failed")
         self.rails = tuple(first.rails_mw)
         self.total_rule = total_rule_for(self.rails)
+
+    @staticmethod
+    def _spawn(argv: list[str]) -> subprocess.Popen[str]:
+        # ETXTBSY: the executable was written a moment ago and another thread's fork still holds it open for
+        # writing until that child execs; it clears within milliseconds, so retry briefly.
+        for attempt in range(20):
+            try:
+                return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+            except OSError as exc:
+                if exc.errno != errno.ETXTBSY or attempt == 19:
+                    raise
+                time.sleep(0.01)
+        raise AssertionError("unreachable")
 
     def _pump(self) -> None:
         assert self._proc.stdout is not None

@@ -1,0 +1,178 @@
+"""INA3221 on fake sysfs trees (both L4T layouts), the estimate on a fake /proc, probe order and reasons."""
+
+from pathlib import Path
+
+import pytest
+from edgebench.agent.sensors.base import (
+    PROBE_ORDER,
+    SUM_RULE,
+    NullSensor,
+    PowerSensor,
+    probe,
+)
+from edgebench.agent.sensors.estimate import EstimateSensor, tdp_for
+from edgebench.agent.sensors.ina3221 import Ina3221Sensor, open_sensor
+
+from edgebench.errors import BadInput, DeviceError
+
+
+def make_nano_iio(root: Path, power_mw=(4531, 1113, 539)) -> Path:
+    """Jetson Nano, L4T r32: ina3221x IIO device 6-0040 with power files."""
+    dev = root / "sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0"
+    dev.mkdir(parents=True)
+    for k, (name, p) in enumerate(zip(("POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"), power_mw, strict=True)):
+        (dev / f"rail_name_{k}").write_text(name + "\n")
+        (dev / f"in_power{k}_input").write_text(f"{p}\n")
+        (dev / f"in_voltage{k}_input").write_text("5000\n")
+        (dev / f"in_current{k}_input").write_text(f"{p / 5}\n")
+    return dev
+
+
+def make_orin_hwmon(root: Path, hwmon: str = "hwmon3") -> Path:
+    """Orin Nano, L4T r36: upstream ina3221 hwmon on 1-0040, one NC channel and in7 (sum of shunt voltages)."""
+    dev = root / f"sys/bus/i2c/drivers/ina3221/1-0040/hwmon/{hwmon}"
+    dev.mkdir(parents=True)
+    rails = {1: ("VDD_IN", 5000, 1000), 2: ("VDD_CPU_GPU_CV", 5000, 100), 3: ("VDD_SOC", 5000, 300)}
+    for k, (label, mv, ma) in rails.items():
+        (dev / f"in{k}_label").write_text(label + "\n")
+        (dev / f"in{k}_input").write_text(f"{mv}\n")
+        (dev / f"curr{k}_input").write_text(f"{ma}\n")
+    (dev / "in7_label").write_text("sum of shunt voltages\n")
+    (dev / "in7_input").write_text("12\n")
+    return dev
+
+
+def test_nano_iio_layout_reads_power_files(tmp_path):
+    dev = make_nano_iio(tmp_path)
+    sensor = open_sensor(tmp_path)
+    try:
+        assert isinstance(sensor, PowerSensor)
+        assert sensor.rails == ("POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU")
+        assert sensor.total_rule == "POM_5V_IN"
+        first = sensor.read()
+        assert first.rails_mw == {"POM_5V_IN": 4531.0, "POM_5V_GPU": 1113.0, "POM_5V_CPU": 539.0}
+        assert first.total_mw == 4531.0
+        # files stay open and are re-read from offset 0: a new value shows on the next read
+        (dev / "in_power0_input").write_text("6000\n")
+        assert sensor.read().total_mw == 6000.0
+    finally:
+        sensor.close()
+
+
+def test_iio_without_power_file_uses_v_times_i(tmp_path):
+    dev = make_nano_iio(tmp_path)
+    for k in range(3):
+        (dev / f"in_power{k}_input").unlink()
+    sensor = open_sensor(tmp_path)
+    try:
+        assert sensor.read().rails_mw["POM_5V_IN"] == pytest.approx(5000 * 4531 / 5 / 1000)
+    finally:
+        sensor.close()
+
+
+def test_orin_hwmon_layout_skips_nc_and_in7(tmp_path):
+    dev = make_orin_hwmon(tmp_path)
+    nc = dev.parent / "hwmon3"
+    (nc / "in4_label").write_text("NC\n")
+    (nc / "in4_input").write_text("0\n")
+    (nc / "curr4_input").write_text("0\n")
+    sensor = open_sensor(tmp_path)
+    try:
+        assert sensor.rails == ("VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC")
+        sample = sensor.read()
+        assert sample.rails_mw == {"VDD_IN": 5000.0, "VDD_CPU_GPU_CV": 500.0, "VDD_SOC": 1500.0}  # mV x mA / 1000
+        assert (sensor.total_rule, sample.total_mw) == ("VDD_IN", 5000.0)
+        assert "hwmon" in sensor.describe()
+    finally:
+        sensor.close()
+
+
+def test_hwmon_number_is_globbed(tmp_path):
+    make_orin_hwmon(tmp_path, hwmon="hwmon7")
+    sensor = open_sensor(tmp_path)
+    sensor.close()
+    assert sensor.rails[0] == "VDD_IN"
+
+
+def test_board_without_input_rail_sums_rails(tmp_path):
+    dev = make_orin_hwmon(tmp_path)
+    (dev / "in1_label").write_text("VDD_GPU_SOC\n")
+    sensor = open_sensor(tmp_path)
+    try:
+        assert sensor.total_rule == SUM_RULE
+        assert sensor.read().total_mw == 5000.0 + 500.0 + 1500.0
+        assert "no input rail" in sensor.describe()
+    finally:
+        sensor.close()
+
+
+def test_vanished_file_is_a_device_error(tmp_path):
+    dev = make_orin_hwmon(tmp_path)
+    sensor = open_sensor(tmp_path)
+    try:
+        (dev / "curr1_input").write_text("")
+        with pytest.raises(DeviceError, match="INA3221 read failed"):
+            sensor.read()
+    finally:
+        sensor.close()
+
+
+def test_empty_channel_list_is_refused():
+    from edgebench.agent.sensors.base import SensorUnavailable
+
+    with pytest.raises(SensorUnavailable):
+        Ina3221Sensor([])
+
+
+def write_proc(root: Path, busy: int, idle: int, model: str = "Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz") -> None:
+    (root / "proc").mkdir(exist_ok=True)
+    # user nice system idle iowait irq softirq steal
+    (root / "proc/stat").write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 1 0 0 1 0 0 0 0 0 0\n")
+    (root / "proc/cpuinfo").write_text(f"processor\t: 0\nmodel name\t: {model}\n")
+
+
+def test_estimate_is_util_times_tdp_and_flagged(tmp_path):
+    write_proc(tmp_path, busy=100, idle=300)
+    sensor = EstimateSensor(tmp_path)
+    assert (sensor.tdp_w, sensor.estimate) == (15.0, True)
+    assert "estimate" in sensor.total_rule
+    assert sensor.read().total_mw == pytest.approx(0.25 * 15.0 * 1000)  # since boot: 100 / 400
+    write_proc(tmp_path, busy=100 + 75, idle=300 + 25)
+    assert sensor.read().total_mw == pytest.approx(0.75 * 15000)  # delta: 75 / 100
+    assert tdp_for("mystery cpu") == (15.0, "default")
+    assert tdp_for("AMD EPYC 7763")[0] == 180.0
+
+
+def test_probe_order_reasons_and_choice(tmp_path):
+    write_proc(tmp_path, busy=1, idle=1)
+    missing = tmp_path / "no-such-command"
+    result = probe(root=tmp_path, tegrastats_cmd=str(missing), vcgencmd_cmd=str(missing))
+    names = [name for name, _ in result.tried]
+    assert names == list(PROBE_ORDER)
+    assert result.sensor.name == "estimate" and result.found
+    reasons = dict(result.tried)
+    assert "INA3221" in reasons["ina3221"]
+    assert "not found" in reasons["tegrastats"]
+    assert "RAPL" in reasons["rapl"]
+    assert reasons["estimate"].startswith("used")
+    result.sensor.close()
+
+    make_nano_iio(tmp_path)
+    first = probe(root=tmp_path, tegrastats_cmd=str(missing))
+    assert first.sensor.name == "ina3221" and first.tried == [("ina3221", "used (total: POM_5V_IN)")]
+    first.sensor.close()
+
+
+def test_probe_names_none_and_unknown(tmp_path):
+    null = probe("none")
+    assert isinstance(null.sensor, NullSensor) and not null.found
+    with pytest.raises(DeviceError, match="no on-board power reading"):
+        null.sensor.read()
+    with pytest.raises(BadInput, match="unknown sensor 'kill-a-watt'"):
+        probe("kill-a-watt")
+    # a source asked for by name raises its reason instead of falling through
+    with pytest.raises(BadInput, match="sensor ina3221: no INA3221 driver"):
+        probe("ina3221", root=tmp_path)
+    # nothing usable at all: the null sensor carries every reason
+    nothing = probe(["ina3221", "rapl"], root=tmp_path)
+    assert not nothing.found and "ina3221" in nothing.sensor.reason and "rapl" in nothing.sensor.reason
