@@ -1,0 +1,91 @@
+"""`edgebench sensors`, `edgebench rails --from-log` and `bench --sensor` through the real command line."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from test_sensors import make_nano_iio, make_orin_hwmon, write_proc
+
+from edgebench.cli import cli
+
+DATA = Path(__file__).parent / "data" / "tegrastats"
+
+
+def test_sensors_on_a_fake_orin_tree(tmp_path):
+    make_orin_hwmon(tmp_path)
+    write_proc(tmp_path, busy=10, idle=10)
+    missing = str(tmp_path / "nothing")
+    args = ["sensors", "--sysfs-root", str(tmp_path), "--tegrastats", missing, "--vcgencmd", missing]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "ina3221     used       total: VDD_IN" in out
+    assert "estimate    available" in out and "ina3221 comes first" in out
+    assert "tegrastats  skipped" in out and "not found" in out
+    assert "Used: ina3221, total = VDD_IN" in out
+    assert "VDD_CPU_GPU_CV" in out and "5000.0 mW  (VDD_IN)" in out
+
+    data = json.loads(CliRunner().invoke(cli, [*args, "--json"]).output)
+    assert data["used"] == "ina3221" and data["total_rule"] == "VDD_IN"
+    assert data["reading"]["rails_mw"] == {"VDD_IN": 5000.0, "VDD_CPU_GPU_CV": 500.0, "VDD_SOC": 1500.0}
+    assert [s["name"] for s in data["sources"]][:3] == ["ina3221", "jtop", "tegrastats"]
+
+
+def test_sensors_with_nothing_present(tmp_path):
+    missing = str(tmp_path / "nothing")
+    result = CliRunner().invoke(
+        cli, ["sensors", "--sysfs-root", str(tmp_path), "--tegrastats", missing, "--vcgencmd", missing, "--json"]
+    )
+    data = json.loads(result.output)
+    assert data["used"] is None and data["reading"] is None
+    assert all(s["status"] == "skipped" and s["detail"] for s in data["sources"])
+
+
+def test_rails_table_from_a_timestamped_log():
+    result = CliRunner().invoke(cli, ["rails", "--from-log", str(DATA / "orin-nano-r36.txt")])
+    assert result.exit_code == 0, result.output
+    assert "Total: VDD_IN" in result.output
+    # 4.968 W for 1 s ramps to 9.968 W and back: two trapezoids of (4.968 + 9.968) / 2 J
+    assert "Energy over 2.000 s: 14.936 J, mean 7.468 W" in result.output
+
+
+def test_rails_json_and_csv_from_an_untimed_log():
+    log = str(DATA / "jetson-nano-r32.txt")
+    result = CliRunner().invoke(cli, ["rails", "--from-log", log, "--interval-ms", "500", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["total_rule"] == "POM_5V_IN" and "500 ms" in data["time_source"]
+    assert [s["total_mw"] for s in data["samples"]] == [4531.0, 4400.0, 2000.0]
+    expected_j = 0.5 * (4.531 + 4.400) / 2 + 0.5 * (4.400 + 2.000) / 2
+    assert abs(data["energy"]["energy_j"] - expected_j) < 1e-9
+    assert abs(data["energy"]["rails_j"]["POM_5V_GPU"] - (0.5 * 2.113 / 2 + 0.5 * 1.100 / 2)) < 1e-9
+
+    out = CliRunner().invoke(cli, ["rails", "--from-log", log, "--interval-ms", "500", "--format", "csv"]).output
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows[1] == {
+        "t_ns": "500000000", "POM_5V_IN_mw": "4400.0", "POM_5V_GPU_mw": "1000.0", "POM_5V_CPU_mw": "500.0",
+        "total_mw": "4400.0",
+    }
+
+
+def test_rails_bad_input_is_one_line_exit_2(tmp_path):
+    result = CliRunner().invoke(cli, ["rails", "--from-log", str(DATA / "jetson-nano-r32.txt")])
+    assert result.exit_code == 2
+    assert "pass --interval-ms" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["rails", "--from-log", str(tmp_path / "none.log")])
+    assert result.exit_code == 2 and "no such tegrastats log" in result.output
+
+
+def test_sensors_agx_without_input_rail_says_sum(tmp_path):
+    dev = make_nano_iio(tmp_path)
+    (dev / "rail_name_0").write_text("GPU\n")
+    (dev / "rail_name_1").write_text("CPU\n")
+    (dev / "rail_name_2").write_text("SOC\n")
+    missing = str(tmp_path / "nothing")
+    out = CliRunner().invoke(
+        cli, ["sensors", "--sysfs-root", str(tmp_path), "--tegrastats", missing, "--vcgencmd", missing]
+    ).output
+    assert "total = sum of rails (no input rail)" in out
+    assert f"{4531 + 1113 + 539:.1f} mW  (sum of rails (no input rail))" in out
