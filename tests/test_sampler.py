@@ -82,12 +82,45 @@ def test_deadlines_do_not_drift(tmp_path):
     assert len(samples) >= 10
 
 
-def test_sensor_failure_surfaces_on_stop():
+def test_a_sensor_that_cannot_read_fails_at_start():
     sampler = Sampler(NullSensor("nothing here"), period_s=0.01)
-    sampler.start()
-    time.sleep(0.02)
     with pytest.raises(DeviceError, match="nothing here"):
-        sampler.stop()
+        sampler.start()
+
+
+def test_sensor_failure_in_the_thread_surfaces_on_stop(tmp_path):
+    dev = make_nano_iio(tmp_path)
+    sensor = open_sensor(tmp_path)
+    sampler = Sampler(sensor, period_s=0.002)
+    try:
+        sampler.start()
+        (dev / "in_power0_input").write_text("garbage\n")  # the driver now answers nonsense
+        time.sleep(0.05)
+        with pytest.raises(DeviceError, match="INA3221 read failed"):
+            sampler.stop()
+    finally:
+        sensor.close()
+
+
+def test_windows_taken_like_the_harness_are_covered(tmp_path):
+    # agent/harness.py reads its window start right after start() and its end right before stop(), with no
+    # padding: the first reading must precede the start and the last follow the end, or the window has no energy.
+    make_nano_iio(tmp_path)
+    sensor = open_sensor(tmp_path)
+    try:
+        for _ in range(20):
+            sampler = Sampler(sensor, period_s=0.01)
+            sampler.start()
+            start = time.time_ns()
+            time.sleep(0.003)
+            end = time.time_ns()
+            samples = sampler.stop()
+            assert samples[0].t_ns <= start and samples[-1].t_ns >= end
+            energy = sampler.window_energy(samples, start, end)
+            assert energy is not None
+            assert energy.energy_j == pytest.approx(4.531 * (end - start) / 1e9, rel=1e-6)
+    finally:
+        sensor.close()
 
 
 def test_bad_period():

@@ -66,18 +66,19 @@ class Sampler:
         self._error = None
         self.missed = 0
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"sampler-{self.name}", daemon=True)
+        # The first reading is taken here, before start() returns: the harness reads its window start right
+        # after start(), and a first sample taken later by the thread would leave the window's start uncovered.
+        t0 = time.perf_counter()
+        self._samples.append(self.sensor.read())
+        self._thread = threading.Thread(target=self._loop, args=(t0,), name=f"sampler-{self.name}", daemon=True)
         self._thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, start: float) -> None:
         cpu0, wall0 = time.thread_time(), time.perf_counter()
         read, append, period = self.sensor.read, self._samples.append, self.period_s
-        start = time.perf_counter()
-        k = 0
+        k = 1  # start() took reading 0
         try:
-            while not self._stop.is_set():
-                append(read())
-                k += 1
+            while True:
                 now = time.perf_counter()
                 due = start + k * period
                 if now > due:
@@ -85,7 +86,10 @@ class Sampler:
                     self.missed += skip
                     k += skip
                     due = start + k * period
-                self._stop.wait(due - now if due > now else 0)
+                if self._stop.wait(due - now if due > now else 0):
+                    break
+                append(read())
+                k += 1
         except BaseException as exc:  # reported by stop(): a dead sensor must not pass for a quiet one
             self._error = exc
         finally:
@@ -104,6 +108,8 @@ class Sampler:
             if isinstance(err, EdgebenchError):
                 raise err
             raise EdgebenchError(f"power sampler ({self.name}) failed: {err}") from err
+        # A last reading after the caller's window end, so the window's end is covered too.
+        self._samples.append(self.sensor.read())
         return tuple(self._samples)
 
     def window_energy(self, samples: Sequence[PowerSample], start_ns: int, end_ns: int) -> RailEnergy | None:
