@@ -78,6 +78,19 @@ def _select_entries(engines_dir: Path, names: tuple[str, ...]):
     type=click.Path(path_type=Path, dir_okay=False),
     help="Append each RunRecord as a JSON line to this file, right after each engine.",
 )
+@click.option(
+    "--sensor", default="none", show_default=True, metavar="auto|none|NAME",
+    help="On-board power source sampled during each window: auto (first found, see `edgebench sensors`), "
+    "none, or ina3221, jtop, tegrastats, nvml, rapl, pi5, estimate.",
+)
+@click.option(
+    "--sensor-period-ms", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+    help="Sampling period of the on-board sensor (tegrastats: its --interval).",
+)
+@click.option(
+    "--sensor-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("/"),
+    show_default=True, help="Filesystem root the sensor reads sysfs and /proc under (a fake tree for testing).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print RunRecords as JSON lines instead of tables.")
 @click.option(
     "--sort", type=click.Choice(["mean", "name", "throughput"]), default="mean", show_default=True,
@@ -94,6 +107,9 @@ def bench(
     inter_op_threads: int | None,
     include_copies: bool,
     out: Path | None,
+    sensor: str,
+    sensor_period_ms: float,
+    sensor_root: Path,
     as_json: bool,
     sort: str,
 ) -> None:
@@ -110,17 +126,60 @@ def bench(
 
     entries = _select_entries(engines_dir, engine_names)
 
-    from edgebench.engines.backends import open_runner
     from edgebench.engines.runner import RunOptions
+
+    options = RunOptions(
+        intra_op_threads=threads, inter_op_threads=inter_op_threads, include_copies=include_copies
+    )
+    sampler, power_sensor = _open_sampler(sensor, sensor_period_ms / 1000.0, sensor_root)
+    try:
+        _bench_entries(entries, engines_dir, options, warmup, warmup_time, iterations, duration, threads,
+                       inter_op_threads, out, as_json, sort, sampler)
+    finally:
+        if power_sensor is not None:
+            power_sensor.close()
+
+
+def _open_sampler(sensor: str, period_s: float, root: Path):
+    """The on-board Sampler for `--sensor` (None for none), and its sensor to close afterwards."""
+    if sensor == "none":
+        return None, None
+    from .sensors.base import probe
+    from .sensors.sampler import Sampler
+
+    found = probe(sensor, root=root, period_s=period_s)
+    if not found.found:
+        warn("no on-board power source found, timing only: "
+             + "; ".join(f"{name}: {reason}" for name, reason in found.tried))
+        return None, None
+    chosen = found.sensor
+    kind = ", an estimate" if chosen.estimate else ""
+    note(f"on-board power: {chosen.name} (total = {chosen.total_rule}{kind}), every {period_s * 1000:g} ms")
+    return Sampler(chosen, period_s=period_s), chosen
+
+
+def _energy_line(record, sampler) -> str | None:
+    energy = record.rail_energy
+    if energy is None or record.samples_processed == 0:
+        return None
+    per_sample_mj = energy.energy_j / record.samples_processed * 1000.0  # J -> mJ
+    star = " (estimate)" if energy.estimate else ""
+    overhead = f", sampler {sampler.cpu_fraction * 100:.1f} % of a core" if sampler is not None else ""
+    return (
+        f"  On-board:  {per_sample_mj:.3f} mJ/sample{star}, mean {energy.mean_power_w:.3f} W over the window, "
+        f"{energy.samples} samples ({energy.sensor}, total = {energy.total_rule}{overhead})"
+    )
+
+
+def _bench_entries(entries, engines_dir, options, warmup, warmup_time, iterations, duration, threads,
+                   inter_op_threads, out, as_json, sort, sampler) -> None:
+    from edgebench.engines.backends import open_runner
 
     from edgebench.records import append_jsonl, dumps
 
     from .harness import run_engine
     from .stats import LatencyStats, format_block, format_table
 
-    options = RunOptions(
-        intra_op_threads=threads, inter_op_threads=inter_op_threads, include_copies=include_copies
-    )
     results: list[tuple[str, LatencyStats]] = []
     shown_region: str | None = None
     for k, entry in enumerate(entries, 1):
@@ -135,6 +194,7 @@ def bench(
                 iterations=iterations,
                 duration_s=duration,
                 options=options,
+                sampler=sampler,
             )
         finally:
             runner.close()
@@ -157,6 +217,9 @@ def bench(
         click.echo("")
         for line in format_block(record.engine, stats):
             click.echo(line)
+        energy_line = _energy_line(record, sampler)
+        if energy_line:
+            click.echo(energy_line)
     if not as_json and len(results) > 1:
         click.echo("")
         for line in format_table(results, sort):

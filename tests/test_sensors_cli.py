@@ -89,3 +89,45 @@ def test_sensors_agx_without_input_rail_says_sum(tmp_path):
     ).output
     assert "total = sum of rails (no input rail)" in out
     assert f"{4531 + 1113 + 539:.1f} mW  (sum of rails (no input rail))" in out
+
+
+def _engines(tmp_path_factory):
+    from edgebench.engines.build import build_sweep
+    from edgebench.engines.sweep import Sweep
+
+    out = tmp_path_factory.mktemp("sensor-engines")
+    report = build_sweep(Sweep(backbones=("squeezenet1_1",), batches=(1,), resolutions=((32, 32),)), out)
+    assert report.ok
+    return out
+
+
+def test_bench_with_ina3221_attaches_rail_energy(tmp_path, tmp_path_factory):
+    from edgebench.records import read_run_records
+
+    engines = _engines(tmp_path_factory)
+    root = tmp_path / "root"
+    make_orin_hwmon(root)
+    out = tmp_path / "runs.jsonl"
+    result = CliRunner().invoke(cli, [
+        "bench", str(engines), "--duration", "0.2", "--warmup", "1", "--threads", "1", "--out", str(out),
+        "--sensor", "ina3221", "--sensor-root", str(root), "--sensor-period-ms", "5",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "on-board power: ina3221 (total = VDD_IN), every 5 ms" in result.output
+    assert "On-board:" in result.output and "mean 5.000 W" in result.output
+    (record,) = read_run_records(out)
+    assert record.sensor == "ina3221" and len(record.power_samples) >= 3
+    assert record.rail_energy is not None and record.rail_energy.total_rule == "VDD_IN"
+    window_s = (record.window_end_ns - record.window_start_ns) / 1e9
+    assert abs(record.rail_energy.energy_j - 5.0 * window_s) < 1e-6 * 5.0 * window_s  # constant 5 W on VDD_IN
+
+
+def test_bench_named_sensor_missing_is_exit_2(tmp_path, tmp_path_factory):
+    engines = _engines(tmp_path_factory)
+    result = CliRunner().invoke(
+        cli, ["bench", str(engines), "--iterations", "1", "--sensor", "ina3221", "--sensor-root", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "sensor ina3221: no INA3221 driver" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["bench", str(engines), "--iterations", "1", "--sensor", "wattmeter"])
+    assert result.exit_code == 2 and "unknown sensor 'wattmeter'" in result.output
