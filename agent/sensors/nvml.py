@@ -39,10 +39,12 @@ class NvmlSensor:
         self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
         self.rails = tuple(f"GPU{i}" for i in range(count))
         self._energy = True
+        self.counter_based = True  # total-energy counter: rail_energy takes its difference over a window
         try:
             self._last = (now_ns(), [pynvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self._handles])
         except pynvml.NVMLError:
             self._energy = False  # pre-Volta: instant power only
+            self.counter_based = False
             try:
                 pynvml.nvmlDeviceGetPowerUsage(self._handles[0])
             except pynvml.NVMLError as exc:

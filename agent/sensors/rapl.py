@@ -65,6 +65,7 @@ class RaplSensor:
 
     name = "rapl"
     estimate = False
+    counter_based = True  # each read() is the mean power since the previous one: rail_energy differences it
     total_rule = "sum of package + dram zones"
 
     def __init__(self, zones: list[Zone]) -> None:
