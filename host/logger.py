@@ -1,0 +1,385 @@
+"""The meter logger: reads a serial port (or pty, socket://, loop://, hwgrep://) and appends readings to a store.
+
+It survives what real meters do: corrupt frames (counted by the decoder), silence (a gap is recorded once
+nothing arrives for 3 nominal periods), the port vanishing and coming back (reopened with backoff; a
+socket:// bridge dropping us is the same), and SIGINT (the store is flushed and closed). Errors a user can fix
+(no such port, permission denied) are raised once, at the first open, in plain words.
+"""
+
+from __future__ import annotations
+
+import errno
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgebench.errors import BadInput, PermissionDenied
+from edgebench.records import MeterReading
+
+GAP_PERIODS = 3.0  # silence longer than this many reading periods is recorded as a gap
+MIN_PERIOD_S = 0.1  # floor for the gap threshold, so scheduler jitter at 100 Hz is not a gap
+BACKOFF_START_S, BACKOFF_MAX_S = 0.1, 5.0
+READ_TIMEOUT_S = 0.1
+
+
+@dataclass
+class LoggerStats:
+    """Counters since start: readings stored, frames the decoder rejected, gaps recorded, reopens."""
+
+    readings: int = 0
+    bad_frames: int = 0
+    gaps: int = 0
+    reconnects: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def available_ports() -> list[str]:
+    """Serial ports this machine lists (pyserial's list_ports), e.g. ['/dev/ttyUSB0']."""
+    try:
+        from serial.tools import list_ports
+
+        return sorted(p.device for p in list_ports.comports())
+    except Exception:  # noqa: BLE001 - listing is only a hint in an error message
+        return []
+
+
+def translate_open_error(url: str, exc: BaseException) -> Exception:
+    """A pyserial/OS open failure as the error the user should see (BadInput / PermissionDenied)."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code == errno.EACCES or "Permission denied" in text:
+        return PermissionDenied(
+            f"permission denied on {url}: add yourself to the dialout group "
+            "(`sudo usermod -aG dialout $USER`, then log out and in again) or install a udev rule (docs/meters.md)"
+        )
+    if code == errno.ENOENT or "No such file" in text:
+        ports = available_ports()
+        listed = ", ".join(ports) if ports else "none found"
+        return BadInput(f"no serial port {url}: ports on this machine: {listed}")
+    if "Connection refused" in text:
+        return BadInput(
+            f"nothing listens at {url}: start the meter bridge (or `edgebench meter emulate --tcp`)"
+        )
+    return BadInput(f"cannot open meter port {url}: {text}")
+
+
+def open_port(url: str, baudrate: int, timeout: float = READ_TIMEOUT_S):
+    """Open a pyserial port by URL; raises the translated error on failure."""
+    import serial
+
+    try:
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise translate_open_error(url, exc) from None
+
+
+class MeterLogger:
+    """Log a meter at `url` into the store at `out` (SQLite, or CSV by suffix; None keeps readings in memory only).
+
+    `protocol` is a registered name or "auto" (listen and pick). `calibration` is protocol-specific (a
+    Tweet-a-Watt calibration JSON path). Use `.start()`/`.stop()` for a background thread or `.run(duration_s)`
+    in the foreground (Ctrl-C stops it cleanly).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        protocol: str = "auto",
+        out: str | Path | None = None,
+        *,
+        calibration: str | Path | dict | None = None,
+        baudrate: int | None = None,
+        probe_s: float | None = None,
+    ) -> None:
+        from edgebench.host.meters.base import meter_class
+
+        self.url = str(url)
+        self.protocol = protocol
+        self.out = Path(out) if out is not None else None
+        self.calibration = calibration
+        self.baudrate = baudrate
+        self.probe_s = probe_s
+        if protocol != "auto":
+            meter_class(protocol)  # unknown names fail now, before any port is touched
+        self.stats = LoggerStats()
+        self.decoder: Any = None
+        self._store = None
+        self._port = None
+        self._latest: MeterReading | None = None
+        self._times: deque[int] = deque(maxlen=64)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    # --- public view --------------------------------------------------------------------------------------
+
+    @property
+    def meter(self) -> str:
+        """Identity of the meter being logged ("" until the protocol is known)."""
+        return self.decoder.identity if self.decoder is not None else ""
+
+    @property
+    def nominal_period_s(self) -> float:
+        """Seconds between readings: the observed median once a few readings arrived, else the meter's nominal."""
+        times = list(self._times)
+        if len(times) >= 4:
+            return statistics.median(b - a for a, b in zip(times, times[1:], strict=False)) / 1e9
+        return float(self.decoder.nominal_period_s) if self.decoder is not None else 1.0
+
+    @property
+    def resolution_w(self) -> float:
+        return float(self.decoder.resolution_w) if self.decoder is not None else 0.0
+
+    @property
+    def rate_hz(self) -> float:
+        """Readings per second over the last (up to) 64 readings."""
+        times = list(self._times)
+        if len(times) < 2 or times[-1] == times[0]:
+            return 0.0
+        return (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
+
+    def latest(self) -> MeterReading | None:
+        """The most recent reading (check its t_ns for freshness), or None before the first."""
+        return self._latest
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the port (and the store), probe the protocol if "auto"; user errors are raised here."""
+        self._port = self._open_first()
+        try:
+            if self.decoder is None:
+                self._choose_decoder()
+            if self._store is None and self.out is not None:
+                from edgebench.host.store import open_store
+
+                self._store = open_store(self.out)
+        except BaseException:
+            self._close_port()
+            raise
+        self._send(self.decoder.open_commands())
+        self._record_meta()
+
+    def _baud(self) -> int:
+        if self.baudrate:
+            return int(self.baudrate)
+        if self.protocol != "auto":
+            from edgebench.host.meters.base import meter_class
+
+            return int(meter_class(self.protocol).baudrate)
+        return 9600
+
+    def _open_first(self):
+        return open_port(self.url, self._baud())
+
+    def _choose_decoder(self) -> None:
+        from edgebench.host.meters.base import make_meter
+
+        protocol = self.protocol
+        if protocol == "auto":
+            from edgebench.host.meters.probe import LISTEN_S, probe_port
+
+            found = probe_port(self._port, self.probe_s or LISTEN_S, self.url)
+            protocol = found.protocol
+        options: dict[str, Any] = {}
+        if self.calibration is not None and protocol == "tweetawatt":
+            options["calibration"] = self.calibration
+        self.decoder = make_meter(protocol, **options)
+        self.protocol = protocol
+
+    def _record_meta(self) -> None:
+        if self._store is not None and self.decoder is not None:
+            self._store.set_meta(
+                meter=self.meter,
+                protocol=self.protocol,
+                resolution_w=self.resolution_w,
+                nominal_period_s=self.decoder.nominal_period_s,
+                url=self.url,
+            )
+
+    def start(self) -> MeterLogger:
+        """Open now (user errors raise here), then log in a background thread until `.stop()`."""
+        self.open()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._guarded_loop, name="meter-logger", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread, record a trailing gap if silent, flush and close the store and the port."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._finish()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def run(
+        self,
+        duration_s: float | None = None,
+        *,
+        on_tick: Callable[[MeterLogger], None] | None = None,
+        tick_s: float = 0.5,
+    ) -> LoggerStats:
+        """Log in the foreground for `duration_s` (None: until Ctrl-C/`request_stop`); always flushes and closes.
+
+        `on_tick(logger)` is called every `tick_s` seconds (a live status line).
+        """
+        if self._port is None:
+            self.open()
+        self._stop.clear()
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        try:
+            self._loop(deadline, on_tick, tick_s)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._finish()
+        return self.stats
+
+    def request_stop(self) -> None:
+        """Ask a foreground `run` (or the thread) to end soon (safe from a signal handler)."""
+        self._stop.set()
+
+    def __enter__(self) -> MeterLogger:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- the loop -----------------------------------------------------------------------------------------
+
+    def _guarded_loop(self) -> None:
+        try:
+            self._loop(None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in stop() on the caller's thread
+            self._error = exc
+
+    def _send(self, data: bytes) -> None:
+        if data and self._port is not None:
+            try:
+                self._port.write(data)
+            except Exception:  # noqa: BLE001 - a dead port shows up on the next read, where it is handled
+                pass
+
+    def _loop(
+        self,
+        deadline: float | None,
+        on_tick: Callable[[MeterLogger], None] | None = None,
+        tick_s: float = 0.5,
+    ) -> None:
+        import serial
+
+        next_tick = time.monotonic() + tick_s
+        backoff = BACKOFF_START_S
+        retry_at = 0.0
+        next_poll = 0.0
+        self._silent_since_ns: int | None = None  # start of the current gap, once declared
+        self._gap_reason = ""
+        self._heard_mono = time.monotonic()
+        self._heard_ns = time.time_ns()
+        poll = self.decoder.poll()
+        while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            now = time.monotonic()
+            if self._port is None:
+                if now >= retry_at:
+                    try:
+                        self._port = serial.serial_for_url(
+                            self.url, baudrate=self._baud(), timeout=READ_TIMEOUT_S
+                        )
+                        self.stats.reconnects += 1
+                        backoff = BACKOFF_START_S
+                        self._send(self.decoder.open_commands())
+                    except (serial.SerialException, OSError, ValueError):
+                        retry_at = now + backoff
+                        backoff = min(backoff * 2, BACKOFF_MAX_S)
+                if self._port is None:
+                    self._check_silence("port lost")
+                    self._stop.wait(min(0.05, max(0.0, retry_at - time.monotonic())))
+                    self._flush_if_due()
+                    continue
+            if poll and now >= next_poll:
+                self._send(poll)
+                next_poll = now + self.decoder.nominal_period_s
+            try:
+                data = self._port.read(self._port.in_waiting or 1)
+            except (serial.SerialException, OSError, TypeError, AttributeError):
+                # TypeError/AttributeError: pyserial's socket/posix backends fail that way on a closed handle.
+                self._close_port()
+                self._gap_reason = "port lost"
+                self._check_silence("port lost", at_once=True)  # no port: nothing can be heard, a gap now
+                retry_at = time.monotonic() + backoff
+                continue
+            t_ns = time.time_ns()
+            if data:
+                for reading in self.decoder.feed(data, t_ns):
+                    self._accept(reading)
+                self.stats.bad_frames = self.decoder.bad_frames
+            self._check_silence("meter silent")
+            self._flush_if_due()
+            if on_tick is not None and time.monotonic() >= next_tick:
+                on_tick(self)
+                next_tick = time.monotonic() + tick_s
+
+    def _accept(self, reading: MeterReading) -> None:
+        if self._silent_since_ns is not None:
+            self._add_gap(self._silent_since_ns, reading.t_ns, self._gap_reason)
+            self._silent_since_ns = None
+        if self._store is not None:
+            if self.stats.readings == 0 or reading.meter != self._latest_meter:
+                self._record_meta()
+            self._store.add(reading)
+        self._latest_meter = reading.meter
+        self._latest = reading
+        self._times.append(reading.t_ns)
+        self.stats.readings += 1
+        self._heard_mono = time.monotonic()
+        self._heard_ns = reading.t_ns
+        self._gap_reason = ""
+
+    _latest_meter = ""
+
+    def _check_silence(self, reason: str, *, at_once: bool = False) -> None:
+        if self._silent_since_ns is not None:
+            return
+        period = max(self.nominal_period_s, MIN_PERIOD_S)
+        if at_once or time.monotonic() - self._heard_mono > GAP_PERIODS * period:
+            self._silent_since_ns = self._heard_ns
+            self._gap_reason = self._gap_reason or reason
+            self.stats.gaps += 1
+
+    def _add_gap(self, start_ns: int, end_ns: int, reason: str) -> None:
+        if self._store is not None:
+            self._store.add_gap(start_ns, end_ns, reason or "meter silent")
+
+    def _flush_if_due(self) -> None:
+        if self._store is not None:
+            self._store.flush_if_due()
+
+    def _close_port(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            except Exception:  # noqa: BLE001 - closing a vanished port may fail; it is gone either way
+                pass
+            self._port = None
+
+    def _finish(self) -> None:
+        with self._lock:
+            if getattr(self, "_silent_since_ns", None) is not None:
+                self._add_gap(self._silent_since_ns, time.time_ns(), self._gap_reason)
+                self._silent_since_ns = None
+            self._close_port()
+            if self._store is not None:
+                self._store.close()
+                self._store = None

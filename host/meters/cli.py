@@ -1,0 +1,266 @@
+"""`edgebench meter`: log a wall meter to a store, show a log, emulate a meter on a pty, probe a port."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from edgebench.console import is_interactive, note, warn
+from edgebench.errors import BadInput
+
+PROTOCOL_HELP = "Wire protocol: auto (listen and pick), lines, tweetawatt."
+EMULATED_PROTOCOLS = ("lines", "tweetawatt")
+
+
+def _protocols() -> list[str]:
+    from edgebench.host.meters.base import protocol_names
+
+    return ["auto", *protocol_names()]
+
+
+class _StopOnSignal:
+    """Turn SIGTERM (and SIGINT) into a clean stop request, restoring the old handlers afterwards."""
+
+    def __init__(self, stop) -> None:
+        self.stop = stop
+        self.old: dict[int, object] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.old[sig] = signal.signal(sig, lambda *_: self.stop())
+            except ValueError:
+                pass  # not the main thread (embedded use): the caller stops us instead
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+
+
+@click.group("meter")
+def meter() -> None:
+    """Wall meters: log, probe, show, emulate."""
+
+
+@meter.command("log")
+@click.option(
+    "--meter", "url", required=True, metavar="PORT", help="/dev/ttyUSB0, a pty, socket://HOST:PORT, ..."
+)
+@click.option("--protocol", default="auto", show_default=True, help=PROTOCOL_HELP)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Store (.sqlite/.csv)."
+)
+@click.option(
+    "--duration", type=float, default=None, metavar="S", help="Stop after S seconds (default: Ctrl-C)."
+)
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), help="Tweet-a-Watt JSON.")
+@click.option("--baudrate", type=int, default=None, help="Override the protocol's baud rate.")
+def log_cmd(url, protocol, out, duration, calibration, baudrate) -> None:
+    """Log readings from a meter into a store until Ctrl-C (or --duration)."""
+    from edgebench.host.logger import MeterLogger
+
+    if duration is not None and duration <= 0:
+        raise BadInput(f"--duration must be > 0 seconds, got {duration:g}")
+    logger = MeterLogger(url, protocol, out, calibration=calibration, baudrate=baudrate)
+    logger.open()
+    note(f"logging {logger.meter} from {url} to {out} (Ctrl-C to stop)")
+
+    def live_line(lg) -> None:
+        r, s = lg.latest(), lg.stats
+        text = f"{r.power_w:8.2f} W" if r else "   (none)"
+        click.echo(
+            f"\r{text}  {s.readings} readings  {lg.rate_hz:5.2f}/s  bad {s.bad_frames}  gaps {s.gaps}  "
+            f"reconnects {s.reconnects}   ",
+            err=True,
+            nl=False,
+        )
+
+    live = is_interactive()
+    with _StopOnSignal(logger.request_stop):
+        try:
+            logger.run(duration, on_tick=live_line if live else None)
+        finally:
+            if live:
+                click.echo("", err=True)
+    s = logger.stats
+    note(
+        f"{s.readings} readings, {s.bad_frames} bad frames, {s.gaps} gaps, {s.reconnects} reconnects -> {out}"
+    )
+
+
+def summary_rows(path: Path) -> dict[str, object]:
+    """The figures `meter show` prints for a log."""
+    from edgebench.host.store import load_trace, summarize
+
+    from edgebench.energy import integrate_window
+
+    info = summarize(path)
+    rows: dict[str, object] = {"file": str(path)}
+    per_address = info.addresses if len(info.addresses) > 1 else (None,)
+    sections = []
+    for address in per_address:
+        trace = load_trace(path, address=address)
+        n = len(trace.t_ns)
+        section: dict[str, object] = {"address": address or "", "meter": trace.meter, "samples": n}
+        if n:
+            span_s = (int(trace.t_ns[-1]) - int(trace.t_ns[0])) / 1e9
+            section.update(
+                span_s=span_s,
+                rate_hz=(n - 1) / span_s if span_s > 0 else 0.0,
+                mean_w=float(trace.power_w.mean()),
+                min_w=float(trace.power_w.min()),
+                max_w=float(trace.power_w.max()),
+                resolution_w=trace.resolution_w,
+                gaps=len(trace.gaps),
+                gap_s=sum((b - a) for a, b in trace.gaps) / 1e9,
+            )
+            if n >= 2 and span_s > 0:
+                integral = integrate_window(
+                    trace.t_ns, trace.power_w, int(trace.t_ns[0]), int(trace.t_ns[-1])
+                )
+                section["energy_wh"] = integral.energy_j / 3600
+        sections.append(section)
+    rows["sensors"] = sections
+    return rows
+
+
+def format_show(doc: dict[str, object], fmt: str) -> list[str]:
+    """Lines for `meter show` in table, csv or json."""
+    sections = doc["sensors"]
+    assert isinstance(sections, list)
+    keys = [
+        "address",
+        "meter",
+        "samples",
+        "span_s",
+        "rate_hz",
+        "mean_w",
+        "min_w",
+        "max_w",
+        "energy_wh",
+        "gaps",
+    ]
+    if fmt == "json":
+        return [json.dumps(doc, indent=2)]
+    if fmt == "csv":
+        lines = [",".join(keys)]
+        for s in sections:
+            lines.append(",".join(_cell(s.get(k)) for k in keys))
+        return lines
+    lines = [f"meter log {doc['file']}"]
+    for s in sections:
+        head = f"  sensor {s['address']}" if s["address"] else " "
+        lines.append(f"{head} meter: {s['meter']}")
+        if not s["samples"]:
+            lines.append("  no readings")
+            continue
+        lines += [
+            f"  samples     {s['samples']} over {s['span_s']:.1f} s ({s['rate_hz']:.2f} /s)",
+            f"  power       mean {s['mean_w']:.2f} W, min {s['min_w']:.2f} W, max {s['max_w']:.2f} W "
+            f"(resolution {s['resolution_w']:.3g} W)",
+            f"  energy      {s.get('energy_wh', 0.0):.4f} Wh",
+            f"  gaps        {s['gaps']} ({s['gap_s']:.1f} s)",
+        ]
+    return lines
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+@meter.command("show")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+def show_cmd(file, fmt) -> None:
+    """Summarise a meter log: samples, span, rate, gaps, mean/min/max W, energy."""
+    click.echo("\n".join(format_show(summary_rows(file), fmt)))
+
+
+def _profile(watts, steps, csv_path, cpu_load):
+    from edgebench.host.meters import emulate
+
+    given = [x for x in (watts, steps, csv_path, cpu_load) if x is not None]
+    if len(given) != 1:
+        raise BadInput("give exactly one of --watts, --steps, --csv, --cpu-load")
+    if watts is not None:
+        return emulate.ConstantProfile(watts)
+    if steps is not None:
+        return emulate.StepsProfile.parse(steps)
+    if csv_path is not None:
+        return emulate.CsvProfile(csv_path)
+    try:
+        idle, top = (float(x) for x in cpu_load.split(":"))
+    except ValueError:
+        raise BadInput(f"--cpu-load {cpu_load!r} is not IDLE:MAX watts, e.g. 3:15") from None
+    return emulate.CpuLoadProfile(idle, top)
+
+
+@meter.command("emulate")
+@click.option("--protocol", required=True, type=click.Choice(EMULATED_PROTOCOLS))
+@click.option("--watts", type=float, help="Constant power.")
+@click.option("--steps", help='Piecewise power "t_s:watts,...", e.g. "0:5,10:8".')
+@click.option(
+    "--csv", "csv_path", type=click.Path(path_type=Path), help="CSV profile with t_s,power_w columns."
+)
+@click.option("--cpu-load", metavar="IDLE:MAX", help="Watts following this machine's CPU load.")
+@click.option("--interval", type=float, default=None, metavar="S", help="Seconds between readings.")
+@click.option(
+    "--tcp", "tcp_port", type=int, default=None, metavar="PORT", help="Serve on TCP instead of a pty."
+)
+@click.option("--duration", type=float, default=None, metavar="S", help="Stop after S seconds.")
+def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, duration) -> None:
+    """Emulate a meter on a pty (or TCP port) until Ctrl-C; prints the port to open."""
+    from edgebench.host.meters.emulate import start_emulator
+
+    profile = _profile(watts, steps, csv_path, cpu_load)
+    transport = "tcp" if tcp_port is not None else "pty"
+    handle = start_emulator(
+        protocol, profile, interval_s=interval, transport=transport, tcp_port=tcp_port or 0
+    )
+    click.echo(handle.port)
+    sys.stdout.flush()
+    note(f"emulating {handle.identity} every {handle.interval_s:g} s on {handle.port} (Ctrl-C to stop)")
+    stopped = []
+    try:
+        with _StopOnSignal(lambda: stopped.append(True)):
+            end = time.monotonic() + duration if duration is not None else None
+            while not stopped and (end is None or time.monotonic() < end):
+                time.sleep(0.05)
+    finally:
+        handle.stop()
+    note(f"sent {len(handle.sent)} readings")
+
+
+@meter.command("probe")
+@click.argument("port")
+@click.option("--listen", type=float, default=None, metavar="S", help="Seconds to listen (default 2.5).")
+@click.option("--baudrate", type=int, default=None)
+def probe_cmd(port, listen, baudrate) -> None:
+    """Say which meter protocol PORT speaks (listens briefly; polls meters that need asking)."""
+    from edgebench.host.logger import open_port
+    from edgebench.host.meters.probe import LISTEN_S, probe_port
+
+    handle = open_port(port, baudrate or 9600)
+    try:
+        found = probe_port(handle, listen or LISTEN_S, port)
+    finally:
+        handle.close()
+    click.echo(
+        f"{port}: {found.protocol} ({found.identity}), {found.readings} readings in {found.bytes_heard} bytes"
+    )
+    if found.protocol == "lines":
+        warn(
+            "plain text lines can be anything numeric: check the values with `edgebench meter log --duration 5`"
+        )

@@ -1,0 +1,141 @@
+"""The logger end to end through real ptys and sockets: emulator -> MeterLogger -> store -> load_trace."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from edgebench.host.logger import MeterLogger, translate_open_error
+from edgebench.host.meters.emulate import ConstantProfile, Faults, StepsProfile, start_emulator
+from edgebench.host.store import load_trace
+
+from edgebench.errors import BadInput, PermissionDenied
+
+
+def _wait_for(predicate, timeout_s=5.0):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_lines_end_to_end_with_corrupt_frames(tmp_path):
+    out = tmp_path / "m.sqlite"
+    faults = Faults(corrupt_every=5, garbage_every=7)
+    with start_emulator("lines", StepsProfile([(0, 4.0), (0.6, 9.5)]), interval_s=0.05, faults=faults) as emu:
+        logger = MeterLogger(emu.port, "lines", out)
+        logger.run(1.2)
+    trace = load_trace(out)
+    good = [w for _, w, bad in emu.sent if not bad]
+    assert len(trace.t_ns) >= len(good) - 2  # at most the frames in flight at the end
+    assert set(trace.power_w.tolist()) <= {4.0, 9.5} and {4.0, 9.5} <= set(trace.power_w.tolist())
+    assert logger.stats.bad_frames >= 3  # every 5th line garbled, counted, not fatal
+    assert logger.stats.readings == len(trace.t_ns)
+    assert trace.meter == "lines" and logger.rate_hz == pytest.approx(20, rel=0.3)
+
+
+def test_tweetawatt_end_to_end_through_a_pty(tmp_path):
+    out = tmp_path / "twa.csv"
+    with start_emulator(
+        "tweetawatt", ConstantProfile(42.0), interval_s=0.1, faults={"corrupt_every": 4}
+    ) as emu:
+        with MeterLogger(emu.port, "tweetawatt", out) as logger:
+            assert _wait_for(lambda: logger.stats.readings >= 8)
+            latest = logger.latest()
+    trace = load_trace(out)
+    assert len(trace.t_ns) >= 8
+    assert abs(trace.power_w - 42.0).max() <= trace.resolution_w
+    assert latest is not None and latest.address == "0001"
+    assert logger.stats.bad_frames >= 2 and logger.meter == "tweetawatt"
+
+
+def test_silence_is_recorded_as_a_gap(tmp_path):
+    out = tmp_path / "gap.sqlite"
+    with start_emulator(
+        "lines", ConstantProfile(3.0), interval_s=0.05, faults={"silence": ((0.5, 1.3),)}
+    ) as emu:
+        logger = MeterLogger(emu.port, "lines", out)
+        logger.run(1.8)
+    trace = load_trace(out)
+    assert logger.stats.gaps == 1
+    ((start, end),) = trace.gaps
+    assert 0.6 <= (end - start) / 1e9 <= 1.2
+    # the gap spans exactly the hole between two stored readings
+    assert start in trace.t_ns.tolist() and end in trace.t_ns.tolist()
+
+
+def test_socket_drop_reconnects(tmp_path):
+    out = tmp_path / "tcp.sqlite"
+    with start_emulator(
+        "lines", ConstantProfile(7.0), interval_s=0.05, transport="tcp", faults={"drop_after_s": 0.5}
+    ) as emu:
+        assert emu.port.startswith("socket://127.0.0.1:")
+        logger = MeterLogger(emu.port, "lines", out)
+        logger.run(1.6)
+    assert logger.stats.reconnects >= 1 and emu.connections >= 2
+    trace = load_trace(out)
+    assert len(trace.t_ns) >= 15 and set(trace.power_w.tolist()) == {7.0}
+
+
+def test_port_vanishing_does_not_crash(tmp_path):
+    out = tmp_path / "gone.sqlite"
+    emu = start_emulator("lines", ConstantProfile(1.0), interval_s=0.05)
+    logger = MeterLogger(emu.port, "lines", out).start()
+    assert _wait_for(lambda: logger.stats.readings >= 3)
+    emu.stop()  # the pty disappears, like a USB adapter pulled out
+    time.sleep(0.5)
+    logger.stop()
+    assert logger.stats.gaps == 1
+    trace = load_trace(out)
+    assert len(trace.t_ns) >= 3 and len(trace.gaps) == 1
+
+
+def test_auto_picks_the_protocol(tmp_path):
+    with start_emulator("tweetawatt", ConstantProfile(10.0), interval_s=0.1) as emu:
+        logger = MeterLogger(emu.port, "auto", tmp_path / "a.sqlite", probe_s=1.0)
+        logger.run(0.3)
+    assert logger.protocol == "tweetawatt"
+    with start_emulator("lines", ConstantProfile(10.0), interval_s=0.05) as emu:
+        logger = MeterLogger(emu.port, "auto", None, probe_s=1.0)
+        logger.run(0.2)
+    assert logger.protocol == "lines" and logger.latest().power_w == 10.0
+
+
+def test_open_errors_are_plain():
+    with pytest.raises(BadInput, match="no serial port /dev/ttyNOPE0: ports on this machine"):
+        MeterLogger("/dev/ttyNOPE0", "lines").start()
+    with pytest.raises(BadInput, match="unknown meter protocol"):
+        MeterLogger("/dev/ttyNOPE0", "smoke-signals")
+    error = translate_open_error("/dev/ttyUSB0", OSError(errno.EACCES, "Permission denied"))
+    assert isinstance(error, PermissionDenied) and "usermod -aG dialout" in str(error)
+
+
+def test_killed_logger_keeps_committed_readings(tmp_path):
+    out = tmp_path / "kill.sqlite"
+    with start_emulator("lines", ConstantProfile(12.5), interval_s=0.05) as emu:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgebench", "meter", "log", "--meter", emu.port, "--protocol", "lines",
+             "--out", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert _wait_for(lambda: out.exists() and len(load_trace(out).t_ns) >= 10, timeout_s=15), (
+                proc.stderr.read1() if proc.poll() is not None else "no readings committed"
+            )
+            time.sleep(1.0)
+            killed_at = time.time_ns()
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    trace = load_trace(out)
+    # A commit happens at least every second: everything sent over 1.5 s before the kill is on disk.
+    before = [t for t, _, _ in emu.sent if t < killed_at - 1_500_000_000]
+    assert len(trace.t_ns) >= len(before) >= 5
+    assert set(trace.power_w.tolist()) == {12.5}

@@ -1,0 +1,104 @@
+"""`edgebench meter`: show, log, emulate, probe through the CLI; user mistakes exit 2 with one line."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from edgebench.host.meters.emulate import ConstantProfile, start_emulator
+from edgebench.host.store import open_store
+
+from edgebench.cli import cli
+from edgebench.records import MeterReading
+
+EPOCH = 1_700_000_000_000_000_000
+S = 1_000_000_000
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def log_file(tmp_path):
+    path = tmp_path / "m.sqlite"
+    with open_store(path) as store:
+        store.set_meta(meter="lines", resolution_w=0.1)
+        for k in range(11):  # 10 s at 6 W then 0.5 W/s more: 60 + 25 J
+            store.add(MeterReading(t_ns=EPOCH + k * S, power_w=6.0 + 0.5 * k, meter="lines"))
+        store.add_gap(EPOCH + 4 * S, EPOCH + 5 * S, "meter silent")
+    return path
+
+
+def test_show_table_csv_json(log_file):
+    res = invoke("meter", "show", str(log_file))
+    assert res.exit_code == 0, res.output
+    assert "11 over 10.0 s (1.00 /s)" in res.stdout
+    assert "mean 8.50 W, min 6.00 W, max 11.00 W" in res.stdout
+    assert f"{85 / 3600:.4f} Wh" in res.stdout and "gaps        1 (1.0 s)" in res.stdout
+    doc = json.loads(invoke("meter", "show", str(log_file), "--format", "json").stdout)
+    (sensor,) = doc["sensors"]
+    assert sensor["energy_wh"] == pytest.approx(85 / 3600) and sensor["samples"] == 11
+    lines = invoke("meter", "show", str(log_file), "--format", "csv").stdout.splitlines()
+    assert lines[0].startswith("address,meter,samples") and len(lines) == 2
+
+
+def test_log_from_emulator(tmp_path):
+    out = tmp_path / "cli.csv"
+    with start_emulator("lines", ConstantProfile(2.5), interval_s=0.05) as emu:
+        res = invoke(
+            "meter", "log", "--meter", emu.port, "--protocol", "lines", "--out", str(out), "--duration", "0.6"
+        )
+    assert res.exit_code == 0, res.output
+    assert "readings" in res.stderr and res.stdout == ""
+    assert "2.5" in out.read_text()
+
+
+def test_emulate_prints_the_port_then_stops():
+    res = invoke(
+        "meter",
+        "emulate",
+        "--protocol",
+        "tweetawatt",
+        "--watts",
+        "9",
+        "--interval",
+        "0.1",
+        "--duration",
+        "0.4",
+    )
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().startswith("/dev/pts/")
+    assert "emulating tweetawatt (emulated constant 9 W)" in res.stderr
+
+
+def test_probe_names_the_protocol():
+    with start_emulator("tweetawatt", ConstantProfile(9.0), interval_s=0.1) as emu:
+        res = invoke("meter", "probe", emu.port, "--listen", "1")
+    assert res.exit_code == 0, res.output
+    assert "tweetawatt" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["show", "nope.sqlite"], "does not exist"),
+        (["log", "--meter", "/dev/ttyNOPE9", "--protocol", "lines", "--out", "x.sqlite"], "no serial port"),
+        (
+            ["log", "--meter", "/dev/ttyNOPE9", "--protocol", "morse", "--out", "x.sqlite"],
+            "unknown meter protocol",
+        ),
+        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--duration", "-1"], "--duration must be > 0"),
+        (["emulate", "--protocol", "lines", "--watts", "3", "--steps", "0:1"], "exactly one of"),
+        (["emulate", "--protocol", "lines", "--cpu-load", "lots"], "IDLE:MAX"),
+        (
+            ["log", "--meter", "socket://127.0.0.1:1", "--protocol", "lines", "--out", "x.sqlite"],
+            "nothing listens",
+        ),
+    ],
+)
+def test_user_errors_exit_2(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    res = invoke("meter", *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x.sqlite").exists()  # no empty store left behind

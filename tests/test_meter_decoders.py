@@ -1,0 +1,190 @@
+"""Meter decoders fed bytes directly: framing, resync, checksums, conversions against hand-computed values."""
+
+import json
+import math
+
+import pytest
+from edgebench.host.meters.base import make_meter, protocol_names
+from edgebench.host.meters.emulate import (
+    ConstantProfile,
+    CpuLoadProfile,
+    CsvProfile,
+    StepsProfile,
+    TweetAWattEncoder,
+)
+from edgebench.host.meters.lines import LinesMeter
+from edgebench.host.meters.tweetawatt import (
+    Calibration,
+    TweetAWattMeter,
+    build_frame,
+    checksum,
+    load_calibration,
+)
+
+from edgebench.errors import BadInput
+
+S = 1_000_000_000
+
+# --- lines ----------------------------------------------------------------------------------------------------
+
+
+def test_lines_formats_split_anywhere():
+    meter = LinesMeter()
+    stream = b"12.3\nW=4.5\r\n7 W\n# comment\n\nwatts: 8.25\nnonsense\n"
+    out = []
+    for k in range(len(stream)):  # one byte at a time: a line may arrive in pieces
+        out += meter.feed(stream[k : k + 1], k)
+    assert [r.power_w for r in out] == [12.3, 4.5, 7.0, 8.25]
+    assert meter.bad_frames == 1
+    assert meter.resolution_w == pytest.approx(0.01)
+    assert out[0].t_ns == 4  # stamped when the newline arrived
+
+
+def test_lines_csv_with_header():
+    meter = LinesMeter()
+    out = meter.feed(b"time,volts,Watts,pf\n1,230.1,55.5,0.9\n2,229.9,56.0,0.91\n3,229,oops,1\n", 7)
+    assert [(r.power_w, r.voltage_v, r.power_factor) for r in out] == [
+        (55.5, 230.1, 0.9),
+        (56.0, 229.9, 0.91),
+    ]
+    assert meter.bad_frames == 1
+    headerless = LinesMeter()
+    assert headerless.feed(b"1,2,3\n", 0) == [] and headerless.bad_frames == 1
+
+
+def test_lines_drops_endless_garbage():
+    meter = LinesMeter()
+    meter.feed(b"x" * 5000, 0)
+    assert meter.bad_frames == 1
+    assert [r.power_w for r in meter.feed(b"\n3.5\n", 1)] == [3.5]
+
+
+# --- tweetawatt -----------------------------------------------------------------------------------------------
+
+
+def _square_wave(address=1, vref=498, junk=999):
+    # Sample 0 is junk; then the voltage swings 812/212 (avg 512, vpp 600 -> +-170 V) and the current
+    # vref +- 31 counts (= +-2 A at 15.5 counts/A), in phase: every sample is 340 W.
+    v = [junk] + [812, 212] * 9
+    i = [junk] + [vref + 31, vref - 31] * 9
+    return build_frame(address, v, i)
+
+
+def test_tweetawatt_frame_layout_and_checksum():
+    frame = _square_wave()
+    assert frame[0] == 0x7E and frame[1:3] == bytes([0, 84]) and frame[3] == 0x83
+    assert frame[8] == 19 and frame[9:11] == bytes([0x22, 0x00])
+    assert len(frame) == 3 + 84 + 1
+    assert frame[-1] == checksum(frame[3:-1]) and (sum(frame[3:]) & 0xFF) == 0xFF
+
+
+def test_tweetawatt_hand_computed_reading():
+    meter = TweetAWattMeter()
+    (reading,) = meter.feed(_square_wave(), 5 * S)
+    assert reading.power_w == pytest.approx(340.0)
+    assert reading.current_a == pytest.approx(2.0)
+    assert reading.voltage_v == pytest.approx(170.0)
+    assert reading.address == "0001" and reading.meter == "tweetawatt"
+    assert reading.energy_wh == 0.0  # first packet: nothing elapsed yet
+    (second,) = meter.feed(_square_wave(), 5 * S + 9 * S)
+    assert second.energy_wh == pytest.approx(340 * 9 / 3600)
+
+
+def test_tweetawatt_resync_and_bad_frames():
+    good = _square_wave()
+    bad = bytearray(good)
+    bad[30] ^= 0x01  # checksum mismatch
+    stream = b"\x00\x01junk" + bytes(bad) + b"\x7e\xff\xff" + good + good[:40]
+    meter = TweetAWattMeter()
+    out = meter.feed(stream, 1)
+    assert len(out) == 1
+    assert meter.bad_frames >= 2  # junk and the corrupted frame, counted, not raised
+    assert len(meter.feed(good[40:], 2)) == 1  # the frame split across reads completes
+
+
+def test_tweetawatt_several_addresses_and_calibration(tmp_path):
+    cal_file = tmp_path / "cal.json"
+    cal_file.write_text(json.dumps({"0x0002": {"vref": 500, "current_norm": 31.0}}))
+    cal = load_calibration(cal_file)
+    assert cal == {2: Calibration(vref=500.0, current_norm=31.0, mains_vpp=340.0)}
+    meter = TweetAWattMeter(cal_file)
+    out = meter.feed(_square_wave(address=1) + _square_wave(address=2, vref=500), 0)
+    assert [r.address for r in out] == ["0001", "0002"]
+    assert out[0].power_w == pytest.approx(340.0)
+    assert out[1].power_w == pytest.approx(170.0)  # 31 counts per amp: half the current
+    # address 3 uses the original table's offset (492)
+    (r3,) = meter.feed(_square_wave(address=3, vref=492), 0)
+    assert r3.power_w == pytest.approx(340.0)
+
+
+def test_tweetawatt_glitch_over_13_amps_dropped():
+    meter = TweetAWattMeter()
+    v = [0] + [812, 212] * 9
+    i = [0] + [498 + 220, 498 - 220] * 9  # 14.2 A
+    assert meter.feed(build_frame(1, v, i), 0) == []
+    assert meter.glitches == 1 and meter.bad_frames == 0
+
+
+def test_tweetawatt_py2_integer_division():
+    v = [0, 811, 500, 212, 640, 300] + [700, 250] * 6 + [333]
+    i = [0, 520, 470, 480, 530, 460] + [510, 490] * 6 + [505]
+    frame = build_frame(1, v, i)
+    vs, is_ = v[1:], i[1:]
+    mx, mn = max(vs), min(vs)
+    # The original program's arithmetic, written out: floor for avgv and V_i.
+    avgv2 = (mx + mn) // 2
+    volts2 = [((x - avgv2) * 340) // (mx - mn) for x in vs]
+    amps = [(x - 498) / 15.5 for x in is_]
+    expect2 = sum(abs(volts2[k] * amps[k]) for k in range(17)) / 17
+    avgv = (mx + mn) / 2
+    expect = sum(abs((vs[k] - avgv) * 340 / (mx - mn) * amps[k]) for k in range(17)) / 17
+    assert expect != pytest.approx(expect2, rel=1e-4)
+    (compat,) = TweetAWattMeter(py2_compat=True).feed(frame, 0)
+    (exact,) = TweetAWattMeter().feed(frame, 0)
+    assert compat.power_w == pytest.approx(expect2)
+    assert exact.power_w == pytest.approx(expect)
+
+
+def test_bad_calibration_file(tmp_path):
+    with pytest.raises(BadInput, match="does not exist"):
+        load_calibration(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(BadInput, match="not readable JSON"):
+        load_calibration(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("watts", [0.0, 0.7, 5.0, 60.0, 250.0, 1400.0])
+def test_emulated_tweetawatt_samples_convert_back(watts):
+    encoder = TweetAWattEncoder(addresses=(1, 4))
+    meter = TweetAWattMeter()
+    for t_s in (0.0, 0.013, 1.7, 2.9):  # different phases of the mains cycle
+        out = meter.feed(encoder.frame(watts, t_s), 0)
+        assert len(out) == 2
+        for r in out:
+            assert r.power_w == pytest.approx(watts, abs=meter.resolution_w)
+    assert meter.bad_frames == 0
+
+
+# --- registry and profiles ------------------------------------------------------------------------------------
+
+
+def test_registry():
+    assert {"lines", "tweetawatt"} <= set(protocol_names())
+    assert make_meter("tweetawatt").nominal_period_s == 2.0
+    with pytest.raises(BadInput, match="unknown meter protocol 'morse'"):
+        make_meter("morse")
+
+
+def test_profiles(tmp_path):
+    assert ConstantProfile(5).watts_at(100) == 5
+    steps = StepsProfile.parse("0:5,10:8")
+    assert [steps.watts_at(t) for t in (0, 9.9, 10, 50)] == [5, 5, 8, 8]
+    with pytest.raises(BadInput):
+        StepsProfile.parse("zero:five")
+    (tmp_path / "p.csv").write_text("t_s,power_w\n0,1.5\n2,3\n")
+    assert CsvProfile(tmp_path / "p.csv").watts_at(2.5) == 3
+    cpu = CpuLoadProfile(2, 12)
+    sum(x * x for x in range(200_000))  # some load between the two reads
+    assert 2 <= cpu.watts_at(0) <= 12
+    assert "emulated" in cpu.identity
+    assert not math.isnan(cpu.watts_at(1))
