@@ -3,6 +3,7 @@
 `/sys/class/powercap/intel-rapl:N/{name,energy_uj,max_energy_range_uj}` per package, with subzones
 (`intel-rapl:N:M`, e.g. `dram`). Package counters already include their core/uncore subzones, so the total is
 the sum of the packages plus the dram subzones (dram sits outside the package domain): nothing counted twice.
+Where a `psys` zone exists (platform, laptops) it contains the packages and is the total by itself.
 A counter wraps at max_energy_range_uj: a negative difference gets the range added.
 Since 2020 (PLATYPUS, CVE-2020-8694: energy readings leak secrets through power side channels) energy_uj is
 readable by root only.
@@ -66,11 +67,14 @@ class RaplSensor:
     name = "rapl"
     estimate = False
     counter_based = True  # each read() is the mean power since the previous one: rail_energy differences it
-    total_rule = "sum of package + dram zones"
 
     def __init__(self, zones: list[Zone]) -> None:
         self.zones = zones
         self.rails = tuple(z.rail for z in zones)
+        # psys (laptops, since Skylake) is the whole platform and already contains the packages: when present it
+        # is the total on its own, otherwise packages + dram.
+        self._total_rails = tuple(r for r in self.rails if r == "psys") or self.rails
+        self.total_rule = "psys (platform)" if self._total_rails == ("psys",) else "sum of package + dram zones"
         self._files: list[io.FileIO] = []
         try:
             for z in zones:
@@ -105,7 +109,7 @@ class RaplSensor:
             z.rail: counter_delta_uj(p, c, z.max_range_uj) / dt_s / 1000.0  # µJ/s = µW -> mW
             for z, p, c in zip(self.zones, previous, counters, strict=True)
         }
-        return PowerSample(t_ns=t_ns, rails_mw=rails, total_mw=float(sum(rails.values())))
+        return PowerSample(t_ns=t_ns, rails_mw=rails, total_mw=float(sum(rails[r] for r in self._total_rails)))
 
     def close(self) -> None:
         for f in self._files:
