@@ -176,3 +176,12 @@ def test_probe_names_none_and_unknown(tmp_path):
     # nothing usable at all: the null sensor carries every reason
     nothing = probe(["ina3221", "rapl"], root=tmp_path)
     assert not nothing.found and "ina3221" in nothing.sensor.reason and "rapl" in nothing.sensor.reason
+
+
+def test_estimate_holds_its_figure_between_jiffies(tmp_path):
+    write_proc(tmp_path, busy=100, idle=100, model="mystery")
+    sensor = EstimateSensor(tmp_path)
+    assert sensor.read().total_mw == pytest.approx(0.5 * 15000)  # since boot
+    write_proc(tmp_path, busy=110, idle=130, model="mystery")
+    assert sensor.read().total_mw == pytest.approx(10 / 40 * 15000)
+    assert sensor.read().total_mw == pytest.approx(10 / 40 * 15000)  # no jiffy elapsed: held, not 0

@@ -181,3 +181,25 @@ def test_missing_command_is_a_reason(tmp_path):
     with pytest.raises(SensorUnavailable, match="not found"):
         TegrastatsSensor(str(tmp_path / "nope"), interval_ms=10)
     assert not os.path.exists(tmp_path / "nope")
+
+
+def test_sampler_on_the_live_sensor_covers_a_window(tmp_path):
+    import time
+
+    from edgebench.agent.sensors.sampler import Sampler
+
+    cmd = _fake_tegrastats(tmp_path, DATA / "xavier-nx-r35.txt")
+    sensor = TegrastatsSensor(cmd, interval_ms=20)
+    try:
+        sampler = Sampler(sensor, period_s=0.02)
+        sampler.start()
+        start = time.time_ns()
+        time.sleep(0.1)
+        end = time.time_ns()
+        samples = sampler.stop()
+    finally:
+        sensor.close()
+    assert len(samples) >= 3
+    energy = sampler.window_energy(samples, start, end)
+    assert energy is not None and energy.total_rule == "VDD_IN"
+    assert energy.energy_j == pytest.approx(5.079 * (end - start) / 1e9, rel=1e-6)  # constant 5079 mW

@@ -1,6 +1,6 @@
 """The last resort: CPU utilisation from /proc/stat times the CPU's TDP. A model, never a measurement.
 
-Utilisation is busy / total jiffies between two reads of the aggregate `cpu` line (the first read is since boot).
+Utilisation is busy / total jiffies between two reads of the aggregate `cpu` line (since boot until they move).
 The TDP comes from a small table matched on /proc/cpuinfo's model name, with a default; the figure ignores
 GPU, memory, disk and idle floor, so it is always flagged `estimate=True` and its total rule says so.
 """
@@ -81,19 +81,21 @@ class EstimateSensor:
             self.tdp_w, self.tdp_source = tdp_for(self.model)
         else:
             self.tdp_w, self.tdp_source = tdp_w, "given"
-        self._first = True
+        busy, total = self._last
+        self._util = busy / total if total > 0 else 0.0  # since boot, until the counters move
 
     def utilisation(self) -> float:
-        """Busy fraction since the previous call (since boot on the first call)."""
+        """Busy fraction since the previous read that saw the counters move (since boot until they do).
+
+        /proc/stat counts in jiffies (usually 10 ms per CPU), so reads closer together than a jiffy see no
+        change: the previous figure is held rather than reported as 0 % or 100 %.
+        """
         busy, total = read_cpu_jiffies(self.stat)
-        if self._first:
-            self._first = False
-            if total > 0:
-                self._last = (busy, total)
-                return busy / total
         db, dt = busy - self._last[0], total - self._last[1]
-        self._last = (busy, total)
-        return 0.0 if dt <= 0 else min(max(db / dt, 0.0), 1.0)
+        if dt > 0:
+            self._last = (busy, total)
+            self._util = min(max(db / dt, 0.0), 1.0)
+        return self._util
 
     def read(self) -> PowerSample:
         t_ns = now_ns()
