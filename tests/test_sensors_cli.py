@@ -131,3 +131,17 @@ def test_bench_named_sensor_missing_is_exit_2(tmp_path, tmp_path_factory):
     assert "sensor ina3221: no INA3221 driver" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["bench", str(engines), "--iterations", "1", "--sensor", "wattmeter"])
     assert result.exit_code == 2 and "unknown sensor 'wattmeter'" in result.output
+
+
+def test_rails_log_where_a_rail_comes_and_goes(tmp_path):
+    log = tmp_path / "mixed.log"
+    log.write_text(
+        "RAM 1/2MB CPU [1%@100] POM_5V_IN 4000/4000 POM_5V_GPU 1000/1000\n"
+        "RAM 1/2MB CPU [1%@100] POM_5V_IN 4000/4000\n"
+        "RAM 1/2MB CPU [1%@100] POM_5V_IN 4000/4000 POM_5V_GPU 1000/1000\n"
+    )
+    result = CliRunner().invoke(cli, ["rails", "--from-log", str(log), "--interval-ms", "1000", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["energy"]["energy_j"] == 8.0
+    assert data["energy"]["rails_j"]["POM_5V_GPU"] == 2.0  # integrated over the lines that have it

@@ -7,7 +7,6 @@ Formatters return lines (testable); results go to stdout, notes to stderr.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -160,8 +159,11 @@ def log_energy(samples: Sequence[PowerSample], rails: Sequence[str]) -> LogEnerg
     total = integrate_window(t, np.array([s.total_mw / 1000.0 for s in samples]), start, end)  # mW -> W
     per_rail = {}
     for rail in rails:
-        p_w = np.array([s.rails_mw.get(rail, math.nan) / 1000.0 for s in samples])
-        per_rail[rail] = integrate_window(t, p_w, start, end).energy_j
+        # a rail missing from some lines (a log spanning a reboot into another nvpmodel) counts where it exists
+        have = [s for s in samples if rail in s.rails_mw]
+        rt = np.array([s.t_ns for s in have], dtype=np.int64)
+        p_w = np.array([s.rails_mw[rail] / 1000.0 for s in have])
+        per_rail[rail] = integrate_window(rt, p_w, start, end).energy_j if len(have) >= 2 else 0.0
     return LogEnergy((end - start) / 1e9, total.energy_j, total.mean_power_w, per_rail)
 
 
@@ -177,7 +179,7 @@ def format_rails_table(samples: Sequence[PowerSample], rule: str, source: str, e
     t0 = samples[0].t_ns
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
     for s in samples:
-        values = [f"{(s.t_ns - t0) / 1e9:.3f}", *[f"{s.rails_mw.get(r, math.nan):.1f}" for r in rails]]
+        values = [f"{(s.t_ns - t0) / 1e9:.3f}", *[f"{s.rails_mw[r]:.1f}" if r in s.rails_mw else "-" for r in rails]]
         values.append(f"{s.total_mw:.1f}")
         lines.append("  ".join(v.rjust(w) for v, w in zip(values, widths, strict=True)))
     lines.append("")
@@ -198,7 +200,8 @@ def format_rails_csv(samples: Sequence[PowerSample]) -> list[str]:
     rails = _rails_of(samples)
     lines = [",".join(["t_ns", *[f"{r}_mw" for r in rails], "total_mw"])]
     for s in samples:
-        lines.append(",".join([str(s.t_ns), *[repr(s.rails_mw.get(r, math.nan)) for r in rails], repr(s.total_mw)]))
+        cells = [repr(s.rails_mw[r]) if r in s.rails_mw else "" for r in rails]  # empty: rail not in that line
+        lines.append(",".join([str(s.t_ns), *cells, repr(s.total_mw)]))
     return lines
 
 
@@ -240,7 +243,8 @@ def rails(log_file: Path, interval_ms: float | None, as_json: bool, fmt: str) ->
     samples = log.samples
     energy = log_energy(samples, _rails_of(samples))
     if as_json or fmt == "json":
-        click.echo(json.dumps(rails_json(samples, log.total_rule, log.time_source, log.path, energy), indent=2))
+        data = rails_json(samples, log.total_rule, log.time_source, log.path, energy)
+        click.echo(json.dumps(data, indent=2, allow_nan=False))
         return
     lines = format_rails_csv(samples) if fmt == "csv" else format_rails_table(
         samples, log.total_rule, log.time_source, energy
