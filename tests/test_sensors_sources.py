@@ -158,5 +158,10 @@ def test_jtop_power_uses_instant_power_never_avg():
     rails, total, rule = power_from_jtop(power)
     assert rails == {"VDD_GPU_SOC": 2000.0, "VDD_CPU_CV": 500.0}
     assert total == 2500.0 and "no input rail" in rule
-    power["tot"]["name"] = "VDD_IN"
-    assert power_from_jtop(power)[2] == "VDD_IN"
+    # with an input rail, jtop moves it from `rail` to `tot` and names it: it comes back as a rail and the total
+    power["tot"] = {"volt": 5000, "curr": 1000, "power": 5000, "avg": 4000, "online": True, "name": "VDD_IN"}
+    rails, total, rule = power_from_jtop(power)
+    assert (total, rule) == (5000.0, "VDD_IN")
+    assert rails == {"VDD_IN": 5000.0, "VDD_GPU_SOC": 2000.0, "VDD_CPU_CV": 500.0}
+    del power["tot"]
+    assert power_from_jtop(power)[1:] == (2500.0, "sum of rails (no input rail)")

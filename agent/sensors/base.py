@@ -6,7 +6,8 @@ source it skips (never swallowed); when the user named one source, its failure b
 edge (`to_user_error`). Vendor exceptions (OSError, NVMLError, jtop's) are translated inside the source modules.
 
 Total rules (what `total_rule` says):
-- "VDD_IN" / "POM_5V_IN": the board or module input rail (Jetson Nano, TX2, Xavier NX, Orin Nano/NX).
+- "VDD_IN" / "POM_5V_IN": the board or module input rail (Jetson Nano, TX2, Xavier NX, Orin Nano/NX); "VIN" on
+  Jetson Thor carrier boards.
 - "sum of rails (no input rail)": AGX Xavier / AGX Orin have no input rail; rails named NC are left out.
 - RAPL: package zones plus their dram subzones; NVML: sum of GPUs; Pi 5: sum of V x I over PMIC rails.
 - "CPU util x TDP (estimate)": the model used when nothing measures power; always flagged `estimate`.
@@ -24,8 +25,10 @@ from typing import Protocol, runtime_checkable
 from edgebench.errors import BadInput, DeviceError, EdgebenchError, MissingDependency, PermissionDenied
 from edgebench.records import PowerSample
 
-# Rails that measure the whole board/module input, best first (onboard-power.md).
-INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
+# Rails that measure the whole board/module input, best first (onboard-power.md). VIN is the carrier-board system
+# input of Jetson Thor (INA238), which jetson-stats prefers over the module rails; exact names only, so AGX Orin's
+# VIN_SYS_5V0 (one rail among several) is not mistaken for it.
+INPUT_RAILS = ("VIN", "VDD_IN", "POM_5V_IN")
 SUM_RULE = "sum of rails (no input rail)"
 ESTIMATE_RULE = "CPU util x TDP (estimate)"
 

@@ -12,17 +12,25 @@ from typing import Any
 from edgebench.errors import DeviceError
 from edgebench.records import PowerSample
 
-from .base import SUM_RULE, SensorUnavailable, now_ns, total_rule_for
+from .base import SUM_RULE, SensorUnavailable, now_ns, total_mw
 
 
 def power_from_jtop(power: dict[str, Any]) -> tuple[dict[str, float], float, str]:
-    """Rails (mW), total (mW) and total rule from jtop's `jetson.power` dict (`power` fields only)."""
+    """Rails (mW), total (mW) and total rule from jtop's `jetson.power` dict (`power` fields only, never `avg`).
+
+    jtop moves the input rail (VIN, POM_5V_IN or VDD_IN) out of `rail` into `tot` and names it there; it is put
+    back among the rails here so that every source reports the same rail set. Without an input rail, jtop's
+    `tot` is its own sum of the rails.
+    """
     rails = {name: float(r["power"]) for name, r in power.get("rail", {}).items() if r.get("online", True)}
     tot = power.get("tot", {})
-    rule = tot.get("name") or total_rule_for(tuple(rails))
-    if "power" in tot:
-        return rails, float(tot["power"]), rule if rule != SUM_RULE else "jtop sum of rails (no input rail)"
-    return rails, float(sum(rails.values())), SUM_RULE
+    if "power" not in tot:
+        return rails, float(total_mw(rails, SUM_RULE)), SUM_RULE
+    name = tot.get("name")
+    if name:
+        rails = {name: float(tot["power"]), **rails}
+        return rails, float(tot["power"]), str(name)
+    return rails, float(tot["power"]), "jtop sum of rails (no input rail)"
 
 
 class JtopSensor:
