@@ -140,7 +140,8 @@ def test_estimate_is_util_times_tdp_and_flagged(tmp_path):
     write_proc(tmp_path, busy=100 + 75, idle=300 + 25)
     assert sensor.read().total_mw == pytest.approx(0.75 * 15000)  # delta: 75 / 100
     assert tdp_for("mystery cpu") == (15.0, "default")
-    assert tdp_for("AMD EPYC 7763")[0] == 180.0
+    assert tdp_for("AMD EPYC 7763 64-Core Processor", logical_cpus=2)[0] == pytest.approx(4.4)  # a 2-vCPU VM
+    assert tdp_for("Raspberry Pi 5 Model B Rev 1.0")[0] == 8.0
 
 
 def test_probe_order_reasons_and_choice(tmp_path):

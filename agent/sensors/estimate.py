@@ -22,19 +22,35 @@ TDP_TABLE: tuple[tuple[str, float], ...] = (
     (r"Core\(TM\) i\d-\d{4,5}H", 45.0),
     (r"Core\(TM\) i\d-\d{4,5}K", 125.0),
     (r"Ryzen \d \d{4}U", 15.0),
-    (r"EPYC", 180.0),
-    (r"Xeon", 120.0),
-    (r"Cortex-A76|BCM2712", 8.0),  # Raspberry Pi 5 SoC
-    (r"Cortex-A72|BCM2711", 6.0),  # Raspberry Pi 4 SoC
+    (r"Cortex-A76|BCM2712|Raspberry Pi 5", 8.0),  # Raspberry Pi 5 SoC
+    (r"Cortex-A72|BCM2711|Raspberry Pi 4", 6.0),  # Raspberry Pi 4 SoC
+)
+# Server parts come in 8 to 128 threads under one name, and VMs see a few of them: a per-logical-CPU share of a
+# typical package (EPYC 7763: 280 W / 128 threads; Xeon Platinum 8380: 270 W / 80 threads) times the CPUs seen.
+PER_CPU_TABLE: tuple[tuple[str, float], ...] = (
+    (r"EPYC", 2.2),
+    (r"Xeon", 3.4),
 )
 
 
-def tdp_for(model: str) -> tuple[float, str]:
-    """TDP in W for a CPU model name and where it came from ("table: <pattern>" or "default")."""
+def tdp_for(model: str, logical_cpus: int = 1) -> tuple[float, str]:
+    """TDP in W for a CPU model name and where it came from ("table: <pattern>", "per CPU ..." or "default")."""
     for pattern, tdp in TDP_TABLE:
         if re.search(pattern, model):
             return tdp, f"table: {pattern}"
+    for pattern, per_cpu in PER_CPU_TABLE:
+        if re.search(pattern, model):
+            return per_cpu * logical_cpus, f"{per_cpu:g} W per logical CPU x {logical_cpus} ({pattern})"
     return DEFAULT_TDP_W, "default"
+
+
+def logical_cpus(root: Path = Path("/")) -> int:
+    """Logical CPUs listed in /proc/cpuinfo under `root` (1 when unreadable)."""
+    try:
+        text = (root / "proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 1
+    return max(1, len(re.findall(r"^processor\s*:", text, re.MULTILINE)))
 
 
 def cpu_model(root: Path = Path("/")) -> str:
@@ -78,7 +94,7 @@ class EstimateSensor:
             raise SensorUnavailable(f"cannot read CPU utilisation from {self.stat}: {exc}") from None
         self.model = cpu_model(root)
         if tdp_w is None:
-            self.tdp_w, self.tdp_source = tdp_for(self.model)
+            self.tdp_w, self.tdp_source = tdp_for(self.model, logical_cpus(root))
         else:
             self.tdp_w, self.tdp_source = tdp_w, "given"
         busy, total = self._last
