@@ -143,7 +143,7 @@ def _fake_tegrastats(tmp_path: Path, source: Path, exit_after: int | None = None
         f"limit = {limit}\n"
         "for i, line in enumerate(itertools.cycle(lines)):\n"
         "    if limit is not None and i >= limit:\n"
-        "        sys.exit(3)\n"
+        "        sys.stderr.write('fake tegrastats: out of lines\\n'); sys.exit(3)\n"
         "    sys.stdout.write(line); sys.stdout.flush(); time.sleep(interval)\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -170,7 +170,7 @@ def test_live_sensor_reports_a_dead_process(tmp_path):
     cmd = _fake_tegrastats(tmp_path, DATA / "xavier-nx-r35.txt", exit_after=2)
     sensor = TegrastatsSensor(cmd, interval_ms=10)
     try:
-        with pytest.raises(DeviceError, match="stopped printing"):
+        with pytest.raises(DeviceError, match="stopped printing.*exited with 3: fake tegrastats: out of lines"):
             for _ in range(5):
                 sensor.read()
     finally:

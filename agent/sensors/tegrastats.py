@@ -14,6 +14,7 @@ import datetime as dt
 import errno
 import re
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -206,6 +207,7 @@ class TegrastatsSensor:
         self._seq = 0
         self._read_seq = 0
         self._error: str | None = None
+        self._stderr = tempfile.TemporaryFile()
         try:
             self._proc = self._spawn([cmd, "--interval", str(interval_ms)])
         except FileNotFoundError:
@@ -222,13 +224,13 @@ class TegrastatsSensor:
         self.rails = tuple(first.rails_mw)
         self.total_rule = total_rule_for(self.rails)
 
-    @staticmethod
-    def _spawn(argv: list[str]) -> subprocess.Popen[str]:
+    def _spawn(self, argv: list[str]) -> subprocess.Popen[str]:
         # ETXTBSY: the executable was written a moment ago and another thread's fork still holds it open for
         # writing until that child execs; it clears within milliseconds, so retry briefly.
         for attempt in range(20):
             try:
-                return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+                # stderr goes to a file, not a pipe nobody drains while it runs (a full pipe would stall it)
+                return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1)
             except OSError as exc:
                 if exc.errno != errno.ETXTBSY or attempt == 19:
                     raise
@@ -253,7 +255,8 @@ class TegrastatsSensor:
                 self._latest = to_sample(line, t_ns)
                 self._seq += 1
                 self._cond.notify_all()
-        err = self._proc.stderr.read().strip() if self._proc.stderr else ""
+        self._stderr.seek(0)
+        err = self._stderr.read().decode("utf-8", "replace").strip()[-300:]
         with self._cond:
             self._error = self._error or f"exited with {self._proc.wait()}{': ' + err if err else ''}"
             self._cond.notify_all()
@@ -285,6 +288,13 @@ class TegrastatsSensor:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            thread.join(timeout=2)  # the reader ends at EOF; it reads the stderr file last
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
+        if not thread or not thread.is_alive():
+            self._stderr.close()
 
 
 def open_sensor(cmd: str = "tegrastats", interval_ms: int = 100) -> TegrastatsSensor:
