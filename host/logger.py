@@ -25,6 +25,7 @@ GAP_PERIODS = 3.0  # silence longer than this many reading periods is recorded a
 MIN_PERIOD_S = 0.1  # floor for the gap threshold, so scheduler jitter at 100 Hz is not a gap
 BACKOFF_START_S, BACKOFF_MAX_S = 0.1, 5.0
 READ_TIMEOUT_S = 0.1
+POLL_TIMEOUT_S = 1.0  # re-poll a request/response meter that did not answer within this
 
 
 @dataclass
@@ -118,6 +119,7 @@ class MeterLogger:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self.probe = None  # what `auto` found (edgebench.host.meters.probe.ProbeResult)
 
     # --- public view --------------------------------------------------------------------------------------
 
@@ -189,11 +191,19 @@ class MeterLogger:
 
             found = probe_port(self._port, self.probe_s or LISTEN_S, self.url)
             protocol = found.protocol
+            self.probe = found
         options: dict[str, Any] = {}
         if self.calibration is not None and protocol == "tweetawatt":
             options["calibration"] = self.calibration
         self.decoder = make_meter(protocol, **options)
         self.protocol = protocol
+        if not self.baudrate and getattr(self._port, "baudrate", None) != self.decoder.baudrate:
+            try:
+                self._port.baudrate = (
+                    self.decoder.baudrate
+                )  # auto opened at 9600; a Watts up? talks at 115200
+            except (AttributeError, ValueError, OSError):
+                pass
 
     def _record_meta(self) -> None:
         if self._store is not None and self.decoder is not None:
@@ -284,6 +294,7 @@ class MeterLogger:
         backoff = BACKOFF_START_S
         retry_at = 0.0
         next_poll = 0.0
+        last_poll = 0.0
         self._silent_since_ns: int | None = None  # start of the current gap, once declared
         self._gap_reason = ""
         self._heard_mono = time.monotonic()
@@ -309,8 +320,11 @@ class MeterLogger:
                     self._flush_if_due()
                     continue
             if poll and now >= next_poll:
+                # One request in flight: the next goes a period after this one if it is answered, else after
+                # POLL_TIMEOUT_S (a lost request or reply must not stall the meter, nor pile requests up).
                 self._send(poll)
-                next_poll = now + self.decoder.nominal_period_s
+                last_poll = now
+                next_poll = now + POLL_TIMEOUT_S
             try:
                 data = self._port.read(self._port.in_waiting or 1)
             except (serial.SerialException, OSError, TypeError, AttributeError):
@@ -322,8 +336,12 @@ class MeterLogger:
                 continue
             t_ns = time.time_ns()
             if data:
-                for reading in self.decoder.feed(data, t_ns):
+                readings = self.decoder.feed(data, t_ns)
+                for reading in readings:
                     self._accept(reading)
+                if poll and (readings or self.decoder.bad_frames != self.stats.bad_frames):
+                    # answered (or answered with a damaged record): the next request a period after this one
+                    next_poll = last_poll + self.decoder.nominal_period_s
                 self.stats.bad_frames = self.decoder.bad_frames
             self._check_silence("meter silent")
             self._flush_if_due()

@@ -15,6 +15,13 @@ from edgebench.host.store import load_trace
 from edgebench.errors import BadInput, PermissionDenied
 
 
+def _rows(path):
+    try:
+        return len(load_trace(path).t_ns)
+    except BadInput:
+        return 0  # created but its tables are not there yet
+
+
 def _wait_for(predicate, timeout_s=5.0):
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -95,15 +102,44 @@ def test_port_vanishing_does_not_crash(tmp_path):
     assert len(trace.t_ns) >= 3 and len(trace.gaps) == 1
 
 
-def test_auto_picks_the_protocol(tmp_path):
-    with start_emulator("tweetawatt", ConstantProfile(10.0), interval_s=0.1) as emu:
-        logger = MeterLogger(emu.port, "auto", tmp_path / "a.sqlite", probe_s=1.0)
-        logger.run(0.3)
-    assert logger.protocol == "tweetawatt"
-    with start_emulator("lines", ConstantProfile(10.0), interval_s=0.05) as emu:
-        logger = MeterLogger(emu.port, "auto", None, probe_s=1.0)
-        logger.run(0.2)
-    assert logger.protocol == "lines" and logger.latest().power_w == 10.0
+@pytest.mark.parametrize(
+    "protocol, identity",
+    [("tweetawatt", "tweetawatt"), ("lines", "lines"), ("um", "UM25C"), ("wattsup", "wattsup PRO")],
+)
+def test_auto_picks_the_protocol(protocol, identity):
+    with start_emulator(protocol, ConstantProfile(10.0), interval_s=0.1) as emu:
+        logger = MeterLogger(emu.port, "auto", None, probe_s=0.5)
+        logger.run(0.6)
+    assert logger.protocol == protocol and logger.meter == identity
+    assert logger.latest() is not None and logger.latest().power_w == pytest.approx(10.0, abs=0.65)
+
+
+@pytest.mark.parametrize("protocol", ["wattsup", "um"])
+def test_commanded_meters_end_to_end(tmp_path, protocol):
+    out = tmp_path / f"{protocol}.sqlite"
+    with start_emulator(protocol, StepsProfile([(0, 2.5), (0.5, 4.7)]), interval_s=0.1,
+                        faults={"corrupt_every": 4}) as emu:  # fmt: skip
+        logger = MeterLogger(emu.port, protocol, out)
+        logger.run(1.2)
+    trace = load_trace(out)
+    assert len(trace.t_ns) >= 6 and set(trace.power_w.tolist()) == {2.5, 4.7}
+    assert logger.stats.bad_frames >= 1
+    if protocol == "um":  # polled: one request in flight, never faster than every 100 ms
+        gaps_s = [(b - a) / 1e9 for a, b in zip(trace.t_ns[:-1], trace.t_ns[1:], strict=True)]
+        assert min(gaps_s) >= 0.09
+
+
+def test_auto_says_what_it_heard():
+    with start_emulator("lines", ConstantProfile(1.0), interval_s=0.05) as emu:
+        pass  # stopped: a silent pty that still opens is what an unpowered meter looks like
+    import serial
+    from edgebench.host.meters.probe import probe_port
+
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    port.write(b"\x01\x02\x03hello")
+    with pytest.raises(BadInput, match="match no known meter protocol; they look like: 01 02 03 68"):
+        probe_port(port, 0.2, "loop://")
+    assert emu.port
 
 
 def test_open_errors_are_plain():
@@ -124,7 +160,7 @@ def test_killed_logger_keeps_committed_readings(tmp_path):
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
-            assert _wait_for(lambda: out.exists() and len(load_trace(out).t_ns) >= 10, timeout_s=15), (
+            assert _wait_for(lambda: _rows(out) >= 10, timeout_s=15), (
                 proc.stderr.read1() if proc.poll() is not None else "no readings committed"
             )
             time.sleep(1.0)

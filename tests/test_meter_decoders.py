@@ -11,6 +11,7 @@ from edgebench.host.meters.emulate import (
     CsvProfile,
     StepsProfile,
     TweetAWattEncoder,
+    WattsupEncoder,
 )
 from edgebench.host.meters.lines import LinesMeter
 from edgebench.host.meters.tweetawatt import (
@@ -20,6 +21,8 @@ from edgebench.host.meters.tweetawatt import (
     checksum,
     load_calibration,
 )
+from edgebench.host.meters.um import UMMeter, build_record
+from edgebench.host.meters.wattsup import WattsupMeter
 
 from edgebench.errors import BadInput
 
@@ -94,12 +97,26 @@ def test_tweetawatt_resync_and_bad_frames():
     good = _square_wave()
     bad = bytearray(good)
     bad[30] ^= 0x01  # checksum mismatch
-    stream = b"\x00\x01junk" + bytes(bad) + b"\x7e\xff\xff" + good + good[:40]
+    stream = b"\x00\x01junk" + good + bytes(bad) + good + b"\x7e\xff\xff" + good + good[:40]
     meter = TweetAWattMeter()
     out = meter.feed(stream, 1)
-    assert len(out) == 1
-    assert meter.bad_frames >= 2  # junk and the corrupted frame, counted, not raised
+    assert len(out) == 3
+    assert meter.bad_frames == 3  # junk, the corrupted frame, the false start: counted, not raised
     assert len(meter.feed(good[40:], 2)) == 1  # the frame split across reads completes
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 88, 1000])
+def test_tweetawatt_false_start_does_not_hold_back_good_frames(chunk):
+    # 0x7E followed by a plausible length (0x00 0x90 = 144) inside junk: the decoder must not sit waiting for
+    # 144 bytes while complete good frames are already buffered.
+    stream = b"\x7e\x00\x90\x83" + _square_wave() + _square_wave()
+    meter = TweetAWattMeter()
+    got = []
+    for k in range(0, len(stream), chunk):
+        got += [(k, r.power_w) for r in meter.feed(stream[k : k + chunk], k)]
+    assert len(got) == 2 and meter.bad_frames == 1
+    first_end = 4 + 88
+    assert got[0][0] < first_end  # stamped in the read that completed the first good frame
 
 
 def test_tweetawatt_several_addresses_and_calibration(tmp_path):
@@ -188,3 +205,71 @@ def test_profiles(tmp_path):
     assert 2 <= cpu.watts_at(0) <= 12
     assert "emulated" in cpu.identity
     assert not math.isnan(cpu.watts_at(1))
+
+
+# --- wattsup --------------------------------------------------------------------------------------------------
+
+REAL_RECORD = b"#d,-,18,972,2277,433,5,0,70035,5602,973,2280,435,972,2274,432,95,0,0,500,1020;"
+
+
+def test_wattsup_real_record():
+    meter = WattsupMeter()
+    (r,) = meter.feed(b"\x00\x00" + REAL_RECORD + b"\r\n\x00", 3)
+    assert (r.power_w, r.voltage_v, r.current_a, r.power_factor) == (97.2, 227.7, 0.433, 0.95)
+    assert r.energy_wh == 0.5 and r.meter == "wattsup" and meter.bad_frames == 0
+
+
+def test_wattsup_version_unselected_fields_and_damage():
+    meter = WattsupMeter(interval_s=2)
+    assert meter.open_commands() == b"#V,R,0;#L,W,3,E,,2;"
+    assert meter.feed(b"#v,-,8,1,0,1,2,1,5,20110101,0;\r\n", 0) == [] and meter.identity == "wattsup PRO"
+    unselected = b"#d,-,18,500,_,_,_,_,_,_,_,_,_,_,_,_,_,_,_,_,_;\r\n"
+    (r,) = meter.feed(unselected, 1)
+    assert r.power_w == 50.0 and r.voltage_v is None and r.meter == "wattsup PRO"
+    stream = REAL_RECORD[:30] + b"\r\n" + REAL_RECORD + b"\r\n#d,-,18,_,1,2;\r\n"
+    out = []
+    for k in range(0, len(stream), 5):
+        out += meter.feed(stream[k : k + 5], k)
+    assert [x.power_w for x in out] == [97.2]
+    assert meter.bad_frames == 2  # the truncated record and the one without power
+
+
+def test_wattsup_emulator_round_trip():
+    encoder = WattsupEncoder(volts=230.0, pf=0.9)
+    reply, is_reading = encoder.respond(
+        b"#V,R,0;#C,W,18,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0;#L,W,3,E,1,2;", 0, 0
+    )
+    assert (
+        not is_reading and reply.startswith(b"#v,") and encoder.streams and encoder.commanded_interval_s == 2
+    )
+    (r,) = WattsupMeter().feed(encoder.frame(41.37, 0.0), 0)
+    assert r.power_w == 41.4 and r.voltage_v == 230.0 and r.current_a is None  # A not selected
+
+
+# --- um -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "model, volts, amps, watts",
+    [("UM24C", 5.12, 0.5, 2.56), ("UM25C", 5.123, 0.4567, 2.339), ("UM34C", 20.0, 1.5, 30.0)],
+)
+def test_um_records(model, volts, amps, watts):
+    record = build_record(model, volts, amps, watts, mwh=1234)
+    assert len(record) == 130
+    meter = UMMeter()
+    assert meter.poll() == b"\xf0"
+    (r,) = meter.feed(b"\x01\x02" + record[:50], 9) + meter.feed(record[50:], 9)
+    assert (r.voltage_v, r.current_a, r.power_w, r.energy_wh) == (volts, amps, watts, 1.234)
+    assert r.meter == model and meter.identity == model and meter.bad_frames == 1
+
+
+def test_um_hand_decoded_bytes():
+    # UM25C: 0x09C9, 5.000 V (0x1388 mV), 0.2500 A (2500 = 0x09C4), 1.250 W (0x000004E2 mW)
+    record = bytearray(130)
+    record[0:10] = bytes.fromhex("09c9138809c4000004e2")
+    record[128:130] = b"\xff\xf1"
+    (r,) = UMMeter().feed(bytes(record), 0)
+    assert (r.voltage_v, r.current_a, r.power_w) == (5.0, 0.25, 1.25)
+    record[128] = 0  # no end marker: not a record
+    meter = UMMeter()
+    assert meter.feed(bytes(record), 0) == [] and meter.bad_frames == 1

@@ -69,6 +69,8 @@ class MeterBase:
 PROTOCOLS: dict[str, str] = {
     "lines": "edgebench.host.meters.lines:LinesMeter",
     "tweetawatt": "edgebench.host.meters.tweetawatt:TweetAWattMeter",
+    "wattsup": "edgebench.host.meters.wattsup:WattsupMeter",
+    "um": "edgebench.host.meters.um:UMMeter",
 }
 
 

@@ -13,8 +13,8 @@ import click
 from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput
 
-PROTOCOL_HELP = "Wire protocol: auto (listen and pick), lines, tweetawatt."
-EMULATED_PROTOCOLS = ("lines", "tweetawatt")
+PROTOCOL_HELP = "Wire protocol: auto (listen, then ask), lines, tweetawatt, wattsup, um."
+EMULATED_PROTOCOLS = ("lines", "tweetawatt", "wattsup", "um")
 
 
 def _protocols() -> list[str]:

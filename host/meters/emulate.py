@@ -137,8 +137,8 @@ class LinesEncoder:
     def corrupt(self, frame: bytes) -> bytes:
         return b"#!?garbled-line\n" if frame else frame
 
-    def respond(self, request: bytes, watts: float, t_s: float) -> bytes:
-        return b""
+    def respond(self, request: bytes, watts: float, t_s: float) -> tuple[bytes, bool]:
+        return b"", False
 
 
 class TweetAWattEncoder:
@@ -195,11 +195,110 @@ class TweetAWattEncoder:
             bad[20] ^= 0x55  # a sample byte: the checksum no longer matches
         return bytes(bad)
 
-    def respond(self, request: bytes, watts: float, t_s: float) -> bytes:
-        return b""
+    def respond(self, request: bytes, watts: float, t_s: float) -> tuple[bytes, bool]:
+        return b"", False
 
 
-ENCODERS = {"lines": LinesEncoder, "tweetawatt": TweetAWattEncoder}
+class WattsupEncoder:
+    """`wattsup`: answers #V/#H/#C, streams `#d` records once `#L,W,3,E,...;` arrives (CRLF, stray NULs)."""
+
+    default_interval_s = 1.0
+    junk = b"\x00\x00\r\n\x00"  # the NUL bytes real meters emit between records
+
+    def __init__(self, volts: float = 120.0, pf: float = 0.95) -> None:
+        self.streams = False  # the real meter stays quiet until told to log
+        self.commanded_interval_s: float | None = None
+        self.volts, self.pf = volts, pf
+        self.selected = [True] * 18
+        self.wh = 0.0
+        self._last_t: float | None = None
+        self._pending = b""
+
+    def frame(self, watts: float, t_s: float) -> bytes:
+        from edgebench.host.meters.wattsup import data_record
+
+        if self._last_t is not None:
+            self.wh += watts * (t_s - self._last_t) / 3600
+        self._last_t = t_s
+        record = data_record(watts, self.volts, self.pf, self.wh)
+        if not all(self.selected):
+            head, _, body = record.decode().rstrip(";\r\n").partition(",-,18,")
+            cells = [c if keep else "_" for c, keep in zip(body.split(","), self.selected, strict=True)]
+            record = f"{head},-,18,{','.join(cells)};\r\n".encode()
+        return record
+
+    def corrupt(self, frame: bytes) -> bytes:
+        return frame[: len(frame) // 2]  # cut short: the next record's '#' arrives before a ';'
+
+    def respond(self, request: bytes, watts: float, t_s: float) -> tuple[bytes, bool]:
+        self._pending += request.replace(b"\x00", b"")
+        reply = b""
+        while b";" in self._pending:
+            packet, _, self._pending = self._pending.partition(b";")
+            packet = packet[
+                packet.rfind(b"#") + 1 :
+            ]  # line noise before the command is ignored, as the meter does
+            fields = packet.strip().decode("ascii", "replace").split(",")
+            cmd = fields[0].upper() if fields else ""
+            if cmd == "V":
+                reply += b"#v,-,8,1,0,1,2,1,5,20110101,0;\r\n"  # model 1 = PRO
+            elif cmd == "H":
+                reply += (
+                    b"#h,-,18,W,V,A,WH,Cost,WH/Mo,Cost/Mo,Wmax,Vmax,Amax,Wmin,Vmin,Amin,PF,DC,PC,Hz,VA;\r\n"
+                )
+            elif cmd == "C" and len(fields) == 21:
+                self.selected = [f.strip() == "1" for f in fields[3:]]
+            elif cmd == "L" and len(fields) >= 6:  # #L,W,3,E,,<interval> or #L,W,3,E,1,<interval>
+                try:
+                    self.commanded_interval_s = max(1.0, float(fields[5]))
+                except ValueError:
+                    continue
+                self.streams = True
+        return reply, False
+
+
+class UMEncoder:
+    """`um`: one 130-byte record per 0xF0 byte received; 0xF4 clears the energy total."""
+
+    streams = False
+    default_interval_s = 0.1
+
+    def __init__(self, model: str = "UM25C", volts: float = 5.1) -> None:
+        from edgebench.host.meters.um import MODELS
+
+        if model not in MODELS.values():
+            raise BadInput(f"unknown UM model {model!r}: use UM24C, UM25C or UM34C")
+        self.model, self.volts = model, volts
+        self.mwh = 0.0
+        self._last_t: float | None = None
+
+    def frame(self, watts: float, t_s: float) -> bytes:
+        from edgebench.host.meters.um import build_record
+
+        if self._last_t is not None:
+            self.mwh += watts * 1000 * (t_s - self._last_t) / 3600
+        self._last_t = t_s
+        return build_record(self.model, self.volts, watts / self.volts, watts, mwh=round(self.mwh))
+
+    def corrupt(self, frame: bytes) -> bytes:
+        return frame[:128] + b"\x00\x00" if self.model != "UM34C" else frame[:64]
+
+    def respond(self, request: bytes, watts: float, t_s: float) -> tuple[bytes, bool]:
+        reply = b""
+        for byte in request:
+            if byte == 0xF0:
+                reply += self.frame(watts, t_s)
+            elif byte == 0xF4:
+                self.mwh = 0.0
+        return reply, bool(reply)
+
+
+ENCODERS = {
+    "lines": LinesEncoder,
+    "tweetawatt": TweetAWattEncoder,
+    "wattsup": WattsupEncoder,
+    "um": UMEncoder,
+}
 
 
 @dataclass
@@ -264,6 +363,7 @@ class _Emitter:
         )  # fmt: skip
         self.t0 = time.monotonic()
         self.count = 0
+        self.explicit_interval = False
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -291,11 +391,20 @@ class _Emitter:
         if self.silent(t_s):
             return b""
         watts = self.profile.watts_at(t_s)
-        data = self.encoder.respond(request, watts, t_s)
-        if data:
+        data, is_reading = self.encoder.respond(request, watts, t_s)
+        if is_reading:
             self.count += 1
-            self.handle.sent.append((time.time_ns(), watts, False))
+            corrupted = bool(self.faults.corrupt_every and self.count % self.faults.corrupt_every == 0)
+            if corrupted:
+                data = self.encoder.corrupt(data)
+            self.handle.sent.append((time.time_ns(), watts, corrupted))
         return data
+
+    def period(self) -> float:
+        """Seconds between streamed frames: the emulator's own, else what the host commanded, else default."""
+        if self.explicit_interval:
+            return self.interval_s
+        return getattr(self.encoder, "commanded_interval_s", None) or self.interval_s
 
 
 def _write_all(fd: int, data: bytes, stop: threading.Event) -> None:
@@ -316,11 +425,13 @@ def _serve_pty(emitter: _Emitter, master: int, stop: threading.Event) -> None:
     next_t = time.monotonic()
     while not stop.is_set():
         now = time.monotonic()
-        if emitter.encoder.streams and now >= next_t:
+        if not emitter.encoder.streams:
+            next_t = now  # a meter told to start logging sends its first record at once
+        elif now >= next_t:
             _write_all(master, emitter.next_frame(), stop)
-            next_t += emitter.interval_s
+            next_t += emitter.period()
             if next_t < now:
-                next_t = now + emitter.interval_s  # fell behind (suspended): do not burst
+                next_t = now + emitter.period()  # fell behind (suspended): do not burst
         timeout = max(0.0, min(0.05, next_t - time.monotonic())) if emitter.encoder.streams else 0.05
         try:
             ready, _, _ = select.select([master], [], [], timeout)
@@ -357,9 +468,11 @@ def _serve_tcp(
                 if emitter.faults.drop_after_s is not None and now - started >= emitter.faults.drop_after_s:
                     break  # the bridge drops the client; the logger must reconnect
                 try:
-                    if emitter.encoder.streams and now >= next_t:
+                    if not emitter.encoder.streams:
+                        next_t = now
+                    elif now >= next_t:
                         conn.sendall(emitter.next_frame())
-                        next_t = max(next_t + emitter.interval_s, now)
+                        next_t = max(next_t + emitter.period(), now)
                     ready, _, _ = select.select([conn], [], [], 0.01)
                     if ready:
                         request = conn.recv(4096)
@@ -399,6 +512,7 @@ def start_emulator(
         port="", protocol=protocol, identity=f"{protocol} ({profile.identity})", interval_s=interval
     )
     emitter = _Emitter(enc, profile, interval, Faults.of(faults), handle)
+    emitter.explicit_interval = interval_s is not None
     if transport == "pty":
         master, slave = os.openpty()
         tty.setraw(slave)  # bytes pass untouched: no echo, no CR/LF translation

@@ -15,8 +15,9 @@ from edgebench.host.meters.base import make_meter
 from edgebench.errors import BadInput
 
 # (protocol, readings needed): text lines need two, so one stray numeric line does not decide it.
-STREAMING_ORDER: tuple[tuple[str, int], ...] = (("tweetawatt", 1), ("lines", 2))
+STREAMING_ORDER: tuple[tuple[str, int], ...] = (("tweetawatt", 1), ("wattsup", 1), ("lines", 2))
 LISTEN_S = 2.5  # a Tweet-a-Watt sends every ~2 s
+ASK_S = 0.6  # how long to wait for an answer to a UM poll or a Watts up? version request
 
 
 @dataclass(frozen=True)
@@ -47,26 +48,77 @@ def _try_streaming(data: bytes) -> ProbeResult | None:
     return None
 
 
-def probe_port(port, listen_s: float = LISTEN_S, url: str = "") -> ProbeResult:
-    """Listen on an open pyserial port for up to `listen_s`; return the first protocol that decodes.
-
-    Stops early once a protocol decodes. Raises BadInput saying what was heard when nothing does.
-    """
+def _read_for(port, seconds: float, enough=None) -> bytes:
     heard = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        heard += port.read(port.in_waiting or 1)
+        if enough is not None and heard and enough(heard):
+            break
+    return heard
+
+
+def _ask_um(port) -> ProbeResult | None:
+    meter = make_meter("um")
+    port.reset_input_buffer()
+    port.write(meter.poll())
+    heard = _read_for(port, ASK_S, lambda b: len(meter.feed(b, 0)) > 0 or len(b) >= 400)
+    meter = make_meter("um")
+    if meter.feed(heard, time.time_ns()):
+        return ProbeResult("um", meter.identity, 1, len(heard), hex_dump(heard))
+    return None
+
+
+def _ask_wattsup(port) -> tuple[ProbeResult | None, bytes]:
+    from edgebench.host.meters.wattsup import WattsupMeter
+
+    old = getattr(port, "baudrate", None)
+    try:
+        port.baudrate = WattsupMeter.baudrate
+    except (AttributeError, ValueError, OSError):
+        pass
+    port.reset_input_buffer()
+    port.write(b"#V,R,0;")
+    heard = _read_for(port, ASK_S, lambda b: b";" in b)
+    meter = WattsupMeter()
+    meter.feed(heard, time.time_ns())
+    if meter.packets:
+        return ProbeResult("wattsup", meter.identity, 0, len(heard), hex_dump(heard)), heard
+    if old is not None:
+        try:
+            port.baudrate = old
+        except (ValueError, OSError):
+            pass
+    return None, heard
+
+
+def probe_port(port, listen_s: float = LISTEN_S, url: str = "") -> ProbeResult:
+    """Find the protocol on an open pyserial port: listen up to `listen_s`, then poll as a UM meter, then ask as
+    a Watts up? (at 115200 baud). Stops at the first that decodes; BadInput saying what was heard otherwise.
+    """
     deadline = time.monotonic() + listen_s
+    heard = b""
     while time.monotonic() < deadline:
         heard += port.read(port.in_waiting or 1)
         if heard:
             found = _try_streaming(heard)
             if found is not None:
                 return found
+    found = _ask_um(port)
+    if found is not None:
+        return found
+    found, answer = _ask_wattsup(port)
+    if found is not None:
+        return found
+    heard += answer
     where = url or getattr(port, "port", "the port")
     if not heard:
         raise BadInput(
-            f"no bytes from {where} in {listen_s:g} s: check the meter is on and logging, the cable/radio, and "
-            "the baud rate (--baudrate), or name the protocol with --protocol"
+            f"no bytes from {where} in {listen_s:g} s, and no answer to a UM poll or a Watts up? version request: "
+            "check the meter is on and logging, the cable/radio and the baud rate (--baudrate), or name the "
+            "protocol with --protocol"
         )
     raise BadInput(
         f"{len(heard)} bytes from {where} match no known meter protocol; they look like: {hex_dump(heard)} "
-        "- check the baud rate or name the protocol with --protocol"
+        "- check the baud rate (--baudrate) or name the protocol with --protocol"
     )

@@ -94,6 +94,23 @@ def checksum(body: bytes) -> int:
     return 0xFF - (sum(body) & 0xFF)
 
 
+def _next_valid_frame(buf: bytearray, start: int) -> int:
+    """Index of the first 0x7E at or after `start` that begins a complete frame with a good checksum; -1 if none."""
+    i = buf.find(START, start)
+    while i >= 0:
+        if i + 3 <= len(buf):
+            length = (buf[i + 1] << 8) | buf[i + 2]
+            end = i + 3 + length
+            if (
+                0 < length <= MAX_FRAME_LEN
+                and end < len(buf)
+                and checksum(bytes(buf[i + 3 : end])) == buf[end]
+            ):
+                return i
+        i = buf.find(START, i + 1)
+    return -1
+
+
 def parse_io_frame(body: bytes) -> IOSample | None:
     """Decode the body (API id .. last sample byte) of an 0x83 frame; None if it is not a well-formed one."""
     if len(body) < 8 or body[0] != API_RX_IO_16:
@@ -162,6 +179,7 @@ class TweetAWattMeter(MeterBase):
         self.current_channel = current_channel
         self.glitches = 0  # well-formed packets dropped for avg_amps > 13
         self._buffer = bytearray()
+        self._lost = False
         self._last: dict[int, tuple[int, float]] = {}  # address -> (t_ns, energy_wh)
 
     @property
@@ -174,6 +192,13 @@ class TweetAWattMeter(MeterBase):
         """Constants used for a source address (the file's entry, else the original defaults)."""
         return self.calibration.get(address) or default_calibration(address)
 
+    def _lose_sync(self) -> None:
+        # One bad frame per stretch of unusable bytes: a corrupt frame is skipped byte by byte and may hold
+        # false 0x7E starts, which are the same bad frame, not new ones.
+        if not self._lost:
+            self.bad_frames += 1
+            self._lost = True
+
     def feed(self, data: bytes, t_ns: int) -> list[MeterReading]:
         self._buffer += data
         out = []
@@ -182,27 +207,33 @@ class TweetAWattMeter(MeterBase):
             start = buf.find(START)
             if start < 0:
                 if buf:
-                    self.bad_frames += 1  # garbage with no frame start
+                    self._lose_sync()  # garbage with no frame start
                 buf.clear()
                 break
             if start > 0:
-                self.bad_frames += 1
+                self._lose_sync()
                 del buf[:start]
             if len(buf) < 3:
                 break
             length = (buf[1] << 8) | buf[2]
             if length == 0 or length > MAX_FRAME_LEN:
-                self.bad_frames += 1
+                self._lose_sync()
                 del buf[:1]  # a false start byte; resync on the next 0x7E
                 continue
             if len(buf) < 3 + length + 1:
+                later = _next_valid_frame(buf, 1)
+                if later > 0:  # a complete good frame further on: this start byte was noise, do not wait
+                    self._lose_sync()
+                    del buf[:later]
+                    continue
                 break
             body = bytes(buf[3 : 3 + length])
             if checksum(body) != buf[3 + length]:
-                self.bad_frames += 1
+                self._lose_sync()
                 del buf[:1]
                 continue
             del buf[: 4 + length]
+            self._lost = False
             if body[0] != API_RX_IO_16:
                 continue  # other API frames (modem status, TX status) are legal and carry no reading
             reading = self._reading(body, t_ns)
