@@ -108,19 +108,39 @@ class StoreWriter:
         self.close()
 
 
+def _create_sqlite(path: Path) -> None:
+    """Create an empty store with its schema under a temporary name, then rename it into place.
+
+    A reader polling the path (a test, `meter show`, H6's measure loop) then never sees a half-made file:
+    an empty one (not yet SQLite) or one without the tables.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
+    db = sqlite3.connect(str(tmp))
+    try:
+        db.execute("PRAGMA journal_mode=WAL")  # persistent in the header: the store stays in WAL mode
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        db.commit()
+    finally:
+        db.close()  # the last connection checkpoints and removes the -wal/-shm files
+    os.replace(tmp, path)
+
+
 class SqliteWriter(StoreWriter):
     """The SQLite store (WAL, synchronous=NORMAL, batched inserts)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         try:
+            if not path.exists():
+                _create_sqlite(path)
             self._db = sqlite3.connect(str(path), check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             self._db.commit()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise BadInput(
                 f"cannot open meter store {path} ({exc}): give a writable .sqlite or .csv path"
             ) from None
