@@ -281,13 +281,9 @@ def _read_sqlite(path: Path, start_ns, end_ns, address):
         ) from None
     finally:
         db.close()
-    if rows:
-        arr = np.array(rows, dtype=np.float64)
-        # int64 via a second exact read: float64 holds ns epochs only to ~256 ns, so take t_ns separately.
-        t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        p = arr[:, 1]
-    else:
-        t, p = np.zeros(0, np.int64), np.zeros(0, np.float64)
+    # Two typed passes: float64 would round ns epochs to ~256 ns, so t_ns goes straight to int64.
+    t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    p = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
     res = meta.get("resolution_w")
     return t, p, meters, addresses, gaps, (float(res) if res else None)
 
