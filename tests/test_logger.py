@@ -174,3 +174,36 @@ def test_killed_logger_keeps_committed_readings(tmp_path):
     before = [t for t, _, _ in emu.sent if t < killed_at - 1_500_000_000]
     assert len(trace.t_ns) >= len(before) >= 5
     assert set(trace.power_w.tolist()) == {12.5}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_logger_flushes_everything(tmp_path, sig):
+    out = tmp_path / "int.csv"
+    with start_emulator("lines", ConstantProfile(6.5), interval_s=0.05) as emu:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgebench", "meter", "log", "--meter", emu.port, "--protocol", "lines",
+             "--out", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert _wait_for(lambda: _rows(out) >= 5, timeout_s=15)
+            time.sleep(0.3)
+            proc.send_signal(sig)
+            stopped_at = time.time_ns()
+            _, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    assert "readings" in err and "Traceback" not in err
+    # Flushed on the way out: everything sent up to the signal is there, not just what the last commit held.
+    sent = [t for t, _, _ in emu.sent if t < stopped_at - 100_000_000]
+    assert len(load_trace(out).t_ns) >= len(sent)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root opens any device file: permission denied cannot happen")
+def test_permission_denied_names_dialout(tmp_path):
+    with start_emulator("lines", ConstantProfile(1.0)) as emu:
+        os.chmod(emu.port, 0o000)
+        with pytest.raises(PermissionDenied, match="dialout"):
+            MeterLogger(emu.port, "lines").start()

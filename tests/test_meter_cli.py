@@ -102,3 +102,18 @@ def test_user_errors_exit_2(tmp_path, monkeypatch, args, message):
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x.sqlite").exists()  # no empty store left behind
+
+
+def test_show_lists_each_sensor(tmp_path):
+    path = tmp_path / "twa.sqlite"
+    with open_store(path) as store:
+        for k in range(5):
+            for address, w in (("0001", 10.0), ("0002", 20.0)):
+                store.add(
+                    MeterReading(t_ns=EPOCH + 2 * k * S, power_w=w, meter="tweetawatt", address=address)
+                )
+    doc = json.loads(invoke("meter", "show", str(path), "--format", "json").stdout)
+    assert [(s["address"], s["mean_w"]) for s in doc["sensors"]] == [("0001", 10.0), ("0002", 20.0)]
+    assert doc["sensors"][1]["energy_wh"] == pytest.approx(20 * 8 / 3600)
+    res = invoke("meter", "show", str(path))
+    assert "sensor 0001 meter: tweetawatt" in res.stdout and "sensor 0002" in res.stdout
