@@ -156,6 +156,7 @@ class MeterLogger:
 
     def open(self) -> None:
         """Open the port (and the store), probe the protocol if "auto"; user errors are raised here."""
+        self._stop.clear()  # here, not in run(): a Ctrl-C between open() and run() must still stop it
         self._port = self._open_first()
         try:
             if self.decoder is None:
@@ -198,10 +199,9 @@ class MeterLogger:
         self.decoder = make_meter(protocol, **options)
         self.protocol = protocol
         if not self.baudrate and getattr(self._port, "baudrate", None) != self.decoder.baudrate:
+            # auto opened the port at 9600; a Watts up? talks at 115200
             try:
-                self._port.baudrate = (
-                    self.decoder.baudrate
-                )  # auto opened at 9600; a Watts up? talks at 115200
+                self._port.baudrate = self.decoder.baudrate
             except (AttributeError, ValueError, OSError):
                 pass
 
@@ -218,7 +218,6 @@ class MeterLogger:
     def start(self) -> MeterLogger:
         """Open now (user errors raise here), then log in a background thread until `.stop()`."""
         self.open()
-        self._stop.clear()
         self._thread = threading.Thread(target=self._guarded_loop, name="meter-logger", daemon=True)
         self._thread.start()
         return self
@@ -247,7 +246,6 @@ class MeterLogger:
         """
         if self._port is None:
             self.open()
-        self._stop.clear()
         deadline = None if duration_s is None else time.monotonic() + duration_s
         try:
             self._loop(deadline, on_tick, tick_s)
