@@ -109,6 +109,8 @@ class MeterLogger:
         self.probe_s = probe_s
         if protocol != "auto":
             meter_class(protocol)  # unknown names fail now, before any port is touched
+        if calibration is not None and protocol not in ("auto", "tweetawatt"):
+            raise BadInput(f"--calibration applies to the tweetawatt protocol, not {protocol}: drop it")
         self.stats = LoggerStats()
         self.decoder: Any = None
         self._store = None
@@ -194,7 +196,11 @@ class MeterLogger:
             protocol = found.protocol
             self.probe = found
         options: dict[str, Any] = {}
-        if self.calibration is not None and protocol == "tweetawatt":
+        if self.calibration is not None:
+            if protocol != "tweetawatt":
+                raise BadInput(
+                    f"--calibration applies to the tweetawatt protocol, but {self.url} speaks {protocol}"
+                )
             options["calibration"] = self.calibration
         self.decoder = make_meter(protocol, **options)
         self.protocol = protocol

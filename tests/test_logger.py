@@ -223,3 +223,19 @@ def test_permission_denied_names_dialout(tmp_path):
         pytest.skip(f"nobody cannot run this interpreter here: {res.stderr.strip()[:200]}")
     assert res.returncode == 2, res.stderr
     assert "permission denied on" in res.stderr and "usermod -aG dialout" in res.stderr
+
+
+def test_calibration_reaches_the_decoder(tmp_path):
+    cal = tmp_path / "cal.json"
+    cal.write_text('{"1": {"current_norm": 31.0}}')  # twice the counts per amp: half the watts
+    with start_emulator("tweetawatt", ConstantProfile(80.0), interval_s=0.1) as emu:
+        logger = MeterLogger(emu.port, "tweetawatt", None, calibration=cal)
+        logger.run(0.5)
+    assert logger.latest().power_w == pytest.approx(40.0, abs=0.65)
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with start_emulator("tweetawatt", ConstantProfile(80.0), interval_s=0.1) as emu:
+        with pytest.raises(BadInput, match="expected an object keyed by sensor address"):
+            MeterLogger(
+                emu.port, "tweetawatt", tmp_path / "x.sqlite", calibration=tmp_path / "bad.json"
+            ).start()
+    assert not (tmp_path / "x.sqlite").exists()

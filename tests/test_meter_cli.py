@@ -89,6 +89,10 @@ def test_probe_names_the_protocol():
         ),
         (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--duration", "-1"], "--duration must be > 0"),
         (["emulate", "--protocol", "lines", "--watts", "3", "--steps", "0:1"], "exactly one of"),
+        (
+            ["log", "--meter", "x", "--protocol", "um", "--calibration", "c.json", "--out", "x.sqlite"],
+            "tweetawatt",
+        ),
         (["emulate", "--protocol", "lines", "--cpu-load", "lots"], "IDLE:MAX"),
         (
             ["log", "--meter", "socket://127.0.0.1:1", "--protocol", "lines", "--out", "x.sqlite"],
