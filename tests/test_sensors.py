@@ -131,14 +131,19 @@ def write_proc(root: Path, busy: int, idle: int, model: str = "Intel(R) Core(TM)
     (root / "proc/cpuinfo").write_text(f"processor\t: 0\nmodel name\t: {model}\n")
 
 
-def test_estimate_is_util_times_tdp_and_flagged(tmp_path):
+def _model_mw(util: float, tdp_w: float = 15.0, idle_share: float = 0.2) -> float:
+    return tdp_w * (idle_share + (1 - idle_share) * util) * 1000  # W -> mW
+
+
+def test_estimate_is_util_times_tdp_above_an_idle_floor_and_flagged(tmp_path):
     write_proc(tmp_path, busy=100, idle=300)
     sensor = EstimateSensor(tmp_path)
-    assert (sensor.tdp_w, sensor.estimate) == (15.0, True)
-    assert "estimate" in sensor.total_rule
-    assert sensor.read().total_mw == pytest.approx(0.25 * 15.0 * 1000)  # since boot: 100 / 400
+    assert (sensor.tdp_w, sensor.estimate, sensor.idle_share) == (15.0, True, 0.2)
+    assert "estimate" in sensor.total_rule and "idle floor of 0.2 x TDP" in sensor.total_rule
+    assert sensor.read().total_mw == pytest.approx(_model_mw(0.25))  # since boot: 100 / 400 -> 6 W
+    assert sensor.read().total_mw == pytest.approx(6000.0)
     write_proc(tmp_path, busy=100 + 75, idle=300 + 25)
-    assert sensor.read().total_mw == pytest.approx(0.75 * 15000)  # delta: 75 / 100
+    assert sensor.read().total_mw == pytest.approx(_model_mw(0.75))  # delta: 75 / 100 -> 12 W
     assert tdp_for("mystery cpu") == (15.0, "default")
     assert tdp_for("AMD EPYC 7763 64-Core Processor", logical_cpus=2)[0] == pytest.approx(4.4)  # a 2-vCPU VM
     assert tdp_for("Raspberry Pi 5 Model B Rev 1.0")[0] == 8.0
@@ -182,7 +187,26 @@ def test_probe_names_none_and_unknown(tmp_path):
 def test_estimate_holds_its_figure_between_jiffies(tmp_path):
     write_proc(tmp_path, busy=100, idle=100, model="mystery")
     sensor = EstimateSensor(tmp_path)
-    assert sensor.read().total_mw == pytest.approx(0.5 * 15000)  # since boot
+    assert sensor.read().total_mw == pytest.approx(_model_mw(0.5))  # since boot
     write_proc(tmp_path, busy=110, idle=130, model="mystery")
-    assert sensor.read().total_mw == pytest.approx(10 / 40 * 15000)
-    assert sensor.read().total_mw == pytest.approx(10 / 40 * 15000)  # no jiffy elapsed: held, not 0
+    assert sensor.read().total_mw == pytest.approx(_model_mw(10 / 40))
+    assert sensor.read().total_mw == pytest.approx(_model_mw(10 / 40))  # no jiffy elapsed: held, not 0
+
+
+def test_estimate_idle_cpu_draws_the_floor_not_zero(tmp_path):
+    write_proc(tmp_path, busy=50, idle=50)
+    sensor = EstimateSensor(tmp_path, tdp_w=10.0)
+    sensor.read()
+    write_proc(tmp_path, busy=50, idle=50 + 400)  # 400 idle jiffies, none busy: 0 %
+    assert sensor.read().total_mw == pytest.approx(2000.0)  # 0.2 x 10 W
+    write_proc(tmp_path, busy=50 + 300, idle=450)  # all busy: 100 %
+    assert sensor.read().total_mw == pytest.approx(10_000.0)  # the full TDP, never above
+    plain = EstimateSensor(tmp_path, tdp_w=10.0, idle_share=0.0)  # the floor can be turned off explicitly
+    assert "idle floor of 0 x TDP" in plain.total_rule
+    write_proc(tmp_path, busy=350, idle=450 + 100)
+    assert plain.read().total_mw == pytest.approx(0.0)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(BadInput, match="idle share"):
+            EstimateSensor(tmp_path, idle_share=bad)
+    with pytest.raises(BadInput, match="TDP"):
+        EstimateSensor(tmp_path, tdp_w=0.0)

@@ -10,7 +10,8 @@ Total rules (what `total_rule` says):
   Jetson Thor carrier boards.
 - "sum of rails (no input rail)": AGX Xavier / AGX Orin have no input rail; rails named NC are left out.
 - RAPL: package zones plus their dram subzones; NVML: sum of GPUs; Pi 5: sum of V x I over PMIC rails.
-- "CPU util x TDP (estimate)": the model used when nothing measures power; always flagged `estimate`.
+- "CPU util x TDP above an idle floor (estimate)": the model used when nothing measures power (the estimate
+  sensor names its idle share in its own rule); always flagged `estimate`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from edgebench.records import PowerSample
 # VIN_SYS_5V0 (one rail among several) is not mistaken for it.
 INPUT_RAILS = ("VIN", "VDD_IN", "POM_5V_IN")
 SUM_RULE = "sum of rails (no input rail)"
-ESTIMATE_RULE = "CPU util x TDP (estimate)"
+ESTIMATE_RULE = "CPU util x TDP above an idle floor (estimate)"
 
 # Probe order: the direct sysfs reader first (fastest, no service), then jtop (a service), tegrastats (a
 # subprocess), discrete GPU, x86 package, Pi 5 PMIC, and the model last.
