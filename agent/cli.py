@@ -91,6 +91,10 @@ def _select_entries(engines_dir: Path, names: tuple[str, ...]):
     "--sensor-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("/"),
     show_default=True, help="Filesystem root the sensor reads sysfs and /proc under (a fake tree for testing).",
 )
+@click.option(
+    "--tegrastats", "tegrastats_cmd", default="tegrastats", show_default=True, metavar="CMD",
+    help="tegrastats command line for --sensor tegrastats/auto, e.g. \"sudo -n tegrastats\" (rails need root).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print RunRecords as JSON lines instead of tables.")
 @click.option(
     "--sort", type=click.Choice(["mean", "name", "throughput"]), default="mean", show_default=True,
@@ -110,6 +114,7 @@ def bench(
     sensor: str,
     sensor_period_ms: float,
     sensor_root: Path,
+    tegrastats_cmd: str,
     as_json: bool,
     sort: str,
 ) -> None:
@@ -131,7 +136,7 @@ def bench(
     options = RunOptions(
         intra_op_threads=threads, inter_op_threads=inter_op_threads, include_copies=include_copies
     )
-    sampler, power_sensor = _open_sampler(sensor, sensor_period_ms / 1000.0, sensor_root)
+    sampler, power_sensor = _open_sampler(sensor, sensor_period_ms / 1000.0, sensor_root, tegrastats_cmd)
     try:
         _bench_entries(entries, engines_dir, options, warmup, warmup_time, iterations, duration, threads,
                        inter_op_threads, out, as_json, sort, sampler)
@@ -140,14 +145,14 @@ def bench(
             power_sensor.close()
 
 
-def _open_sampler(sensor: str, period_s: float, root: Path):
+def _open_sampler(sensor: str, period_s: float, root: Path, tegrastats_cmd: str = "tegrastats"):
     """The on-board Sampler for `--sensor` (None for none), and its sensor to close afterwards."""
     if sensor == "none":
         return None, None
     from .sensors.base import probe
     from .sensors.sampler import Sampler
 
-    found = probe(sensor, root=root, period_s=period_s)
+    found = probe(sensor, root=root, tegrastats_cmd=tegrastats_cmd, period_s=period_s)
     if not found.found:
         warn("no on-board power source found, timing only: "
              + "; ".join(f"{name}: {reason}" for name, reason in found.tried))

@@ -133,6 +133,27 @@ def test_bench_named_sensor_missing_is_exit_2(tmp_path, tmp_path_factory):
     assert result.exit_code == 2 and "unknown sensor 'wattmeter'" in result.output
 
 
+def test_bench_with_tegrastats_through_a_sudo_command_line(tmp_path, tmp_path_factory, monkeypatch):
+    from test_tegrastats import _on_path
+
+    from edgebench.records import read_run_records
+
+    engines = _engines(tmp_path_factory)
+    _on_path(tmp_path, monkeypatch, DATA / "xavier-nx-r35.txt")  # fake sudo and tegrastats first on PATH
+    out = tmp_path / "runs.jsonl"
+    result = CliRunner().invoke(cli, [
+        "bench", str(engines), "--duration", "0.3", "--warmup", "1", "--threads", "1", "--out", str(out),
+        "--sensor", "tegrastats", "--tegrastats", "sudo -n tegrastats", "--sensor-period-ms", "20",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "on-board power: tegrastats (total = VDD_IN), every 20 ms" in result.output
+    assert (tmp_path / "sudo.argv").read_text() == "-n tegrastats --interval 20"
+    (record,) = read_run_records(out)
+    assert record.sensor == "tegrastats" and record.rail_energy is not None
+    window_s = (record.window_end_ns - record.window_start_ns) / 1e9
+    assert abs(record.rail_energy.energy_j - 5.079 * window_s) < 1e-6 * 5.079 * window_s  # constant 5079 mW
+
+
 def test_rails_log_where_a_rail_comes_and_goes(tmp_path):
     log = tmp_path / "mixed.log"
     log.write_text(

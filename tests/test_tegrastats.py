@@ -1,6 +1,7 @@
 """tegrastats parsing on every generation's lines, recorded logs, and the live sensor on a fake executable."""
 
 import datetime as dt
+import json
 import os
 import stat
 import sys
@@ -203,3 +204,73 @@ def test_sampler_on_the_live_sensor_covers_a_window(tmp_path):
     energy = sampler.window_energy(samples, start, end)
     assert energy is not None and energy.total_rule == "VDD_IN"
     assert energy.energy_j == pytest.approx(5.079 * (end - start) / 1e9, rel=1e-6)  # constant 5079 mW
+
+
+def _on_path(tmp_path: Path, monkeypatch, source: Path) -> Path:
+    """A fake `tegrastats` and a fake `sudo` (records its argv, then runs it) in a folder put first on PATH."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    made = Path(_fake_tegrastats(tmp_path, source))
+    made.rename(bindir / "tegrastats")
+    sudo = bindir / "sudo"
+    sudo.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        f"open({str(tmp_path / 'sudo.argv')!r}, 'w').write(' '.join(sys.argv[1:]))\n"
+        "args = [a for a in sys.argv[1:] if a != '-n']\n"
+        "os.execvp(args[0], args)\n"
+    )
+    sudo.chmod(sudo.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return bindir
+
+
+def test_command_line_is_split_like_a_shell(tmp_path, monkeypatch):
+    _on_path(tmp_path, monkeypatch, DATA / "orin-nano-r36.txt")
+    sensor = TegrastatsSensor("sudo -n tegrastats", interval_ms=20)  # found on PATH, not by an absolute path
+    try:
+        assert sensor.rails == ("VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC")
+        assert sensor.read().total_mw in (4968.0, 9968.0)
+    finally:
+        sensor.close()
+    assert (tmp_path / "sudo.argv").read_text() == "-n tegrastats --interval 20"
+
+
+def test_quoted_path_with_a_space(tmp_path):
+    folder = tmp_path / "my tools"
+    folder.mkdir()
+    cmd = _fake_tegrastats(folder, DATA / "xavier-nx-r35.txt")
+    sensor = TegrastatsSensor(f"'{cmd}'", interval_ms=20)
+    try:
+        assert sensor.read().total_mw == 5079.0
+    finally:
+        sensor.close()
+
+
+def test_malformed_or_empty_command_is_bad_input(tmp_path):
+    from edgebench.agent.sensors.base import probe
+
+    with pytest.raises(BadInput, match="cannot be split.*check its quotes"):
+        probe("tegrastats", tegrastats_cmd="sudo 'tegrastats")
+    with pytest.raises(BadInput, match="tegrastats command is empty"):
+        probe("tegrastats", tegrastats_cmd="  ")
+    with pytest.raises(BadInput, match="`no-such-tegrastats-here` not found on PATH"):
+        probe("tegrastats", tegrastats_cmd="no-such-tegrastats-here --verbose")
+
+
+def test_sensors_cli_uses_a_sudo_command_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgebench.cli import cli
+
+    _on_path(tmp_path, monkeypatch, DATA / "xavier-nx-r35.txt")
+    root = tmp_path / "root"  # no INA3221, no RAPL, no /proc: tegrastats is the first usable source
+    root.mkdir()
+    args = ["sensors", "--sysfs-root", str(root), "--tegrastats", "sudo -n tegrastats", "--vcgencmd",
+            str(tmp_path / "none"), "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["used"] == "tegrastats" and data["total_rule"] == "VDD_IN"
+    assert data["reading"]["total_mw"] == 5079.0
+    assert (tmp_path / "sudo.argv").read_text() == "-n tegrastats --interval 100"

@@ -17,6 +17,7 @@ Total rules (what `total_rule` says):
 from __future__ import annotations
 
 import importlib
+import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ class SensorUnavailable(Exception):
     """A source cannot be used here; `reason` says why and, where there is one, the fix.
 
     `kind` picks the edgebench error it becomes at the edge: "missing" (not on this machine), "dependency"
-    (a package or tool is not installed), "permission" (the OS refused), "failed" (present but misbehaving).
+    (a package or tool is not installed), "permission" (the OS refused), "failed" (present but misbehaving),
+    "input" (the user's option for it is malformed, e.g. an unbalanced quote in a command).
     """
 
     def __init__(self, reason: str, kind: str = "missing") -> None:
@@ -181,6 +183,20 @@ def probe(
         tried.append((name, f"used (total: {sensor.total_rule})"))
         return ProbeResult(sensor, tried)
     return ProbeResult(NullSensor("; ".join(f"{n}: {r}" for n, r in tried)), tried)
+
+
+def split_command(cmd: str, what: str) -> list[str]:
+    """`cmd` split like a shell would (quotes kept together, no shell run); SensorUnavailable when it cannot be.
+
+    So a command option can hold "sudo -n tegrastats" or "'/opt/my tools/vcgencmd'", not only a bare name.
+    """
+    try:
+        argv = shlex.split(cmd)
+    except ValueError as exc:
+        raise SensorUnavailable(f"{what} command {cmd!r} cannot be split ({exc}): check its quotes", "input") from None
+    if not argv:
+        raise SensorUnavailable(f"{what} command is empty: give one, e.g. {what!r}", "input")
+    return argv
 
 
 def now_ns() -> int:

@@ -13,7 +13,7 @@ import subprocess
 from edgebench.errors import DeviceError
 from edgebench.records import PowerSample
 
-from .base import SensorUnavailable, now_ns
+from .base import SensorUnavailable, now_ns, split_command
 
 TOTAL_RULE = "sum of PMIC rails V x I (no USB peripherals, no PMIC losses)"
 _LINE = re.compile(r"^\s*(\S+)_([AV])\s+\w+\(\d+\)=([-\d.eE+]+)[AV]\s*$")
@@ -39,11 +39,12 @@ class Pi5Sensor:
 
     def __init__(self, cmd: str = "vcgencmd") -> None:
         self.cmd = cmd
+        self._argv = [*split_command(cmd, "vcgencmd"), "pmic_read_adc"]  # "sudo -n vcgencmd" works too
         self.rails = tuple(self._read_rails())
 
     def _read_rails(self) -> dict[str, float]:
         try:
-            done = subprocess.run([self.cmd, "pmic_read_adc"], capture_output=True, text=True, timeout=5)
+            done = subprocess.run(self._argv, capture_output=True, text=True, timeout=5)
         except FileNotFoundError:
             raise SensorUnavailable(f"`{self.cmd}` not found: not a Raspberry Pi (or raspi-utils missing)") from None
         except PermissionError:

@@ -24,7 +24,7 @@ from pathlib import Path
 from edgebench.errors import BadInput, DeviceError
 from edgebench.records import PowerSample
 
-from .base import SensorUnavailable, now_ns, total_mw, total_rule_for
+from .base import SensorUnavailable, now_ns, split_command, total_mw, total_rule_for
 
 _TIME = re.compile(r"^\s*(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})\s+")
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
@@ -192,6 +192,8 @@ def read_log(path: str | Path, interval_ms: float | None = None, start_ns: int =
 class TegrastatsSensor:
     """Runs `tegrastats --interval N` and hands out each new line as one PowerSample.
 
+    `cmd` is a command line split like a shell would (`shlex.split`, no shell runs it): "tegrastats",
+    "/usr/bin/tegrastats" or "sudo -n tegrastats" (the rails are only printed to root). `--interval N` is appended.
     `read()` waits for the next line (so a Sampler polling it is paced by tegrastats itself) and stamps it with
     the agent realtime at arrival.
     """
@@ -207,13 +209,18 @@ class TegrastatsSensor:
         self._seq = 0
         self._read_seq = 0
         self._error: str | None = None
+        argv = split_command(cmd, "tegrastats")
         self._stderr = tempfile.TemporaryFile()
         try:
-            self._proc = self._spawn([cmd, "--interval", str(interval_ms)])
+            self._proc = self._spawn([*argv, "--interval", str(interval_ms)])
         except FileNotFoundError:
-            raise SensorUnavailable(f"`{cmd}` not found on PATH: not a Jetson, or L4T tools not installed") from None
+            self._stderr.close()
+            raise SensorUnavailable(
+                f"`{argv[0]}` not found on PATH: not a Jetson, or L4T tools not installed"
+            ) from None
         except PermissionError:
-            raise SensorUnavailable(f"`{cmd}` is not executable by this user", "permission") from None
+            self._stderr.close()
+            raise SensorUnavailable(f"`{argv[0]}` is not executable by this user", "permission") from None
         self._thread = threading.Thread(target=self._pump, name="tegrastats-reader", daemon=True)
         self._thread.start()
         first = self._wait(first_line_timeout_s)
