@@ -274,3 +274,11 @@ def test_sensors_cli_uses_a_sudo_command_line(tmp_path, monkeypatch):
     assert data["used"] == "tegrastats" and data["total_rule"] == "VDD_IN"
     assert data["reading"]["total_mw"] == 5079.0
     assert (tmp_path / "sudo.argv").read_text() == "-n tegrastats --interval 100"
+
+
+def test_a_command_that_exits_at_once_says_why(tmp_path):
+    script = tmp_path / "refuses"
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('sudo: a password is required\\n')\nsys.exit(1)\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    with pytest.raises(SensorUnavailable, match="refuses` exited before printing a rail line: exited with 1: sudo: a password is req"):
+        TegrastatsSensor(str(script), interval_ms=10)

@@ -225,9 +225,10 @@ class TegrastatsSensor:
         self._thread.start()
         first = self._wait(first_line_timeout_s)
         if first is None:
+            exited = self._proc.poll() is not None
             self.close()
-            raise SensorUnavailable(f"`{cmd}` printed no rail line within {first_line_timeout_s:g} s: {self._error}",
-                                    "failed")
+            when = "exited before printing a rail line" if exited else f"printed no rail line within {first_line_timeout_s:g} s"
+            raise SensorUnavailable(f"`{cmd}` {when}: {self._error}", "failed")
         self.rails = tuple(first.rails_mw)
         self.total_rule = total_rule_for(self.rails)
 
