@@ -36,7 +36,14 @@ class NvmlSensor:
         if count == 0:
             pynvml.nvmlShutdown()
             raise SensorUnavailable("NVML found no GPU")
-        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        handles = []
+        for i in range(count):
+            try:
+                handles.append(pynvml.nvmlDeviceGetHandleByIndex(i))
+            except pynvml.NVMLError as exc:
+                self._shutdown()
+                raise _handle_error(pynvml, i, exc) from None
+        self._handles = handles
         self.rails = tuple(f"GPU{i}" for i in range(count))
         self._energy = True
         self.counter_based = True  # total-energy counter: rail_energy takes its difference over a window
@@ -68,11 +75,34 @@ class NvmlSensor:
         rails = dict(zip(self.rails, powers, strict=True))
         return PowerSample(t_ns=t_ns, rails_mw=rails, total_mw=float(sum(powers)))
 
-    def close(self) -> None:
+    def _shutdown(self) -> None:
         try:
             self._nv.nvmlShutdown()
         except self._nv.NVMLError:
-            pass
+            pass  # already torn down; nothing left to release
+
+    def close(self) -> None:
+        self._shutdown()
+
+
+# NVML return codes (nvml.h) that have a fix the user can apply.
+_NO_PERMISSION = 4
+_GPU_IS_LOST = 15
+
+
+def _handle_error(nv: Any, index: int, exc: Exception) -> SensorUnavailable:
+    """nvmlDeviceGetHandleByIndex's failure for GPU `index` as a reason that says what to do."""
+    code = getattr(exc, "value", None)
+    if code == getattr(nv, "NVML_ERROR_NO_PERMISSION", _NO_PERMISSION):
+        return SensorUnavailable(
+            f"NVML may not open GPU {index} ({exc}): give this user access to /dev/nvidia{index} "
+            "(group video, or the driver's NVreg_DeviceFileMode) or run as root", "permission")
+    if code == getattr(nv, "NVML_ERROR_GPU_IS_LOST", _GPU_IS_LOST):
+        return SensorUnavailable(
+            f"NVML lost GPU {index} ({exc}): it fell off the bus; check `nvidia-smi` and dmesg, reset or reboot",
+            "failed")
+    return SensorUnavailable(
+        f"NVML cannot open GPU {index} ({exc}): check that GPU with `nvidia-smi -i {index}`", "failed")
 
 
 def open_sensor() -> NvmlSensor:
