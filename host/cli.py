@@ -53,13 +53,14 @@ def _emit(lines: list[str]) -> None:
     click.echo("\n".join(lines))
 
 
-def _load_trace(path: Path, resolution_w: float | None):
-    """The meter log through the store's loader (SQLite or CSV), with the resolution overridden if given."""
+def _load_trace(path: Path, resolution_w: float | None, address: str | None = None):
+    """The meter log through the store's loader (SQLite or CSV), one sensor's readings when `address` is given
+    (a log with several must name one), with the resolution overridden if given."""
     import dataclasses
 
     from edgebench.host.store import load_trace
 
-    trace = load_trace(path)
+    trace = load_trace(path, address=address)
     if resolution_w is not None:
         trace = dataclasses.replace(trace, resolution_w=resolution_w)
     return trace
@@ -110,6 +111,12 @@ def _render(result, fmt: str, sort: str | None, out: Path | None) -> None:
 )
 @click.option("--min-samples", type=int, default=10, show_default=True, help="Meter readings a window needs.")
 @click.option(
+    "--address",
+    metavar="ADDR",
+    help="Sensor address to use when the log holds several (Tweet-a-Watt receivers: e.g. 0001; "
+    "`edgebench meter show` lists them).",
+)
+@click.option(
     "--sort", metavar="COLUMN", help="Sort column (net_j, gross_j, latency, co2...; -COL descending)."
 )
 @click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
@@ -128,6 +135,7 @@ def pair(
     pue: float,
     resolution_w: float | None,
     min_samples: int,
+    address: str | None,
     sort: str | None,
     fmt: str,
     out: Path | None,
@@ -135,7 +143,8 @@ def pair(
     """Pair RUNS (RunRecords from `edgebench bench --out`) with METER_LOG (`edgebench meter log`), offline.
 
     Each window is mapped to the host clock with --clock-offset, integrated over the meter log, checked (at least
-    --min-samples readings, full coverage, no gap) and combined per engine into the ranked energy table.
+    --min-samples readings, full coverage, no gap) and combined per engine into the ranked energy table. A log of
+    several Kill-a-Watts (one XBee receiver) needs --address to pick the one the device was plugged into.
     """
     from edgebench.host.carbon import resolve_grid
     from edgebench.host.pairing import pair as pair_runs
@@ -157,7 +166,7 @@ def pair(
         uncertainty_ns=abs(parse_clock_offset(clock_uncertainty)),
         method="user-given" if clock_offset is not None else "same clock",
     )
-    trace = _load_trace(meter_log, resolution_w)
+    trace = _load_trace(meter_log, resolution_w, address)
     result = pair_runs(records, trace, clock, grid=factor, min_samples=min_samples, pue=pue)
     _report_invalid(result)
     _render(result, fmt, sort, out)

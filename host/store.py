@@ -363,12 +363,20 @@ def load_trace(
     import numpy as np
 
     t, p, meters, addresses, gaps, res = _read(path, start_ns, end_ns, address)
+    named = [a for a in addresses if a]  # "" is a reading from a meter without sensor addresses
+    listed = ", ".join(a if a else "'' (no address)" for a in addresses)
     if address is None and len(addresses) > 1:
-        raise BadInput(f"meter log {path} holds several sensors ({', '.join(addresses)}): choose one address")
-    if address is not None and str(address) not in addresses:
         raise BadInput(
-            f"meter log {path} has no sensor {address!r} (it has {', '.join(addresses) or 'none'})"
+            f"meter log {path} holds several sensors ({listed}): choose one with --address "
+            f"(e.g. --address {named[0]})"
         )
+    if address is not None and str(address) not in addresses:
+        if not named:
+            raise BadInput(
+                f"meter log {path} has no sensor {address!r}: it records no sensor addresses (one meter), "
+                "drop --address"
+            )
+        raise BadInput(f"meter log {path} has no sensor {address!r}: it has {listed}; pass one of them to --address")
     order = np.argsort(t, kind="stable")
     t, p = t[order], p[order]
     meter = ", ".join(m for m in meters if m) or "unknown"

@@ -174,6 +174,53 @@ def test_pair_command_bad_input(tmp_path, store):
     assert res.exit_code == 2 and "clock offset" in res.output
 
 
+def _write_two_sensor_log(store, path):
+    """A Tweet-a-Watt receiver's log: sensor 0001 follows the runs' profile, sensor 0002 (another plug) 100 W."""
+    from edgebench.records import MeterReading
+
+    t_s = np.arange(0, 60, 0.1)
+    p = np.where(t_s < 20, 2.0, np.where(t_s < 40, 6.0, 4.0))
+    with store.open_store(path) as log:
+        for t, w in zip(t_s, p, strict=True):
+            t_ns = EPOCH + int(round(t * 1e9))
+            log.add(MeterReading(t_ns=t_ns, power_w=float(w), meter="tweetawatt", address="0001"))
+            log.add(MeterReading(t_ns=t_ns + 1_000, power_w=100.0, meter="tweetawatt", address="0002"))
+
+
+def test_pair_address_picks_one_sensor_of_several(tmp_path, store):
+    _write_two_sensor_log(store, tmp_path / "twa.sqlite")
+    _records(tmp_path / "runs.jsonl")
+    args = ["pair", str(tmp_path / "runs.jsonl"), str(tmp_path / "twa.sqlite"), "--format", "json"]
+    res = invoke(*args, "--address", "0001")
+    assert res.exit_code == 0, res.output
+    engines = {e["engine"]: e for e in json.loads(res.stdout)["engines"]}
+    assert engines["resnet18_2_224_224_fp16"]["gross_j_per_inference"] == pytest.approx(0.3, rel=1e-6)
+    assert engines["mbv2_2_224_224_fp16"]["net_j_per_inference"] == pytest.approx(0.1, rel=1e-6)
+    other = json.loads(invoke(*args, "--address", "0002").stdout)["engines"]
+    assert other[0]["gross_j_per_inference"] == pytest.approx(100.0 * 16 / 320, rel=1e-6)  # the other plug
+
+
+def _error_lines(res):
+    return [line for line in res.output.splitlines() if line.startswith("edgebench: error:")]
+
+
+def test_pair_address_missing_or_unknown_is_one_line_exit_2(tmp_path, store):
+    _write_two_sensor_log(store, tmp_path / "twa.sqlite")
+    _records(tmp_path / "runs.jsonl")
+    args = ["pair", str(tmp_path / "runs.jsonl"), str(tmp_path / "twa.sqlite")]
+    res = invoke(*args)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    (line,) = _error_lines(res)
+    assert "holds several sensors (0001, 0002): choose one with --address (e.g. --address 0001)" in line
+    res = invoke(*args, "--address", "0009")
+    assert res.exit_code == 2
+    (line,) = _error_lines(res)
+    assert "has no sensor '0009': it has 0001, 0002; pass one of them to --address" in line
+    _write_meter_csv(tmp_path / "one.csv")  # a single meter: no addresses at all
+    res = invoke("pair", str(tmp_path / "runs.jsonl"), str(tmp_path / "one.csv"), "--address", "0001")
+    assert res.exit_code == 2 and "records no sensor addresses (one meter), drop --address" in res.output
+
+
 def test_report_re_renders_a_measure_directory(tmp_path, store):
     d = tmp_path / "measure"
     d.mkdir()

@@ -103,7 +103,9 @@ class EstimateSensor:
         self, root: Path = Path("/"), tdp_w: float | None = None, idle_share: float = DEFAULT_IDLE_SHARE
     ) -> None:
         if not 0.0 <= idle_share <= 1.0:
-            raise BadInput(f"idle share {idle_share:g} is not a fraction of TDP: give a value from 0 to 1 (e.g. 0.2)")
+            raise BadInput(
+                f"idle share {idle_share:g} is not a fraction of TDP: give a value from 0 to 1 (e.g. 0.2)"
+            )
         if tdp_w is not None and tdp_w <= 0:
             raise BadInput(f"TDP {tdp_w:g} W is not a power: give the CPU's TDP in W (e.g. 15)")
         self.idle_share = idle_share
