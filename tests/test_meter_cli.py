@@ -71,11 +71,23 @@ def test_emulate_prints_the_port_then_stops():
     assert "emulating tweetawatt (emulated constant 9 W)" in res.stderr
 
 
-def test_probe_names_the_protocol():
+def test_probe_names_the_protocol_and_its_rate():
     with start_emulator("tweetawatt", ConstantProfile(9.0), interval_s=0.1) as emu:
-        res = invoke("meter", "probe", emu.port, "--listen", "1")
+        res = invoke("meter", "probe", emu.port, "--listen", "1", "--rate-for", "1.5")
     assert res.exit_code == 0, res.output
     assert "tweetawatt" in res.stdout
+    rate = float(res.stdout.split("; ")[1].split(" readings/s")[0])
+    assert 7.0 < rate < 11.0  # one frame every 100 ms, on a shared box
+
+
+def test_probe_polls_a_um_meter_for_its_rate():
+    with start_emulator("um", ConstantProfile(4.0)) as emu:
+        res = invoke("meter", "probe", emu.port, "--listen", "0.3", "--rate-for", "1.5")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith(f"{emu.port}: um (UM")
+    assert "readings/s" in res.stdout and "0 bad)" in res.stdout
+    res = invoke("meter", "probe", emu.port, "--listen", "0.3", "--rate-for", "0")
+    assert "readings/s" not in res.stdout
 
 
 @pytest.mark.parametrize(

@@ -246,10 +246,19 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
 @meter.command("probe")
 @click.argument("port")
 @click.option("--listen", type=float, default=None, metavar="S", help="Seconds to listen (default 2.5).")
+@click.option(
+    "--rate-for",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="S",
+    help="Seconds to log after finding the protocol, to measure the reading rate (default: 3 nominal periods, "
+    "at least 1 s; 0 skips it).",
+)
 @click.option("--baudrate", type=int, default=None)
-def probe_cmd(port, listen, baudrate) -> None:
-    """Say which meter protocol PORT speaks (listens briefly; polls meters that need asking)."""
-    from edgebench.host.logger import open_port
+def probe_cmd(port, listen, rate_for, baudrate) -> None:
+    """Say which meter protocol PORT speaks (listens briefly; polls meters that need asking) and at what rate."""
+    from edgebench.host.logger import MeterLogger, open_port
+    from edgebench.host.meters.base import make_meter
     from edgebench.host.meters.probe import LISTEN_S, probe_port
 
     handle = open_port(port, baudrate or 9600)
@@ -257,9 +266,21 @@ def probe_cmd(port, listen, baudrate) -> None:
         found = probe_port(handle, listen or LISTEN_S, port)
     finally:
         handle.close()
-    click.echo(
-        f"{port}: {found.protocol} ({found.identity}), {found.readings} readings in {found.bytes_heard} bytes"
-    )
+    heard = f"{found.readings} reading{'s' if found.readings != 1 else ''} in {found.bytes_heard} bytes"
+    if rate_for is None:
+        rate_for = max(1.0, 3 * float(make_meter(found.protocol).nominal_period_s))
+    rate = ""
+    if rate_for > 0:
+        # The real logger (open commands, polling) without a store: the rate a `meter log` would see.
+        note(f"{port}: {found.protocol}; measuring its reading rate for {rate_for:g} s (--rate-for 0 skips this)")
+        logger = MeterLogger(port, found.protocol, None, baudrate=baudrate)
+        with _StopOnSignal(logger.request_stop):
+            stats = logger.run(rate_for)
+        if stats.readings >= 2:
+            rate = f"; {logger.rate_hz:.2f} readings/s ({stats.readings} in {rate_for:g} s, {stats.bad_frames} bad)"
+        else:
+            rate = f"; rate unknown: {stats.readings} reading(s) in {rate_for:g} s (try a longer --rate-for)"
+    click.echo(f"{port}: {found.protocol} ({found.identity}), {heard}{rate}")
     if found.protocol == "lines":
         warn(
             "plain text lines can be anything numeric: check the values with `edgebench meter log --duration 5`"
