@@ -263,11 +263,20 @@ class AgentClient:
         self.close()
 
 
+def edgebench_argv() -> list[str]:
+    """How to run this very edgebench in a subprocess: the console script beside this interpreter when there is
+    one (`python -m edgebench` run from a source checkout would import the checkout's `edgebench/` folder instead
+    of the installed package), else `python -m edgebench`."""
+    script = Path(sys.executable).with_name("edgebench")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "edgebench"]
+
+
 def local_command(engines_dir: Path, sensor: str, extra: list[str] | None = None) -> list[str]:
-    """The argv of a local stdio agent: this interpreter, so it is the same edgebench."""
+    """The argv of a local stdio agent: the same edgebench as this process."""
     return [
-        sys.executable, "-m", "edgebench", "agent", "--stdio", "--engines", str(engines_dir), "--sensor", sensor,
-        *(extra or []),
+        *edgebench_argv(), "agent", "--stdio", "--engines", str(engines_dir), "--sensor", sensor, *(extra or []),
     ]
 
 
