@@ -6,6 +6,7 @@ Results go to stdout (the ranked table, CSV, JSON or Markdown); diagnostics and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -226,7 +227,9 @@ def report(
         if any(r.clock != "host:realtime" for r in records):
             warn(f"{directory} has no clock.json: assuming offset 0 between agent and host clocks")
         clock = ZERO_OFFSET
-    trace = _load_trace(_find_meter_log(directory), session.resolution_w)
+    trace = _load_trace(_find_meter_log(directory), session.resolution_w, session.extra.get("meter_address") or None)
+    if session.meter:
+        trace = dataclasses.replace(trace, meter=session.meter)  # the name measure was given (--meter-label)
     result = pair_runs(
         records,
         trace,
