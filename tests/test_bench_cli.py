@@ -62,16 +62,9 @@ def test_bench_refuses_contradictory_options(tmp_path):
     assert result.exit_code == 2
 
 
-@pytest.fixture(scope="module")
-def engines_dir(tmp_path_factory):
-    """Two tiny engines built by the real build path (squeezenet1_1 at 32x32, batches 1 and 2)."""
-    from edgebench.engines.build import build_sweep
-    from edgebench.engines.sweep import Sweep
-
-    out = tmp_path_factory.mktemp("engines")
-    report = build_sweep(Sweep(backbones=("squeezenet1_1",), batches=(1, 2), resolutions=((32, 32),)), out)
-    assert report.ok
-    return out
+@pytest.fixture()
+def engines_dir(tiny_engines):
+    return tiny_engines
 
 
 def test_bench_prints_blocks_table_and_appends_records(engines_dir, tmp_path):

@@ -1,0 +1,223 @@
+"""The agent protocol: wire format, the server's sessions, the stdio and TCP transports, the token, the limits."""
+
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+from edgebench.agent.serve import AgentService, Session, parse_listen, serve_stream
+from edgebench.host.transport import AgentLost, AgentSpec, connect, edgebench_argv, parse_agent, ssh_command
+
+from edgebench import protocol as wire
+from edgebench.cli import cli
+from edgebench.errors import BadInput, ProtocolError
+from edgebench.records import AGENT_CLOCK, run_record_from_dict
+
+
+def test_messages_round_trip_and_bad_bytes_are_named():
+    line = wire.encode(wire.request(3, "run", engine="a", duration_s=1.5))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert wire.decode(line) == {"id": 3, "op": "run", "args": {"engine": "a", "duration_s": 1.5}}
+    with pytest.raises(ProtocolError, match="not an edgebench agent message: 'Welcome to Ubuntu"):
+        wire.decode(b"Welcome to Ubuntu 20.04\n")
+    with pytest.raises(ProtocolError, match="JSON list, not an object"):
+        wire.decode(b"[1, 2]\n")
+    with pytest.raises(ValueError):
+        wire.encode({"x": float("nan")})
+
+
+def test_version_negotiation():
+    assert wire.negotiate([1, 2, 7]) == 1
+    with pytest.raises(BadInput, match="upgrade the agent"):
+        wire.negotiate([9])
+    with pytest.raises(BadInput, match="versions"):
+        wire.negotiate(None)
+
+
+def test_errors_come_back_as_the_right_exceptions():
+    with pytest.raises(BadInput, match="agent refused run: nope"):
+        wire.raise_for(wire.error(1, "bad-input", "nope"), "run")
+    with pytest.raises(wire.EngineFailed, match="broken"):
+        wire.raise_for(wire.error(1, "engine-failed", "broken"), "run")
+    assert wire.raise_for(wire.ok(1, {"t_ns": 5}), "clock") == {"t_ns": 5}
+
+
+@pytest.fixture()
+def service(tiny_engines):
+    return AgentService(engines_dir=tiny_engines)
+
+
+def _call(session, op, **args):
+    return session.handle(wire.request(1, op, **args))
+
+
+def test_session_needs_hello_first_then_runs_manifest_engines(service):
+    session = Session(service)
+    refused = _call(session, "clock")
+    assert refused["ok"] is False and "send hello first" in refused["error"]["message"]
+    hello = _call(session, "hello", versions=[1])
+    assert hello["ok"] and hello["result"]["protocol"] == 1 and hello["result"]["engines"] == 2
+    assert hello["result"]["clock"] == AGENT_CLOCK and "cpu.cores.logical" in hello["result"]["device"]
+    names = [e["name"] for e in _call(session, "engines")["result"]["engines"]]
+    assert names == ["squeezenet1_1_1_32_32_fp32", "squeezenet1_1_2_32_32_fp32"]
+    before = time.time_ns()
+    t_ns = _call(session, "clock")["result"]["t_ns"]
+    assert before <= t_ns <= time.time_ns()
+
+    run = _call(session, "run", engine=names[1], duration_s=0.05, warmup_s=0.01, run_id="r1", repeat=2)
+    assert run["ok"], run
+    record = run_record_from_dict(run["result"]["record"])
+    assert record.engine == names[1] and record.batch == 2 and record.iterations >= 10
+    assert record.run_id == "r1" and record.repeat == 2 and record.clock == AGENT_CLOCK
+    idle = run_record_from_dict(_call(session, "idle", duration_s=0.05)["result"]["record"])
+    assert idle.kind == "idle" and idle.iterations == 0 and idle.duration_ns >= 50_000_000
+    assert _call(session, "bye")["ok"] and session.closed
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"engine": "../../etc/passwd"}, "not in this agent's manifest"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "duration_s": 1e9}, "outside"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "duration_s": "3"}, "must be a number"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "duration_s": 1, "iterations": 5}, "not both"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "iterations": 2.5}, "must be an integer"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "warmup_s": -1}, "outside"),
+    ],
+)
+def test_run_arguments_are_checked(service, args, message):
+    session = Session(service)
+    _call(session, "hello", versions=[1])
+    response = _call(session, "run", **args)
+    assert response["ok"] is False and response["error"]["kind"] == "bad-input"
+    assert message in response["error"]["message"]
+
+
+def test_a_broken_engine_is_reported_as_engine_failed(tiny_engines, tmp_path):
+    import shutil
+
+    broken = tmp_path / "engines"
+    shutil.copytree(tiny_engines, broken)
+    for onnx_file in broken.rglob("*.onnx"):
+        onnx_file.write_bytes(b"this is not a model")
+    session = Session(AgentService(engines_dir=broken))
+    _call(session, "hello", versions=[1])
+    response = _call(session, "run", engine="squeezenet1_1_1_32_32_fp32", duration_s=0.05)
+    assert response["ok"] is False and response["error"]["kind"] == "engine-failed"
+    assert "could not be loaded" in response["error"]["message"]
+    assert _call(session, "clock")["ok"]  # the agent itself is fine
+
+
+def test_stream_refuses_an_oversized_request_and_garbage(service):
+    hello = wire.encode(wire.request(1, "hello", versions=[1]))
+    huge = b'{"id": 2, "op": "clock", "args": {"pad": "' + b"x" * (wire.MAX_LINE_BYTES + 10) + b'"}}\n'
+    out = io.BytesIO()
+    serve_stream(service, io.BytesIO(hello + b"not json\n" + huge + wire.encode(wire.request(3, "clock"))), out)
+    responses = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert responses[0]["ok"]
+    assert responses[1]["error"]["kind"] == "protocol" and "not an edgebench agent message" in responses[1]["error"]["message"]
+    assert responses[2]["error"]["kind"] == "protocol" and "longer than 65536 bytes" in responses[2]["error"]["message"]
+    assert len(responses) == 3  # the stream is dropped after an oversized line: the clock request is never served
+
+
+def test_agent_specs_parse():
+    assert parse_agent("local") == AgentSpec("local")
+    assert parse_agent("tcp://jetson:9000") == AgentSpec("tcp", host="jetson", port=9000)
+    assert parse_agent("tcp://jetson").port == wire.DEFAULT_TCP_PORT
+    ssh = parse_agent("ssh://nvidia@orin:2222/home/nvidia/engines")
+    assert ssh == AgentSpec("ssh", host="orin", port=2222, user="nvidia", engines_dir="/home/nvidia/engines")
+    argv = ssh_command(ssh, "~/venv/bin/edgebench", ssh.engines_dir, "auto")
+    assert argv[:4] == ["ssh", "-T", "-o", "BatchMode=yes"] and "-p" in argv and "nvidia@orin" in argv
+    assert argv[-1] == "'~/venv/bin/edgebench' agent --stdio --sensor auto --engines /home/nvidia/engines"
+    for bad in ("http://x", "tcp://", "jetson:8765", "tcp://jetson:port", "tcp://jetson:1/engines"):
+        with pytest.raises(BadInput):
+            parse_agent(bad)
+    assert parse_listen(":8765") == ("127.0.0.1", 8765) and parse_listen("[::1]:1") == ("::1", 1)
+    with pytest.raises(BadInput, match="HOST:PORT"):
+        parse_listen("0.0.0.0")
+
+
+def test_local_stdio_agent_end_to_end(tiny_engines):
+    with connect(AgentSpec("local"), engines_dir=tiny_engines, sensor="none") as client:
+        assert client.hello["protocol"] == 1 and client.hello["sensor"] == {"name": "none"}
+        engines = client.call("engines")["engines"]
+        result = client.call("run", engine=engines[0]["name"], iterations=12, warmup_s=0.0)
+        assert run_record_from_dict(result["record"]).iterations == 12
+        with pytest.raises(BadInput, match="not in this agent's manifest"):
+            client.call("run", engine="resnet50_1_224_224_fp32", iterations=1)
+
+
+def test_a_killed_agent_is_reported_not_waited_for(tiny_engines):
+    client = connect(AgentSpec("local"), engines_dir=tiny_engines, sensor="none")
+    try:
+        threading.Timer(1.0, lambda: os.kill(client._proc.pid, signal.SIGKILL)).start()
+        with pytest.raises(AgentLost, match="went away during run.*killed by signal 9"):
+            client.call("run", engine="squeezenet1_1_1_32_32_fp32", duration_s=30.0, timeout_s=60)
+    finally:
+        client.close()
+
+
+def test_clock_offset_option_moves_every_agent_time(tiny_engines):
+    with connect(AgentSpec("local"), engines_dir=tiny_engines, sensor="none",
+                 extra_args=["--clock-offset-ns", "-7000000000"]) as client:
+        now = time.time_ns()
+        assert abs(client.call("clock")["t_ns"] - (now - 7_000_000_000)) < 500_000_000
+        record = run_record_from_dict(client.call("idle", duration_s=0.05)["record"])
+        assert abs(record.window_start_ns - (now - 7_000_000_000)) < 2_000_000_000
+
+
+@pytest.fixture()
+def tcp_agent(tiny_engines):
+    proc = subprocess.Popen(
+        [*edgebench_argv(), "agent", "--listen", "127.0.0.1:0", "--token", "s3cret", "--sensor", "none",
+         "--engines", str(tiny_engines)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline()
+    match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    assert match, line + proc.stderr.read()
+    yield int(match.group(1))
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_tcp_agent_checks_the_token(tcp_agent):
+    spec = AgentSpec("tcp", host="127.0.0.1", port=tcp_agent)
+    with pytest.raises(BadInput, match="token rejected"):
+        connect(spec, engines_dir=".", token="wrong")
+    with pytest.raises(BadInput, match="token rejected"):
+        connect(spec, engines_dir=".")
+    with connect(spec, engines_dir=".", token="s3cret") as client:
+        assert len(client.call("engines")["engines"]) == 2
+        assert client.call("run", engine="squeezenet1_1_1_32_32_fp32", iterations=10)["record"]["iterations"] == 10
+    # the agent serves the next session after one ends
+    with connect(spec, engines_dir=".", token="s3cret") as client:
+        assert client.call("clock")["t_ns"] > 0
+
+
+def test_tcp_agent_drops_an_oversized_request(tcp_agent):
+    with socket.create_connection(("127.0.0.1", tcp_agent), timeout=10) as sock:
+        sock.sendall(b'{"id": 1, "op": "hello", "args": {"pad": "' + b"x" * 100_000 + b'"}}\n')
+        reply = sock.makefile("rb").readline()
+        assert json.loads(reply)["error"]["kind"] == "protocol"
+        try:  # and closes the connection (a reset, since the rest of the line was never read)
+            assert sock.recv(1) == b""
+        except ConnectionResetError:
+            pass
+
+
+def test_listening_off_loopback_needs_a_token(tiny_engines, monkeypatch):
+    monkeypatch.delenv("EDGEBENCH_AGENT_TOKEN", raising=False)
+    result = CliRunner().invoke(cli, ["agent", "--listen", "0.0.0.0:0", "--engines", str(tiny_engines)])
+    assert result.exit_code == 2 and "pass --token SECRET" in result.output
+    result = CliRunner().invoke(cli, ["agent", "--engines", str(tiny_engines)])
+    assert result.exit_code == 2 and "--stdio or --listen" in result.output
+    result = CliRunner().invoke(cli, ["agent", "--stdio", "--engines", str(tiny_engines / "nope")])
+    assert result.exit_code == 2 and "build-engines" in result.output
