@@ -122,6 +122,8 @@ class MeterLogger:
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self.probe = None  # what `auto` found (edgebench.host.meters.probe.ProbeResult)
+        self.bytes_heard = 0
+        self._head = b""  # the first bytes heard, to show when none of them decodes
 
     # --- public view --------------------------------------------------------------------------------------
 
@@ -153,6 +155,27 @@ class MeterLogger:
     def latest(self) -> MeterReading | None:
         """The most recent reading (check its t_ns for freshness), or None before the first."""
         return self._latest
+
+    def silence_diagnosis(self, seconds: float) -> str | None:
+        """None once a reading arrived; else, for a meter silent for `seconds`, what was (not) heard and the fix.
+
+        No bytes at all points at power, cabling and baud rate; bytes that never decode point at the protocol,
+        and the message shows what they look like.
+        """
+        if self.stats.readings:
+            return None
+        if not self.bytes_heard:
+            return (
+                f"no bytes from {self.url} in {seconds:.0f} s: check the meter is on (and logging), the cable or "
+                "radio, and the baud rate (--baudrate)"
+            )
+        from edgebench.host.meters.probe import hex_dump
+
+        return (
+            f"{self.bytes_heard} bytes from {self.url} in {seconds:.0f} s but no {self.protocol} reading "
+            f"({self.stats.bad_frames} bad frames); they look like: {hex_dump(self._head)} - wrong protocol? "
+            f"run `edgebench meter probe {self.url}` or pass --protocol auto"
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -340,6 +363,9 @@ class MeterLogger:
                 continue
             t_ns = time.time_ns()
             if data:
+                self.bytes_heard += len(data)
+                if len(self._head) < 48:
+                    self._head += data[: 48 - len(self._head)]
                 readings = self.decoder.feed(data, t_ns)
                 for reading in readings:
                     self._accept(reading)

@@ -53,6 +53,37 @@ def test_log_from_emulator(tmp_path):
     assert "2.5" in out.read_text()
 
 
+def test_log_with_the_wrong_protocol_says_what_the_bytes_look_like(tmp_path):
+    out = tmp_path / "wrong.csv"
+    with start_emulator("tweetawatt", ConstantProfile(9.0), interval_s=0.05) as emu:
+        res = invoke("meter", "log", "--meter", emu.port, "--protocol", "lines", "--out", str(out), "--duration", "1")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("edgebench: error:")]
+    assert "no reading logged:" in line and "but no lines reading" in line
+    assert "they look like: 7e 00" in line and "edgebench meter probe" in line  # an XBee API frame start
+    assert out.is_file()  # the (empty) log and its gap are kept
+
+
+def test_log_of_a_meter_that_never_speaks(tmp_path, monkeypatch):
+    import os
+
+    import edgebench.host.meters.cli as meter_cli
+
+    monkeypatch.setattr(meter_cli, "SILENT_WARN_S", 0.5)  # a setting: warn after 3 periods of 1 s, not 5 s
+    master, slave = os.openpty()  # a serial device that never writes a byte
+    try:
+        res = invoke("meter", "log", "--meter", os.ttyname(slave), "--protocol", "lines", "--out",
+                     str(tmp_path / "silent.csv"), "--duration", "3.5")  # fmt: skip
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert res.exit_code == 1
+    assert "warning: no bytes from" in res.stderr and "(still listening)" in res.stderr
+    assert "edgebench: error: no reading logged: no bytes from" in res.stderr and "--baudrate" in res.stderr
+    gaps = (tmp_path / "silent.gaps.csv").read_text().splitlines()
+    assert len(gaps) == 2 and gaps[1].endswith("meter silent")
+
+
 def test_emulate_prints_the_port_then_stops():
     res = invoke(
         "meter",

@@ -11,10 +11,11 @@ from pathlib import Path
 import click
 
 from edgebench.console import is_interactive, note, warn
-from edgebench.errors import BadInput
+from edgebench.errors import BadInput, DeviceError
 
 PROTOCOL_HELP = "Wire protocol: auto (listen, then ask), lines, tweetawatt, wattsup, um."
 EMULATED_PROTOCOLS = ("lines", "tweetawatt", "wattsup", "um")
+SILENT_WARN_S = 5.0  # warn when a meter has sent no reading this long after the logger started
 
 
 def _protocols() -> list[str]:
@@ -82,9 +83,28 @@ def log_cmd(url, protocol, out, duration, calibration, baudrate) -> None:
         )
 
     live = is_interactive()
+    started = time.monotonic()
+    # A meter that has not spoken after a few of its periods gets one warning saying what was heard; it keeps
+    # being logged (it may be switched on late), and a run that ends with no reading at all is an error.
+    warn_after_s = max(SILENT_WARN_S, 3 * float(logger.decoder.nominal_period_s))
+    warned = False
+
+    def tick(lg) -> None:
+        nonlocal warned
+        silent_s = time.monotonic() - started
+        if not warned and silent_s >= warn_after_s:
+            problem = lg.silence_diagnosis(silent_s)
+            if problem is not None:
+                if live:
+                    click.echo("", err=True)
+                warn(f"{problem} (still listening)")
+            warned = True
+        if live:
+            live_line(lg)
+
     with _StopOnSignal(logger.request_stop):
         try:
-            logger.run(duration, on_tick=live_line if live else None)
+            logger.run(duration, on_tick=tick)
         finally:
             if live:
                 click.echo("", err=True)
@@ -92,6 +112,9 @@ def log_cmd(url, protocol, out, duration, calibration, baudrate) -> None:
     note(
         f"{s.readings} readings, {s.bad_frames} bad frames, {s.gaps} gaps, {s.reconnects} reconnects -> {out}"
     )
+    problem = logger.silence_diagnosis(time.monotonic() - started)
+    if problem is not None:
+        raise DeviceError(f"no reading logged: {problem}")
 
 
 def summary_rows(path: Path) -> dict[str, object]:
