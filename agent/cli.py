@@ -179,7 +179,6 @@ def _energy_line(record, sampler) -> str | None:
 def _bench_entries(entries, engines_dir, options, warmup, warmup_time, iterations, duration, threads,
                    inter_op_threads, out, as_json, sort, sampler) -> None:
     from edgebench.engines.backends import open_runner
-
     from edgebench.records import append_jsonl, dumps
 
     from .harness import run_engine

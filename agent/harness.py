@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from edgebench.engines.runner import Runner, RunOptions
-
 from edgebench.records import AGENT_CLOCK, PowerSample, RailEnergy, RunRecord
 
 from . import metadata as md

@@ -20,7 +20,6 @@ from edgebench.engines.backends import DEFAULT_BACKEND, require_backend
 from edgebench.engines.manifest import Manifest, ManifestEntry
 from edgebench.engines.spec import EngineSpec
 from edgebench.engines.sweep import Sweep
-
 from edgebench.errors import BadInput, EdgebenchError
 
 BUILT, CACHED, FAILED = "built", "cached", "failed"

@@ -43,11 +43,10 @@ def build_engines(backbones, models, batches, resolutions, precisions, backend, 
     given come from --sweep, or else from the default sweep. Unchanged engines are not rebuilt. A point that fails is reported and the rest are built; the exit code is
     then 1.
     """
+    from edgebench.console import progress, warn
     from edgebench.engines.backbones import BUILTINS, user_model_name
     from edgebench.engines.build import FAILED, build_sweep, report_json, summary_lines
     from edgebench.engines.sweep import DEFAULT_SWEEP, Sweep, load_sweep
-
-    from edgebench.console import progress, warn
 
     base = load_sweep(sweep_file) if sweep_file else DEFAULT_SWEEP
     model_map = dict(base.models) if not (backbones or models) else {}

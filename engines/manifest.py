@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgebench.engines.spec import EngineSpec
-
 from edgebench.errors import BadInput
 
 MANIFEST_NAME = "manifest.json"

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgebench.engines.spec import PRECISIONS, EngineSpec, parse_resolution
-
 from edgebench.errors import BadInput
 
 _KEYS = {"backbones", "batches", "resolutions", "precisions", "models", "extra"}

@@ -149,7 +149,6 @@ def pair(
     """
     from edgebench.host.carbon import resolve_grid
     from edgebench.host.pairing import pair as pair_runs
-
     from edgebench.records import ClockOffset, read_run_records
 
     factor = resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
@@ -209,7 +208,6 @@ def report(
     from edgebench.host.carbon import resolve_grid
     from edgebench.host.pairing import load_session
     from edgebench.host.pairing import pair as pair_runs
-
     from edgebench.records import ZERO_OFFSET, read_run_records
 
     if not directory.is_dir():

@@ -216,12 +216,12 @@ class Measurement:
         )
         self.logger.start()
         note(f"meter: {self.logger.meter or o['protocol']} on {o['meter']}, logging to {self.meter_path}")
-        deadline = time.monotonic() + LISTEN_TIMEOUT_S
+        deadline = time.monotonic() + o["meter_timeout"]
         while self.logger.stats.readings < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         if self.logger.stats.readings == 0:
             raise BadInput(
-                f"the meter on {o['meter']} sent no reading in {LISTEN_TIMEOUT_S:.0f} s: is it powered and "
+                f"the meter on {o['meter']} sent no reading in {o['meter_timeout']:g} s: is it powered and "
                 "plugged in, and is --protocol right? (`edgebench meter probe PORT` shows what it says)"
             )
         self.period_s = self.logger.nominal_period_s
@@ -498,6 +498,8 @@ def _engine_line(e) -> str:
 @click.option("--calibration", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Tweet-a-Watt calibration JSON.")
 @click.option("--baudrate", type=int, help="Override the meter protocol's baud rate.")
+@click.option("--meter-timeout", type=click.FloatRange(min=0, min_open=True), default=LISTEN_TIMEOUT_S,
+              show_default=True, help="Seconds to wait for the meter's first readings.")
 @click.option("--meter-label", default="", help="Name the meter in the results (default: what it reports).")
 @click.option("--agent", "agent_spec", default="local", show_default=True,
               help="local, ssh://user@host[:port][/path/to/engines] or tcp://host:port.")

@@ -23,7 +23,6 @@ from edgebench.host.logger import MeterLogger
 from edgebench.host.meters.base import make_meter
 from edgebench.host.meters.emulate import TweetAWattEncoder, UMEncoder, WattsupEncoder
 from edgebench.host.store import load_trace, open_store
-
 from edgebench.records import MeterReading
 
 EPOCH = 1_700_000_000_000_000_000

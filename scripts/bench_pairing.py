@@ -14,9 +14,9 @@ import time
 import tracemalloc
 
 import numpy as np
+
 from edgebench.host.carbon import egrid_factor
 from edgebench.host.pairing import pair
-
 from edgebench.records import ClockOffset, MeterTrace, RunRecord
 
 EPOCH = 1_700_000_000_000_000_000

@@ -12,12 +12,12 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from edgebench.agent.serve import AgentService, Session, parse_listen, serve_stream
-from edgebench.host.transport import AgentLost, AgentSpec, connect, edgebench_argv, parse_agent, ssh_command
 
 from edgebench import protocol as wire
+from edgebench.agent.serve import AgentService, Session, parse_listen, serve_stream
 from edgebench.cli import cli
 from edgebench.errors import BadInput, ProtocolError
+from edgebench.host.transport import AgentLost, AgentSpec, connect, edgebench_argv, parse_agent, ssh_command
 from edgebench.records import AGENT_CLOCK, run_record_from_dict
 
 

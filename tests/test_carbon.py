@@ -1,9 +1,9 @@
 import math
 
 import pytest
-from edgebench.host import carbon
 
 from edgebench.errors import BadInput
+from edgebench.host import carbon
 
 
 def test_conversions_are_exact_definitions():

@@ -3,14 +3,14 @@ import json
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from edgebench.engines.backends import available, get_backend, open_runner
 from edgebench.engines.build import BUILT, CACHED, FAILED, build_sweep, summary_lines
 from edgebench.engines.manifest import Manifest
 from edgebench.engines.runner import Runner, RunOptions
 from edgebench.engines.spec import EngineSpec
 from edgebench.engines.sweep import Sweep
-from onnx import TensorProto, helper, numpy_helper
-
 from edgebench.errors import BadInput
 
 

@@ -4,11 +4,11 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from edgebench.engines.backends import get_backend
-from edgebench.engines.manifest import Manifest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgebench.cli import cli
+from edgebench.engines.backends import get_backend
+from edgebench.engines.manifest import Manifest
 
 
 def tiny_model(path, batch="batch"):

@@ -1,10 +1,10 @@
 import numpy as np
 import onnx
 import pytest
-from edgebench.engines.backbones import BUILTINS, builtin_model
-from edgebench.engines.counting import count_cost, count_macs, count_params, fix_input_shape
 from onnx import TensorProto, helper, numpy_helper
 
+from edgebench.engines.backbones import BUILTINS, builtin_model
+from edgebench.engines.counting import count_cost, count_macs, count_params, fix_input_shape
 from edgebench.errors import BadInput
 
 

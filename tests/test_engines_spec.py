@@ -1,7 +1,7 @@
 import pytest
+
 from edgebench.engines.spec import EngineSpec, parse_resolution
 from edgebench.engines.sweep import DEFAULT_SWEEP, Sweep, load_sweep
-
 from edgebench.errors import BadInput
 
 

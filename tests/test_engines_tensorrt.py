@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+
 from edgebench.engines.backends import get_backend, open_runner
 from edgebench.engines.backends.trt import NOT_INSTALLED, _concrete_shape
 from edgebench.engines.build import build_sweep
 from edgebench.engines.runner import RunOptions
 from edgebench.engines.spec import EngineSpec
 from edgebench.engines.sweep import Sweep
-
 from edgebench.errors import BadInput
 
 BACKEND = get_backend("tensorrt")

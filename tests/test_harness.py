@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 import pytest
+
 from edgebench.agent.harness import idle_window, run_engine
 from edgebench.engines.runner import Runner, RunOptions
-
 from edgebench.records import AGENT_CLOCK, PowerSample, RailEnergy, append_jsonl, dumps, read_run_records
 
 

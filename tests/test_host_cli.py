@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from edgebench.host.carbon import egrid_factor
-from edgebench.host.cli import parse_clock_offset
-from edgebench.host.pairing import Session, write_session
 
 from edgebench.cli import cli
 from edgebench.errors import BadInput
+from edgebench.host.carbon import egrid_factor
+from edgebench.host.cli import parse_clock_offset
+from edgebench.host.pairing import Session, write_session
 from edgebench.records import ClockOffset, RunRecord, append_jsonl
 
 EPOCH = 1_700_000_000_000_000_000

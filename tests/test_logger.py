@@ -8,11 +8,11 @@ import sys
 import time
 
 import pytest
+
+from edgebench.errors import BadInput, PermissionDenied
 from edgebench.host.logger import MeterLogger, translate_open_error
 from edgebench.host.meters.emulate import ConstantProfile, Faults, StepsProfile, start_emulator
 from edgebench.host.store import load_trace
-
-from edgebench.errors import BadInput, PermissionDenied
 
 
 def _rows(path):
@@ -132,6 +132,7 @@ def test_auto_says_what_it_heard():
     with start_emulator("lines", ConstantProfile(1.0), interval_s=0.05) as emu:
         pass  # stopped: a silent pty that still opens is what an unpowered meter looks like
     import serial
+
     from edgebench.host.meters.probe import probe_port
 
     port = serial.serial_for_url("loop://", timeout=0.05)

@@ -4,6 +4,7 @@ import os
 import stat
 
 import pytest
+
 from edgebench.agent.metadata import (
     collect_dynamic,
     collect_metadata,

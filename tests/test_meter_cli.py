@@ -4,10 +4,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from edgebench.host.meters.emulate import ConstantProfile, start_emulator
-from edgebench.host.store import open_store
 
 from edgebench.cli import cli
+from edgebench.host.meters.emulate import ConstantProfile, start_emulator
+from edgebench.host.store import open_store
 from edgebench.records import MeterReading
 
 EPOCH = 1_700_000_000_000_000_000

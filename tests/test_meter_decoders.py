@@ -4,6 +4,8 @@ import json
 import math
 
 import pytest
+
+from edgebench.errors import BadInput
 from edgebench.host.meters.base import make_meter, protocol_names
 from edgebench.host.meters.emulate import (
     ConstantProfile,
@@ -23,8 +25,6 @@ from edgebench.host.meters.tweetawatt import (
 )
 from edgebench.host.meters.um import UMMeter, build_record
 from edgebench.host.meters.wattsup import WattsupMeter
-
-from edgebench.errors import BadInput
 
 S = 1_000_000_000
 

@@ -2,6 +2,8 @@ import math
 
 import numpy as np
 import pytest
+
+from edgebench.errors import BadInput
 from edgebench.host.carbon import egrid_factor
 from edgebench.host.pairing import (
     Session,
@@ -10,8 +12,6 @@ from edgebench.host.pairing import (
     parse_engine_name,
     write_session,
 )
-
-from edgebench.errors import BadInput
 from edgebench.records import HOST_CLOCK, ClockOffset, MeterTrace, RailEnergy, RunRecord
 
 EPOCH = 1_700_000_000_000_000_000

@@ -4,12 +4,12 @@ import math
 import time
 
 import pytest
+from test_sensors import make_nano_iio
+
 from edgebench.agent.harness import WindowSampler
 from edgebench.agent.sensors.base import NullSensor
 from edgebench.agent.sensors.ina3221 import open_sensor
 from edgebench.agent.sensors.sampler import Sampler, rail_energy
-from test_sensors import make_nano_iio
-
 from edgebench.errors import DeviceError
 from edgebench.records import PowerSample
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from edgebench.agent.sensors.base import (
     PROBE_ORDER,
     SUM_RULE,
@@ -12,7 +13,6 @@ from edgebench.agent.sensors.base import (
 )
 from edgebench.agent.sensors.estimate import EstimateSensor, tdp_for
 from edgebench.agent.sensors.ina3221 import Ina3221Sensor, open_sensor
-
 from edgebench.errors import BadInput, DeviceError
 
 

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from edgebench.agent.sensors.base import SensorUnavailable
 from edgebench.agent.sensors.rapl import open_sensor
 from edgebench.agent.sensors.sampler import rail_energy

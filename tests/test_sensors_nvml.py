@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-from edgebench.agent.sensors.base import SensorUnavailable
 
+from edgebench.agent.sensors.base import SensorUnavailable
 from edgebench.errors import DeviceError, PermissionDenied
 
 

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+
 from edgebench.agent.sensors.base import SensorUnavailable, probe
 from edgebench.agent.sensors.jtop import power_from_jtop
 from edgebench.agent.sensors.pi5 import TOTAL_RULE, parse_pmic
 from edgebench.agent.sensors.pi5 import open_sensor as open_pi5
 from edgebench.agent.sensors.rapl import PERMISSION_FIX, counter_delta_uj
 from edgebench.agent.sensors.rapl import open_sensor as open_rapl
-
 from edgebench.errors import BadInput, DeviceError
 
 MAX_UJ = 262_143_328_850

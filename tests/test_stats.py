@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from edgebench.agent.stats import (
     LatencyStats,
     fmt_time,

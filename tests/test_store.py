@@ -4,9 +4,9 @@ import sqlite3
 
 import numpy as np
 import pytest
-from edgebench.host.store import load_trace, open_store, summarize
 
 from edgebench.errors import BadInput
+from edgebench.host.store import load_trace, open_store, summarize
 from edgebench.records import MeterReading
 
 EPOCH = 1_700_000_000_000_000_000

@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 import pytest
+
+from edgebench.errors import BadInput
 from edgebench.host.carbon import egrid_factor
 from edgebench.host.pairing import pair
 from edgebench.host.table import CSV_COLUMNS, SORT_KEYS, rank, render, write_exports
-
-from edgebench.errors import BadInput
 from edgebench.records import ClockOffset, MeterTrace, RailEnergy, RunRecord
 
 EPOCH = 1_700_000_000_000_000_000

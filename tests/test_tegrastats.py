@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from edgebench.agent.sensors.base import SUM_RULE, SensorUnavailable
 from edgebench.agent.sensors.tegrastats import TegrastatsSensor, parse_line, read_log
-
 from edgebench.errors import BadInput
 
 DATA = Path(__file__).parent / "data" / "tegrastats"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import onnx
+
 from edgebench.engines.backbones.graph import GraphBuilder
 
 NUM_CLASSES = 1000

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from edgebench.engines.backbones import INPUT_DIMS, IR_VERSION, OPSET, SEED
 from onnx import TensorProto, helper, numpy_helper
+
+from edgebench.engines.backbones import INPUT_DIMS, IR_VERSION, OPSET, SEED
 
 
 class GraphBuilder:

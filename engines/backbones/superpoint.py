@@ -9,6 +9,7 @@ post-processing steps outside the network proper.
 from __future__ import annotations
 
 import onnx
+
 from edgebench.engines.backbones.graph import GraphBuilder
 
 

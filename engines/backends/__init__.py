@@ -15,6 +15,7 @@ from edgebench.errors import BadInput, MissingDependency
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
+
     from edgebench.engines.manifest import ManifestEntry
     from edgebench.engines.runner import Runner, RunOptions
     from edgebench.engines.spec import EngineSpec

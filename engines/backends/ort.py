@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgebench.engines.backends import Availability
-
 from edgebench.errors import BadInput, EdgebenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
+
     from edgebench.engines.manifest import ManifestEntry
     from edgebench.engines.runner import RunOptions
     from edgebench.engines.spec import EngineSpec

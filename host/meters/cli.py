@@ -119,9 +119,8 @@ def log_cmd(url, protocol, out, duration, calibration, baudrate) -> None:
 
 def summary_rows(path: Path) -> dict[str, object]:
     """The figures `meter show` prints for a log."""
-    from edgebench.host.store import load_trace, summarize
-
     from edgebench.energy import integrate_window
+    from edgebench.host.store import load_trace, summarize
 
     info = summarize(path)
     rows: dict[str, object] = {"file": str(path)}

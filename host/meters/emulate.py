@@ -21,9 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgebench.host.meters.tweetawatt import Calibration, build_frame, convert, default_calibration
-
 from edgebench.errors import BadInput
+from edgebench.host.meters.tweetawatt import Calibration, build_frame, convert, default_calibration
 
 # --- profiles -----------------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 from edgebench.host.meters.base import MeterBase
-
 from edgebench.records import MeterReading
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"

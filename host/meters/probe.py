@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from edgebench.host.meters.base import make_meter
-
 from edgebench.errors import BadInput
+from edgebench.host.meters.base import make_meter
 
 # (protocol, readings needed): text lines need two, so one stray numeric line does not decide it.
 STREAMING_ORDER: tuple[tuple[str, int], ...] = (("tweetawatt", 1), ("wattsup", 1), ("lines", 2))

@@ -13,9 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgebench.host.meters.base import MeterBase
-
 from edgebench.errors import BadInput
+from edgebench.host.meters.base import MeterBase
 from edgebench.records import MeterReading
 
 START = 0x7E

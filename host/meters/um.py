@@ -10,7 +10,6 @@ from __future__ import annotations
 import struct
 
 from edgebench.host.meters.base import MeterBase
-
 from edgebench.records import MeterReading
 
 POLL = b"\xf0"

@@ -10,7 +10,6 @@ plain "wattsup".
 from __future__ import annotations
 
 from edgebench.host.meters.base import MeterBase
-
 from edgebench.records import MeterReading
 
 MODELS = {"0": "Standard", "1": "PRO", "2": "ES", "3": ".net"}

@@ -1,0 +1,232 @@
+"""`edgebench measure` end to end: an emulated meter on a pty -> the real serial logger -> the local agent ->
+pairing -> the ranked table, checked against joules computed independently from the emulated power profile."""
+
+import json
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgebench.cli import cli
+from edgebench.host.meters.emulate import start_emulator
+from edgebench.host.transport import edgebench_argv
+from edgebench.records import read_run_records
+
+INTERVAL_S = 0.05  # 20 readings/s: the shortest valid window is the 1 s floor
+FAST = ["--warmup", "0.2", "--sensor", "none", "--threads", "1"]
+
+
+class RampProfile:
+    """Watts rising linearly with time: trapezoid integration of it is exact, so any error is ours."""
+
+    identity = "ramp"
+
+    def __init__(self, watts0: float, watts_per_s: float) -> None:
+        self.watts0, self.slope = watts0, watts_per_s
+
+    def watts_at(self, t_s: float) -> float:
+        return self.watts0 + self.slope * t_s
+
+
+@pytest.fixture()
+def ramp_meter():
+    with start_emulator("lines", RampProfile(6.0, 0.4), interval_s=INTERVAL_S) as handle:
+        yield handle
+
+
+def _measure(args):
+    return CliRunner().invoke(cli, ["measure", *args], catch_exceptions=False)
+
+
+def _table(out):
+    return {row["engine"]: row for row in json.loads((out / "table.json").read_text())["engines"]}
+
+
+def _expected(handle, records, skew_ns=0):
+    """Gross and net J/inference per engine from the emulator's own (time, watts) log and the agent's windows,
+    without any edgebench integration code: the profile is a line, so its integral is closed-form."""
+    sent_t = np.array([t for t, _, _ in handle.sent], dtype=np.float64)
+    sent_w = np.array([w for _, w, _ in handle.sent])
+    t_ref = sent_t[0]
+    slope, intercept = np.polyfit((sent_t - t_ref) / 1e9, sent_w, 1)
+
+    def energy(record):
+        start = record.window_start_ns - skew_ns - t_ref  # agent clock -> host clock
+        end = record.window_end_ns - skew_ns - t_ref
+        mid_s = (start + end) / 2 / 1e9
+        return (end - start) / 1e9 * (intercept + slope * mid_s), (end - start) / 1e9
+
+    idle = [r for r in records if r.kind == "idle"]
+    idle_j, idle_s = map(sum, zip(*(energy(r) for r in idle), strict=True))
+    idle_w = idle_j / idle_s
+    expected = {}
+    for name in dict.fromkeys(r.engine for r in records if r.kind == "run"):
+        runs = [r for r in records if r.engine == name and r.iterations > 0]
+        joules, seconds = map(sum, zip(*(energy(r) for r in runs), strict=True))
+        iterations = sum(r.iterations for r in runs)
+        expected[name] = (joules / iterations, (joules - idle_w * seconds) / iterations)
+    return expected
+
+
+def _check_against_profile(out, handle, skew_ns=0):
+    records = read_run_records(out / "runs.jsonl")
+    table = _table(out)
+    for name, (gross, net) in _expected(handle, records, skew_ns).items():
+        row = table[name]
+        assert row["status"] == "ok", row
+        assert row["gross_j_per_inference"] == pytest.approx(gross, rel=0.01), name
+        assert row["net_j_per_inference"] == pytest.approx(net, rel=0.01), name
+    return records, table
+
+
+def test_measure_end_to_end_matches_the_emulated_profile(tiny_engines, ramp_meter, tmp_path):
+    out = tmp_path / "m"
+    result = _measure(["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(tiny_engines),
+                       "--duration", "1", "--idle", "1", "--repeat", "2", "--out", str(out),
+                       "--intensity", "1000lb/MWh", *FAST])
+    assert result.exit_code == 0, result.output
+    records, table = _check_against_profile(out, ramp_meter)
+    assert [r.kind for r in records] == ["idle"] + ["run"] * 4
+    assert {w for r in records for w in r.warnings if "no samples" in w} == set()
+    assert "shortest valid window 1 s" in result.output and "clock: agent is" in result.output
+    # the ranked table on stdout, ranked by net J/inference
+    ranked = sorted(table.values(), key=lambda row: row["net_j_per_inference"])
+    lines = [line for line in result.stdout.splitlines() if line.strip().startswith(("1 ", "2 "))]
+    assert [line.split()[1] for line in lines] == [row["engine"] for row in ranked]
+    # CO2 from the explicit factor: lbs = J / 3.6e9 MWh/J x 1000 lb/MWh
+    row = table["squeezenet1_1_1_32_32_fp32"]
+    assert row["co2_lb_per_inference"] == pytest.approx(row["gross_j_per_inference"] / 3.6e9 * 1000, rel=1e-9)
+    session = json.loads((out / "session.json").read_text())
+    assert session["extra"]["agent"] == "local" and session["meter"] == "lines"
+    for name in ("table.csv", "table.md", "clock.json", "meter.sqlite"):
+        assert (out / name).is_file()
+    # report re-renders the same figures from the directory
+    report = CliRunner().invoke(cli, ["report", str(out), "--format", "json"])
+    assert report.exit_code == 0, report.output
+    again = {row["engine"]: row for row in json.loads(report.stdout)["engines"]}
+    assert again[row["engine"]]["gross_j_per_inference"] == pytest.approx(row["gross_j_per_inference"])
+
+
+def test_an_offset_agent_clock_is_measured_and_corrected(tiny_engines, ramp_meter, tmp_path):
+    skew = 3_000_000_000  # the agent's clock is 3 s ahead: on this ramp, unmapped windows would be ~15 % off
+    out = tmp_path / "m"
+    result = _measure(["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(tiny_engines),
+                       "--engine", "squeezenet1_1_1_32_32_fp32", "--duration", "1", "--idle", "1", "--repeat", "1",
+                       "--out", str(out), f"--agent-arg=--clock-offset-ns={skew}", *FAST])
+    assert result.exit_code == 0, result.output
+    clock = next(iter(json.loads((out / "clock.json").read_text()).values()))
+    assert abs(clock["offset_ns"] + skew) < 5_000_000 and clock["method"].startswith("ntp-style")
+    records, table = _check_against_profile(out, ramp_meter, skew_ns=skew)
+    # the check can fail: without the offset the expected figure differs by far more than 1 %
+    wrong = _expected(ramp_meter, records, skew_ns=0)["squeezenet1_1_1_32_32_fp32"][0]
+    assert abs(wrong / table["squeezenet1_1_1_32_32_fp32"]["gross_j_per_inference"] - 1) > 0.05
+
+
+def test_resume_skips_measured_engines(tiny_engines, ramp_meter, tmp_path):
+    out = tmp_path / "m"
+    common = ["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(tiny_engines),
+              "--duration", "1", "--idle", "1", "--repeat", "1", "--out", str(out), *FAST]
+    first = _measure([*common, "--engine", "squeezenet1_1_1_32_32_fp32"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(cli, ["measure", *common])
+    assert again.exit_code == 2 and "pass --resume" in again.output
+    resumed = _measure([*common, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 engine already measured, skipped" in resumed.output and "keeping the idle baseline" in resumed.output
+    records = read_run_records(out / "runs.jsonl")
+    assert [(r.kind, r.engine) for r in records] == [
+        ("idle", "idle"), ("run", "squeezenet1_1_1_32_32_fp32"), ("run", "squeezenet1_1_2_32_32_fp32")
+    ]
+    assert len({r.run_id for r in records}) == 2
+    assert set(json.loads((out / "clock.json").read_text())) == {r.run_id for r in records}
+    assert {row["status"] for row in _table(out).values()} == {"ok"}
+    _check_against_profile(out, ramp_meter)
+
+
+def test_a_broken_engine_is_recorded_as_failed_and_the_sweep_goes_on(tiny_engines, ramp_meter, tmp_path):
+    engines = tmp_path / "engines"
+    shutil.copytree(tiny_engines, engines)
+    manifest = json.loads((engines / "manifest.json").read_text())
+    broken = manifest["engines"][0]
+    (engines / broken["artifact"]).write_bytes(b"\x08\x07 not an onnx model")
+    out = tmp_path / "m"
+    result = _measure(["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(engines),
+                       "--duration", "1", "--idle", "1", "--repeat", "2", "--out", str(out), *FAST])
+    assert result.exit_code == 0, result.output
+    table = _table(out)
+    assert table[broken["name"]]["status"].startswith("failed: ") and "could not be loaded" in table[broken["name"]]["status"]
+    assert table[broken["name"]]["rank"] is None
+    assert table["squeezenet1_1_2_32_32_fp32"]["status"] == "ok"
+    assert f"{broken['name']} failed" in result.output
+
+
+def test_an_agent_that_dies_mid_window_is_restarted(tiny_engines, ramp_meter, tmp_path):
+    """The agent process is killed while it runs the first engine (what a segfaulting engine does to it): the
+    window is recorded as failed, a new agent is started and the next engine is measured."""
+    out = tmp_path / "m"
+    proc = subprocess.Popen(
+        [*edgebench_argv(), "measure", "--meter", ramp_meter.port, "--protocol", "lines", "--engines",
+         str(tiny_engines), "--duration", "4", "--idle", "1", "--repeat", "1", "--out", str(out), *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    runs = out / "runs.jsonl"
+    deadline = time.monotonic() + 60
+    while not (runs.is_file() and runs.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the idle window is in: the first engine's window is starting
+    time.sleep(1.5)
+    subprocess.run(["pkill", "-KILL", "-f", f"agent --stdio --engines {tiny_engines}"], check=True)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    table = _table(out)
+    first, second = "squeezenet1_1_1_32_32_fp32", "squeezenet1_1_2_32_32_fp32"
+    assert table[first]["status"].startswith("failed: the agent died") and "signal 9" in table[first]["status"]
+    assert table[second]["status"] == "ok"
+    assert "agent: reconnecting to local" in stderr
+
+
+def test_windows_shorter_than_the_meter_needs(tiny_engines, ramp_meter, tmp_path):
+    common = ["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(tiny_engines), "--idle", "1",
+              "--engine", "squeezenet1_1_1_32_32_fp32", "--repeat", "1", *FAST]
+    refused = CliRunner().invoke(cli, ["measure", *common, "--duration", "0.3", "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 2
+    assert "--duration 0.3 s is shorter than the 1 s this meter needs" in refused.output
+    assert "--allow-short" in refused.output and "Traceback" not in refused.output
+    result = _measure([*common, "--duration", "0.3", "--allow-short", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    row = _table(tmp_path / "b")["squeezenet1_1_1_32_32_fp32"]
+    assert row["status"].startswith("invalid: ") and "need >= 10" in row["status"]
+    assert row["rank"] is None and row["gross_j_per_inference"] is None
+
+
+def test_measure_errors_are_one_line(tiny_engines, tmp_path):
+    def run(*args):
+        result = CliRunner().invoke(cli, ["measure", *args])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and result.output.count("error:") == 1
+        return result.output
+
+    assert "build-engines --out" in run("--meter", "/dev/null", "--engines", str(tmp_path / "none"))
+    assert "no serial port /dev/ttyNOPE" in run("--meter", "/dev/ttyNOPE", "--engines", str(tiny_engines),
+                                                "--out", str(tmp_path / "o"))
+    assert "--agent 'ftp://x'" in run("--meter", "/dev/null", "--agent", "ftp://x", "--engines", str(tiny_engines))
+    assert "unknown eGRID subregion 'NOPE'" in run("--meter", "/dev/null", "--engines", str(tiny_engines),
+                                                  "--grid", "NOPE")
+
+
+def test_a_silent_meter_is_named(tiny_engines, tmp_path):
+    import os
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        result = CliRunner().invoke(cli, ["measure", "--meter", os.ttyname(slave), "--protocol", "lines",
+                                          "--engines", str(tiny_engines), "--out", str(tmp_path / "o"),
+                                          "--meter-timeout", "1"])
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert result.exit_code == 2 and "sent no reading" in result.output
