@@ -169,6 +169,7 @@ class EngineResult:
     co2_kg_per_inference_net: float
     co2_lb_per_inference_net: float
     pue: float = 1.0
+    rail_power_w: float = math.nan  # mean on-board power over the windows with a rail figure
 
     @property
     def ok(self) -> bool:
@@ -411,8 +412,10 @@ def _engine_result(
     if railed:
         rail = sum(w.rail_energy_j or 0.0 for w in railed) / sum(w.iterations for w in railed)
         rail_u = _standard_error([(w.rail_energy_j or 0.0) / w.iterations for w in railed])
+        rail_seconds = sum(w.duration_s for w in railed)
+        rail_w = sum(w.rail_energy_j or 0.0 for w in railed) / rail_seconds if rail_seconds > 0 else nan
     else:
-        rail = rail_u = nan
+        rail = rail_u = rail_w = nan
 
     statuses = [w.status for w in windows]
     if valid:
@@ -453,6 +456,7 @@ def _engine_result(
         co2_kg_per_inference_net=co2_lb_net * 0.45359237,
         co2_lb_per_inference_net=co2_lb_net,
         pue=pue,
+        rail_power_w=rail_w,
     )
 
 

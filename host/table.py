@@ -52,6 +52,7 @@ SORT_KEYS: dict[str, Callable[[EngineResult], Any]] = {
     "gross_j": lambda e: e.gross_j_per_inference,
     "net_j": lambda e: e.net_j_per_inference,
     "rail_j": lambda e: e.rail_j_per_inference,
+    "rail_w": lambda e: e.rail_power_w,
     "j_per_sample": lambda e: e.net_j_per_sample,
     "co2": lambda e: e.co2_lb_per_inference,
 }
@@ -129,6 +130,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("samples/s", lambda e: _num(e.throughput_samples_s, ".4g")),
     Column("wall W", lambda e: _num(e.wall_power_w, ".4g")),
     Column("net W", lambda e: _num(e.net_power_w, ".4g")),
+    Column("rail W", lambda e: _num(e.rail_power_w, ".4g") + (" *" if e.rail_estimate and math.isfinite(e.rail_power_w) else "")),
     Column("J/inf wall", lambda e: _pm(e.gross_j_per_inference, e.gross_j_per_inference_u)),
     Column("J/inf net", lambda e: _pm(e.net_j_per_inference, e.net_j_per_inference_u)),
     Column("J/inf rails", _rails),

@@ -206,6 +206,7 @@ def test_rail_energy_reported_beside_wall_energy():
     assert eng.rail_j_per_inference == pytest.approx(0.32)
     assert eng.rail_j_per_inference_u == pytest.approx(np.std([0.3, 0.34], ddof=1) / math.sqrt(2))
     assert not eng.rail_estimate
+    assert eng.rail_power_w == pytest.approx((30.0 + 34.0) / 20.0)  # 64 J over two 10 s windows
     est = run(10.0, 20.0, rail=RailEnergy("estimate", "CPU util x TDP", 20.0, 2.0, 10, estimate=True))
     assert pair([est], tr, ClockOffset(0), grid=GRID).engines[0].rail_estimate
 
