@@ -230,3 +230,24 @@ def test_a_silent_meter_is_named(tiny_engines, tmp_path):
         os.close(master)
         os.close(slave)
     assert result.exit_code == 2 and "sent no reading" in result.output
+
+
+def test_ctrl_c_keeps_every_finished_window(tiny_engines, ramp_meter, tmp_path):
+    import signal
+
+    out = tmp_path / "m"
+    proc = subprocess.Popen(
+        [*edgebench_argv(), "measure", "--meter", ramp_meter.port, "--protocol", "lines", "--engines",
+         str(tiny_engines), "--duration", "2", "--idle", "1", "--repeat", "3", "--out", str(out), *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    runs = out / "runs.jsonl"
+    deadline = time.monotonic() + 60
+    while not (runs.is_file() and runs.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the idle window and the first engine window are in
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: every finished window is in" in stderr and "--resume" in stderr
+    row = _table(out)["squeezenet1_1_1_32_32_fp32"]
+    assert row["status"] == "ok" and row["valid_windows"] >= 1
