@@ -12,16 +12,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from edgebench.errors import BadInput
+from edgebench.names import parse_engine_name
 
 PRECISIONS = ("fp32", "fp16")
 
-# Backbone names may contain underscores and digits (mobilenet_v3_small, resnet18), so the numeric fields are
-# matched from the right: the first `_<int>_<int>_<int>_<precision>` run that reaches a valid tail wins.
-_NAME_RE = re.compile(
-    r"^(?P<backbone>[A-Za-z0-9][A-Za-z0-9_.\-]*?)_(?P<batch>\d+)_(?P<height>\d+)_(?P<width>\d+)"
-    r"_(?P<precision>fp32|fp16)(?:_(?P<extra>[A-Za-z0-9][A-Za-z0-9_.\-]*))?$",
-    re.IGNORECASE,
-)
 _BACKBONE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _EXTRA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -51,8 +45,8 @@ class EngineSpec:
         if self.extra and not _EXTRA_RE.match(self.extra):
             raise BadInput(f"extra tag {self.extra!r} is not usable in an engine name: use letters, digits, '_', '.', '-'")
         # A backbone that itself looks like `x_1_2_3_fp32` would make the name ambiguous: refuse it up front.
-        parsed = _NAME_RE.match(self.name)
-        if parsed is None or parsed.group("backbone") != self.backbone:
+        parsed = parse_engine_name(self.name)
+        if parsed is None or parsed.backbone != self.backbone:
             raise BadInput(
                 f"backbone name {self.backbone!r} makes the engine name ambiguous: "
                 "rename it so it does not contain _<batch>_<H>_<W>_<precision>"
@@ -72,19 +66,19 @@ class EngineSpec:
     @classmethod
     def parse(cls, name: str) -> EngineSpec:
         """The spec an engine name was made from (precision matched case-insensitively: `FP16` reads as fp16)."""
-        match = _NAME_RE.match(name.strip())
-        if match is None:
+        parsed = parse_engine_name(name)
+        if parsed is None:
             raise BadInput(
                 f"{name!r} is not an engine name: expected <backbone>_<batch>_<H>_<W>_<fp32|fp16>[_<extra>], "
                 "e.g. resnet18_1_224_224_fp16"
             )
         return cls(
-            backbone=match.group("backbone"),
-            batch=int(match.group("batch")),
-            height=int(match.group("height")),
-            width=int(match.group("width")),
-            precision=match.group("precision").lower(),
-            extra=match.group("extra") or "",
+            backbone=parsed.backbone,
+            batch=parsed.batch,
+            height=parsed.height,
+            width=parsed.width,
+            precision=parsed.precision,
+            extra=parsed.extra,
         )
 
     def check_backbone(self, user_models: Collection[str] = ()) -> None:

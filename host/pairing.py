@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 
 from edgebench.energy import integrate_window
 from edgebench.errors import BadInput
+from edgebench.names import EngineName, parse_engine_name  # noqa: F401 - EngineName re-exported
 from edgebench.records import HOST_CLOCK, ClockOffset, MeterTrace, RunRecord
 
 from .carbon import GridFactor, egrid_factor
@@ -46,46 +46,6 @@ MIN_SAMPLES = 10  # meter readings inside a window; so the shortest valid window
 MIN_COVERAGE = 0.99  # fraction of the window between the first and last reading around it
 MAX_CLOCK_SHARE = 0.01  # 2 x clock uncertainty must stay under 1 % of the window
 MAX_SILENCE_PERIODS = 5.0  # a stretch with no reading longer than 5 nominal meter periods is a gap
-
-# <backbone>_<batch>_<H>_<W>_<precision>[_<extra>]: the engine-name contract (edgebench.engines.spec makes it;
-# the host may not import engine code, so it reads the name back here).
-_ENGINE_NAME_RE = re.compile(
-    r"^(?P<backbone>[A-Za-z0-9][A-Za-z0-9_.\-]*?)_(?P<batch>\d+)_(?P<height>\d+)_(?P<width>\d+)"
-    r"_(?P<precision>fp32|fp16|int8|bf16|tf32|fp8)(?:_(?P<extra>[A-Za-z0-9][A-Za-z0-9_.\-]*))?$",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class EngineName:
-    """The coordinates an engine name encodes (empty backbone when the name does not follow the contract)."""
-
-    backbone: str
-    batch: int
-    height: int
-    width: int
-    precision: str
-    extra: str = ""
-
-    @property
-    def resolution(self) -> str:
-        return f"{self.height}x{self.width}" if self.height else ""
-
-
-def parse_engine_name(name: str) -> EngineName | None:
-    """`sp_resnet18_2_120_392_FP16_seq_4` -> EngineName(sp_resnet18, 2, 120, 392, fp16, seq_4); None if no match."""
-    match = _ENGINE_NAME_RE.match(name.strip())
-    if match is None:
-        return None
-    return EngineName(
-        backbone=match.group("backbone"),
-        batch=int(match.group("batch")),
-        height=int(match.group("height")),
-        width=int(match.group("width")),
-        precision=match.group("precision").lower(),
-        extra=match.group("extra") or "",
-    )
-
 
 @dataclass(frozen=True)
 class WindowResult:

@@ -27,10 +27,15 @@ def test_parse_reads_upper_case_precision_like_the_seed_project():
     )
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet18_1_224_fp32", "resnet18_1_224_224_int8", "_1_2_3_fp32", ""])
+@pytest.mark.parametrize("name", ["resnet18", "resnet18_1_224_fp32", "resnet18_1_224_224_fp64", "_1_2_3_fp32", ""])
 def test_parse_rejects_non_names(name):
     with pytest.raises(BadInput, match="not an engine name"):
         EngineSpec.parse(name)
+
+
+def test_parse_names_a_precision_the_builder_does_not_make():
+    with pytest.raises(BadInput, match="unknown precision 'int8'"):
+        EngineSpec.parse("resnet18_1_224_224_int8")
 
 
 @pytest.mark.parametrize(

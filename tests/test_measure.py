@@ -41,6 +41,22 @@ def _measure(args):
     return CliRunner().invoke(cli, ["measure", *args], catch_exceptions=False)
 
 
+def _measure_in_background(meter, engines, out, *args):
+    """`edgebench measure` as a real process (to be signalled or to have its agent killed)."""
+    return subprocess.Popen(
+        [*edgebench_argv(), "measure", "--meter", meter.port, "--protocol", "lines", "--engines", str(engines),
+         "--idle", "1", "--out", str(out), *FAST, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_records(out, count, timeout_s=60.0):
+    runs = out / "runs.jsonl"
+    deadline = time.monotonic() + timeout_s
+    while not (runs.is_file() and runs.read_text().count("\n") >= count) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _table(out):
     return {row["engine"]: row for row in json.loads((out / "table.json").read_text())["engines"]}
 
@@ -167,15 +183,8 @@ def test_an_agent_that_dies_mid_window_is_restarted(tiny_engines, ramp_meter, tm
     """The agent process is killed while it runs the first engine (what a segfaulting engine does to it): the
     window is recorded as failed, a new agent is started and the next engine is measured."""
     out = tmp_path / "m"
-    proc = subprocess.Popen(
-        [*edgebench_argv(), "measure", "--meter", ramp_meter.port, "--protocol", "lines", "--engines",
-         str(tiny_engines), "--duration", "4", "--idle", "1", "--repeat", "1", "--out", str(out), *FAST],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    runs = out / "runs.jsonl"
-    deadline = time.monotonic() + 60
-    while not (runs.is_file() and runs.read_text().count("\n") >= 1) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the idle window is in: the first engine's window is starting
+    proc = _measure_in_background(ramp_meter, tiny_engines, out, "--duration", "4", "--repeat", "1")
+    _wait_for_records(out, 1)  # the idle window is in: the first engine's window is starting
     time.sleep(1.5)
     subprocess.run(["pkill", "-KILL", "-f", f"agent --stdio --engines {tiny_engines}"], check=True)
     stdout, stderr = proc.communicate(timeout=120)
@@ -236,15 +245,8 @@ def test_ctrl_c_keeps_every_finished_window(tiny_engines, ramp_meter, tmp_path):
     import signal
 
     out = tmp_path / "m"
-    proc = subprocess.Popen(
-        [*edgebench_argv(), "measure", "--meter", ramp_meter.port, "--protocol", "lines", "--engines",
-         str(tiny_engines), "--duration", "2", "--idle", "1", "--repeat", "3", "--out", str(out), *FAST],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    runs = out / "runs.jsonl"
-    deadline = time.monotonic() + 60
-    while not (runs.is_file() and runs.read_text().count("\n") >= 2) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the idle window and the first engine window are in
+    proc = _measure_in_background(ramp_meter, tiny_engines, out, "--duration", "2", "--repeat", "3")
+    _wait_for_records(out, 2)  # the idle window and the first engine window are in
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
