@@ -7,12 +7,13 @@ run records and file names can be traced to their sweep point without a lookup.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from edgebench.errors import BadInput
-from edgebench.names import parse_engine_name
+from edgebench.names import EngineName, parse_engine_name
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -21,15 +22,12 @@ _EXTRA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 @dataclass(frozen=True)
-class EngineSpec:
-    """One sweep point: backbone x batch x height x width x precision (+ a free-form `extra` tag)."""
+class EngineSpec(EngineName):
+    """One sweep point: backbone x batch x height x width x precision (+ a free-form `extra` tag), checked.
 
-    backbone: str
-    batch: int
-    height: int
-    width: int
-    precision: str
-    extra: str = ""
+    The fields are the name contract's (`edgebench.names.EngineName`); a spec also guarantees its name is one
+    this builder can make and read back unambiguously.
+    """
 
     def __post_init__(self) -> None:
         if not _BACKBONE_RE.match(self.backbone or ""):
@@ -58,11 +56,6 @@ class EngineSpec:
         base = f"{self.backbone}_{self.batch}_{self.height}_{self.width}_{self.precision}"
         return f"{base}_{self.extra}" if self.extra else base
 
-    @property
-    def resolution(self) -> str:
-        """`<H>x<W>`, as the CLI spells it."""
-        return f"{self.height}x{self.width}"
-
     @classmethod
     def parse(cls, name: str) -> EngineSpec:
         """The spec an engine name was made from (precision matched case-insensitively: `FP16` reads as fp16)."""
@@ -72,14 +65,7 @@ class EngineSpec:
                 f"{name!r} is not an engine name: expected <backbone>_<batch>_<H>_<W>_<fp32|fp16>[_<extra>], "
                 "e.g. resnet18_1_224_224_fp16"
             )
-        return cls(
-            backbone=parsed.backbone,
-            batch=parsed.batch,
-            height=parsed.height,
-            width=parsed.width,
-            precision=parsed.precision,
-            extra=parsed.extra,
-        )
+        return cls(**dataclasses.asdict(parsed))
 
     def check_backbone(self, user_models: Collection[str] = ()) -> None:
         """Raise BadInput when the backbone is unknown or the resolution is too small for it.
