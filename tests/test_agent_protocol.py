@@ -3,10 +3,8 @@
 import io
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 
@@ -173,21 +171,6 @@ def test_clock_offset_option_moves_every_agent_time(tiny_engines):
         assert abs(record.window_start_ns - (now - 7_000_000_000)) < 2_000_000_000
 
 
-@pytest.fixture()
-def tcp_agent(tiny_engines):
-    proc = subprocess.Popen(
-        [*edgebench_argv(), "agent", "--listen", "127.0.0.1:0", "--token", "s3cret", "--sensor", "none",
-         "--engines", str(tiny_engines)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    line = proc.stdout.readline()
-    match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-    assert match, line + proc.stderr.read()
-    yield int(match.group(1))
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 def test_tcp_agent_checks_the_token(tcp_agent):
     spec = AgentSpec("tcp", host="127.0.0.1", port=tcp_agent)
     with pytest.raises(BadInput, match="token rejected"):
@@ -221,3 +204,42 @@ def test_listening_off_loopback_needs_a_token(tiny_engines, monkeypatch):
     assert result.exit_code == 2 and "--stdio or --listen" in result.output
     result = CliRunner().invoke(cli, ["agent", "--stdio", "--engines", str(tiny_engines / "nope")])
     assert result.exit_code == 2 and "build-engines" in result.output
+
+
+def _fake_ssh(bin_dir, log, *, fail=False):
+    """An `ssh` on PATH that records its arguments and runs the remote command here, as sshd would there."""
+    import sys
+
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "ssh"
+    body = (
+        "import sys\nsys.stderr.write('me@device: Permission denied (publickey).\\n')\nsys.exit(255)\n"
+        if fail
+        else "import os, sys\nos.execvp('sh', ['sh', '-c', sys.argv[-1]])\n"
+    )
+    script.write_text(
+        f"#!{sys.executable}\nimport json\nopen({str(log)!r}, 'a').write(json.dumps(__import__('sys').argv[1:]) + '\\n')\n"
+        + body
+    )
+    script.chmod(0o755)
+
+
+def test_ssh_agent_through_the_real_ssh_command_line(tiny_engines, tmp_path, monkeypatch):
+    log = tmp_path / "ssh-args.jsonl"
+    _fake_ssh(tmp_path / "bin", log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    spec = parse_agent(f"ssh://me@device:2222{tiny_engines}")
+    remote = " ".join(edgebench_argv())
+    with connect(spec, engines_dir=tmp_path / "ignored", sensor="none", remote_command=remote) as client:
+        assert client.hello["engines_dir"] == str(tiny_engines)  # the path from the URL, on the device
+        assert client.call("run", engine="squeezenet1_1_1_32_32_fp32", iterations=10)["record"]["iterations"] == 10
+    argv = json.loads(log.read_text().splitlines()[0])
+    assert argv[:3] == ["-T", "-o", "BatchMode=yes"] and ["-p", "2222"] == argv[argv.index("-p"):argv.index("-p") + 2]
+    assert argv[-2] == "me@device" and argv[-1].endswith(f"agent --stdio --sensor none --engines {tiny_engines}")
+
+
+def test_ssh_that_cannot_log_in_says_how_to_fix_it(tmp_path, monkeypatch):
+    _fake_ssh(tmp_path / "bin", tmp_path / "log", fail=True)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(BadInput, match=r"could not start the agent over ssh .*Permission denied \(publickey\).*keys"):
+        connect(parse_agent("ssh://me@device/engines"), engines_dir=tmp_path, sensor="none")

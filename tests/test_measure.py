@@ -253,3 +253,17 @@ def test_ctrl_c_keeps_every_finished_window(tiny_engines, ramp_meter, tmp_path):
     assert "interrupted: every finished window is in" in stderr and "--resume" in stderr
     row = _table(out)["squeezenet1_1_1_32_32_fp32"]
     assert row["status"] == "ok" and row["valid_windows"] >= 1
+
+
+def test_measure_through_a_tcp_agent_with_its_token(tiny_engines, ramp_meter, tcp_agent, tmp_path):
+    out = tmp_path / "m"
+    common = ["--meter", ramp_meter.port, "--protocol", "lines", "--agent", f"tcp://127.0.0.1:{tcp_agent}",
+              "--engine", "squeezenet1_1_2_32_32_fp32", "--duration", "1", "--idle", "1", "--repeat", "1",
+              "--out", str(out), "--warmup", "0.2"]
+    refused = CliRunner().invoke(cli, ["measure", *common, "--token", "guess"])
+    assert refused.exit_code == 2 and "token rejected" in refused.output
+    shutil.rmtree(out)
+    result = CliRunner().invoke(cli, ["measure", *common], env={"EDGEBENCH_AGENT_TOKEN": "s3cret"})
+    assert result.exit_code == 0, result.output
+    assert f"agent: tcp://127.0.0.1:{tcp_agent}" in result.output
+    _check_against_profile(out, ramp_meter)
