@@ -61,19 +61,28 @@ def _table(out):
     return {row["engine"]: row for row in json.loads((out / "table.json").read_text())["engines"]}
 
 
-def _expected(handle, records, skew_ns=0):
-    """Gross and net J/inference per engine from the emulator's own (time, watts) log and the agent's windows,
-    without any edgebench integration code: the profile is a line, so its integral is closed-form."""
+def _profile_energy(handle):
+    """Joules between two host-clock times, from the emulator's own (time, watts) log, without any edgebench
+    integration code: the profile is a line, so its integral is closed-form."""
     sent_t = np.array([t for t, _, _ in handle.sent], dtype=np.float64)
     sent_w = np.array([w for _, w, _ in handle.sent])
     t_ref = sent_t[0]
     slope, intercept = np.polyfit((sent_t - t_ref) / 1e9, sent_w, 1)
 
-    def energy(record):
-        start = record.window_start_ns - skew_ns - t_ref  # agent clock -> host clock
-        end = record.window_end_ns - skew_ns - t_ref
-        mid_s = (start + end) / 2 / 1e9
-        return (end - start) / 1e9 * (intercept + slope * mid_s), (end - start) / 1e9
+    def energy(start_ns, end_ns):
+        mid_s = ((start_ns + end_ns) / 2 - t_ref) / 1e9
+        return (end_ns - start_ns) / 1e9 * (intercept + slope * mid_s)
+
+    return energy
+
+
+def _expected(handle, records, skew_ns=0):
+    """Gross and net J/inference per engine from the emulated profile and the agent's windows."""
+    profile_energy = _profile_energy(handle)
+
+    def energy(record):  # agent clock -> host clock, then the closed-form integral
+        start, end = record.window_start_ns - skew_ns, record.window_end_ns - skew_ns
+        return profile_energy(start, end), (end - start) / 1e9
 
     idle = [r for r in records if r.kind == "idle"]
     idle_j, idle_s = map(sum, zip(*(energy(r) for r in idle), strict=True))
@@ -267,3 +276,23 @@ def test_measure_through_a_tcp_agent_with_its_token(tiny_engines, ramp_meter, tc
     assert result.exit_code == 0, result.output
     assert f"agent: tcp://127.0.0.1:{tcp_agent}" in result.output
     _check_against_profile(out, ramp_meter)
+
+
+def test_pair_offline_from_bench_records_and_a_meter_log(tiny_engines, ramp_meter, tmp_path):
+    """The agent alone (`bench --out`) and the logger alone (`meter log` machinery), paired afterwards."""
+    from edgebench.host.logger import MeterLogger
+
+    runs, log = tmp_path / "runs.jsonl", tmp_path / "meter.sqlite"
+    with MeterLogger(ramp_meter.port, "lines", log):
+        bench = CliRunner().invoke(cli, ["bench", str(tiny_engines), "--duration", "1", "--threads", "1",
+                                         "--out", str(runs)])
+        assert bench.exit_code == 0, bench.output
+        time.sleep(0.3)  # a reading after the last window's end
+    result = CliRunner().invoke(cli, ["pair", str(runs), str(log), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    table = {row["engine"]: row for row in json.loads(result.stdout)["engines"]}
+    energy = _profile_energy(ramp_meter)
+    for record in read_run_records(runs):
+        expected = energy(record.window_start_ns, record.window_end_ns) / record.iterations
+        assert table[record.engine]["gross_j_per_inference"] == pytest.approx(expected, rel=0.01)
+        assert table[record.engine]["net_j_per_inference"] is None  # bench measures no idle baseline
