@@ -315,7 +315,8 @@ def _sensor_info(sensor) -> dict[str, Any]:
 @click.option("--token", envvar=TOKEN_ENV, help=f"Shared secret a TCP client must send (or ${TOKEN_ENV}).")
 @click.option("--sensor", default="auto", show_default=True, metavar="auto|none|NAME",
               help="On-board power source sampled during windows (see `edgebench sensors`).")
-@click.option("--sensor-period-ms", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
+@click.option("--sensor-period-ms", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Sampling period of the on-board sensor (tegrastats: its --interval).")
 @click.option("--sensor-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("/"),
               show_default=True, help="Root the sensor and metadata read sysfs and /proc under.")
 @click.option("--once", is_flag=True, help="With --listen: exit after the first session.")
