@@ -224,13 +224,56 @@ class Measurement:
                 f"the meter on {o['meter']} sent no reading in {o['meter_timeout']:g} s: is it powered and "
                 "plugged in, and is --protocol right? (`edgebench meter probe PORT` shows what it says)"
             )
-        self.period_s = self.logger.nominal_period_s
+        self._check_addresses()
+        self.period_s = self._period(deadline)
         self.min_window_s = minimum_window_s(self.period_s, o["min_samples"])
         note(
             f"meter: {self.logger.meter}, a reading every {self.period_s:.3g} s; shortest valid window "
             f"{self.min_window_s:.3g} s ({o['min_samples']} readings x period x {WINDOW_MARGIN:g}, at least "
             f"{MIN_WINDOW_FLOOR_S:g} s)"
         )
+
+    def _period(self, deadline: float) -> float:
+        """Seconds between readings of the chosen sensor: the median spacing in the stored log (the logger's own
+        figure mixes every sensor a receiver hears), once 5 are in or at the deadline."""
+        import numpy as np
+
+        from .store import load_trace
+
+        while True:
+            t = load_trace(self.meter_path, address=self.o["address"]).t_ns
+            if len(t) >= 5 or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        return float(np.median(np.diff(t))) / 1e9 if len(t) >= 2 else self.logger.nominal_period_s
+
+    def _check_addresses(self) -> None:
+        """One receiver hearing several Kill-a-Watts needs --address: say so now, not after the first engine."""
+        from .store import summarize
+
+        deadline = time.monotonic() + 3.0  # the logger flushes to the store once a second
+        while True:
+            try:
+                summary = summarize(self.meter_path)
+            except BadInput:  # not written yet
+                summary = None
+            if summary is not None and summary.readings:
+                break
+            if time.monotonic() >= deadline:
+                return  # nothing stored yet to check; load_trace checks again at the first table
+            time.sleep(0.1)
+        addresses = [a for a in summary.addresses if a]
+        address = self.o["address"]
+        if address is None and len(addresses) > 1:
+            raise BadInput(
+                f"the meter on {self.o['meter']} hears several sensors ({', '.join(addresses)}): "
+                "pass --address with the one the device is plugged into"
+            )
+        if address is not None and address not in addresses:
+            raise BadInput(
+                f"no sensor {address!r} on {self.o['meter']} (it hears {', '.join(addresses) or 'no address'}): "
+                "pass one of those to --address, or drop it"
+            )
 
     def connect(self) -> None:
         from .transport import connect
@@ -382,7 +425,8 @@ class Measurement:
         needs one to be interpolated, and the logger flushes to disk once a second."""
         from .store import load_trace
 
-        deadline = time.monotonic() + max(3 * self.period_s, 1.0) + 2.0
+        period = self.period_s if math.isfinite(self.period_s) else 1.0
+        deadline = time.monotonic() + max(3 * period, 1.0) + 2.0
         while time.monotonic() < deadline:
             try:
                 if len(load_trace(self.meter_path, start_ns=after_ns, address=self.o["address"]).t_ns):

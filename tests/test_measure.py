@@ -296,3 +296,21 @@ def test_pair_offline_from_bench_records_and_a_meter_log(tiny_engines, ramp_mete
         expected = energy(record.window_start_ns, record.window_end_ns) / record.iterations
         assert table[record.engine]["gross_j_per_inference"] == pytest.approx(expected, rel=0.01)
         assert table[record.engine]["net_j_per_inference"] is None  # bench measures no idle baseline
+
+
+def test_several_kill_a_watts_on_one_receiver_need_an_address(tiny_engines, tmp_path):
+    from edgebench.host.meters.emulate import ConstantProfile, TweetAWattEncoder
+
+    encoder = TweetAWattEncoder(addresses=(1, 2))
+    with start_emulator("tweetawatt", ConstantProfile(60.0), interval_s=0.05, encoder=encoder) as meter:
+        common = ["--meter", meter.port, "--protocol", "tweetawatt", "--engines", str(tiny_engines), "--engine",
+                  "squeezenet1_1_1_32_32_fp32", "--repeat", "1", "--idle", "0", *FAST]
+        refused = CliRunner().invoke(cli, ["measure", *common, "--out", str(tmp_path / "a")])
+        assert refused.exit_code == 2 and "hears several sensors (0001, 0002): pass --address" in refused.output
+        unknown = CliRunner().invoke(cli, ["measure", *common, "--address", "0003", "--out", str(tmp_path / "b")])
+        assert unknown.exit_code == 2 and "no sensor '0003'" in unknown.output
+        result = _measure([*common, "--address", "0002", "--duration", "1", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    # each sensor sends every 0.05 s: the period is one sensor's, not the receiver's mixed stream
+    assert "a reading every 0.05 s" in result.output
+    assert _table(tmp_path / "c")["squeezenet1_1_1_32_32_fp32"]["wall_power_w"] == pytest.approx(60.0, abs=1.5)
