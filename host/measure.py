@@ -93,10 +93,18 @@ class Plan:
     idle_s: float
     threads: int | None = None
     skipped: list[str] = field(default_factory=list)  # --resume: already measured
+    idle_first: bool = True  # False on --resume when DIR already holds an idle baseline
+    idle_every: int = 0  # another idle window after every N engines (0: only the first)
+
+    def idle_after(self, index: int) -> bool:
+        """Whether an idle window follows the index-th engine (1-based)."""
+        return bool(self.idle_s > 0 and self.idle_every and index % self.idle_every == 0 and index < len(self.engines))
 
     @property
     def windows(self) -> int:
-        return len(self.engines) * self.repeat + (1 if self.idle_s > 0 else 0)
+        idles = int(self.idle_s > 0 and self.idle_first)
+        idles += sum(self.idle_after(i) for i in range(1, len(self.engines) + 1))
+        return len(self.engines) * self.repeat + idles
 
 
 class Progress:
@@ -354,6 +362,7 @@ class Measurement:
             idle_s=idle,
             threads=o["threads"],
             skipped=skipped,
+            idle_every=o["idle_every"],
         )
 
     # --- windows ------------------------------------------------------------------------------------------
@@ -501,16 +510,26 @@ def run_measurement(m: Measurement) -> Any:
     have_idle = any(r.kind == "idle" and r.iterations == 0 and not r.settings.get("error") for r in earlier)
     if have_idle and plan.idle_s > 0:
         note("resume: keeping the idle baseline already measured")
-        plan.idle_s = 0.0
+        plan.idle_first = False
+    idle_words = ""
+    if plan.idle_s > 0:
+        idle_words = f", idle baseline {plan.idle_s:g} s" + (
+            f" (again after every {plan.idle_every} engines)" if plan.idle_every else ""
+        )
     note(
         f"plan: {len(plan.engines)} engines x {plan.repeat} windows of {plan.duration_s:g} s "
-        f"(warm-up {plan.warmup_s:g} s){f', idle baseline {plan.idle_s:g} s' if plan.idle_s else ''} -> {m.out}"
+        f"(warm-up {plan.warmup_s:g} s){idle_words} -> {m.out}"
     )
+    idles = sum(1 for r in earlier if r.kind == "idle")
     with Progress(m.logger, plan) as progress:
-        if plan.idle_s > 0:
-            m.idle(plan, progress)
+        if plan.idle_s > 0 and plan.idle_first:
+            m.idle(plan, progress, repeat=idles)
+            idles += 1
         for index, row in enumerate(plan.engines, 1):
             m.engine(row, index, plan, progress)
+            if plan.idle_after(index):
+                m.idle(plan, progress, repeat=idles)
+                idles += 1
             m.sync()
             m.wait_for_meter(time.time_ns() - 1)
             result = m.export()
@@ -560,6 +579,8 @@ def _engine_line(e) -> str:
               help="Warm-up seconds before each window (not measured).")
 @click.option("--idle", "idle_s", type=click.FloatRange(min=0),
               help="Idle baseline seconds (default: the meter's minimum, at least 10 s; 0 skips net figures).")
+@click.option("--idle-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Measure the idle baseline again after every N engines (drift, warming up); 0: only first.")
 @click.option("--repeat", type=click.IntRange(min=1), default=DEFAULT_REPEAT, show_default=True,
               help="Windows per engine.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads on the agent.")

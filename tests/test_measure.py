@@ -110,11 +110,12 @@ def _check_against_profile(out, handle, skew_ns=0):
 def test_measure_end_to_end_matches_the_emulated_profile(tiny_engines, ramp_meter, tmp_path):
     out = tmp_path / "m"
     result = _measure(["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(tiny_engines),
-                       "--duration", "1", "--idle", "1", "--repeat", "2", "--out", str(out),
+                       "--duration", "1", "--idle", "1", "--idle-every", "1", "--repeat", "2", "--out", str(out),
                        "--intensity", "1000lb/MWh", *FAST])
     assert result.exit_code == 0, result.output
     records, table = _check_against_profile(out, ramp_meter)
-    assert [r.kind for r in records] == ["idle"] + ["run"] * 4
+    assert [r.kind for r in records] == ["idle", "run", "run", "idle", "run", "run"]  # idle again after engine 1
+    assert [r.repeat for r in records if r.kind == "idle"] == [0, 1]
     assert {w for r in records for w in r.warnings if "no samples" in w} == set()
     assert "shortest valid window 1 s" in result.output and "clock: agent is" in result.output
     # the ranked table on stdout, ranked by net J/inference
