@@ -257,7 +257,7 @@ class Measurement:
 
     def _check_addresses(self) -> None:
         """One receiver hearing several Kill-a-Watts needs --address: say so now, not after the first engine."""
-        from .store import summarize
+        from .store import resolve_address, summarize
 
         deadline = time.monotonic() + 3.0  # the logger flushes to the store once a second
         while True:
@@ -278,6 +278,10 @@ class Measurement:
                 "pass --address with the one the device is plugged into"
             )
         if address is not None and address not in addresses:
+            canonical = resolve_address(address, addresses)
+            if canonical is not None:
+                self.o["address"] = canonical  # as stored: "1" -> "0001"
+                return
             raise BadInput(
                 f"no sensor {address!r} on {self.o['meter']} (it hears {', '.join(addresses) or 'no address'}): "
                 "pass one of those to --address, or drop it"

@@ -352,6 +352,25 @@ def summarize(path: str | Path) -> StoreSummary:
     return StoreSummary(readings=len(t), addresses=addresses, meters=meters, gaps=gaps)
 
 
+def resolve_address(address: str, addresses: tuple[str, ...] | list[str]) -> str | None:
+    """The stored address `address` names: itself, or the one equal to it read as hexadecimal (XBee source
+    addresses are stored as 4 hex digits, so "1", "0x1" and "0001" all name "0001"); None when none or several."""
+    if address in addresses:
+        return address
+    try:
+        wanted = int(address, 16)
+    except ValueError:
+        return None
+    matches = []
+    for stored in addresses:
+        try:
+            if stored and int(stored, 16) == wanted:
+                matches.append(stored)
+        except ValueError:
+            continue
+    return matches[0] if len(matches) == 1 else None
+
+
 def load_trace(
     path: str | Path, start_ns: int | None = None, end_ns: int | None = None, address: str | None = None
 ) -> MeterTrace:
@@ -363,6 +382,11 @@ def load_trace(
     import numpy as np
 
     t, p, meters, addresses, gaps, res = _read(path, start_ns, end_ns, address)
+    if address is not None and str(address) not in addresses:
+        canonical = resolve_address(str(address), addresses)
+        if canonical is not None:  # "1" or "0x1" for the stored "0001"
+            address = canonical
+            t, p, meters, addresses, gaps, res = _read(path, start_ns, end_ns, address)
     named = [a for a in addresses if a]  # "" is a reading from a meter without sensor addresses
     listed = ", ".join(a if a else "'' (no address)" for a in addresses)
     if address is None and len(addresses) > 1:

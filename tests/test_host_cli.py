@@ -198,6 +198,9 @@ def test_pair_address_picks_one_sensor_of_several(tmp_path, store):
     assert engines["mbv2_2_224_224_fp16"]["net_j_per_inference"] == pytest.approx(0.1, rel=1e-6)
     other = json.loads(invoke(*args, "--address", "0002").stdout)["engines"]
     assert other[0]["gross_j_per_inference"] == pytest.approx(100.0 * 16 / 320, rel=1e-6)  # the other plug
+    for spelling in ("2", "0x2", "0x0002"):  # read as hexadecimal, as the addresses are shown
+        same = json.loads(invoke(*args, "--address", spelling).stdout)["engines"]
+        assert same[0]["gross_j_per_inference"] == other[0]["gross_j_per_inference"]
 
 
 def _error_lines(res):

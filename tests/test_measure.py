@@ -310,7 +310,7 @@ def test_several_kill_a_watts_on_one_receiver_need_an_address(tiny_engines, tmp_
         assert refused.exit_code == 2 and "hears several sensors (0001, 0002): pass --address" in refused.output
         unknown = CliRunner().invoke(cli, ["measure", *common, "--address", "0003", "--out", str(tmp_path / "b")])
         assert unknown.exit_code == 2 and "no sensor '0003'" in unknown.output
-        result = _measure([*common, "--address", "0002", "--duration", "1", "--out", str(tmp_path / "c")])
+        result = _measure([*common, "--address", "2", "--duration", "1", "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     # each sensor sends every 0.05 s: the period is one sensor's, not the receiver's mixed stream
     assert "a reading every 0.05 s" in result.output
