@@ -510,6 +510,9 @@ def run_measurement(m: Measurement) -> Any:
     m.meter_label = o["meter_label"] or m.logger.meter
     m.connect()
     m.sync()
+    from .pairing import write_session
+
+    write_session(m.out, m.session())  # the clock of every window from here on, before the first one
     plan = m.plan(measured_engines(earlier))
     have_idle = any(r.kind == "idle" and r.iterations == 0 and not r.settings.get("error") for r in earlier)
     if have_idle and plan.idle_s > 0:

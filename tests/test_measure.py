@@ -315,3 +315,20 @@ def test_several_kill_a_watts_on_one_receiver_need_an_address(tiny_engines, tmp_
     # each sensor sends every 0.05 s: the period is one sensor's, not the receiver's mixed stream
     assert "a reading every 0.05 s" in result.output
     assert _table(tmp_path / "c")["squeezenet1_1_1_32_32_fp32"]["wall_power_w"] == pytest.approx(60.0, abs=1.5)
+
+
+def test_a_killed_session_resumes(tiny_engines, ramp_meter, tmp_path):
+    """SIGKILL of measure itself after the idle window: nothing flushed at exit, yet --resume completes it."""
+    import signal
+
+    out = tmp_path / "m"
+    proc = _measure_in_background(ramp_meter, tiny_engines, out, "--duration", "3", "--repeat", "1")
+    _wait_for_records(out, 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert [r.kind for r in read_run_records(out / "runs.jsonl")] == ["idle"]
+    result = _measure(["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(tiny_engines),
+                       "--duration", "1", "--idle", "1", "--repeat", "1", "--out", str(out), "--resume", *FAST])
+    assert result.exit_code == 0, result.output
+    assert "keeping the idle baseline" in result.output
+    _check_against_profile(out, ramp_meter)
