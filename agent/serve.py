@@ -16,6 +16,7 @@ import ipaddress
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -86,9 +87,18 @@ class AgentService:
     manifest: Any = None
 
     def __post_init__(self) -> None:
-        from edgebench.engines.manifest import Manifest
+        self._manifest_mtime_ns = -1
+        self.refresh_manifest()
 
-        self.manifest = Manifest.load(Path(self.engines_dir))
+    def refresh_manifest(self) -> None:
+        """Re-read manifest.json when it changed (engines built while the agent runs become runnable)."""
+        from edgebench.engines.manifest import MANIFEST_NAME, Manifest
+
+        path = Path(self.engines_dir) / MANIFEST_NAME
+        mtime = path.stat().st_mtime_ns if path.is_file() else -1
+        if self.manifest is None or mtime != self._manifest_mtime_ns:
+            self.manifest = Manifest.load(Path(self.engines_dir))
+            self._manifest_mtime_ns = mtime
 
     def now_ns(self) -> int:
         return time.time_ns() + self.clock_offset_ns
@@ -115,6 +125,7 @@ class AgentService:
         return {"t_ns": self.now_ns()}
 
     def engines(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        self.refresh_manifest()
         return {"directory": str(self.engines_dir), "engines": [e.to_dict() for e in self.manifest.entries]}
 
     def run(self, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,6 +135,7 @@ class AgentService:
         from .harness import run_engine
 
         name = _text(args, "engine", 256)
+        self.refresh_manifest()
         if name not in self.manifest:
             # only manifest engines: a request can never name a file to load
             raise BadInput(
@@ -271,8 +283,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _serve_connection(service: AgentService, conn: socket.socket, peer: tuple) -> None:
+    who = f"{peer[0]}:{peer[1]}"
+    note(f"agent: session from {who}")
+    conn.settimeout(IDLE_TIMEOUT_S)
+    with conn, conn.makefile("rb") as rfile, conn.makefile("wb") as wfile:
+        try:
+            serve_stream(service, rfile, wfile)
+        except (OSError, TimeoutError) as exc:
+            note(f"agent: session from {who} ended: {exc}")
+    note(f"agent: session from {who} closed")
+
+
+def _refuse(conn: socket.socket, message: str) -> None:
+    with conn:
+        try:
+            conn.settimeout(5.0)
+            conn.sendall(wire.encode(wire.error(0, "bad-input", message)))
+        except OSError:
+            pass
+
+
 def serve_tcp(service: AgentService, host: str, port: int, *, once: bool = False, announce=print) -> None:
-    """Accept one client at a time on HOST:PORT and serve its session; `once` stops after the first session."""
+    """Serve sessions on HOST:PORT, one at a time: a client arriving while one runs is told so and closed (two
+    measurements at once would spoil both). `once` stops after the first session."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -282,21 +316,33 @@ def serve_tcp(service: AgentService, host: str, port: int, *, once: bool = False
         server.close()
         raise BadInput(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --listen port") from None
     server.listen(4)
-    bound = server.getsockname()[1]
-    announce(f"edgebench agent listening on {host}:{bound}")
-    with server:
-        while True:
-            conn, peer = server.accept()
-            note(f"agent: session from {peer[0]}:{peer[1]}")
-            conn.settimeout(IDLE_TIMEOUT_S)
-            with conn, conn.makefile("rb") as rfile, conn.makefile("wb") as wfile:
-                try:
-                    serve_stream(service, rfile, wfile)
-                except (OSError, TimeoutError) as exc:
-                    note(f"agent: session from {peer[0]} ended: {exc}")
-            note(f"agent: session from {peer[0]}:{peer[1]} closed")
+    server.settimeout(0.5)  # wake up now and then to notice the end of a --once session
+    announce(f"edgebench agent listening on {host}:{server.getsockname()[1]}")
+    busy = threading.Lock()
+    finished = threading.Event()
+    current = {"peer": ""}
+
+    def session(conn: socket.socket, peer: tuple) -> None:
+        try:
+            _serve_connection(service, conn, peer)
+        finally:
+            busy.release()
             if once:
-                return
+                finished.set()
+
+    with server:
+        while not finished.is_set():
+            try:
+                conn, peer = server.accept()
+            except TimeoutError:
+                continue
+            if not busy.acquire(blocking=False):
+                note(f"agent: refused {peer[0]}:{peer[1]}: busy with {current['peer']}")
+                _refuse(conn, f"the agent is busy with a session from {current['peer']}: one measurement at a "
+                              "time; wait for it to end")
+                continue
+            current["peer"] = f"{peer[0]}:{peer[1]}"
+            threading.Thread(target=session, args=(conn, peer), name="agent-session", daemon=True).start()
 
 
 def _sensor_info(sensor) -> dict[str, Any]:

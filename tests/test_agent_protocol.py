@@ -185,6 +185,23 @@ def test_tcp_agent_checks_the_token(tcp_agent):
         assert client.call("clock")["t_ns"] > 0
 
 
+def test_tcp_agent_serves_one_session_at_a_time(tcp_agent):
+    spec = AgentSpec("tcp", host="127.0.0.1", port=tcp_agent)
+    with connect(spec, engines_dir=".", token="s3cret") as first:
+        with pytest.raises(BadInput, match="busy with a session from 127.0.0.1"):
+            connect(spec, engines_dir=".", token="s3cret")
+        assert first.call("clock")["t_ns"] > 0  # the first session is undisturbed
+    deadline = time.monotonic() + 10
+    while True:  # the first session's end is seen by the agent a moment after bye
+        try:
+            with connect(spec, engines_dir=".", token="s3cret") as second:
+                assert second.call("clock")["t_ns"] > 0
+            break
+        except BadInput:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
 def test_tcp_agent_drops_an_oversized_request(tcp_agent):
     with socket.create_connection(("127.0.0.1", tcp_agent), timeout=10) as sock:
         sock.sendall(b'{"id": 1, "op": "hello", "args": {"pad": "' + b"x" * 100_000 + b'"}}\n')
@@ -243,3 +260,20 @@ def test_ssh_that_cannot_log_in_says_how_to_fix_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     with pytest.raises(BadInput, match=r"could not start the agent over ssh .*Permission denied \(publickey\).*keys"):
         connect(parse_agent("ssh://me@device/engines"), engines_dir=tmp_path, sensor="none")
+
+
+def test_engines_built_while_the_agent_runs_become_runnable(tiny_engines, tmp_path):
+    import shutil
+
+    from edgebench.engines.build import build_sweep
+    from edgebench.engines.sweep import Sweep
+
+    engines = tmp_path / "engines"
+    shutil.copytree(tiny_engines, engines)
+    session = Session(AgentService(engines_dir=engines))
+    _call(session, "hello", versions=[1])
+    assert len(_call(session, "engines")["result"]["engines"]) == 2
+    time.sleep(0.01)  # a new mtime even on coarse clocks
+    assert build_sweep(Sweep(backbones=("squeezenet1_1",), batches=(3,), resolutions=((32, 32),)), engines).ok
+    assert len(_call(session, "engines")["result"]["engines"]) == 3
+    assert _call(session, "run", engine="squeezenet1_1_3_32_32_fp32", iterations=10)["ok"]
