@@ -182,6 +182,7 @@ class Measurement:
         self.period_s = math.nan
         self.meter_label = ""
         self.hello: dict[str, Any] = {}
+        self.warned: dict[str, int] = {}  # engine -> windows with warnings after its first warned one
 
     @property
     def runs_path(self) -> Path:
@@ -376,9 +377,20 @@ class Measurement:
 
         record = run_record_from_dict(result["record"])
         append_jsonl(self.runs_path, [record])
-        for message in record.warnings:
-            warn(f"{record.engine}: {message}")
+        if record.warnings:
+            # the first window's warnings in full; later windows of the engine only counted (runs.jsonl has all)
+            if record.engine in self.warned:
+                self.warned[record.engine] += 1
+            else:
+                self.warned[record.engine] = 0
+                for message in record.warnings:
+                    warn(f"{record.engine}: {message}")
         return record
+
+    def warnings_summary(self, engine: str) -> None:
+        more = self.warned.get(engine, 0)
+        if more:
+            note(f"  ({more} more window{'s' if more != 1 else ''} of {engine} had warnings: see {self.runs_path})")
 
     def idle(self, plan: Plan, progress: Progress, repeat: int = 0) -> None:
         progress.window(f"idle baseline {plan.idle_s:g} s")
@@ -544,18 +556,21 @@ def run_measurement(m: Measurement) -> Any:
             row_result = next((e for e in result.engines if e.engine == row["name"]), None)
             if row_result is not None:
                 note(_engine_line(row_result))
+            m.warnings_summary(row["name"])
     if not plan.engines:
         m.wait_for_meter(time.time_ns() - 1)
     return m.export()
 
 
 def _engine_line(e) -> str:
+    from .table import plus_minus
+
     if not e.ok:
         return f"  {e.engine}: {e.status}"
-    net = f", net {e.net_j_per_inference:.4g} J" if math.isfinite(e.net_j_per_inference) else ""
+    net = plus_minus(e.net_j_per_inference, e.net_j_per_inference_u)
     return (
-        f"  {e.engine}: {e.gross_j_per_inference:.4g} J/inference at the wall{net}, {e.wall_power_w:.3g} W, "
-        f"{e.valid_windows}/{e.windows} windows valid"
+        f"  {e.engine}: {plus_minus(e.gross_j_per_inference, e.gross_j_per_inference_u)} J/inference at the wall"
+        f"{f', net {net} J' if net != '-' else ''}, {e.wall_power_w:.3g} W, {e.valid_windows}/{e.windows} windows valid"
     )
 
 

@@ -98,18 +98,18 @@ def _num(value: float, spec: str) -> str:
     )
 
 
-def _pm(value: float, u: float) -> str:
+def plus_minus(value: float, u: float) -> str:
+    """`0.5500 ± 0.0050`: the value to the decimal place of the uncertainty's second significant digit."""
     if not math.isfinite(value):
         return "-"
     if not (math.isfinite(u) and u > 0):
         return f"{value:.4g}"
-    # the value to the decimal place of the uncertainty's second significant digit (0.5500 ± 0.0050)
     decimals = min(max(0, 1 - math.floor(math.log10(u))), 15)
     return f"{value:.{decimals}f} ± {u:.{decimals}f}"
 
 
 def _rails(e: EngineResult) -> str:
-    text = _pm(e.rail_j_per_inference, e.rail_j_per_inference_u)
+    text = plus_minus(e.rail_j_per_inference, e.rail_j_per_inference_u)
     return text + " *" if e.rail_estimate and text != "-" else text
 
 
@@ -131,8 +131,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("wall W", lambda e: _num(e.wall_power_w, ".4g")),
     Column("net W", lambda e: _num(e.net_power_w, ".4g")),
     Column("rail W", lambda e: _num(e.rail_power_w, ".4g") + (" *" if e.rail_estimate and math.isfinite(e.rail_power_w) else "")),
-    Column("J/inf wall", lambda e: _pm(e.gross_j_per_inference, e.gross_j_per_inference_u)),
-    Column("J/inf net", lambda e: _pm(e.net_j_per_inference, e.net_j_per_inference_u)),
+    Column("J/inf wall", lambda e: plus_minus(e.gross_j_per_inference, e.gross_j_per_inference_u)),
+    Column("J/inf net", lambda e: plus_minus(e.net_j_per_inference, e.net_j_per_inference_u)),
     Column("J/inf rails", _rails),
     Column("CO2 lb/inf", lambda e: _num(e.co2_lb_per_inference, ".3e")),
     Column("CO2 g/1M inf", lambda e: _num(e.co2_kg_per_inference * 1e9, ".4g")),
