@@ -642,6 +642,8 @@ def measure(**options: Any) -> None:
         raise BadInput(
             f"no engines in {o['engines_dir']}: run `edgebench build-engines --out {o['engines_dir']}` first"
         )
+    if m.spec.kind == "tcp" and o["sensor"] != "auto":
+        warn("--sensor applies to agents this command starts (local, ssh): a TCP agent samples its own --sensor")
     m.grid = resolve_grid(grid=o["grid"], egrid=o["egrid"], country=o["country"], intensity=o["intensity"])
     try:
         result = run_measurement(m)
