@@ -262,7 +262,7 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
                 time.sleep(0.05)
     finally:
         handle.stop()
-    note(f"sent {len(handle.sent)} readings")
+    note(f"sent {handle.frames} readings")
 
 
 @meter.command("probe")

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import tty
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,15 +318,20 @@ class Faults:
         return value if isinstance(value, Faults) else cls(**value)
 
 
+SENT_KEPT = 200_000  # about 11 h at 5 frames/s, 15 MB
+
+
 @dataclass
 class EmulatorHandle:
-    """A running emulator: open `.port`; `.sent` lists (t_ns, watts, corrupted) of every frame written."""
+    """A running emulator: open `.port`; `.sent` holds (t_ns, watts, corrupted) of the frames written (the last
+    SENT_KEPT of them, so an emulator left running for days stays small); `.frames` counts them all."""
 
     port: str
     protocol: str
     identity: str
     interval_s: float
-    sent: list[tuple[int, float, bool]] = field(default_factory=list)
+    sent: deque[tuple[int, float, bool]] = field(default_factory=lambda: deque(maxlen=SENT_KEPT))
+    frames: int = 0
     connections: int = 0
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -383,6 +389,7 @@ class _Emitter:
         if self.faults.garbage_every and self.count % self.faults.garbage_every == 0:
             data = getattr(self.encoder, "junk", GARBAGE) + data
         self.handle.sent.append((time.time_ns(), watts, corrupted))
+        self.handle.frames += 1
         return data
 
     def respond(self, request: bytes) -> bytes:
@@ -397,6 +404,7 @@ class _Emitter:
             if corrupted:
                 data = self.encoder.corrupt(data)
             self.handle.sent.append((time.time_ns(), watts, corrupted))
+            self.handle.frames += 1
         return data
 
     def period(self) -> float:
