@@ -199,6 +199,7 @@ def _bench_entries(entries, engines_dir, options, warmup, warmup_time, iteration
                 duration_s=duration,
                 options=options,
                 sampler=sampler,
+                model=entry.model_facts(),
             )
         finally:
             runner.close()

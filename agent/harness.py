@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -151,6 +151,7 @@ def run_engine(
     metadata_root: Path = Path("/"),
     run_id: str = "",
     repeat: int = 0,
+    model: Mapping[str, object] | None = None,
 ) -> RunRecord:
     """Warm up, time one measured window of `runner`, and return its RunRecord.
 
@@ -159,7 +160,8 @@ def run_engine(
     (the RunOptions the runner was opened with) are recorded in `settings` next to the runner's own. With a
     `sampler`, on-board power is sampled from before the warm-up ends to after the window and the window's rail
     energy attached. With `metadata`, device metadata is read under `metadata_root` before warm-up and after
-    the window, and a throttling check compares the two. Raises ValueError for contradictory arguments.
+    the window, and a throttling check compares the two. `model` (the manifest entry's `model_facts()`: params,
+    MACs, FLOPs) is recorded in `settings` as `model.<key>`. Raises ValueError for contradictory arguments.
     """
     _check_modes(warmup_iterations, warmup_s, iterations, duration_s)
     if warmup_iterations is None and warmup_s is None:
@@ -202,6 +204,7 @@ def run_engine(
         f"{iterations} iterations" if iterations is not None else f"{duration_s} s, at least {min_iterations} iterations"
     )
     settings["harness.timer"] = "time.perf_counter_ns around run_once()"
+    settings.update({f"model.{key}": value for key, value in (model or {}).items()})
 
     return RunRecord(
         engine=runner.engine,

@@ -167,6 +167,7 @@ class AgentService:
                 metadata_root=self.metadata_root,
                 run_id=_text(args, "run_id"),
                 repeat=_number(args, "repeat", 0, 1_000_000, integer=True) or 0,
+                model=entry.model_facts(),
             )
         except Exception as exc:
             raise wire.EngineFailed(f"{name} failed while running: {type(exc).__name__}: {exc}") from exc

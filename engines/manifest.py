@@ -43,6 +43,15 @@ class ManifestEntry:
     def batch(self) -> int:
         return self.spec.batch
 
+    def model_facts(self) -> dict[str, int | str]:
+        """What a RunRecord carries about the model it timed (so a table can show size and cost beside energy)."""
+        return {
+            "params": self.params,
+            "macs_per_inference": self.macs_per_inference,
+            "flops_per_inference": self.flops_per_inference,
+            "cache_key": self.cache_key,
+        }
+
     def to_dict(self) -> dict:
         """JSON-ready form (the spec as its fields)."""
         data = asdict(self)

@@ -130,6 +130,8 @@ class EngineResult:
     co2_lb_per_inference_net: float
     pue: float = 1.0
     rail_power_w: float = math.nan  # mean on-board power over the windows with a rail figure
+    params: int | None = None  # the model's parameter count, from the agent's manifest (None if not recorded)
+    gflops_per_inference: float = math.nan  # GFLOPs of one inference (one batch), from the manifest
 
     @property
     def ok(self) -> bool:
@@ -417,7 +419,20 @@ def _engine_result(
         co2_lb_per_inference_net=co2_lb_net,
         pue=pue,
         rail_power_w=rail_w,
+        params=_model_fact(records, "params"),
+        gflops_per_inference=(
+            flops / 1e9 if (flops := _model_fact(records, "flops_per_inference")) is not None else nan
+        ),
     )
+
+
+def _model_fact(records: Sequence[RunRecord], key: str) -> int | None:
+    """A `model.<key>` integer the agent recorded from its manifest, from the first record that has it."""
+    for record in records:
+        value = record.settings.get(f"model.{key}") if record.settings else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(value)
+    return None
 
 
 def pair(

@@ -53,6 +53,8 @@ SORT_KEYS: dict[str, Callable[[EngineResult], Any]] = {
     "net_j": lambda e: e.net_j_per_inference,
     "rail_j": lambda e: e.rail_j_per_inference,
     "rail_w": lambda e: e.rail_power_w,
+    "params": lambda e: e.params if e.params is not None else math.nan,
+    "gflops": lambda e: e.gflops_per_inference,
     "j_per_sample": lambda e: e.net_j_per_sample,
     "co2": lambda e: e.co2_lb_per_inference,
 }
@@ -126,6 +128,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("batch", lambda e: str(e.batch)),
     Column("HxW", lambda e: e.resolution or "-"),
     Column("prec", lambda e: e.precision or "-", numeric=False),
+    Column("params M", lambda e: f"{e.params / 1e6:.3g}" if e.params is not None else "-"),
+    Column("GFLOPs", lambda e: _num(e.gflops_per_inference, ".3g")),
     Column("latency ms", lambda e: _num(e.latency_mean_ms, ".4g")),
     Column("samples/s", lambda e: _num(e.throughput_samples_s, ".4g")),
     Column("wall W", lambda e: _num(e.wall_power_w, ".4g")),

@@ -125,6 +125,11 @@ def test_measure_end_to_end_matches_the_emulated_profile(tiny_engines, ramp_mete
     # CO2 from the explicit factor: lbs = J / 3.6e9 MWh/J x 1000 lb/MWh
     row = table["squeezenet1_1_1_32_32_fp32"]
     assert row["co2_lb_per_inference"] == pytest.approx(row["gross_j_per_inference"] / 3.6e9 * 1000, rel=1e-9)
+    # model size and cost beside energy, from the agent's manifest through the records
+    manifest = {e["name"]: e for e in json.loads((tiny_engines / "manifest.json").read_text())["engines"]}
+    for name, entry in manifest.items():
+        assert table[name]["params"] == entry["params"] == 1_235_496
+        assert table[name]["gflops_per_inference"] == pytest.approx(entry["flops_per_inference"] / 1e9)
     session = json.loads((out / "session.json").read_text())
     assert session["extra"]["agent"] == "local" and session["meter"] == "lines"
     for name in ("table.csv", "table.md", "clock.json", "meter.sqlite"):
