@@ -190,6 +190,10 @@ def _find_meter_log(directory: Path) -> Path:
 )
 @click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
 @click.option("--write", is_flag=True, help="Also rewrite DIRECTORY/table.csv, table.json and table.md.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also draw --y against --x, one point per engine, into this .png/.svg/.pdf (needs matplotlib).")
+@click.option("--x", "x_col", default="gflops", show_default=True, help="Plot x column (gflops, params, latency...).")
+@click.option("--y", "y_col", default="net_j", show_default=True, help="Plot y column (net_j, gross_j, co2...).")
 def report(
     directory: Path,
     grid: str | None,
@@ -200,10 +204,14 @@ def report(
     sort: str | None,
     fmt: str,
     write: bool,
+    plot_path: Path | None,
+    x_col: str,
+    y_col: str,
 ) -> None:
     """Re-render the ranked table of a measure DIRECTORY (runs.jsonl, meter log, session.json, clock.json).
 
-    The grid factor is the session's unless --grid/--country/--intensity names another.
+    The grid factor is the session's unless --grid/--country/--intensity names another. `--plot energy.png`
+    also draws a scatter of two columns, e.g. `--x gflops --y net_j` or `--x latency --y co2`.
     """
     from edgebench.host.carbon import resolve_grid
     from edgebench.host.pairing import load_session
@@ -237,6 +245,10 @@ def report(
         pue=session.pue if pue is None else pue,
     )
     _report_invalid(result)
+    if plot_path is not None:
+        from edgebench.host.plot import plot_result
+
+        note(f"wrote {plot_result(result, plot_path, x=x_col, y=y_col)}")
     _render(result, fmt, sort, directory if write else None)
 
 

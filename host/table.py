@@ -66,7 +66,8 @@ def default_sort(engines: Sequence[EngineResult]) -> str:
     return "net_j" if any(e.ok and math.isfinite(e.net_j_per_inference) for e in engines) else "gross_j"
 
 
-def _sort_getter(key: str) -> Callable[[EngineResult], Any]:
+def sort_getter(key: str) -> Callable[[EngineResult], Any]:
+    """What a sort (or plot) column reads from an EngineResult: a key of SORT_KEYS or any field name."""
     if key in SORT_KEYS:
         return SORT_KEYS[key]
     if key in _FIELDS:
@@ -80,7 +81,7 @@ def rank(engines: Sequence[EngineResult], sort: str | None = None) -> list[tuple
     that are missing (NaN) after the others; invalid and failed engines after them, unranked, in input order."""
     key = sort or default_sort(engines)
     descending = key.startswith("-")
-    getter = _sort_getter(key.lstrip("-"))
+    getter = sort_getter(key.lstrip("-"))
     ok = [e for e in engines if e.ok]
     missing = [e for e in ok if isinstance(getter(e), float) and math.isnan(getter(e))]
     present = [e for e in ok if e not in missing]

@@ -3,9 +3,11 @@
 import re
 import subprocess
 
+import numpy as np
 import pytest
 
 from edgebench.host.transport import edgebench_argv
+from edgebench.records import RunRecord
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +38,49 @@ def tcp_agent(tiny_engines, tmp_path):
     yield int(match.group(1))
     proc.terminate()
     proc.wait(timeout=10)
+
+
+EPOCH = 1_700_000_000_000_000_000
+S = 1_000_000_000
+DEVICE = {"board.model": "NVIDIA Jetson Nano Developer Kit", "jetson.nvpmodel": "MAXN"}
+
+
+def _run(engine, start_s, end_s, iterations, batch, latency_ms, kind="run", rail=None):
+    return RunRecord(
+        engine=engine,
+        backend="onnxruntime",
+        clock="agent:realtime",
+        window_start_ns=EPOCH + int(start_s * S),
+        window_end_ns=EPOCH + int(end_s * S),
+        iterations=iterations,
+        batch=batch,
+        latencies_ns=tuple([int(latency_ms * 1e6)] * iterations),
+        kind=kind,
+        rail_energy=rail,
+        device=DEVICE if kind == "run" else {},
+    )
+
+
+@pytest.fixture(scope="session")
+def paired_result():
+    """A PairingResult of three engines, an invalid one and an idle window over a synthetic wattsup trace."""
+    from edgebench.host.carbon import egrid_factor
+    from edgebench.host.pairing import pair
+    from edgebench.records import ClockOffset, MeterTrace, RailEnergy
+
+    # idle 2 W for 0-20 s, then each engine its own power level for 20 s
+    levels = [(20, 40, 6.0), (40, 60, 4.0), (60, 80, 9.0)]
+    t_s = np.arange(0, 100, 0.1)
+    p = np.full_like(t_s, 2.0)
+    for a, b, w in levels:
+        p[(t_s >= a) & (t_s < b)] = w
+    trace = MeterTrace(EPOCH + np.round(t_s * 1e9).astype(np.int64), p, "wattsup PRO", resolution_w=0.1)
+    runs = [
+        _run("idle", 2, 18, 0, 1, 0, kind="idle"),
+        _run("resnet18_1_224_224_fp32", 22, 38, 160, 1, 100.0),  # 6 W: 0.6 J/inf gross, 0.4 net
+        _run("mbv2_4_120_392_fp16", 42, 58, 400, 4, 40.0),  # 4 W: 0.16 gross, 0.08 net
+        _run("sp_squeeze_2_120_392_FP16_seq_4", 62, 78, 100, 2, 160.0,
+             rail=RailEnergy("tegrastats", "VDD_IN", 50.0, 3.1, 16, estimate=True)),  # 9 W: 1.44, 1.12
+        _run("broken_1_8_8_fp32", 90, 90.3, 3, 1, 100.0),  # too short: invalid
+    ]  # fmt: skip
+    return pair(runs, trace, ClockOffset(0), grid=egrid_factor("RFCW", 2019))

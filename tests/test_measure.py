@@ -1,6 +1,7 @@
 """`edgebench measure` end to end: an emulated meter on a pty -> the real serial logger -> the local agent ->
 pairing -> the ranked table, checked against joules computed independently from the emulated power profile."""
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -139,6 +140,13 @@ def test_measure_end_to_end_matches_the_emulated_profile(tiny_engines, ramp_mete
     assert report.exit_code == 0, report.output
     again = {row["engine"]: row for row in json.loads(report.stdout)["engines"]}
     assert again[row["engine"]]["gross_j_per_inference"] == pytest.approx(row["gross_j_per_inference"])
+    # and draws it: GFLOPs against net J/inference (or says how to get matplotlib)
+    plotted = CliRunner().invoke(cli, ["report", str(out), "--plot", str(tmp_path / "energy.png")])
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert plotted.exit_code == 0, plotted.output
+        assert (tmp_path / "energy.png").read_bytes().startswith(b"\x89PNG")
+    else:
+        assert plotted.exit_code == 2 and "pip install 'edgebench[plot]'" in plotted.output
 
 
 def test_an_offset_agent_clock_is_measured_and_corrected(tiny_engines, ramp_meter, tmp_path):
