@@ -36,6 +36,7 @@ MAX_WINDOW_S = 3600.0  # one run or idle window; a longer request is a mistake, 
 MAX_WARMUP_S = 600.0
 MAX_ITERATIONS = 10_000_000
 IDLE_TIMEOUT_S = 3600.0  # a TCP client that says nothing for this long is dropped
+BUSY_GRACE_S = 2.0  # how long a new TCP client waits for the previous session to end before it is refused
 
 
 def shift_record(record: RunRecord, offset_ns: int) -> RunRecord:
@@ -324,6 +325,13 @@ def serve_tcp(service: AgentService, host: str, port: int, *, once: bool = False
     current = {"peer": ""}
 
     def session(conn: socket.socket, peer: tuple) -> None:
+        # a grace period: the previous client may have said bye a moment before its session thread has ended
+        if not busy.acquire(timeout=BUSY_GRACE_S):
+            note(f"agent: refused {peer[0]}:{peer[1]}: busy with {current['peer']}")
+            _refuse(conn, f"the agent is busy with a session from {current['peer']}: one measurement at a "
+                          "time; wait for it to end")
+            return
+        current["peer"] = f"{peer[0]}:{peer[1]}"
         try:
             _serve_connection(service, conn, peer)
         finally:
@@ -337,12 +345,6 @@ def serve_tcp(service: AgentService, host: str, port: int, *, once: bool = False
                 conn, peer = server.accept()
             except TimeoutError:
                 continue
-            if not busy.acquire(blocking=False):
-                note(f"agent: refused {peer[0]}:{peer[1]}: busy with {current['peer']}")
-                _refuse(conn, f"the agent is busy with a session from {current['peer']}: one measurement at a "
-                              "time; wait for it to end")
-                continue
-            current["peer"] = f"{peer[0]}:{peer[1]}"
             threading.Thread(target=session, args=(conn, peer), name="agent-session", daemon=True).start()
 
 

@@ -191,15 +191,9 @@ def test_tcp_agent_serves_one_session_at_a_time(tcp_agent):
         with pytest.raises(BadInput, match="busy with a session from 127.0.0.1"):
             connect(spec, engines_dir=".", token="s3cret")
         assert first.call("clock")["t_ns"] > 0  # the first session is undisturbed
-    deadline = time.monotonic() + 10
-    while True:  # the first session's end is seen by the agent a moment after bye
-        try:
-            with connect(spec, engines_dir=".", token="s3cret") as second:
-                assert second.call("clock")["t_ns"] > 0
-            break
-        except BadInput:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    # right after bye the next client is served (it waits out the moment the old session takes to end)
+    with connect(spec, engines_dir=".", token="s3cret") as second:
+        assert second.call("clock")["t_ns"] > 0
 
 
 def test_tcp_agent_drops_an_oversized_request(tcp_agent):
