@@ -68,6 +68,7 @@ def test_agx_orin_no_input_rail_sums_connected_rails():
     line = parse_line(_lines("agx-orin-r35-constructed.txt")[0])
     assert line.total_rule == SUM_RULE
     assert line.total_mw == 2774 + 554 + 4038 + 402  # NC left out
+    assert "NC" not in line.rails_cur_mw  # an unconnected channel is not a rail
     assert line.gpu_freq_mhz == (305, 305)
     assert "CV0" not in line.temps_c and line.temps_c["Tboard"] == 33.0
     assert line.cpu_load_pct.count(None) == 8

@@ -98,6 +98,8 @@ def parse_line(line: str) -> TegrastatsLine:
     avg: dict[str, float] = {}
     mx: dict[str, float] = {}
     for name, c, a, x in _RAIL.findall(text):
+        if name == "NC":  # an unconnected INA3221 channel (AGX boards): not a rail
+            continue
         cur[name], avg[name] = float(c), float(a)
         if x:
             mx[name] = float(x)
