@@ -163,7 +163,7 @@ class AgentClient:
                 f"`edgebench agent --listen` running there, and is the port open?"
             ) from None
         self._sock.settimeout(None)
-        self._wfile = self._sock.makefile("wb", buffering=0)
+        self._wfile = self._sock.makefile("wb")  # buffered: flush() writes the whole line (a raw write may not)
         self._reader = _LineReader(self._sock.makefile("rb"), "agent-socket")
 
     def greet(self) -> dict[str, Any]:
