@@ -145,7 +145,7 @@ class AgentClient:
     def open_process(self, argv: list[str], *, echo_stderr: bool = True) -> None:
         try:
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
         except FileNotFoundError:
             raise BadInput(f"cannot start the agent: {argv[0]} not found (install it or use another --agent)") from None
