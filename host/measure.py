@@ -76,6 +76,10 @@ def measured_engines(records: Sequence[RunRecord]) -> set[str]:
     return {r.engine for r in records if r.kind == "run" and r.iterations > 0 and not r.settings.get("error")}
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _seconds(value: float) -> str:
     value = max(0.0, value)
     minutes, seconds = divmod(int(round(value)), 60)
@@ -358,7 +362,7 @@ class Measurement:
                 warn(message + ": going on (--allow-short); windows with too few readings are marked invalid")
         skipped = [r["name"] for r in rows if r["name"] in done]
         if skipped:
-            note(f"resume: {len(skipped)} engine{'s' if len(skipped) != 1 else ''} already measured, skipped")
+            note(f"resume: {_count(len(skipped), 'engine')} already measured, skipped")
         return Plan(
             engines=[r for r in rows if r["name"] not in done],
             duration_s=duration,
@@ -536,7 +540,7 @@ def run_measurement(m: Measurement) -> Any:
             f" (again after every {plan.idle_every} engines)" if plan.idle_every else ""
         )
     note(
-        f"plan: {len(plan.engines)} engines x {plan.repeat} windows of {plan.duration_s:g} s "
+        f"plan: {_count(len(plan.engines), 'engine')} x {_count(plan.repeat, 'window')} of {plan.duration_s:g} s "
         f"(warm-up {plan.warmup_s:g} s){idle_words} -> {m.out}"
     )
     idles = sum(1 for r in earlier if r.kind == "idle")
