@@ -480,6 +480,10 @@ class Measurement:
                 "agent_hostname": self.hello.get("hostname", ""),
                 "agent_sensor": self.hello.get("sensor", {}).get("name", "none"),
                 "meter_url": o["meter"],
+                "meter_protocol": getattr(self.logger, "protocol", o["protocol"]),
+                "meter_calibration": (
+                    json.loads(Path(o["calibration"]).read_text(encoding="utf-8")) if o["calibration"] else None
+                ),
                 "meter_address": o["address"] or "",
                 "meter_period_s": self.period_s,
                 "min_window_s": self.min_window_s,

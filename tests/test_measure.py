@@ -314,6 +314,7 @@ def test_pair_offline_from_bench_records_and_a_meter_log(tiny_engines, ramp_mete
 
 def test_several_kill_a_watts_on_one_receiver_need_an_address(tiny_engines, tmp_path):
     from edgebench.host.meters.emulate import ConstantProfile, TweetAWattEncoder
+    from edgebench.host.meters.tweetawatt import default_calibration
 
     encoder = TweetAWattEncoder(addresses=(1, 2))
     with start_emulator("tweetawatt", ConstantProfile(60.0), interval_s=0.05, encoder=encoder) as meter:
@@ -323,8 +324,15 @@ def test_several_kill_a_watts_on_one_receiver_need_an_address(tiny_engines, tmp_
         assert refused.exit_code == 2 and "hears several sensors (0001, 0002): pass --address" in refused.output
         unknown = CliRunner().invoke(cli, ["measure", *common, "--address", "0003", "--out", str(tmp_path / "b")])
         assert unknown.exit_code == 2 and "no sensor '0003'" in unknown.output
-        result = _measure([*common, "--address", "2", "--duration", "1", "--out", str(tmp_path / "c")])
+        calibration = tmp_path / "kaw.json"  # the sensor's own constants (here: the defaults, written out)
+        cal = default_calibration(2)
+        calibration.write_text(json.dumps({"2": {"vref": cal.vref, "current_norm": cal.current_norm}}))
+        result = _measure([*common, "--address", "2", "--duration", "1", "--calibration", str(calibration),
+                           "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
+    session = json.loads((tmp_path / "c" / "session.json").read_text())
+    assert session["extra"]["meter_calibration"] == json.loads(calibration.read_text())  # what produced it
+    assert session["extra"]["meter_address"] == "0002" and session["extra"]["meter_protocol"] == "tweetawatt"
     # each sensor sends every 0.05 s: the period is one sensor's, not the receiver's mixed stream
     assert "a reading every 0.05 s" in result.output
     assert _table(tmp_path / "c")["squeezenet1_1_1_32_32_fp32"]["wall_power_w"] == pytest.approx(60.0, abs=1.5)
