@@ -64,16 +64,13 @@ def test_log_with_the_wrong_protocol_says_what_the_bytes_look_like(tmp_path):
     assert out.is_file()  # the (empty) log and its gap are kept
 
 
-def test_log_of_a_meter_that_never_speaks(tmp_path, monkeypatch):
+def test_log_of_a_meter_that_never_speaks(tmp_path):
     import os
 
-    import edgebench.host.meters.cli as meter_cli
-
-    monkeypatch.setattr(meter_cli, "SILENT_WARN_S", 0.5)  # a setting: warn after 3 periods of 1 s, not 5 s
     master, slave = os.openpty()  # a serial device that never writes a byte
     try:
         res = invoke("meter", "log", "--meter", os.ttyname(slave), "--protocol", "lines", "--out",
-                     str(tmp_path / "silent.csv"), "--duration", "3.5")  # fmt: skip
+                     str(tmp_path / "silent.csv"), "--duration", "3.5", "--warn-silent", "0.5")  # fmt: skip
     finally:
         os.close(slave)
         os.close(master)

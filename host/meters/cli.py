@@ -62,7 +62,12 @@ def meter() -> None:
 )
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), help="Tweet-a-Watt JSON.")
 @click.option("--baudrate", type=int, default=None, help="Override the protocol's baud rate.")
-def log_cmd(url, protocol, out, duration, calibration, baudrate) -> None:
+@click.option(
+    "--warn-silent", "warn_silent_s", type=click.FloatRange(min=0, min_open=True), default=SILENT_WARN_S,
+    show_default=True, metavar="S",
+    help="Warn once when no reading came S seconds after the start (at least 3 meter periods).",
+)
+def log_cmd(url, protocol, out, duration, calibration, baudrate, warn_silent_s) -> None:
     """Log readings from a meter into a store until Ctrl-C (or --duration)."""
     from edgebench.host.logger import MeterLogger
 
@@ -86,7 +91,7 @@ def log_cmd(url, protocol, out, duration, calibration, baudrate) -> None:
     started = time.monotonic()
     # A meter that has not spoken after a few of its periods gets one warning saying what was heard; it keeps
     # being logged (it may be switched on late), and a run that ends with no reading at all is an error.
-    warn_after_s = max(SILENT_WARN_S, 3 * float(logger.decoder.nominal_period_s))
+    warn_after_s = max(warn_silent_s, 3 * float(logger.decoder.nominal_period_s))
     warned = False
 
     def tick(lg) -> None:
