@@ -132,11 +132,12 @@ def raise_for(response: Mapping[str, Any], op: str) -> dict[str, Any]:
 
 def negotiate(offered: Any) -> int:
     """The highest version in `offered` that this side speaks, or BadInput saying who must upgrade."""
-    if not isinstance(offered, list) or not offered:
-        raise BadInput("hello must carry `versions`, a list of protocol versions the client speaks")
-    common = set(SUPPORTED_VERSIONS) & {v for v in offered if isinstance(v, int)}
+    versions = [v for v in offered if isinstance(v, int) and not isinstance(v, bool)] if isinstance(offered, list) else []
+    if not versions:
+        raise BadInput("hello must carry `versions`, a list of the integer protocol versions the client speaks")
+    common = set(SUPPORTED_VERSIONS) & set(versions)
     if not common:
-        newer = max(v for v in offered if isinstance(v, int)) > max(SUPPORTED_VERSIONS) if offered else False
+        newer = max(versions) > max(SUPPORTED_VERSIONS)
         who = "the agent (pip install -U edgebench on the device)" if newer else "the host's edgebench"
         raise BadInput(
             f"no common protocol version: client speaks {offered}, agent speaks {list(SUPPORTED_VERSIONS)}: "

@@ -37,6 +37,10 @@ def test_version_negotiation():
         wire.negotiate([9])
     with pytest.raises(BadInput, match="versions"):
         wire.negotiate(None)
+    with pytest.raises(BadInput, match="integer protocol versions"):
+        wire.negotiate(["1", True])
+    with pytest.raises(BadInput, match="upgrade the host"):
+        wire.negotiate([0])
 
 
 def test_errors_come_back_as_the_right_exceptions():
