@@ -55,6 +55,17 @@ class RailEnergy:
 
 
 @dataclass(frozen=True)
+class Accuracy:
+    """How well an engine classifies a labelled dataset (written by `edgebench eval` into the manifest)."""
+
+    top1: float  # fraction correct, 0..1
+    top5: float | None  # None when the dataset has 5 classes or fewer
+    samples: int  # labelled inputs evaluated
+    dataset: str  # what was evaluated, in words ("sklearn digits, 1797 images, test split")
+    preprocessing: str = ""  # resize method, mean/std, channel order, as applied
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """What the agent measured for one window of one engine (or of idle, when kind == "idle")."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgebench.engines.spec import EngineSpec
 from edgebench.errors import BadInput
+from edgebench.records import Accuracy
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA = 1
@@ -38,6 +39,7 @@ class ManifestEntry:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""  # ISO 8601 UTC
     options: dict[str, str | int | float | bool] = field(default_factory=dict)  # build options as recorded
+    accuracy: Accuracy | None = None  # set by `edgebench eval`; None until the engine is evaluated
 
     @property
     def batch(self) -> int:
@@ -63,6 +65,8 @@ class ManifestEntry:
         """Inverse of `to_dict`."""
         fields = dict(data)
         fields["spec"] = EngineSpec(**fields["spec"])
+        if fields.get("accuracy") is not None:
+            fields["accuracy"] = Accuracy(**fields["accuracy"])
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in fields.items() if key in known})
 
