@@ -37,7 +37,7 @@ import numpy as np
 from edgebench.energy import integrate_window
 from edgebench.errors import BadInput
 from edgebench.names import EngineName, parse_engine_name  # noqa: F401 - EngineName re-exported
-from edgebench.records import HOST_CLOCK, ClockOffset, MeterTrace, RunRecord
+from edgebench.records import HOST_CLOCK, Accuracy, ClockOffset, MeterTrace, RunRecord
 
 from .carbon import GridFactor, egrid_factor
 
@@ -132,6 +132,7 @@ class EngineResult:
     rail_power_w: float = math.nan  # mean on-board power over the windows with a rail figure
     params: int | None = None  # the model's parameter count, from the agent's manifest (None if not recorded)
     gflops_per_inference: float = math.nan  # GFLOPs of one inference (one batch), from the manifest
+    accuracy: Accuracy | None = None  # from `edgebench eval`, carried in the manifest; None if not evaluated
 
     @property
     def ok(self) -> bool:
