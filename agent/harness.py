@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from edgebench.engines.runner import Runner, RunOptions
-from edgebench.records import AGENT_CLOCK, PowerSample, RailEnergy, RunRecord
+from edgebench.records import AGENT_CLOCK, ModelFacts, PowerSample, RailEnergy, RunRecord
 
 from . import metadata as md
 from .stats import MIN_ITERATIONS, LatencyStats, latency_warnings
@@ -151,7 +151,7 @@ def run_engine(
     metadata_root: Path = Path("/"),
     run_id: str = "",
     repeat: int = 0,
-    model: Mapping[str, object] | None = None,
+    model: ModelFacts | None = None,
 ) -> RunRecord:
     """Warm up, time one measured window of `runner`, and return its RunRecord.
 
@@ -161,7 +161,7 @@ def run_engine(
     `sampler`, on-board power is sampled from before the warm-up ends to after the window and the window's rail
     energy attached. With `metadata`, device metadata is read under `metadata_root` before warm-up and after
     the window, and a throttling check compares the two. `model` (the manifest entry's `model_facts()`: params,
-    MACs, FLOPs) is recorded in `settings` as `model.<key>`. Raises ValueError for contradictory arguments.
+    MACs, FLOPs, accuracy) is carried in the record's `model` field. Raises ValueError for contradictory arguments.
     """
     _check_modes(warmup_iterations, warmup_s, iterations, duration_s)
     if warmup_iterations is None and warmup_s is None:
@@ -204,7 +204,6 @@ def run_engine(
         f"{iterations} iterations" if iterations is not None else f"{duration_s} s, at least {min_iterations} iterations"
     )
     settings["harness.timer"] = "time.perf_counter_ns around run_once()"
-    settings.update({f"model.{key}": value for key, value in (model or {}).items()})
 
     return RunRecord(
         engine=runner.engine,
@@ -219,6 +218,7 @@ def run_engine(
         kind="run",
         timed_region=runner.timed_region,
         settings=settings,  # type: ignore[arg-type]
+        model=model,
         device=device,
         device_end=device_end,
         sensor=sensor,

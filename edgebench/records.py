@@ -6,7 +6,10 @@ edges. Records are frozen dataclasses; mappings inside them are metadata (free-f
 values another module computes with.
 
 Format history (readers accept every version listed here):
-- 1: first version.
+- 1: first version. A failed window's message was `settings["error"]`; model facts were `settings["model.*"]`.
+- 2: RunRecord gains `error`, `model` (ModelFacts, with the engine's Accuracy when evaluated) and `attempt`
+  (0 for a window's first try, 1.. for a re-measurement after the meter invalidated it). Version-1 lines are
+  read into the same fields.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import numpy as np
 
 from .errors import BadInput
 
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 AGENT_CLOCK = "agent:realtime"
 HOST_CLOCK = "host:realtime"
@@ -66,6 +69,18 @@ class Accuracy:
 
 
 @dataclass(frozen=True)
+class ModelFacts:
+    """What the manifest says about the model an engine runs: carried in every RunRecord of that engine, so a
+    table shows size, cost and accuracy beside energy without the engines directory."""
+
+    params: int | None = None
+    macs_per_inference: int | None = None
+    flops_per_inference: int | None = None
+    cache_key: str = ""
+    accuracy: Accuracy | None = None
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """What the agent measured for one window of one engine (or of idle, when kind == "idle")."""
 
@@ -89,7 +104,15 @@ class RunRecord:
     run_id: str = ""
     repeat: int = 0
     warnings: tuple[str, ...] = ()
+    error: str = ""  # why the window did not run (load failure, crash); "" when it ran
+    model: ModelFacts | None = None
+    attempt: int = 0  # 0: first try of this window; n: its n-th re-measurement (`measure --retry`)
     schema: int = SCHEMA_VERSION
+
+    @property
+    def failed(self) -> bool:
+        """True when the window never ran: an error, or (for an engine window) no iteration completed."""
+        return bool(self.error) or (self.kind == "run" and self.iterations <= 0)
 
     @property
     def duration_ns(self) -> int:
@@ -181,29 +204,153 @@ def to_dict(record: Any) -> dict[str, Any]:
     return data
 
 
+class RecordError(ValueError):
+    """A record's data has a missing or mistyped field; the message names the field."""
+
+
+def _field(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = dataclasses.MISSING) -> Any:
+    """`data[key]` checked against `kind` (bool is not an int here); `default` when absent or null."""
+    if key not in data or data[key] is None:
+        if default is dataclasses.MISSING:
+            raise RecordError(f"field {key!r} is missing")
+        return default
+    value = data[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise RecordError(f"field {key!r} is {value!r}, not a number")
+    if not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise RecordError(f"field {key!r} is {type(value).__name__} {_short(value)}, not {names}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecordError(f"field {key!r} is {value!r}, not a finite number")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _int_list(data: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    values = _field(data, key, list, [])
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise RecordError(f"field {key!r} must be a list of integers (nanoseconds)")
+    return tuple(values)
+
+
+def _metadata(data: Mapping[str, Any], key: str) -> dict[str, MetadataValue]:
+    value = _field(data, key, dict, {})
+    return {str(k): v for k, v in value.items()}
+
+
+def accuracy_from_dict(data: Mapping[str, Any]) -> Accuracy:
+    """An Accuracy from its JSON form, every field checked."""
+    top1 = float(_field(data, "top1", (int, float)))
+    top5 = _field(data, "top5", (int, float), None)
+    if not 0.0 <= top1 <= 1.0 or (top5 is not None and not 0.0 <= top5 <= 1.0):
+        raise RecordError("accuracy top1/top5 must be fractions between 0 and 1")
+    return Accuracy(
+        top1=top1,
+        top5=None if top5 is None else float(top5),
+        samples=_field(data, "samples", int),
+        dataset=_field(data, "dataset", str),
+        preprocessing=_field(data, "preprocessing", str, ""),
+    )
+
+
+def model_facts_from_dict(data: Mapping[str, Any]) -> ModelFacts:
+    """ModelFacts from its JSON form (RunRecord.model, or a manifest row), every field checked."""
+    accuracy = _field(data, "accuracy", dict, None)
+    return ModelFacts(
+        params=_field(data, "params", int, None),
+        macs_per_inference=_field(data, "macs_per_inference", int, None),
+        flops_per_inference=_field(data, "flops_per_inference", int, None),
+        cache_key=_field(data, "cache_key", str, ""),
+        accuracy=None if accuracy is None else accuracy_from_dict(accuracy),
+    )
+
+
+def _v1_upgrade(settings: dict[str, MetadataValue]) -> tuple[str, ModelFacts | None]:
+    """Format 1 kept the error and the model facts in `settings`: lift them into their own fields."""
+    error = settings.pop("error", None)
+    facts = {k[len("model."):]: settings.pop(k) for k in [k for k in settings if k.startswith("model.")]}
+    return (str(error) if error else ""), (model_facts_from_dict(facts) if facts else None)
+
+
+def _power_sample(data: Any) -> PowerSample:
+    if not isinstance(data, Mapping):
+        raise RecordError("power_samples must hold objects")
+    rails = _field(data, "rails_mw", dict)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rails.values()):
+        raise RecordError("power_samples rails_mw must map rail names to numbers")
+    return PowerSample(
+        t_ns=_field(data, "t_ns", int), rails_mw=dict(rails), total_mw=float(_field(data, "total_mw", (int, float)))
+    )
+
+
+def _rail_energy(data: Mapping[str, Any]) -> RailEnergy:
+    return RailEnergy(
+        sensor=_field(data, "sensor", str),
+        total_rule=_field(data, "total_rule", str),
+        energy_j=float(_field(data, "energy_j", (int, float))),
+        mean_power_w=float(_field(data, "mean_power_w", (int, float))),
+        samples=_field(data, "samples", int),
+        estimate=_field(data, "estimate", bool, False),
+    )
+
+
 def run_record_from_dict(data: Mapping[str, Any]) -> RunRecord:
-    """Rebuild a RunRecord from `to_dict` output, checking the format version."""
+    """Rebuild a RunRecord from `to_dict` output (format 1 or 2), checking the version and every field's type.
+
+    Raises BadInput for a newer format and RecordError (a ValueError naming the field) for malformed data."""
+    if not isinstance(data, Mapping):
+        raise RecordError(f"a run record is a JSON object, not {type(data).__name__}")
     version = data.get("schema", 1)
     if version not in SUPPORTED_VERSIONS:
-        raise BadInput(
-            f"run record format version {version} is newer than this edgebench reads "
-            f"({max(SUPPORTED_VERSIONS)}): upgrade edgebench"
-        )
-    fields = {f.name for f in dataclasses.fields(RunRecord)}
-    kwargs = {k: v for k, v in data.items() if k in fields}
-    kwargs["latencies_ns"] = tuple(int(v) for v in data.get("latencies_ns", ()))
-    kwargs["warmup_latencies_ns"] = tuple(int(v) for v in data.get("warmup_latencies_ns", ()))
-    kwargs["warnings"] = tuple(data.get("warnings", ()))
-    kwargs["power_samples"] = tuple(
-        PowerSample(t_ns=int(s["t_ns"]), rails_mw=dict(s["rails_mw"]), total_mw=float(s["total_mw"]))
-        for s in data.get("power_samples", ())
+        newest = max(SUPPORTED_VERSIONS)
+        if isinstance(version, int) and not isinstance(version, bool) and version > newest:
+            raise BadInput(
+                f"run record format version {version} is newer than this edgebench reads ({newest}): "
+                "upgrade edgebench"
+            )
+        raise RecordError(f"unknown run record format version {_short(version)}")
+    settings = _metadata(data, "settings")
+    if version == 1:
+        error, model = _v1_upgrade(settings)
+    else:
+        error = _field(data, "error", str, "")
+        model_data = _field(data, "model", dict, None)
+        model = None if model_data is None else model_facts_from_dict(model_data)
+    rail = _field(data, "rail_energy", dict, None)
+    warnings = _field(data, "warnings", list, [])
+    if not all(isinstance(w, str) for w in warnings):
+        raise RecordError("field 'warnings' must be a list of strings")
+    return RunRecord(
+        engine=_field(data, "engine", str),
+        backend=_field(data, "backend", str, ""),
+        clock=_field(data, "clock", str),
+        window_start_ns=_field(data, "window_start_ns", int),
+        window_end_ns=_field(data, "window_end_ns", int),
+        iterations=_field(data, "iterations", int),
+        batch=_field(data, "batch", int),
+        latencies_ns=_int_list(data, "latencies_ns"),
+        warmup_latencies_ns=_int_list(data, "warmup_latencies_ns"),
+        kind=_field(data, "kind", str, "run"),
+        timed_region=_field(data, "timed_region", str, ""),
+        settings=settings,
+        device=_metadata(data, "device"),
+        device_end=_metadata(data, "device_end"),
+        sensor=_field(data, "sensor", str, "none"),
+        power_samples=tuple(_power_sample(s) for s in _field(data, "power_samples", list, [])),
+        rail_energy=None if rail is None else _rail_energy(rail),
+        run_id=_field(data, "run_id", str, ""),
+        repeat=_field(data, "repeat", int, 0),
+        warnings=tuple(warnings),
+        error=error,
+        model=model,
+        attempt=_field(data, "attempt", int, 0),
+        schema=SCHEMA_VERSION,
     )
-    rail = data.get("rail_energy")
-    kwargs["rail_energy"] = (
-        RailEnergy(**{k: v for k, v in rail.items() if k not in ("type", "schema")}) if rail else None
-    )
-    kwargs["schema"] = SCHEMA_VERSION
-    return RunRecord(**kwargs)
 
 
 def dumps(record: Any) -> str:
@@ -225,20 +372,31 @@ def append_jsonl(path: str | Path, records: Iterable[Any]) -> None:
 
 
 def iter_run_records(path: str | Path) -> Iterator[RunRecord]:
-    """RunRecords from a JSON-lines file; other record types in the file are skipped."""
+    """RunRecords from a JSON-lines file; other record types in the file are skipped. Anything malformed is a
+    one-line BadInput naming the file, the line and what is wrong."""
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"no such run-record file: {p}: pass the file `edgebench bench --out` wrote")
-    with p.open(encoding="utf-8") as stream:
-        for lineno, line in enumerate(stream, 1):
-            if not line.strip():
+    with p.open("rb") as stream:
+        for lineno, raw in enumerate(stream, 1):
+            if not raw.strip():
+                continue
+            where = f"{p}:{lineno}"
+            try:
+                data = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise BadInput(f"{where}: not UTF-8 text: is this a run-record file? (restore it or drop the line)") from None
+            except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+                message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
+                raise BadInput(f"{where}: not a JSON line ({message}): is this a run-record file?") from None
+            if not isinstance(data, dict):
+                raise BadInput(f"{where}: a run record is a JSON object, not {type(data).__name__}: drop the line")
+            if data.get("type", "RunRecord") != "RunRecord":
                 continue
             try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInput(f"{p}:{lineno}: not a JSON line ({exc.msg}): is this a run-record file?") from None
-            if data.get("type", "RunRecord") == "RunRecord":
                 yield run_record_from_dict(data)
+            except (RecordError, TypeError, ValueError) as exc:
+                raise BadInput(f"{where}: bad run record: {exc}: restore the file or drop the line") from None
 
 
 def read_run_records(path: str | Path) -> list[RunRecord]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgebench.engines.spec import EngineSpec
 from edgebench.errors import BadInput
-from edgebench.records import Accuracy
+from edgebench.records import Accuracy, ModelFacts
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA = 1
@@ -45,14 +45,15 @@ class ManifestEntry:
     def batch(self) -> int:
         return self.spec.batch
 
-    def model_facts(self) -> dict[str, int | str]:
-        """What a RunRecord carries about the model it timed (so a table can show size and cost beside energy)."""
-        return {
-            "params": self.params,
-            "macs_per_inference": self.macs_per_inference,
-            "flops_per_inference": self.flops_per_inference,
-            "cache_key": self.cache_key,
-        }
+    def model_facts(self) -> ModelFacts:
+        """What a RunRecord carries about the model it timed (size, cost and accuracy beside energy)."""
+        return ModelFacts(
+            params=self.params,
+            macs_per_inference=self.macs_per_inference,
+            flops_per_inference=self.flops_per_inference,
+            cache_key=self.cache_key,
+            accuracy=self.accuracy,
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready form (the spec as its fields)."""

@@ -37,9 +37,9 @@ import numpy as np
 from edgebench.energy import integrate_window
 from edgebench.errors import BadInput
 from edgebench.names import EngineName, parse_engine_name  # noqa: F401 - EngineName re-exported
-from edgebench.records import HOST_CLOCK, Accuracy, ClockOffset, MeterTrace, RunRecord
+from edgebench.records import HOST_CLOCK, Accuracy, ClockOffset, MeterTrace, ModelFacts, RunRecord
 
-from .carbon import GridFactor, egrid_factor
+from .carbon import GridFactor, egrid_factor, lb_to_kg
 
 # Validity thresholds (documented in docs/methodology.md).
 MIN_SAMPLES = 10  # meter readings inside a window; so the shortest valid window is 10 meter periods
@@ -202,9 +202,8 @@ class _Trace:
 
 
 def _failure(record: RunRecord) -> str:
-    error = record.settings.get("error") if record.settings else None
-    if error:
-        return f"failed: {error}"
+    if record.error:
+        return f"failed: {record.error}"
     if record.iterations <= 0 and record.kind == "run":
         return "failed: no iterations completed"
     if record.window_end_ns <= record.window_start_ns:
@@ -336,6 +335,7 @@ def _engine_result(
     pue: float,
 ) -> EngineResult:
     name = parse_engine_name(engine)
+    model = _model(records)
     batch = records[0].batch
     timed = [r for r, w in zip(records, windows, strict=True) if not w.status.startswith("failed")]
     latencies = (
@@ -414,26 +414,22 @@ def _engine_result(
         rail_estimate=any(w.rail_estimate for w in railed),
         gross_j_per_sample=gross / batch if batch else nan,
         net_j_per_sample=net / batch if batch else nan,
-        co2_kg_per_inference=co2_lb * 0.45359237,
+        co2_kg_per_inference=lb_to_kg(co2_lb),
         co2_lb_per_inference=co2_lb,
-        co2_kg_per_inference_net=co2_lb_net * 0.45359237,
+        co2_kg_per_inference_net=lb_to_kg(co2_lb_net),
         co2_lb_per_inference_net=co2_lb_net,
         pue=pue,
         rail_power_w=rail_w,
-        params=_model_fact(records, "params"),
-        gflops_per_inference=(
-            flops / 1e9 if (flops := _model_fact(records, "flops_per_inference")) is not None else nan
-        ),
+        params=model.params,
+        gflops_per_inference=model.flops_per_inference / 1e9 if model.flops_per_inference is not None else nan,
+        accuracy=model.accuracy,
     )
 
 
-def _model_fact(records: Sequence[RunRecord], key: str) -> int | None:
-    """A `model.<key>` integer the agent recorded from its manifest, from the first record that has it."""
-    for record in records:
-        value = record.settings.get(f"model.{key}") if record.settings else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return int(value)
-    return None
+def _model(records: Sequence[RunRecord]) -> ModelFacts:
+    """The model facts the agent recorded from its manifest: the latest record's that has them (an `eval` run
+    between sessions updates the accuracy)."""
+    return next((r.model for r in reversed(records) if r.model is not None), ModelFacts())
 
 
 def pair(

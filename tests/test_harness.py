@@ -8,7 +8,15 @@ import pytest
 
 from edgebench.agent.harness import idle_window, run_engine
 from edgebench.engines.runner import Runner, RunOptions
-from edgebench.records import AGENT_CLOCK, PowerSample, RailEnergy, append_jsonl, dumps, read_run_records
+from edgebench.records import (
+    AGENT_CLOCK,
+    ModelFacts,
+    PowerSample,
+    RailEnergy,
+    append_jsonl,
+    dumps,
+    read_run_records,
+)
 
 
 def _tiny_model_bytes() -> bytes:
@@ -122,8 +130,8 @@ def test_contradictory_arguments_are_refused(runner):
 
 def test_record_round_trips_through_json_lines(runner, tmp_path):
     rec = run_engine(runner, warmup_iterations=2, iterations=20, metadata=True,
-                     model={"params": 1_235_496, "flops_per_inference": 86_000_000})
-    assert rec.settings["model.params"] == 1_235_496 and rec.settings["model.flops_per_inference"] == 86_000_000
+                     model=ModelFacts(params=1_235_496, flops_per_inference=86_000_000))
+    assert rec.model.params == 1_235_496 and rec.model.flops_per_inference == 86_000_000
     assert "cpu.cores.logical" in rec.device and "python.version" in rec.device
     json.loads(dumps(rec))
     path = tmp_path / "runs.jsonl"

@@ -137,7 +137,7 @@ def test_failed_run_is_failed_not_ranked():
     tr = trace(lambda t: np.full_like(t, 5.0))
     result = pair([run(10.0, 20.0, iterations=0)], tr, ClockOffset(0), grid=GRID)
     assert result.engines[0].status == "failed: no iterations completed"
-    failed = run(10.0, 20.0, settings={"error": "engine crashed"})
+    failed = run(10.0, 20.0, error="engine crashed")
     assert pair([failed], tr, ClockOffset(0), grid=GRID).engines[0].status == "failed: engine crashed"
 
 

@@ -7,10 +7,14 @@ from edgebench.records import (
     ClockOffset,
     PowerSample,
     RailEnergy,
+    SCHEMA_VERSION,
+    Accuracy,
+    ModelFacts,
     RunRecord,
     append_jsonl,
     dumps,
     read_run_records,
+    run_record_from_dict,
 )
 
 
@@ -46,7 +50,7 @@ def test_run_record_round_trips_through_jsonl(tmp_path):
 def test_record_line_is_tagged_with_type_and_version():
     data = json.loads(dumps(_record()))
     assert data["type"] == "RunRecord"
-    assert data["schema"] == 1
+    assert data["schema"] == SCHEMA_VERSION == 2
 
 
 def test_newer_format_version_is_refused_with_advice(tmp_path):
@@ -70,3 +74,65 @@ def test_clock_offset_applies_offset_and_drift():
     assert offset.to_host_ns(0) == 1_000
     # 10 ppm of one second is 10 microseconds
     assert offset.to_host_ns(1_000_000_000) == 1_000_000_000 + 1_000 + 10_000
+
+
+def test_format_1_lines_are_read_into_the_typed_fields():
+    line = {
+        "type": "RunRecord", "schema": 1, "engine": "resnet18_1_224_224_fp32", "backend": "onnxruntime",
+        "clock": "agent:realtime", "window_start_ns": 1, "window_end_ns": 2, "iterations": 0, "batch": 1,
+        "latencies_ns": [], "settings": {"error": "engine crashed", "model.params": 11689512,
+                                          "model.flops_per_inference": 3600000000, "threads": 2},
+    }
+    record = run_record_from_dict(line)
+    assert record.error == "engine crashed" and record.failed
+    assert record.model == ModelFacts(params=11689512, flops_per_inference=3600000000)
+    assert dict(record.settings) == {"threads": 2}
+    assert record.schema == SCHEMA_VERSION
+
+
+def test_model_facts_with_accuracy_round_trip(tmp_path):
+    facts = ModelFacts(params=10, macs_per_inference=5, flops_per_inference=10, cache_key="k",
+                       accuracy=Accuracy(top1=0.9, top5=None, samples=360, dataset="digits", preprocessing="area"))
+    path = tmp_path / "runs.jsonl"
+    append_jsonl(path, [_record(model=facts, attempt=1, error="")])
+    (back,) = read_run_records(path)
+    assert back.model == facts and back.attempt == 1
+
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        (b"\xff\xfe garbage\n", "not UTF-8"),
+        (b"[1, 2, 3]\n", "not list"),
+        (b'"text"\n', "not str"),
+        (b"{not json\n", "not a JSON line"),
+        (b"[" * 30000 + b"\n", "not a JSON line"),
+        (b'{"type": "RunRecord", "engine": "x"}\n', "'clock' is missing"),
+        (b'{"type": "RunRecord", "engine": 5, "clock": "c", "window_start_ns": 1, "window_end_ns": 2,'
+         b' "iterations": 1, "batch": 1}\n', "'engine' is int"),
+        (b'{"type": "RunRecord", "engine": "e", "clock": "c", "window_start_ns": "1", "window_end_ns": 2,'
+         b' "iterations": 1, "batch": 1}\n', "'window_start_ns' is str"),
+        (b'{"type": "RunRecord", "engine": "e", "clock": "c", "window_start_ns": 1, "window_end_ns": 2,'
+         b' "iterations": true, "batch": 1}\n', "'iterations' is True"),
+        (b'{"type": "RunRecord", "engine": "e", "clock": "c", "window_start_ns": 1, "window_end_ns": 2,'
+         b' "iterations": 1, "batch": 1, "latencies_ns": [1, "a"]}\n', "list of integers"),
+        (b'{"type": "RunRecord", "engine": "e", "clock": "c", "window_start_ns": 1, "window_end_ns": 2,'
+         b' "iterations": 1, "batch": 1, "settings": [1]}\n', "'settings' is list"),
+        (b'{"type": "RunRecord", "schema": "x", "engine": "e"}\n', "unknown run record format"),
+        (b'{"type": "RunRecord", "engine": "e", "clock": "c", "window_start_ns": 1, "window_end_ns": 2,'
+         b' "iterations": 1, "batch": 1, "rail_energy": {"sensor": "s"}}\n', "'total_rule' is missing"),
+        (b'{"type": "RunRecord", "schema": 2, "engine": "e", "clock": "c", "window_start_ns": 1, "window_end_ns": 2,'
+         b' "iterations": 1, "batch": 1, "model": {"accuracy": {"top1": 7, "samples": 1, "dataset": "d"}}}\n',
+         "fractions"),
+    ],
+)
+def test_corrupt_lines_are_one_line_errors_naming_file_and_line(tmp_path, line, words):
+    path = tmp_path / "runs.jsonl"
+    append_jsonl(path, [_record()])
+    with path.open("ab") as f:
+        f.write(line)
+    with pytest.raises(BadInput) as err:
+        read_run_records(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:2: ") and words in message and "\n" not in message
