@@ -6,7 +6,6 @@ Results go to stdout (the ranked table, CSV, JSON or Markdown); diagnostics and 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -15,6 +14,7 @@ import click
 
 from edgebench.console import note, warn
 from edgebench.errors import BadInput
+from edgebench.options import finite, non_negative
 
 FORMAT_CHOICE = click.Choice(["table", "csv", "json", "md"])
 _OFFSET_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -83,6 +83,9 @@ def _render(result, fmt: str, sort: str | None, out: Path | None) -> None:
 
     lines = render(result, fmt, sort)
     if out is not None:
+        from edgebench.host.measuredir import check_writable_dir
+
+        check_writable_dir(out)
         for path in write_exports(result, out, sort):
             note(f"wrote {path}")
     _emit(lines)
@@ -105,12 +108,14 @@ def _render(result, fmt: str, sort: str | None, out: Path | None) -> None:
 )
 @grid_options
 @click.option(
-    "--pue", type=float, default=1.0, show_default=True, help="Facility overhead multiplier for CO2."
+    "--pue", type=finite(min=1), default=1.0, show_default=True, help="Facility overhead multiplier for CO2."
 )
 @click.option(
-    "--resolution", "resolution_w", type=float, help="Meter resolution in W (default: what the log says)."
+    "--resolution", "resolution_w", type=non_negative(), help="Meter resolution in W (default: what the log says)."
 )
-@click.option("--min-samples", type=int, default=10, show_default=True, help="Meter readings a window needs.")
+@click.option(
+    "--min-samples", type=click.IntRange(min=2), default=10, show_default=True, help="Meter readings a window needs."
+)
 @click.option(
     "--address",
     metavar="ADDR",
@@ -172,19 +177,10 @@ def pair(
     _render(result, fmt, sort, out)
 
 
-def _find_meter_log(directory: Path) -> Path:
-    for name in ("meter.sqlite", "meter.csv"):
-        if (directory / name).is_file():
-            return directory / name
-    raise BadInput(
-        f"{directory} has no meter.sqlite or meter.csv: pass the directory `edgebench measure` wrote"
-    )
-
-
 @click.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @grid_options
-@click.option("--pue", type=float, help="Facility overhead multiplier (default: the session's).")
+@click.option("--pue", type=finite(min=1), help="Facility overhead multiplier (default: the session's).")
 @click.option(
     "--sort", metavar="COLUMN", help="Sort column (net_j, gross_j, latency, co2...; -COL descending)."
 )
@@ -214,36 +210,19 @@ def report(
     also draws a scatter of two columns, e.g. `--x gflops --y net_j` or `--x latency --y co2`.
     """
     from edgebench.host.carbon import resolve_grid
-    from edgebench.host.pairing import load_session
-    from edgebench.host.pairing import pair as pair_runs
-    from edgebench.records import ZERO_OFFSET, read_run_records
+    from edgebench.host.measuredir import MeasureDir, metadata_conflicts
 
-    if not directory.is_dir():
-        raise BadInput(f"no such directory: {directory}: pass the directory `edgebench measure --out` wrote")
-    session = load_session(directory)
+    d = MeasureDir.open(directory)
+    session = d.session()
     overridden = any(v is not None for v in (grid, egrid, country, intensity))
-    factor = (
-        resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
-        if overridden
-        else session.grid
-    )
-    records = read_run_records(directory / "runs.jsonl")
-    clock = session.clock
-    if clock is None:
-        if any(r.clock != "host:realtime" for r in records):
-            warn(f"{directory} has no clock.json: assuming offset 0 between agent and host clocks")
-        clock = ZERO_OFFSET
-    trace = _load_trace(_find_meter_log(directory), session.resolution_w, session.extra.get("meter_address") or None)
-    if session.meter:
-        trace = dataclasses.replace(trace, meter=session.meter)  # the name measure was given (--meter-label)
-    result = pair_runs(
-        records,
-        trace,
-        clock,
-        grid=factor,
-        min_samples=session.min_samples,
-        pue=session.pue if pue is None else pue,
-    )
+    factor = resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity) if overridden else None
+    records = d.records()
+    if session.clock is None and any(r.clock != "host:realtime" for r in records):
+        warn(f"{directory} has no clock.json: assuming offset 0 between agent and host clocks")
+    errors, version_warnings = metadata_conflicts(records)
+    for message in errors + version_warnings:
+        warn(f"{directory}: {message}: the table mixes measurements of different set-ups")
+    result = d.pair(session=session, records=records, grid=factor, pue=pue)
     _report_invalid(result)
     if plot_path is not None:
         from edgebench.host.plot import plot_result
@@ -255,10 +234,10 @@ def report(
 @click.command()
 @click.option("--energy", help="Energy with units: 0.386J, 3mJ, 5Wh, 1.2kWh.")
 @click.option("--power", help="Average power with units (147W, 500mW), with --hours: a training estimate.")
-@click.option("--hours", type=float, help="Hours at --power.")
+@click.option("--hours", type=non_negative(), help="Hours at --power.")
 @grid_options
 @click.option(
-    "--pue", type=float, default=1.0, show_default=True, help="Facility overhead (1.58: 2018 data centre)."
+    "--pue", type=finite(min=1), default=1.0, show_default=True, help="Facility overhead (1.58: 2018 data centre)."
 )
 @click.option("--equivalents", is_flag=True, help="Add everyday equivalents (EPA; approximate).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")

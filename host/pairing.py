@@ -25,11 +25,9 @@ slice, so a 24 h log at 10 readings/s against 1,000 windows takes well under a s
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -497,120 +495,3 @@ def pair(
         },
         device=next((dict(r.device) for r in records if r.device), {}),
     )
-
-
-# --- a measure directory ------------------------------------------------------------------------------------
-
-SESSION_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Session:
-    """What `edgebench measure` records beside its results (DIR/session.json), read back by `report`.
-
-    Layout of a measure directory: runs.jsonl (RunRecords, agent clock unless their `clock` says host),
-    clock.json (the ClockOffset; one object, or {run_id: object}), meter.sqlite (or meter.csv: the meter log
-    that `edgebench.host.store.load_trace` reads), session.json (this), table.csv / table.json / table.md.
-    """
-
-    grid: GridFactor
-    meter: str = ""
-    resolution_w: float | None = None
-    pue: float = 1.0
-    min_samples: int = MIN_SAMPLES
-    clock: ClockOffset | Mapping[str, ClockOffset] | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    version: int = SESSION_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "grid": self.grid.to_dict(),
-            "meter": self.meter,
-            "resolution_w": self.resolution_w,
-            "pue": self.pue,
-            "min_samples": self.min_samples,
-            **({"extra": dict(self.extra)} if self.extra else {}),
-        }
-
-
-def clock_to_dict(clock: ClockOffset | Mapping[str, ClockOffset]) -> dict[str, Any]:
-    """A clock offset (or one per run_id) as JSON-able data for clock.json."""
-    from edgebench.records import to_dict
-
-    if isinstance(clock, ClockOffset):
-        return to_dict(clock)
-    return {run_id: to_dict(c) for run_id, c in clock.items()}
-
-
-def clock_from_dict(data: Mapping[str, Any]) -> ClockOffset | dict[str, ClockOffset]:
-    """Inverse of `clock_to_dict`."""
-
-    def one(d: Mapping[str, Any]) -> ClockOffset:
-        return ClockOffset(
-            offset_ns=int(d["offset_ns"]),
-            reference_agent_ns=int(d.get("reference_agent_ns", 0)),
-            drift_ppm=float(d.get("drift_ppm", 0.0)),
-            uncertainty_ns=int(d.get("uncertainty_ns", 0)),
-            method=str(d.get("method", "none")),
-        )
-
-    if "offset_ns" in data:
-        return one(data)
-    return {str(k): one(v) for k, v in data.items()}
-
-
-def _grid_from_dict(data: Mapping[str, Any]) -> GridFactor:
-    return GridFactor(
-        lb_co2_per_mwh=float(data["lb_co2_per_mwh"]),
-        source=str(data.get("source", "")),
-        edition=str(data.get("edition", "")),
-        region=str(data.get("region", "")),
-        kind=str(data.get("kind", "average")),
-    )
-
-
-def write_session(directory: str | Path, session: Session) -> None:
-    """Write DIR/session.json (and DIR/clock.json when the session has a clock), each atomically."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    _atomic_write(d / "session.json", json.dumps(session.to_dict(), indent=2) + "\n")
-    if session.clock is not None:
-        _atomic_write(d / "clock.json", json.dumps(clock_to_dict(session.clock), indent=2) + "\n")
-
-
-def load_session(directory: str | Path) -> Session:
-    """Read DIR/session.json (and DIR/clock.json if present) of a measure directory."""
-    d = Path(directory)
-    path = d / "session.json"
-    if not path.is_file():
-        raise BadInput(f"{d} has no session.json: pass the directory `edgebench measure --out` wrote")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path} is not JSON ({exc.msg}): re-run measure or restore the file") from None
-    version = data.get("version", 1)
-    if version > SESSION_VERSION:
-        raise BadInput(
-            f"{path} is format version {version}, newer than this edgebench reads: upgrade edgebench"
-        )
-    clock = None
-    clock_path = d / "clock.json"
-    if clock_path.is_file():
-        clock = clock_from_dict(json.loads(clock_path.read_text(encoding="utf-8")))
-    return Session(
-        grid=_grid_from_dict(data["grid"]) if "grid" in data else egrid_factor(),
-        meter=str(data.get("meter", "")),
-        resolution_w=data.get("resolution_w"),
-        pue=float(data.get("pue", 1.0)),
-        min_samples=int(data.get("min_samples", MIN_SAMPLES)),
-        clock=clock,
-        extra=data.get("extra", {}),
-        version=version,
-    )
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

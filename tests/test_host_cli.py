@@ -9,7 +9,7 @@ from edgebench.cli import cli
 from edgebench.errors import BadInput
 from edgebench.host.carbon import egrid_factor
 from edgebench.host.cli import parse_clock_offset
-from edgebench.host.pairing import Session, write_session
+from edgebench.host.measuredir import MeasureDir, Session
 from edgebench.records import ClockOffset, RunRecord, append_jsonl
 
 EPOCH = 1_700_000_000_000_000_000
@@ -69,7 +69,9 @@ def test_carbon_country_and_equivalents():
         (["--energy", "1J", "--grid", "RFCW", "--egrid", "2001"], "2019, 2022, 2023"),
         (["--energy", "1J", "--grid", "RFCW", "--intensity", "400g/kWh"], "exactly one"),
         (["--energy", "1J", "--country", "Atlantis"], "Atlantis"),
-        (["--energy", "1J", "--pue", "0.5"], "PUE"),
+        (["--energy", "1J", "--pue", "0.5"], "--pue"),
+        (["--energy", "1J", "--pue", "nan"], "--pue"),
+        (["--power", "1W", "--hours", "inf"], "--hours"),
         (["--power", "147W"], "--hours"),
         (["--energy", "1J", "--power", "1W", "--hours", "1"], "either"),
         (["--energy", "1J", "--intensity", "400"], "unit"),
@@ -132,9 +134,9 @@ def _records(path, shift_s=0.0):
 
 @pytest.fixture
 def store():
-    return pytest.importorskip(
-        "edgebench.host.store", reason="host/store.py (meter store, H3) not committed yet"
-    )
+    from edgebench.host import store
+
+    return store
 
 
 def test_pair_command_ranks_engines_and_writes_exports(tmp_path, store):
@@ -229,7 +231,7 @@ def test_report_re_renders_a_measure_directory(tmp_path, store):
     d.mkdir()
     _write_meter_csv(d / "meter.csv", offset_s=0.0)
     _records(d / "runs.jsonl", shift_s=1.0)
-    write_session(d, Session(grid=egrid_factor("RFCW", 2019), meter="test", clock=ClockOffset(offset_ns=S)))
+    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", clock=ClockOffset(offset_ns=S)))
     res = invoke("report", str(d), "--format", "md", "--write")
     assert res.exit_code == 0, res.output
     assert "| 1 | mbv2_2_224_224_fp16 |" in res.stdout

@@ -5,13 +5,7 @@ import pytest
 
 from edgebench.errors import BadInput
 from edgebench.host.carbon import egrid_factor
-from edgebench.host.pairing import (
-    Session,
-    load_session,
-    pair,
-    parse_engine_name,
-    write_session,
-)
+from edgebench.host.pairing import pair, parse_engine_name
 from edgebench.records import HOST_CLOCK, ClockOffset, MeterTrace, RailEnergy, RunRecord
 
 EPOCH = 1_700_000_000_000_000_000
@@ -226,15 +220,3 @@ def test_bad_options():
     unsorted = MeterTrace(tr.t_ns[::-1].copy(), tr.power_w, "x")
     with pytest.raises(BadInput, match="sorted"):
         pair([run(10.0, 20.0)], unsorted, ClockOffset(0))
-
-
-def test_session_round_trip(tmp_path):
-    clock = ClockOffset(offset_ns=123, uncertainty_ns=456, method="ntp-style, 8 round trips")
-    write_session(tmp_path, Session(grid=GRID, meter="wattsup PRO", resolution_w=0.1, clock=clock))
-    back = load_session(tmp_path)
-    assert back.grid == GRID
-    assert back.clock == clock
-    assert back.meter == "wattsup PRO"
-    assert back.resolution_w == 0.1
-    with pytest.raises(BadInput, match="session.json"):
-        load_session(tmp_path / "missing")
