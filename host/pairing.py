@@ -69,6 +69,8 @@ class WindowResult:
     rail_energy_j: float | None = None
     rail_estimate: bool = False
     status: str = "ok"  # "ok", "invalid: <reason>", "failed: <reason>"
+    meter_fault: bool = False  # invalid because the meter fell silent or left a gap: worth measuring again
+    attempt: int = 0  # 0: first try of this window; n: its n-th re-measurement
 
     @property
     def valid(self) -> bool:
@@ -131,6 +133,7 @@ class EngineResult:
     params: int | None = None  # the model's parameter count, from the agent's manifest (None if not recorded)
     gflops_per_inference: float = math.nan  # GFLOPs of one inference (one batch), from the manifest
     accuracy: Accuracy | None = None  # from `edgebench eval`, carried in the manifest; None if not evaluated
+    retried: int = 0  # windows measured again because the meter invalidated an earlier try (`measure --retry`)
 
     @property
     def ok(self) -> bool:
@@ -246,6 +249,7 @@ def _pair_window(
         batch=record.batch,
         rail_energy_j=rail.energy_j if rail else None,
         rail_estimate=bool(rail and rail.estimate),
+        attempt=record.attempt,
     )
     if failed:
         return WindowResult(
@@ -259,6 +263,7 @@ def _pair_window(
     duration_s = integral.window_s
 
     reasons = []
+    meter_fault = False
     if integral.samples < min_samples:
         shortest = (
             f"{min_samples * tr.period_s:.3g} s" if math.isfinite(tr.period_s) else f"{min_samples} periods"
@@ -267,10 +272,14 @@ def _pair_window(
             f"{integral.samples} meter readings in the {duration_s:.3g} s window, need >= {min_samples} "
             f"(run windows of at least {shortest})"
         )
+        # a window long enough for the readings it lacks lost them to the meter, not to its length
+        meter_fault = math.isfinite(tr.period_s) and duration_s >= min_samples * tr.period_s
     if integral.coverage < min_coverage:
         reasons.append(f"meter log covers {integral.coverage:.1%} of the window, need >= {min_coverage:.0%}")
+        meter_fault = True
     if tr.gap_overlaps(start, end):
         reasons.append("a logged meter gap overlaps the window")
+        meter_fault = True
     elif (
         math.isfinite(tr.period_s)
         and integral.samples >= 2
@@ -281,6 +290,7 @@ def _pair_window(
             f"meter silent for {integral.largest_gap_s:.3g} s inside the window "
             f"(> {MAX_SILENCE_PERIODS:g} x its {tr.period_s:.3g} s period)"
         )
+        meter_fault = True
     if 2 * clock_u_s > MAX_CLOCK_SHARE * duration_s:
         reasons.append(
             f"clock uncertainty +-{clock_u_s * 1e3:.3g} ms is over {MAX_CLOCK_SHARE / 2:.1%} of the window at each "
@@ -301,7 +311,8 @@ def _pair_window(
         start_host_ns=start, end_host_ns=end, duration_s=duration_s, samples=integral.samples,
         coverage=integral.coverage, largest_gap_s=integral.largest_gap_s, gross_energy_j=gross_j,
         gross_energy_u_j=gross_u_j, mean_power_w=integral.mean_power_w, net_energy_j=net_j, net_energy_u_j=net_u_j,
-        status="invalid: " + "; ".join(reasons) if reasons else "ok", **common,
+        status="invalid: " + "; ".join(reasons) if reasons else "ok", meter_fault=bool(reasons) and meter_fault,
+        **common,
     )  # fmt: skip
 
 
@@ -421,6 +432,7 @@ def _engine_result(
         params=model.params,
         gflops_per_inference=model.flops_per_inference / 1e9 if model.flops_per_inference is not None else nan,
         accuracy=model.accuracy,
+        retried=sum(1 for r in records if r.attempt > 0),
     )
 
 
