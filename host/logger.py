@@ -128,6 +128,12 @@ class MeterLogger:
     # --- public view --------------------------------------------------------------------------------------
 
     @property
+    def failure(self) -> BaseException | None:
+        """The exception that ended the background thread, or None while it logs (or after a clean stop).
+        A caller polling a long session checks this between steps; `stop()` raises it as well."""
+        return self._error
+
+    @property
     def meter(self) -> str:
         """Identity of the meter being logged ("" until the protocol is known)."""
         return self.decoder.identity if self.decoder is not None else ""
