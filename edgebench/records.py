@@ -270,6 +270,68 @@ def model_facts_from_dict(data: Mapping[str, Any]) -> ModelFacts:
     )
 
 
+@dataclass(frozen=True)
+class AgentHello:
+    """The agent's answer to hello, as the host uses it (who it is, what it has, what it samples)."""
+
+    protocol: int
+    edgebench: str
+    hostname: str
+    engines: int  # engines in its manifest
+    engines_dir: str = ""
+    clock: str = AGENT_CLOCK
+    sensor: str = "none"  # its on-board power source
+    sensor_estimate: bool = False  # True when that source is a model, not a measurement
+    device: Metadata = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> AgentHello:
+        """From the hello result; RecordError naming the field when the agent sent something malformed."""
+        if not isinstance(data, Mapping):
+            raise RecordError("hello result is not an object")
+        sensor = _field(data, "sensor", dict, {})
+        return cls(
+            protocol=_field(data, "protocol", int),
+            edgebench=_field(data, "edgebench", str, ""),
+            hostname=_field(data, "hostname", str, ""),
+            engines=_field(data, "engines", int, 0),
+            engines_dir=_field(data, "engines_dir", str, ""),
+            clock=_field(data, "clock", str, AGENT_CLOCK),
+            sensor=_field(sensor, "name", str, "none"),
+            sensor_estimate=_field(sensor, "estimate", bool, False),
+            device=_metadata(data, "device"),
+        )
+
+
+@dataclass(frozen=True)
+class EngineRow:
+    """One manifest row as the host sees it through the agent's `engines` answer."""
+
+    name: str
+    backend: str
+    batch: int
+    model: ModelFacts
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> EngineRow:
+        """From a manifest row (`ManifestEntry.to_dict()`); RecordError naming the field when malformed."""
+        if not isinstance(data, Mapping):
+            raise RecordError("an engine row is not an object")
+        spec = _field(data, "spec", dict, {})
+        batch = _field(spec, "batch", int, 1)
+        if batch < 1:
+            raise RecordError(f"engine batch {batch} is below 1")
+        versions = _field(data, "versions", dict, {})
+        return cls(
+            name=_field(data, "name", str),
+            backend=_field(data, "backend", str, ""),
+            batch=batch,
+            model=model_facts_from_dict(data),
+            versions={str(k): str(v) for k, v in versions.items()},
+        )
+
+
 def _v1_upgrade(settings: dict[str, MetadataValue]) -> tuple[str, ModelFacts | None]:
     """Format 1 kept the error and the model facts in `settings`: lift them into their own fields."""
     error = settings.pop("error", None)

@@ -83,9 +83,9 @@ def _render(result, fmt: str, sort: str | None, out: Path | None) -> None:
 
     lines = render(result, fmt, sort)
     if out is not None:
-        from edgebench.host.measuredir import check_writable_dir
+        from edgebench.host.measuredir import make_writable_dir
 
-        check_writable_dir(out)
+        make_writable_dir(out)
         for path in write_exports(result, out, sort):
             note(f"wrote {path}")
     _emit(lines)

@@ -9,43 +9,60 @@ Order of a session (docs/measure.md has the why of each step):
    max(1 s, 10 readings x period x 1.2); refuse a shorter --duration unless --allow-short;
 3. start or reach the agent, say hello, sync the clocks (NTP-style, smallest round trip);
 4. an idle window (the baseline), then each engine --repeat times; every RunRecord is appended to
-   DIR/runs.jsonl the moment it arrives;
+   DIR/runs.jsonl the moment it arrives; a window the meter invalidated (a gap, silence) is measured again up
+   to --retry times;
 5. after each engine: re-sync the clocks (the two syncs give the drift), pair everything measured so far, and
    rewrite DIR/table.csv/json/md, session.json and clock.json, so a crash or Ctrl-C leaves results;
 6. at the end, the ranked table on stdout.
 An engine that fails to load or crashes (even taking the agent down) is recorded as failed and the sweep goes
-on; `--resume` skips engines DIR already holds measured windows of.
+on; `--resume` keeps the engines DIR already holds enough valid windows of and measures the rest.
+
+The parts: `MeasureConfig` (the options, checked once), `MeterSource` (the logger and what it tells about the
+meter), an agent client (`edgebench.host.transport`), `Progress` (what the user sees) and `MeasureDir` (the
+files). `MeasureSession` runs the loop over them, so a session runs from Python without the CLI.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from edgebench.console import is_interactive, note, warn
-from edgebench.errors import BadInput, EdgebenchError
-from edgebench.records import HOST_CLOCK, ClockOffset, RunRecord, append_jsonl, read_run_records
+from edgebench.errors import BadInput, DeviceError, EdgebenchError, ProtocolError
+from edgebench.options import finite, non_negative, positive
+from edgebench.records import (
+    HOST_CLOCK,
+    AgentHello,
+    ClockOffset,
+    EngineRow,
+    RecordError,
+    RunRecord,
+    run_record_from_dict,
+)
+from edgebench.units import count, duration, plus_minus
 
+from .carbon import GridFactor
 from .cli import grid_options
+from .measuredir import KEY_DEVICE, VERSION_PREFIX, MeasureDir, ResumeState, Session, metadata_conflicts
+from .pairing import PairingResult
 
 MIN_WINDOW_FLOOR_S = 1.0  # no window shorter than this, whatever the meter's rate (edge and clock effects)
 WINDOW_MARGIN = 1.2  # 20 % over the bare minimum so a late reading does not drop a window below 10 samples
 DEFAULT_REPEAT = 3
+DEFAULT_RETRY = 1
 DEFAULT_WARMUP_S = 1.0  # longer than trtexec's 200 ms: the wall meter also sees the warm-up settle
 LISTEN_TIMEOUT_S = 20.0  # how long to wait for the meter's first readings
 RUN_TIMEOUT_EXTRA_S = 120.0  # loading an engine and reading metadata, beyond warm-up + window
-
-RUNS_FILE, METER_FILE, SESSION_FILE, CLOCK_FILE = "runs.jsonl", "meter.sqlite", "session.json", "clock.json"
+ADDRESS_CHECK_S = 3.0  # the logger flushes to the store once a second: wait this long for the first rows
 
 
 def minimum_window_s(period_s: float, min_samples: int) -> float:
@@ -53,51 +70,264 @@ def minimum_window_s(period_s: float, min_samples: int) -> float:
     return max(MIN_WINDOW_FLOOR_S, min_samples * period_s * WINDOW_MARGIN)
 
 
-def failed_record(engine: str, backend: str, batch: int, message: str, run_id: str, repeat: int) -> RunRecord:
+def failed_record(row: EngineRow, message: str, run_id: str, repeat: int, attempt: int = 0) -> RunRecord:
     """A RunRecord for a window that never ran (load failure, crash): host clock, no iterations, the error."""
     now = time.time_ns()
     return RunRecord(
-        engine=engine,
-        backend=backend,
+        engine=row.name,
+        backend=row.backend,
         clock=HOST_CLOCK,
         window_start_ns=now,
         window_end_ns=now,
         iterations=0,
-        batch=batch,
+        batch=row.batch,
         latencies_ns=(),
-        settings={"error": message},
+        error=message,
+        model=row.model,
         run_id=run_id,
         repeat=repeat,
+        attempt=attempt,
     )
 
 
-def measured_engines(records: Sequence[RunRecord]) -> set[str]:
-    """Engines that already have at least one window that ran (what --resume skips)."""
-    return {r.engine for r in records if r.kind == "run" and r.iterations > 0 and not r.settings.get("error")}
+# --- the configuration ----------------------------------------------------------------------------------------
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Everything a session is told, checked once (the CLI's options, or a Python caller's arguments)."""
+
+    meter: str
+    out: Path
+    grid: GridFactor
+    protocol: str = "auto"
+    address: str | None = None
+    calibration: Path | None = None
+    baudrate: int | None = None
+    meter_timeout_s: float = LISTEN_TIMEOUT_S
+    meter_label: str = ""
+    agent: str = "local"
+    token: str | None = None
+    agent_command: str = "edgebench"
+    engines_dir: Path = Path("engines-out")
+    engine_names: tuple[str, ...] = ()
+    sensor: str = "auto"
+    agent_args: tuple[str, ...] = ()
+    duration_s: float | None = None
+    warmup_s: float = DEFAULT_WARMUP_S
+    idle_s: float | None = None
+    idle_every: int = 0
+    repeat: int = DEFAULT_REPEAT
+    retry: int = DEFAULT_RETRY
+    threads: int | None = None
+    pue: float = 1.0
+    resolution_w: float | None = None
+    min_samples: int = 10
+    allow_short: bool = False
+    sort: str | None = None
+    resume: bool = False
+    sync_rounds: int = 16
+
+    def __post_init__(self) -> None:
+        from .transport import parse_agent
+
+        if not (math.isfinite(self.pue) and self.pue >= 1.0):
+            raise BadInput(f"--pue {self.pue} is below 1: pass 1 for a device on a desk, more for a facility")
+        if self.repeat < 1 or self.retry < 0 or self.min_samples < 2 or self.idle_every < 0:
+            raise BadInput("--repeat >= 1, --retry >= 0, --min-samples >= 2 and --idle-every >= 0, please")
+        for name in ("duration_s", "warmup_s", "idle_s", "resolution_w", "meter_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise BadInput(f"{name} {value!r} is not a finite number >= 0")
+        parse_agent(self.agent)  # a bad URL fails now
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> MeasureConfig:
+        """From the CLI's keyword arguments (grid options resolved to one factor)."""
+        from .carbon import resolve_grid
+
+        o = dict(options)
+        grid = resolve_grid(
+            grid=o.pop("grid"), egrid=o.pop("egrid"), country=o.pop("country"), intensity=o.pop("intensity")
+        )
+        o["agent"] = o.pop("agent_spec")
+        o["engine_names"] = tuple(dict.fromkeys(o["engine_names"]))
+        o["agent_args"] = tuple(o["agent_args"])
+        return cls(grid=grid, **o)
+
+    @property
+    def agent_spec(self):
+        from .transport import parse_agent
+
+        return parse_agent(self.agent)
 
 
-def _seconds(value: float) -> str:
-    value = max(0.0, value)
-    minutes, seconds = divmod(int(round(value)), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+# --- the meter ------------------------------------------------------------------------------------------------
+
+
+class MeterSource:
+    """The wall meter as a session sees it: a MeterLogger writing the directory's log in the background, the
+    sensor to use, its period and the shortest window it can measure."""
+
+    def __init__(self, logger: Any, path: Path, *, address: str | None, min_samples: int, url: str) -> None:
+        self.logger, self.path, self.address, self.url = logger, path, address, url
+        self.min_samples = min_samples
+        self.period_s = math.nan
+        self.min_window_s = math.nan
+
+    @classmethod
+    def start(cls, config: MeasureConfig, path: Path) -> MeterSource:
+        """Open and start logging; wait for the first readings; check the address; learn the period."""
+        from .logger import MeterLogger
+
+        logger = MeterLogger(
+            config.meter, config.protocol, path, calibration=config.calibration, baudrate=config.baudrate
+        )
+        logger.start()
+        source = cls(logger, path, address=config.address, min_samples=config.min_samples, url=config.meter)
+        try:
+            source._listen(config.meter_timeout_s)
+        except BaseException:
+            source.stop()
+            raise
+        return source
+
+    @property
+    def identity(self) -> str:
+        return self.logger.meter
+
+    @property
+    def protocol(self) -> str:
+        return getattr(self.logger, "protocol", "")
+
+    @property
+    def calibration(self) -> Any:
+        cal = getattr(self.logger, "calibration", None)
+        if isinstance(cal, (str, Path)):
+            return json.loads(Path(cal).read_text(encoding="utf-8"))
+        return cal
+
+    def latest_watts(self) -> float | None:
+        reading = self.logger.latest()
+        return None if reading is None else reading.power_w
+
+    def check(self) -> None:
+        """DeviceError when the logger thread has died (the session must not go on measuring blind)."""
+        failure = self.logger.failure
+        if failure is not None:
+            raise DeviceError(f"the meter logger on {self.url} stopped ({failure}): no window after it can be measured")
+
+    def _listen(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.logger.stats.readings < 5 and time.monotonic() < deadline:
+            self.check()
+            time.sleep(0.05)
+        if self.logger.stats.readings == 0:
+            raise BadInput(
+                f"the meter on {self.url} sent no reading in {timeout_s:g} s: is it powered and plugged in, and is "
+                "--protocol right? (`edgebench meter probe PORT` shows what it says)"
+            )
+        self._check_addresses()
+        self.period_s = self._period(deadline)
+        self.min_window_s = minimum_window_s(self.period_s, self.min_samples)
+        note(
+            f"meter: {self.identity}, a reading every {self.period_s:.3g} s; shortest valid window "
+            f"{self.min_window_s:.3g} s ({self.min_samples} readings x period x {WINDOW_MARGIN:g}, at least "
+            f"{MIN_WINDOW_FLOOR_S:g} s)"
+        )
+
+    def _period(self, deadline: float) -> float:
+        """Seconds between readings of the chosen sensor: the median spacing in the stored log (the logger's own
+        figure mixes every sensor a receiver hears), once 5 are in or at the deadline."""
+        import numpy as np
+
+        from .store import load_trace
+
+        while True:
+            t = load_trace(self.path, address=self.address).t_ns
+            if len(t) >= 5 or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        return float(np.median(np.diff(t))) / 1e9 if len(t) >= 2 else self.logger.nominal_period_s
+
+    def _check_addresses(self) -> None:
+        """One receiver hearing several Kill-a-Watts needs --address: say so now, not after the first engine."""
+        from .store import resolve_address, summarize
+
+        deadline = time.monotonic() + ADDRESS_CHECK_S
+        while True:
+            try:
+                summary = summarize(self.path)
+            except BadInput:  # not written yet
+                summary = None
+            if summary is not None and summary.readings:
+                break
+            if time.monotonic() >= deadline:
+                return  # nothing stored yet to check; load_trace checks again at the first table
+            time.sleep(0.1)
+        addresses = [a for a in summary.addresses if a]
+        if self.address is None and len(addresses) > 1:
+            raise BadInput(
+                f"the meter on {self.url} hears several sensors ({', '.join(addresses)}): "
+                "pass --address with the one the device is plugged into"
+            )
+        if self.address is not None and self.address not in addresses:
+            canonical = resolve_address(self.address, addresses)
+            if canonical is None:
+                raise BadInput(
+                    f"no sensor {self.address!r} on {self.url} (it hears {', '.join(addresses) or 'no address'}): "
+                    "pass one of those to --address, or drop it"
+                )
+            self.address = canonical  # as stored: "1" -> "0001"
+
+    def wait_past(self, after_ns: int) -> None:
+        """Wait until the stored log holds a reading after `after_ns` (host clock): the last window's right edge
+        needs one to be interpolated, and the logger flushes to disk once a second."""
+        from .store import load_trace
+
+        period = self.period_s if math.isfinite(self.period_s) else 1.0
+        deadline = time.monotonic() + max(3 * period, 1.0) + 2.0
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                if len(load_trace(self.path, start_ns=after_ns, address=self.address).t_ns):
+                    return
+            except BadInput:
+                pass
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop logging; a failure already reported by `check` is not raised again."""
+        try:
+            self.logger.stop()
+        except Exception as exc:  # noqa: BLE001 - the session is ending; say it, keep what was logged
+            warn(f"meter logger on {self.url}: {exc}")
+
+
+# --- what the session will run --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """One engine's windows in this session: how many, and the repeat index of the first."""
+
+    row: EngineRow
+    windows: int
+    first_repeat: int = 0
 
 
 @dataclass
 class Plan:
     """What the session will run, fixed before the first window."""
 
-    engines: list[dict[str, Any]]  # manifest rows from the agent, in order
+    engines: list[EnginePlan]
     duration_s: float
     warmup_s: float
-    repeat: int
     idle_s: float
+    repeat: int
     threads: int | None = None
-    skipped: list[str] = field(default_factory=list)  # --resume: already measured
-    idle_first: bool = True  # False on --resume when DIR already holds an idle baseline
+    skipped: list[str] = field(default_factory=list)  # --resume: enough valid windows already
+    idle_first: bool = True  # False on --resume when DIR already holds a valid idle baseline
     idle_every: int = 0  # another idle window after every N engines (0: only the first)
 
     def idle_after(self, index: int) -> bool:
@@ -108,29 +338,76 @@ class Plan:
     def windows(self) -> int:
         idles = int(self.idle_s > 0 and self.idle_first)
         idles += sum(self.idle_after(i) for i in range(1, len(self.engines) + 1))
-        return len(self.engines) * self.repeat + idles
+        return sum(e.windows for e in self.engines) + idles
+
+
+def make_plan(
+    config: MeasureConfig, rows: Sequence[EngineRow], meter: MeterSource, state: ResumeState | None
+) -> Plan:
+    """The engines to measure (all, or --engine's, less what --resume keeps) and the window lengths."""
+    known = {row.name: row for row in rows}
+    if config.engine_names:
+        unknown = [n for n in config.engine_names if n not in known]
+        if unknown:
+            shown = ", ".join(list(known)[:8]) + (" ..." if len(known) > 8 else "")
+            raise BadInput(f"the agent has no engine {', '.join(unknown)}: it has {shown}")
+        rows = [known[n] for n in config.engine_names]
+    if not rows:
+        raise BadInput("the agent's manifest lists no engines: run `edgebench build-engines` on the device")
+    shortest = meter.min_window_s
+    duration_s = config.duration_s if config.duration_s is not None else max(shortest, 3.0)
+    idle_s = config.idle_s if config.idle_s is not None else max(shortest, 10.0)
+    for what, seconds in (("--duration", duration_s), ("--idle", idle_s)):
+        if 0 < seconds < shortest:
+            message = (
+                f"{what} {seconds:g} s is shorter than the {shortest:.3g} s this meter needs "
+                f"({config.min_samples} readings at its {meter.period_s:.3g} s period, +20 %)"
+            )
+            if not config.allow_short:
+                raise BadInput(f"{message}: pass {what} {math.ceil(shortest * 10) / 10:g} or more, "
+                               "or --allow-short to measure anyway (short windows are marked invalid)")
+            warn(message + ": going on (--allow-short); windows with too few readings are marked invalid")
+    engines, skipped = [], []
+    for row in rows:
+        missing = config.repeat if state is None else state.missing(row.name, config.repeat)
+        if missing == 0:
+            skipped.append(row.name)
+            continue
+        seen = state.engines.get(row.name) if state is not None else None
+        engines.append(EnginePlan(row, missing, seen.next_repeat if seen else 0))
+    return Plan(
+        engines=engines,
+        duration_s=duration_s,
+        warmup_s=config.warmup_s,
+        idle_s=idle_s,
+        repeat=config.repeat,
+        threads=config.threads,
+        skipped=skipped,
+        idle_first=not (state is not None and state.valid_idle),
+        idle_every=config.idle_every,
+    )
+
+
+# --- what the user sees ---------------------------------------------------------------------------------------
 
 
 class Progress:
     """Current engine, watts now and time left: a live line on a terminal, a line per window otherwise."""
 
-    def __init__(self, logger, plan: Plan) -> None:
-        self.logger, self.plan = logger, plan
+    def __init__(self, watts: Callable[[], float | None], plan: Plan, live: bool | None = None) -> None:
+        self.watts, self.plan = watts, plan
         self.label = ""
         self.windows_left = plan.windows
         self.window_cost_s = plan.duration_s + plan.warmup_s + 1.0  # refined from measured windows
-        self.live = is_interactive()
+        self.live = is_interactive() if live is None else live
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_len = 0
 
-    def watts(self) -> str:
-        reading = self.logger.latest()
-        return f"{reading.power_w:.2f} W now" if reading is not None else "no reading yet"
-
     def line(self) -> str:
-        left = self.windows_left * self.window_cost_s
-        return f"{self.label} · {self.watts()} · about {_seconds(left)} left"
+        watts = self.watts()
+        now = f"{watts:.2f} W now" if watts is not None else "no reading yet"
+        return f"{self.label} · {now} · about {duration(self.windows_left * self.window_cost_s)} left"
 
     def window(self, label: str) -> None:
         self.label = label
@@ -141,6 +418,10 @@ class Progress:
         self.windows_left = max(0, self.windows_left - 1)
         # a running mean of what a window really costs (load, warm-up, metadata, round trips)
         self.window_cost_s = 0.7 * self.window_cost_s + 0.3 * cost_s
+
+    def more(self, windows: int) -> None:
+        """Windows added (retries) or dropped (a failed engine's rest)."""
+        self.windows_left = max(0, self.windows_left + windows)
 
     def __enter__(self) -> Progress:
         if self.live:
@@ -168,219 +449,153 @@ class Progress:
         self.clear()
 
 
-class Measurement:
-    """One `edgebench measure` session: the meter logger, the agent client, the output directory."""
+# --- the session ----------------------------------------------------------------------------------------------
 
-    def __init__(self, out: Path, options: dict[str, Any]) -> None:
-        self.out = out
-        self.o = options
+
+class MeasureSession:
+    """One measurement: `run()` goes through the plan, writing every record and table into `out` as it goes.
+
+    `connect_agent()` starts or reaches the agent and returns a said-hello client (called again after the
+    agent dies); `meter` is a started MeterSource; `progress` makes the Progress shown for a plan."""
+
+    def __init__(
+        self,
+        config: MeasureConfig,
+        out: MeasureDir,
+        meter: MeterSource,
+        connect_agent: Callable[[], Any],
+        progress: Callable[[Plan], Progress] | None = None,
+    ) -> None:
+        self.config, self.out, self.meter = config, out, meter
+        self.connect_agent = connect_agent
+        self.make_progress = progress or (lambda plan: Progress(meter.latest_watts, plan))
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        self.logger: Any = None
         self.client: Any = None
-        self.spec: Any = None
+        self.hello: AgentHello | None = None
         self.first_sync: Any = None
-        self.last_sync: Any = None
         self.clocks: dict[str, ClockOffset] = {}
-        self.grid: Any = None
-        self.min_window_s = math.nan
-        self.period_s = math.nan
-        self.meter_label = ""
-        self.hello: dict[str, Any] = {}
         self.warned: dict[str, int] = {}  # engine -> windows with warnings after its first warned one
+        self.earlier: Session | None = None  # the session.json of the measurement being resumed
+        self.result: PairingResult | None = None
 
-    @property
-    def runs_path(self) -> Path:
-        return self.out / RUNS_FILE
-
-    @property
-    def meter_path(self) -> Path:
-        return self.out / METER_FILE
-
-    # --- set-up -------------------------------------------------------------------------------------------
-
-    def prepare_out(self) -> list[RunRecord]:
-        """Create DIR, or check it is one to resume; the records already there (resume)."""
-        out, resume = self.out, self.o["resume"]
-        if out.exists() and not out.is_dir():
-            raise BadInput(f"--out {out} is a file: pass a directory")
-        existing = self.runs_path.is_file() and self.runs_path.stat().st_size > 0
-        if existing and not resume:
-            raise BadInput(f"{out} already holds a measurement: pass --resume to continue it, or another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        if not existing:
-            return []
-        records = read_run_records(self.runs_path)
-        from .pairing import clock_from_dict
-
-        clock_path = out / CLOCK_FILE
-        if clock_path.is_file():
-            saved = clock_from_dict(json.loads(clock_path.read_text(encoding="utf-8")))
-            if isinstance(saved, ClockOffset):  # one offset for every earlier run
-                saved = {r.run_id: saved for r in records}
-            self.clocks.update(saved)
-        return records
-
-    def start_logger(self) -> None:
-        from .logger import MeterLogger
-
-        o = self.o
-        self.logger = MeterLogger(
-            o["meter"], o["protocol"], self.meter_path, calibration=o["calibration"], baudrate=o["baudrate"]
-        )
-        self.logger.start()
-        note(f"meter: {self.logger.meter or o['protocol']} on {o['meter']}, logging to {self.meter_path}")
-        deadline = time.monotonic() + o["meter_timeout"]
-        while self.logger.stats.readings < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.logger.stats.readings == 0:
-            raise BadInput(
-                f"the meter on {o['meter']} sent no reading in {o['meter_timeout']:g} s: is it powered and "
-                "plugged in, and is --protocol right? (`edgebench meter probe PORT` shows what it says)"
-            )
-        self._check_addresses()
-        self.period_s = self._period(deadline)
-        self.min_window_s = minimum_window_s(self.period_s, o["min_samples"])
-        note(
-            f"meter: {self.logger.meter}, a reading every {self.period_s:.3g} s; shortest valid window "
-            f"{self.min_window_s:.3g} s ({o['min_samples']} readings x period x {WINDOW_MARGIN:g}, at least "
-            f"{MIN_WINDOW_FLOOR_S:g} s)"
-        )
-
-    def _period(self, deadline: float) -> float:
-        """Seconds between readings of the chosen sensor: the median spacing in the stored log (the logger's own
-        figure mixes every sensor a receiver hears), once 5 are in or at the deadline."""
-        import numpy as np
-
-        from .store import load_trace
-
-        while True:
-            t = load_trace(self.meter_path, address=self.o["address"]).t_ns
-            if len(t) >= 5 or time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-        return float(np.median(np.diff(t))) / 1e9 if len(t) >= 2 else self.logger.nominal_period_s
-
-    def _check_addresses(self) -> None:
-        """One receiver hearing several Kill-a-Watts needs --address: say so now, not after the first engine."""
-        from .store import resolve_address, summarize
-
-        deadline = time.monotonic() + 3.0  # the logger flushes to the store once a second
-        while True:
-            try:
-                summary = summarize(self.meter_path)
-            except BadInput:  # not written yet
-                summary = None
-            if summary is not None and summary.readings:
-                break
-            if time.monotonic() >= deadline:
-                return  # nothing stored yet to check; load_trace checks again at the first table
-            time.sleep(0.1)
-        addresses = [a for a in summary.addresses if a]
-        address = self.o["address"]
-        if address is None and len(addresses) > 1:
-            raise BadInput(
-                f"the meter on {self.o['meter']} hears several sensors ({', '.join(addresses)}): "
-                "pass --address with the one the device is plugged into"
-            )
-        if address is not None and address not in addresses:
-            canonical = resolve_address(address, addresses)
-            if canonical is not None:
-                self.o["address"] = canonical  # as stored: "1" -> "0001"
-                return
-            raise BadInput(
-                f"no sensor {address!r} on {self.o['meter']} (it hears {', '.join(addresses) or 'no address'}): "
-                "pass one of those to --address, or drop it"
-            )
+    # --- agent --------------------------------------------------------------------------------------------
 
     def connect(self) -> None:
-        from .transport import connect
-
-        o = self.o
-        self.client = connect(
-            self.spec,
-            engines_dir=o["engines_dir"],
-            sensor=o["sensor"],
-            token=o["token"],
-            remote_command=o["agent_command"],
-            extra_args=o["agent_args"],
-        )
-        self.hello = self.client.hello
-        sensor = self.hello.get("sensor", {})
-        sensor_words = sensor.get("name", "none")
-        if sensor.get("estimate"):
-            sensor_words += " (an estimate)"
+        self.client = self.connect_agent()
+        try:
+            self.hello = AgentHello.from_wire(self.client.hello)
+        except RecordError as exc:
+            raise ProtocolError(f"the agent's hello is malformed ({exc}): is it the same edgebench version?") from None
+        h = self.hello
         note(
-            f"agent: {self.spec.label}, {self.hello.get('hostname')}, protocol {self.hello.get('protocol')}, "
-            f"edgebench {self.hello.get('edgebench')}, {self.hello.get('engines')} engines, on-board power: "
-            f"{sensor_words}"
+            f"agent: {self.config.agent_spec.label}, {h.hostname}, protocol {h.protocol}, edgebench {h.edgebench}, "
+            f"{count(h.engines, 'engine')}, on-board power: {h.sensor}{' (an estimate)' if h.sensor_estimate else ''}"
         )
+
+    def reconnect(self) -> None:
+        """Start (or reach) the agent again after it died; the clock offset stays the device's."""
+        self.close_agent()
+        note(f"agent: reconnecting to {self.config.agent_spec.label}")
+        self.connect()
+
+    def close_agent(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except EdgebenchError:
+                pass
+
+    def engine_rows(self) -> list[EngineRow]:
+        rows = self.client.call("engines").get("engines")
+        if not isinstance(rows, list):
+            raise ProtocolError("the agent's engines answer has no list of engines: is it the same edgebench?")
+        try:
+            return [EngineRow.from_wire(row) for row in rows]
+        except RecordError as exc:
+            raise ProtocolError(f"the agent's manifest row is malformed ({exc}): rebuild its engines") from None
 
     def sync(self) -> None:
         """One clock sync; the session's offset from its first and latest syncs."""
         from .clocksync import combine, sync
 
-        sample = sync(lambda: int(self.client.call("clock")["t_ns"]), rounds=self.o["sync_rounds"])
+        sample = sync(lambda: int(self.client.call("clock")["t_ns"]), rounds=self.config.sync_rounds)
         if self.first_sync is None:
             self.first_sync = sample
             self.clocks[self.run_id] = combine(sample)
             shift = sample.offset_ns / 1e6
             note(f"clock: agent is {-shift:+.3f} ms from host (+-{sample.uncertainty_ns / 1e6:.3f} ms)")
         else:
-            self.last_sync = sample
             self.clocks[self.run_id] = combine(self.first_sync, sample)
         clock = self.clocks[self.run_id]
-        shortest = min(self.o["duration_s"] or self.min_window_s, self.o["idle_s"] or math.inf)
+        c = self.config
+        shortest = min(c.duration_s or self.meter.min_window_s, c.idle_s or math.inf)
         if clock.uncertainty_ns / 1e9 > 0.001 * shortest:
             warn(
-                f"clock uncertainty +-{clock.uncertainty_ns / 1e6:.3g} ms is {clock.uncertainty_ns / 1e9 / shortest:.2%} "
-                f"of a {shortest:.3g} s window: use a wired link or longer windows (over 0.5 % a window is invalid)"
+                f"clock uncertainty +-{clock.uncertainty_ns / 1e6:.3g} ms is "
+                f"{clock.uncertainty_ns / 1e9 / shortest:.2%} of a {shortest:.3g} s window: use a wired link or "
+                "longer windows (over 0.5 % a window is invalid)"
             )
 
-    def plan(self, done: set[str]) -> Plan:
-        o = self.o
-        rows = self.client.call("engines")["engines"]
-        known = {row["name"]: row for row in rows}
-        if o["engine_names"]:
-            unknown = [n for n in o["engine_names"] if n not in known]
-            if unknown:
-                shown = ", ".join(list(known)[:8]) + (" ..." if len(known) > 8 else "")
-                raise BadInput(f"the agent has no engine {', '.join(unknown)}: it has {shown}")
-            rows = [known[n] for n in dict.fromkeys(o["engine_names"])]
-        if not rows:
-            raise BadInput("the agent's manifest lists no engines: run `edgebench build-engines` on the device")
-        duration = o["duration_s"] if o["duration_s"] is not None else max(self.min_window_s, 3.0)
-        idle = o["idle_s"] if o["idle_s"] is not None else max(self.min_window_s, 10.0)
-        for what, seconds in (("--duration", duration), ("--idle", idle)):
-            if 0 < seconds < self.min_window_s:
-                message = (
-                    f"{what} {seconds:g} s is shorter than the {self.min_window_s:.3g} s this meter needs "
-                    f"({o['min_samples']} readings at its {self.period_s:.3g} s period, +20 %)"
-                )
-                if not o["allow_short"]:
-                    raise BadInput(f"{message}: pass {what} {math.ceil(self.min_window_s * 10) / 10:g} or more, "
-                                   "or --allow-short to measure anyway (short windows are marked invalid)")
-                warn(message + ": going on (--allow-short); windows with too few readings are marked invalid")
-        skipped = [r["name"] for r in rows if r["name"] in done]
-        if skipped:
-            note(f"resume: {_count(len(skipped), 'engine')} already measured, skipped")
-        return Plan(
-            engines=[r for r in rows if r["name"] not in done],
-            duration_s=duration,
-            warmup_s=o["warmup_s"],
-            repeat=o["repeat"],
-            idle_s=idle,
-            threads=o["threads"],
-            skipped=skipped,
-            idle_every=o["idle_every"],
-        )
+    # --- resume -------------------------------------------------------------------------------------------
+
+    def load_earlier(self) -> ResumeState | None:
+        """On --resume: the clocks of earlier runs, and which engines already have enough valid windows."""
+        if not self.out.has_runs():
+            return None
+        records = self.out.records()
+        saved = self.out.clocks()
+        if isinstance(saved, ClockOffset):  # one offset for every earlier run
+            saved = {r.run_id: saved for r in records}
+        self.clocks.update(saved or {})
+        result = None
+        if self.out.session_path.is_file():
+            self.earlier = self.out.session()
+            try:
+                result = self.out.pair(session=self.earlier, records=records)
+            except BadInput as exc:  # no meter log yet, say
+                warn(f"resume: the windows in {self.out.path} cannot be paired ({exc}); measuring them again")
+        return self.out.resume_state(result)
+
+    def check_same_setup(self) -> None:
+        """A resumed directory must be the same device and meter: its numbers go into one table."""
+        assert self.hello is not None
+        if self.earlier is None:
+            return
+        before = self.earlier.extra
+        mismatches = []
+        if before.get("agent_hostname") and before["agent_hostname"] != self.hello.hostname:
+            mismatches.append(f"agent host {before['agent_hostname']} -> {self.hello.hostname}")
+        if before.get("meter_protocol") and before["meter_protocol"] != self.meter.protocol:
+            mismatches.append(f"meter protocol {before['meter_protocol']} -> {self.meter.protocol}")
+        earlier_device = next((r.device for r in reversed(self.out.records()) if r.device), {})
+        for key in KEY_DEVICE:
+            if key in earlier_device and key in self.hello.device and earlier_device[key] != self.hello.device[key]:
+                mismatches.append(f"{key} {earlier_device[key]} -> {self.hello.device[key]}")
+        if mismatches:
+            raise BadInput(
+                f"--resume into {self.out.path}, measured with another set-up ({'; '.join(mismatches)}): "
+                "pass another --out, or drop --resume"
+            )
+        versions = [
+            f"{k} {earlier_device[k]} -> {self.hello.device[k]}"
+            for k in sorted(earlier_device)
+            if k.startswith(VERSION_PREFIX) and k in self.hello.device and earlier_device[k] != self.hello.device[k]
+        ]
+        if versions:
+            warn(f"resume: package versions changed since the earlier runs ({'; '.join(versions)})")
 
     # --- windows ------------------------------------------------------------------------------------------
 
-    def _record(self, result: dict[str, Any]) -> RunRecord:
-        from edgebench.records import run_record_from_dict
-
-        record = run_record_from_dict(result["record"])
-        append_jsonl(self.runs_path, [record])
+    def _record(self, result: Mapping[str, Any], row: EngineRow | None = None, attempt: int = 0) -> RunRecord:
+        try:
+            record = run_record_from_dict(result["record"])
+        except (KeyError, TypeError, RecordError) as exc:
+            raise ProtocolError(f"the agent sent a malformed run record ({exc}): is it the same edgebench?") from None
+        if attempt:
+            record = replace(record, attempt=attempt)
+        if row is not None and record.model is None:
+            record = replace(record, model=row.model)
+        self.out.append([record])
         if record.warnings:
             # the first window's warnings in full; later windows of the engine only counted (runs.jsonl has all)
             if record.engine in self.warned:
@@ -391,12 +606,8 @@ class Measurement:
                     warn(f"{record.engine}: {message}")
         return record
 
-    def warnings_summary(self, engine: str) -> None:
-        more = self.warned.get(engine, 0)
-        if more:
-            note(f"  ({more} more window{'s' if more != 1 else ''} of {engine} had warnings: see {self.runs_path})")
-
-    def idle(self, plan: Plan, progress: Progress, repeat: int = 0) -> None:
+    def idle(self, plan: Plan, progress: Progress, repeat: int) -> None:
+        self.meter.check()
         progress.window(f"idle baseline {plan.idle_s:g} s")
         t0 = time.monotonic()
         result = self.client.call(
@@ -405,181 +616,217 @@ class Measurement:
         self._record(result)
         progress.done(time.monotonic() - t0)
 
-    def engine(self, row: dict[str, Any], index: int, plan: Plan, progress: Progress) -> None:
-        """Every repeat of one engine; a failure is recorded and ends this engine only."""
+    def window(self, row: EngineRow, plan: Plan, repeat: int, attempt: int) -> str:
+        """One window of one engine: "" when it ran, else the failure (recorded as a failed window)."""
         from edgebench import protocol as wire
 
         from .transport import AgentLost
 
-        name, batch = row["name"], int(row.get("spec", {}).get("batch", 1))
-        args: dict[str, Any] = {"engine": name, "duration_s": plan.duration_s, "warmup_s": plan.warmup_s}
+        self.meter.check()
+        args: dict[str, Any] = {"engine": row.name, "duration_s": plan.duration_s, "warmup_s": plan.warmup_s}
         if plan.threads:
             args["threads"] = plan.threads
         timeout = plan.warmup_s + plan.duration_s * 2 + RUN_TIMEOUT_EXTRA_S
-        for repeat in range(plan.repeat):
-            progress.window(f"[{index}/{len(plan.engines)}] {name} window {repeat + 1}/{plan.repeat}")
+        try:
+            self._record(self.client.call("run", run_id=self.run_id, repeat=repeat, timeout_s=timeout, **args),
+                         row, attempt)
+            return ""
+        except wire.EngineFailed as exc:
+            message = str(exc)
+        except AgentLost as exc:
+            message = f"the agent died running it: {exc}"
+            self.out.append([failed_record(row, message, self.run_id, repeat, attempt)])
+            self.reconnect()
+            return message
+        self.out.append([failed_record(row, message, self.run_id, repeat, attempt)])
+        return message
+
+    def engine(self, item: EnginePlan, index: int, plan: Plan, progress: Progress) -> None:
+        """Every window of one engine, then the retries of those the meter invalidated; a failure ends it."""
+        row = item.row
+        repeats = list(range(item.first_repeat, item.first_repeat + item.windows))
+        for n, repeat in enumerate(repeats):
+            progress.window(f"[{index}/{len(plan.engines)}] {row.name} window {n + 1}/{len(repeats)}")
             t0 = time.monotonic()
-            try:
-                self._record(self.client.call("run", run_id=self.run_id, repeat=repeat, timeout_s=timeout, **args))
-            except wire.EngineFailed as exc:
-                self._failed(row, batch, str(exc), repeat, progress, plan)
-                return
-            except AgentLost as exc:
-                self._failed(row, batch, f"the agent died running it: {exc}", repeat, progress, plan)
-                self.reconnect()
+            failure = self.window(row, plan, repeat, 0)
+            if failure:
+                progress.clear()
+                warn(f"{row.name} failed: {failure}; recorded as failed, going on")
+                progress.more(-(len(repeats) - n))
                 return
             progress.done(time.monotonic() - t0)
+        for attempt in range(1, self.config.retry + 1):
+            again = self.meter_faults(row.name, repeats)
+            if not again:
+                return
+            progress.clear()
+            note(f"  {row.name}: the meter invalidated {count(len(again), 'window')}; measuring again "
+                 f"(retry {attempt}/{self.config.retry})")
+            progress.more(len(again))
+            for repeat in again:
+                progress.window(f"[{index}/{len(plan.engines)}] {row.name} window {repeat + 1} again")
+                t0 = time.monotonic()
+                if self.window(row, plan, repeat, attempt):
+                    return
+                progress.done(time.monotonic() - t0)
 
-    def _failed(self, row, batch: int, message: str, repeat: int, progress: Progress, plan: Plan) -> None:
-        progress.clear()
-        warn(f"{row['name']} failed: {message}; recorded as failed, going on")
-        append_jsonl(
-            self.runs_path, [failed_record(row["name"], row.get("backend", ""), batch, message, self.run_id, repeat)]
-        )
-        progress.windows_left = max(0, progress.windows_left - (plan.repeat - repeat))
-
-    def reconnect(self) -> None:
-        """Start (or reach) the agent again after it died; the clock offset stays the device's."""
-        try:
-            self.client.close()
-        except EdgebenchError:
-            pass
-        note(f"agent: reconnecting to {self.spec.label}")
-        self.connect()
+    def meter_faults(self, engine: str, repeats: Sequence[int]) -> list[int]:
+        """Repeats of `engine` in this run whose every try so far the meter invalidated (a gap, silence)."""
+        self.meter.wait_past(time.time_ns() - 1)
+        mine = [r for r in self.out.records() if r.run_id == self.run_id and r.engine == engine]
+        result = self.out.pair(session=self.session(), records=mine)
+        by_repeat: dict[int, list[Any]] = {}
+        for w in result.windows:
+            by_repeat.setdefault(w.repeat, []).append(w)
+        return [
+            repeat for repeat in repeats
+            if repeat in by_repeat and all(w.meter_fault for w in by_repeat[repeat])
+        ]
 
     # --- results ------------------------------------------------------------------------------------------
 
-    def wait_for_meter(self, after_ns: int) -> None:
-        """Wait until the stored log holds a reading after `after_ns` (host clock): the last window's right edge
-        needs one to be interpolated, and the logger flushes to disk once a second."""
-        from .store import load_trace
-
-        period = self.period_s if math.isfinite(self.period_s) else 1.0
-        deadline = time.monotonic() + max(3 * period, 1.0) + 2.0
-        while time.monotonic() < deadline:
-            try:
-                if len(load_trace(self.meter_path, start_ns=after_ns, address=self.o["address"]).t_ns):
-                    return
-            except BadInput:
-                pass
-            time.sleep(0.1)
-
-    def session(self):
-        from .pairing import Session
-
-        o = self.o
+    def session(self) -> Session:
+        c, h = self.config, self.hello
         return Session(
-            grid=self.grid,
-            meter=self.meter_label,
-            resolution_w=o["resolution_w"],
-            pue=o["pue"],
-            min_samples=o["min_samples"],
+            grid=c.grid,
+            meter=c.meter_label or self.meter.identity,
+            resolution_w=c.resolution_w,
+            pue=c.pue,
+            min_samples=c.min_samples,
             clock=dict(self.clocks),
             extra={
-                "agent": self.spec.label,
-                "agent_hostname": self.hello.get("hostname", ""),
-                "agent_sensor": self.hello.get("sensor", {}).get("name", "none"),
-                "meter_url": o["meter"],
-                "meter_protocol": getattr(self.logger, "protocol", o["protocol"]),
-                "meter_calibration": (
-                    json.loads(Path(o["calibration"]).read_text(encoding="utf-8")) if o["calibration"] else None
-                ),
-                "meter_address": o["address"] or "",
-                "meter_period_s": self.period_s,
-                "min_window_s": self.min_window_s,
-                "runs": sorted({*self.clocks}),
+                "agent": c.agent_spec.label,
+                "agent_hostname": h.hostname if h else "",
+                "agent_sensor": h.sensor if h else "none",
+                "meter_url": c.meter,
+                "meter_protocol": self.meter.protocol,
+                "meter_calibration": self.meter.calibration,
+                "meter_address": self.meter.address or "",
+                "meter_period_s": self.meter.period_s,
+                "min_window_s": self.meter.min_window_s,
+                "retry": c.retry,
+                "runs": sorted(self.clocks),
             },
         )
 
-    def pair(self):
-        from .pairing import pair, write_session
-        from .store import load_trace
+    def export(self) -> PairingResult:
+        """Write session.json and clock.json, pair everything in the directory, write the tables."""
+        session = self.session()
+        self.out.write_session(session)
+        self.result = self.out.pair(session=session)
+        self.out.write_tables(self.result, self.config.sort)
+        return self.result
 
-        write_session(self.out, self.session())
-        records = read_run_records(self.runs_path)
-        trace = load_trace(self.meter_path, address=self.o["address"])
-        if self.o["resolution_w"] is not None:
-            trace = dataclasses.replace(trace, resolution_w=self.o["resolution_w"])
-        if self.meter_label:
-            trace = dataclasses.replace(trace, meter=self.meter_label)
-        return pair(records, trace, dict(self.clocks), grid=self.grid, min_samples=self.o["min_samples"],
-                    pue=self.o["pue"])
+    def warnings_summary(self, engine: str) -> None:
+        more = self.warned.get(engine, 0)
+        if more:
+            note(f"  ({count(more, 'more window')} of {engine} had warnings: see {self.out.runs})")
 
-    def export(self) -> Any:
-        from .table import write_exports
-
-        result = self.pair()
-        write_exports(result, self.out, self.o["sort"])
-        return result
-
-    def close(self) -> None:
-        if self.client is not None:
-            try:
-                self.client.close()
-            except EdgebenchError:
-                pass
-        if self.logger is not None:
-            self.logger.stop()
-
-
-def run_measurement(m: Measurement) -> Any:
-    """The whole session (see the module docstring); returns the final PairingResult."""
-    o = m.o
-    earlier = m.prepare_out()
-    m.start_logger()
-    m.meter_label = o["meter_label"] or m.logger.meter
-    m.connect()
-    m.sync()
-    from .pairing import write_session
-
-    write_session(m.out, m.session())  # the clock of every window from here on, before the first one
-    plan = m.plan(measured_engines(earlier))
-    have_idle = any(r.kind == "idle" and r.iterations == 0 and not r.settings.get("error") for r in earlier)
-    if have_idle and plan.idle_s > 0:
-        note("resume: keeping the idle baseline already measured")
-        plan.idle_first = False
-    idle_words = ""
-    if plan.idle_s > 0:
-        idle_words = f", idle baseline {plan.idle_s:g} s" + (
-            f" (again after every {plan.idle_every} engines)" if plan.idle_every else ""
+    def run(self) -> PairingResult:
+        """The whole session (see the module docstring); returns the final PairingResult."""
+        state = self.load_earlier()
+        self.connect()
+        self.check_same_setup()
+        self.sync()
+        self.out.write_session(self.session())  # the clock of every window from here on, before the first one
+        plan = make_plan(self.config, self.engine_rows(), self.meter, state)
+        if plan.skipped:
+            note(f"resume: {count(len(plan.skipped), 'engine')} already measured with enough valid windows, kept")
+        if state is not None and not plan.idle_first and plan.idle_s > 0:
+            note("resume: keeping the idle baseline already measured")
+        redo = [e for e in plan.engines if state is not None and e.row.name in state.engines]
+        if redo:
+            note(f"resume: measuring again {', '.join(e.row.name for e in redo)} (fewer valid windows than --repeat)")
+        idle_words = ""
+        if plan.idle_s > 0:
+            idle_words = f", idle baseline {plan.idle_s:g} s" + (
+                f" (again after every {plan.idle_every} engines)" if plan.idle_every else ""
+            )
+        note(
+            f"plan: {count(len(plan.engines), 'engine')} x {count(plan.repeat, 'window')} of {plan.duration_s:g} s "
+            f"(warm-up {plan.warmup_s:g} s){idle_words} -> {self.out.path}"
         )
-    note(
-        f"plan: {_count(len(plan.engines), 'engine')} x {_count(plan.repeat, 'window')} of {plan.duration_s:g} s "
-        f"(warm-up {plan.warmup_s:g} s){idle_words} -> {m.out}"
-    )
-    idles = sum(1 for r in earlier if r.kind == "idle")
-    with Progress(m.logger, plan) as progress:
-        if plan.idle_s > 0 and plan.idle_first:
-            m.idle(plan, progress, repeat=idles)
-            idles += 1
-        for index, row in enumerate(plan.engines, 1):
-            m.engine(row, index, plan, progress)
-            if plan.idle_after(index):
-                m.idle(plan, progress, repeat=idles)
+        idles = state.idle_windows if state is not None else 0
+        with self.make_progress(plan) as progress:
+            if plan.idle_s > 0 and plan.idle_first:
+                self.idle(plan, progress, idles)
                 idles += 1
-            m.sync()
-            m.wait_for_meter(time.time_ns() - 1)
-            result = m.export()
-            progress.clear()
-            row_result = next((e for e in result.engines if e.engine == row["name"]), None)
-            if row_result is not None:
-                note(_engine_line(row_result))
-            m.warnings_summary(row["name"])
-    if not plan.engines:
-        m.wait_for_meter(time.time_ns() - 1)
-    return m.export()
+            for index, item in enumerate(plan.engines, 1):
+                self.engine(item, index, plan, progress)
+                if plan.idle_after(index):
+                    self.idle(plan, progress, idles)
+                    idles += 1
+                self.sync()
+                self.meter.wait_past(time.time_ns() - 1)
+                result = self.export()
+                progress.clear()
+                done = next((e for e in result.engines if e.engine == item.row.name), None)
+                if done is not None:
+                    note(engine_line(done))
+                self.warnings_summary(item.row.name)
+        if not plan.engines:
+            self.meter.wait_past(time.time_ns() - 1)
+        return self.export()
 
 
-def _engine_line(e) -> str:
-    from .table import plus_minus
-
+def engine_line(e) -> str:
+    """One engine's result as the note printed when it is done."""
     if not e.ok:
         return f"  {e.engine}: {e.status}"
     net = plus_minus(e.net_j_per_inference, e.net_j_per_inference_u)
+    retried = f", {count(e.retried, 'window')} measured again" if e.retried else ""
     return (
         f"  {e.engine}: {plus_minus(e.gross_j_per_inference, e.gross_j_per_inference_u)} J/inference at the wall"
-        f"{f', net {net} J' if net != '-' else ''}, {e.wall_power_w:.3g} W, {e.valid_windows}/{e.windows} windows valid"
+        f"{f', net {net} J' if net != '-' else ''}, {e.wall_power_w:.3g} W, {e.valid_windows}/{e.windows} windows "
+        f"valid{retried}"
     )
+
+
+def agent_connector(config: MeasureConfig) -> Callable[[], Any]:
+    """A function that starts or reaches the configured agent and returns its said-hello client."""
+    from .transport import connect
+
+    spec = config.agent_spec
+
+    def connect_agent():
+        return connect(
+            spec,
+            engines_dir=config.engines_dir,
+            sensor=config.sensor,
+            token=config.token,
+            remote_command=config.agent_command,
+            extra_args=list(config.agent_args),
+        )
+
+    return connect_agent
+
+
+def run_measurement(config: MeasureConfig) -> tuple[MeasureSession, PairingResult]:
+    """Open the directory and the meter, run the session, and always stop the meter and the agent. Whatever
+    happens after the first window, the tables are rewritten from everything in the directory."""
+    out = MeasureDir.create(config.out, resume=config.resume)
+    meter = MeterSource.start(config, out.new_meter_path)
+    session = MeasureSession(config, out, meter, agent_connector(config))
+    try:
+        return session, session.run()
+    except (KeyboardInterrupt, EdgebenchError):
+        session.close_agent()
+        meter.stop()  # flushes the readings after the last window: its right edge needs them
+        _salvage(session)
+        raise
+    finally:
+        session.close_agent()
+        meter.stop()
+
+
+def _salvage(session: MeasureSession) -> None:
+    """After an interruption or a failure: the tables from every window finished, if there are any."""
+    if session.hello is None or not session.out.has_runs():
+        return
+    try:
+        session.export()
+    except EdgebenchError as exc:
+        warn(f"the table could not be rewritten ({exc}); runs.jsonl and the meter log hold every window")
 
 
 @click.command()
@@ -590,8 +837,8 @@ def _engine_line(e) -> str:
 @click.option("--address", help="Tweet-a-Watt sensor address when one receiver hears several.")
 @click.option("--calibration", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Tweet-a-Watt calibration JSON.")
-@click.option("--baudrate", type=int, help="Override the meter protocol's baud rate.")
-@click.option("--meter-timeout", type=click.FloatRange(min=0, min_open=True), default=LISTEN_TIMEOUT_S,
+@click.option("--baudrate", type=click.IntRange(50, 4_000_000), help="Override the meter protocol's baud rate.")
+@click.option("--meter-timeout", "meter_timeout_s", type=positive(), default=LISTEN_TIMEOUT_S,
               show_default=True, help="Seconds to wait for the meter's first readings.")
 @click.option("--meter-label", default="", help="Name the meter in the results (default: what it reports).")
 @click.option("--agent", "agent_spec", default="local", show_default=True,
@@ -603,29 +850,33 @@ def _engine_line(e) -> str:
               default=Path("engines-out"), show_default=True,
               help="Engines directory of a local agent (ssh: put the path in the URL).")
 @click.option("--engine", "engine_names", multiple=True, metavar="NAME", help="Only this engine (repeatable).")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--duration", "duration_s", type=finite(min=0, max=3600, min_open=True),
               help="Seconds per measured window (default: the meter's minimum, at least 3 s).")
-@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=DEFAULT_WARMUP_S, show_default=True,
+@click.option("--warmup", "warmup_s", type=finite(min=0, max=600), default=DEFAULT_WARMUP_S, show_default=True,
               help="Warm-up seconds before each window (not measured).")
-@click.option("--idle", "idle_s", type=click.FloatRange(min=0),
+@click.option("--idle", "idle_s", type=finite(min=0, max=3600),
               help="Idle baseline seconds (default: the meter's minimum, at least 10 s; 0 skips net figures).")
 @click.option("--idle-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Measure the idle baseline again after every N engines (drift, warming up); 0: only first.")
 @click.option("--repeat", type=click.IntRange(min=1), default=DEFAULT_REPEAT, show_default=True,
               help="Windows per engine.")
+@click.option("--retry", type=click.IntRange(min=0, max=10), default=DEFAULT_RETRY, show_default=True,
+              help="Measure a window again, up to N times, when a meter gap or silence invalidated it.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads on the agent.")
 @click.option("--sensor", default="auto", show_default=True,
               help="On-board power source of a local or ssh agent: auto, none, or a name.")
 @grid_options
-@click.option("--pue", type=float, default=1.0, show_default=True, help="Facility overhead multiplier for CO2.")
-@click.option("--resolution", "resolution_w", type=float, help="Meter resolution in W (default: the meter's).")
+@click.option("--pue", type=finite(min=1), default=1.0, show_default=True,
+              help="Facility overhead multiplier for CO2.")
+@click.option("--resolution", "resolution_w", type=non_negative(), help="Meter resolution in W (default: the meter's).")
 @click.option("--min-samples", type=click.IntRange(min=2), default=10, show_default=True,
               help="Meter readings a window needs to be valid.")
 @click.option("--allow-short", is_flag=True, help="Measure windows shorter than the meter's minimum anyway.")
 @click.option("--sort", metavar="COLUMN", help="Sort column (net_j, gross_j, latency, co2...; -COL descending).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("measure-out"), show_default=True,
               help="Directory for runs.jsonl, meter.sqlite, session.json, clock.json and table.csv/json/md.")
-@click.option("--resume", is_flag=True, help="Continue a measurement in --out: skip engines already measured.")
+@click.option("--resume", is_flag=True,
+              help="Continue a measurement in --out: keep engines with --repeat valid windows, measure the rest.")
 @click.option("--sync-rounds", type=click.IntRange(min=1, max=1000), default=16, hidden=True)
 @click.option("--agent-arg", "agent_args", multiple=True, hidden=True, help="Extra argument for a local agent.")
 def measure(**options: Any) -> None:
@@ -636,39 +887,30 @@ def measure(**options: Any) -> None:
     edgebench measure --meter /dev/ttyUSB0 --agent ssh://nvidia@jetson/home/nvidia/engines-out --grid RFCW
     edgebench measure --meter socket://bridge:2000 --agent tcp://jetson:8765 --token "$TOKEN" --resume
     """
-    from .carbon import resolve_grid
     from .table import render
-    from .transport import parse_agent
 
-    o = dict(options)
-    o["agent_args"] = list(o["agent_args"])
-    if o["pue"] < 1.0:
-        raise BadInput(f"--pue {o['pue']} is below 1: pass 1 for a device on a desk, more for a facility")
-    m = Measurement(o["out"], o)
-    m.spec = parse_agent(o["agent_spec"])
-    if m.spec.kind == "local" and not (Path(o["engines_dir"]) / "manifest.json").is_file():
+    config = MeasureConfig.from_options(options)
+    spec = config.agent_spec
+    if spec.kind == "local" and not (Path(config.engines_dir) / "manifest.json").is_file():
         raise BadInput(
-            f"no engines in {o['engines_dir']}: run `edgebench build-engines --out {o['engines_dir']}` first"
+            f"no engines in {config.engines_dir}: run `edgebench build-engines --out {config.engines_dir}` first"
         )
-    if m.spec.kind == "tcp" and o["sensor"] != "auto":
+    if spec.kind == "tcp" and config.sensor != "auto":
         warn("--sensor applies to agents this command starts (local, ssh): a TCP agent samples its own --sensor")
-    m.grid = resolve_grid(grid=o["grid"], egrid=o["egrid"], country=o["country"], intensity=o["intensity"])
     try:
-        result = run_measurement(m)
+        session, result = run_measurement(config)
     except KeyboardInterrupt:
-        m.close()
-        note(f"interrupted: every finished window is in {m.out}; `edgebench measure ... --resume` continues it")
-        try:
-            m.export()
-        except EdgebenchError:
-            pass
+        note(f"interrupted: every finished window is in {config.out}; `edgebench measure ... --resume` continues it")
         raise SystemExit(130) from None
-    finally:
-        m.close()
+    except DeviceError as exc:
+        raise DeviceError(f"{exc}; every window before it is in {config.out} (`--resume` continues)") from None
     if result.idle is None:
         warn("no valid idle window: net figures need an idle baseline (--idle S)")
     bad = [w for w in result.windows if not w.valid]
     if bad:
         warn(f"{len(bad)} of {len(result.windows)} windows are invalid or failed; the status column says why")
-    click.echo("\n".join(render(result, "table", o["sort"])))
-    note(f"results: {m.out}/table.csv, table.json, table.md (re-render with `edgebench report {m.out}`)")
+    errors, versions = metadata_conflicts(session.out.records())
+    for message in errors + versions:
+        warn(f"{message}: the table mixes measurements of different set-ups")
+    click.echo("\n".join(render(result, "table", config.sort)))
+    note(f"results: {config.out}/table.csv, table.json, table.md (re-render with `edgebench report {config.out}`)")

@@ -149,6 +149,19 @@ def check_writable_dir(path: Path, option: str = "--out") -> None:
             return
 
 
+def make_writable_dir(path: Path, option: str = "--out") -> None:
+    """Create `path` if needed and check a file can be written in it: BadInput otherwise (a path under a file,
+    /proc, a read-only mount), before any work is done."""
+    check_writable_dir(path, option)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".edgebench-write-probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise BadInput(f"{option} {path}: cannot write there ({exc.strerror}): pass a directory you can write to") from None
+
+
 @dataclass(frozen=True)
 class EngineProgress:
     """What a directory already holds of one engine: windows that ran, and those the meter made valid."""
@@ -197,7 +210,7 @@ class MeasureDir:
             raise BadInput(
                 f"{d.path} already holds a measurement: pass --resume to continue it, or another --out"
             )
-        d.path.mkdir(parents=True, exist_ok=True)
+        make_writable_dir(d.path)
         return d
 
     @classmethod
