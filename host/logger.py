@@ -128,6 +128,11 @@ class MeterLogger:
     # --- public view --------------------------------------------------------------------------------------
 
     @property
+    def alive(self) -> bool:
+        """True while the background thread logs (False before `start()`, after `stop()` or a crash)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def failure(self) -> BaseException | None:
         """The exception that ended the background thread, or None while it logs (or after a clean stop).
         A caller polling a long session checks this between steps; `stop()` raises it as well."""

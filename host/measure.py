@@ -214,8 +214,9 @@ class MeterSource:
     def check(self) -> None:
         """DeviceError when the logger thread has died (the session must not go on measuring blind)."""
         failure = self.logger.failure
-        if failure is not None:
-            raise DeviceError(f"the meter logger on {self.url} stopped ({failure}): no window after it can be measured")
+        if failure is not None or not self.logger.alive:
+            why = f" ({failure})" if failure is not None else ""
+            raise DeviceError(f"the meter logger on {self.url} stopped{why}: no window after it can be measured")
 
     def _listen(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -395,3 +395,84 @@ def test_a_killed_session_resumes(tiny_engines, ramp_meter, tmp_path):
     assert {row["status"] for row in table.values()} == {"ok"}
     assert table[killed.engine]["valid_windows"] == 1 and table[killed.engine]["windows"] == 2
     _check_against_profile(out, ramp_meter, lost=[killed])
+
+
+def _session_parts(config):
+    """The session's parts, as a Python caller assembles them (no CLI)."""
+    from edgebench.host.measure import MeterSource, agent_connector
+    from edgebench.host.measuredir import MeasureDir
+
+    out = MeasureDir.create(config.out, resume=config.resume)
+    return out, MeterSource.start(config, out.new_meter_path), agent_connector(config)
+
+
+def test_a_window_the_meter_left_silent_is_measured_again(tiny_engines, tmp_path):
+    """--retry from Python: the meter falls silent for exactly the first window (the progress reporter, one of
+    the session's parts, switches the emulator's silence on and off around it); the window is invalid for the
+    meter's sake, measured again, and the engine counts one retried window."""
+    from edgebench.host.carbon import egrid_factor
+    from edgebench.host.measure import MeasureConfig, MeasureSession, Progress
+    from edgebench.host.meters.emulate import Faults
+
+    faults = Faults()
+    engine = "squeezenet1_1_1_32_32_fp32"
+
+    class SilenceTheFirstWindow(Progress):
+        def window(self, label):
+            super().window(label)
+            faults.silence = ((0.0, 1e9),) if label.endswith(f"{engine} window 1/1") else ()
+
+        def done(self, cost_s):
+            faults.silence = ()
+            super().done(cost_s)
+
+    with start_emulator("lines", RampProfile(6.0, 0.4), interval_s=INTERVAL_S, faults=faults) as meter:
+        config = MeasureConfig(
+            meter=meter.port, protocol="lines", out=tmp_path / "m", grid=egrid_factor(), engines_dir=tiny_engines,
+            engine_names=(engine,), duration_s=1.0, idle_s=1.0, warmup_s=0.2, repeat=1, retry=1, sensor="none",
+            threads=1,
+        )
+        out, source, connect_agent = _session_parts(config)
+        session = MeasureSession(config, out, source, connect_agent,
+                                 progress=lambda plan: SilenceTheFirstWindow(source.latest_watts, plan, live=False))
+        try:
+            result = session.run()
+        finally:
+            session.close_agent()
+            source.stop()
+    (e,) = result.engines
+    assert e.ok and e.windows == 2 and e.valid_windows == 1 and e.retried == 1
+    first, again = [w for w in result.windows if w.kind == "run"]
+    assert not first.valid and first.meter_fault and first.attempt == 0 and first.samples == 0
+    assert again.valid and again.attempt == 1 and again.repeat == first.repeat
+    assert [r.attempt for r in read_run_records(tmp_path / "m" / "runs.jsonl") if r.kind == "run"] == [0, 1]
+
+
+def test_a_dead_meter_logger_stops_the_session_and_keeps_its_windows(tiny_engines, tmp_path):
+    """The logger's thread ends mid-session (stopped here through its own API after the idle window): the
+    session stops with one clear error before the next window, and runs.jsonl keeps the window measured."""
+    from edgebench.errors import DeviceError
+    from edgebench.host.carbon import egrid_factor
+    from edgebench.host.measure import MeasureConfig, MeasureSession, Progress
+
+    class StopTheLoggerAfterIdle(Progress):
+        def done(self, cost_s):
+            super().done(cost_s)
+            if self.label.startswith("idle"):
+                source.logger.stop()
+
+    with start_emulator("lines", RampProfile(6.0, 0.4), interval_s=INTERVAL_S) as meter:
+        config = MeasureConfig(
+            meter=meter.port, protocol="lines", out=tmp_path / "m", grid=egrid_factor(), engines_dir=tiny_engines,
+            duration_s=1.0, idle_s=1.0, warmup_s=0.2, repeat=1, sensor="none", threads=1,
+        )
+        out, source, connect_agent = _session_parts(config)
+        session = MeasureSession(config, out, source, connect_agent,
+                                 progress=lambda plan: StopTheLoggerAfterIdle(source.latest_watts, plan, live=False))
+        with pytest.raises(DeviceError, match="meter logger on .* stopped: no window after it"):
+            try:
+                session.run()
+            finally:
+                session.close_agent()
+                source.stop()
+    assert [r.kind for r in read_run_records(tmp_path / "m" / "runs.jsonl")] == ["idle"]
