@@ -453,6 +453,32 @@ class Progress:
 # --- the session ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """What a directory to resume already holds: its runs' clocks, its session, and what is valid in it."""
+
+    state: ResumeState
+    clocks: Mapping[str, ClockOffset]
+    session: Session | None
+
+
+def load_earlier(out: MeasureDir) -> Earlier | None:
+    """On --resume: read and check everything the directory holds (before the meter opens, so a corrupt file is
+    reported at once) and pair it, to know which engines already have enough valid windows."""
+    if not out.has_runs():
+        return None
+    records = out.records()
+    saved = out.clocks()
+    clocks = {r.run_id: saved for r in records} if isinstance(saved, ClockOffset) else dict(saved or {})
+    session = out.session() if out.session_path.is_file() else None
+    result = None
+    if session is None or not out.has_meter_log():
+        warn(f"resume: {out.path} holds no session.json or meter log, so no window there counts as valid")
+    else:
+        result = out.pair(session=session, records=records)
+    return Earlier(out.resume_state(result), clocks, session)
+
+
 class MeasureSession:
     """One measurement: `run()` goes through the plan, writing every record and table into `out` as it goes.
 
@@ -466,6 +492,7 @@ class MeasureSession:
         meter: MeterSource,
         connect_agent: Callable[[], Any],
         progress: Callable[[Plan], Progress] | None = None,
+        earlier: Earlier | None = None,
     ) -> None:
         self.config, self.out, self.meter = config, out, meter
         self.connect_agent = connect_agent
@@ -476,7 +503,9 @@ class MeasureSession:
         self.first_sync: Any = None
         self.clocks: dict[str, ClockOffset] = {}
         self.warned: dict[str, int] = {}  # engine -> windows with warnings after its first warned one
-        self.earlier: Session | None = None  # the session.json of the measurement being resumed
+        self.earlier = earlier  # what the directory held before (--resume)
+        if earlier is not None:
+            self.clocks.update(earlier.clocks)
         self.result: PairingResult | None = None
 
     # --- agent --------------------------------------------------------------------------------------------
@@ -539,30 +568,12 @@ class MeasureSession:
 
     # --- resume -------------------------------------------------------------------------------------------
 
-    def load_earlier(self) -> ResumeState | None:
-        """On --resume: the clocks of earlier runs, and which engines already have enough valid windows."""
-        if not self.out.has_runs():
-            return None
-        records = self.out.records()
-        saved = self.out.clocks()
-        if isinstance(saved, ClockOffset):  # one offset for every earlier run
-            saved = {r.run_id: saved for r in records}
-        self.clocks.update(saved or {})
-        result = None
-        if self.out.session_path.is_file():
-            self.earlier = self.out.session()
-            try:
-                result = self.out.pair(session=self.earlier, records=records)
-            except BadInput as exc:  # no meter log yet, say
-                warn(f"resume: the windows in {self.out.path} cannot be paired ({exc}); measuring them again")
-        return self.out.resume_state(result)
-
     def check_same_setup(self) -> None:
         """A resumed directory must be the same device and meter: its numbers go into one table."""
         assert self.hello is not None
-        if self.earlier is None:
+        if self.earlier is None or self.earlier.session is None:
             return
-        before = self.earlier.extra
+        before = self.earlier.session.extra
         mismatches = []
         if before.get("agent_hostname") and before["agent_hostname"] != self.hello.hostname:
             mismatches.append(f"agent host {before['agent_hostname']} -> {self.hello.hostname}")
@@ -725,7 +736,7 @@ class MeasureSession:
 
     def run(self) -> PairingResult:
         """The whole session (see the module docstring); returns the final PairingResult."""
-        state = self.load_earlier()
+        state = self.earlier.state if self.earlier is not None else None
         self.connect()
         self.check_same_setup()
         self.sync()
@@ -806,8 +817,9 @@ def run_measurement(config: MeasureConfig) -> tuple[MeasureSession, PairingResul
     """Open the directory and the meter, run the session, and always stop the meter and the agent. Whatever
     happens after the first window, the tables are rewritten from everything in the directory."""
     out = MeasureDir.create(config.out, resume=config.resume)
+    earlier = load_earlier(out) if config.resume else None
     meter = MeterSource.start(config, out.new_meter_path)
-    session = MeasureSession(config, out, meter, agent_connector(config))
+    session = MeasureSession(config, out, meter, agent_connector(config), earlier=earlier)
     try:
         return session, session.run()
     except (KeyboardInterrupt, EdgebenchError):

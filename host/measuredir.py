@@ -236,6 +236,9 @@ class MeasureDir:
 
         append_jsonl(self.runs, records)
 
+    def has_meter_log(self) -> bool:
+        return any((self.path / name).is_file() for name in METER_FILES)
+
     def meter_log(self) -> Path:
         for name in METER_FILES:
             if (self.path / name).is_file():
