@@ -187,6 +187,12 @@ def test_resume_skips_measured_engines(tiny_engines, ramp_meter, tmp_path):
     assert set(json.loads((out / "clock.json").read_text())) == {r.run_id for r in records}
     assert {row["status"] for row in _table(out).values()} == {"ok"}
     _check_against_profile(out, ramp_meter)
+    # the directory was measured on another board: its numbers do not belong with this one's
+    session = json.loads((out / "session.json").read_text())
+    session["extra"]["agent_hostname"] = "another-board"
+    (out / "session.json").write_text(json.dumps(session))
+    other = CliRunner().invoke(cli, ["measure", *common, "--resume"])
+    assert other.exit_code == 2 and "measured with another set-up (agent host another-board ->" in other.output
 
 
 def test_a_broken_engine_is_recorded_as_failed_and_the_sweep_goes_on(tiny_engines, ramp_meter, tmp_path):
