@@ -14,13 +14,13 @@ Every output names the meter EMULATED. On a real device, replace the emulator wi
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from edgebench.host.measuredir import MeasureDir
 from edgebench.host.meters.emulate import CpuLoadProfile, start_emulator
 from edgebench.host.transport import edgebench_argv
 
@@ -38,7 +38,7 @@ def _clear(out: Path) -> None:
     """Remove the previous demo's results (only a measure directory: never an unrelated folder)."""
     if not out.exists():
         return
-    if not (out / "session.json").is_file() and any(out.iterdir()):
+    if not MeasureDir(out).session_path.is_file() and any(out.iterdir()):
         raise SystemExit(f"demo: {out} exists and is not a measure directory: pass another --out")
     shutil.rmtree(out)
 
@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             "--meter-label", f"EMULATED Kill-a-Watt (tweetawatt on a pty, {args.idle_watts:g}-{args.max_watts:g} W "
             "following CPU load)",
         ])
-    session = json.loads((args.out / "session.json").read_text())
+    session = MeasureDir(args.out).session()
     print(f"== {banner} ==", flush=True)
     print(
-        f"demo: {time.monotonic() - started:.0f} s; results in {args.out}/ (meter {session['meter']!r}); "
+        f"demo: {time.monotonic() - started:.0f} s; results in {args.out}/ (meter {session.meter!r}); "
         f"re-render with `edgebench report {args.out}`",
         file=sys.stderr,
     )
