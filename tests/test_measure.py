@@ -111,6 +111,7 @@ def _check_against_profile(out, handle, skew_ns=0, lost=()):
     return records, table
 
 
+@pytest.mark.slow
 def test_measure_end_to_end_matches_the_emulated_profile(tiny_engines, ramp_meter, tmp_path):
     out = tmp_path / "m"
     result = _measure(["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(tiny_engines),
@@ -152,6 +153,7 @@ def test_measure_end_to_end_matches_the_emulated_profile(tiny_engines, ramp_mete
         assert plotted.exit_code == 2 and "pip install 'edgebench[plot]'" in plotted.output
 
 
+@pytest.mark.slow
 def test_an_offset_agent_clock_is_measured_and_corrected(tiny_engines, ramp_meter, tmp_path):
     skew = 3_000_000_000  # the agent's clock is 3 s ahead: on this ramp, unmapped windows would be ~15 % off
     out = tmp_path / "m"
@@ -167,6 +169,7 @@ def test_an_offset_agent_clock_is_measured_and_corrected(tiny_engines, ramp_mete
     assert abs(wrong / table["squeezenet1_1_1_32_32_fp32"]["gross_j_per_inference"] - 1) > 0.05
 
 
+@pytest.mark.slow
 def test_resume_skips_measured_engines(tiny_engines, ramp_meter, tmp_path):
     out = tmp_path / "m"
     common = ["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(tiny_engines),
@@ -195,6 +198,7 @@ def test_resume_skips_measured_engines(tiny_engines, ramp_meter, tmp_path):
     assert other.exit_code == 2 and "measured with another set-up (agent host another-board ->" in other.output
 
 
+@pytest.mark.slow
 def test_a_broken_engine_is_recorded_as_failed_and_the_sweep_goes_on(tiny_engines, ramp_meter, tmp_path):
     engines = tmp_path / "engines"
     shutil.copytree(tiny_engines, engines)
@@ -212,6 +216,7 @@ def test_a_broken_engine_is_recorded_as_failed_and_the_sweep_goes_on(tiny_engine
     assert f"{broken['name']} failed" in result.output
 
 
+@pytest.mark.slow
 def test_an_agent_that_dies_mid_window_is_restarted(tiny_engines, ramp_meter, tmp_path):
     """The agent process is killed while it runs the first engine (what a segfaulting engine does to it): the
     window is recorded as failed, a new agent is started and the next engine is measured."""
@@ -229,6 +234,7 @@ def test_an_agent_that_dies_mid_window_is_restarted(tiny_engines, ramp_meter, tm
     assert "agent: reconnecting to local" in stderr
 
 
+@pytest.mark.slow
 def test_windows_shorter_than_the_meter_needs(tiny_engines, ramp_meter, tmp_path):
     common = ["--meter", ramp_meter.port, "--protocol", "lines", "--engines", str(tiny_engines), "--idle", "1",
               "--engine", "squeezenet1_1_1_32_32_fp32", "--repeat", "1", *FAST]
@@ -281,6 +287,7 @@ def test_measure_refuses_numbers_that_are_not_finite_or_in_range(tiny_engines, t
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_silent_meter_is_named(tiny_engines, tmp_path):
     import os
     import tty
@@ -297,6 +304,7 @@ def test_a_silent_meter_is_named(tiny_engines, tmp_path):
     assert result.exit_code == 2 and "sent no reading" in result.output
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_every_finished_window(tiny_engines, ramp_meter, tmp_path):
     import signal
 
@@ -311,6 +319,7 @@ def test_ctrl_c_keeps_every_finished_window(tiny_engines, ramp_meter, tmp_path):
     assert row["status"] == "ok" and row["valid_windows"] >= 1
 
 
+@pytest.mark.slow
 def test_measure_through_a_tcp_agent_with_its_token(tiny_engines, ramp_meter, tcp_agent, tmp_path):
     out = tmp_path / "m"
     common = ["--meter", ramp_meter.port, "--protocol", "lines", "--agent", f"tcp://127.0.0.1:{tcp_agent}",
@@ -325,6 +334,7 @@ def test_measure_through_a_tcp_agent_with_its_token(tiny_engines, ramp_meter, tc
     _check_against_profile(out, ramp_meter)
 
 
+@pytest.mark.slow
 def test_pair_offline_from_bench_records_and_a_meter_log(tiny_engines, ramp_meter, tmp_path):
     """The agent alone (`bench --out`) and the logger alone (`meter log` machinery), paired afterwards."""
     from edgebench.host.logger import MeterLogger
@@ -345,6 +355,7 @@ def test_pair_offline_from_bench_records_and_a_meter_log(tiny_engines, ramp_mete
         assert table[record.engine]["net_j_per_inference"] is None  # bench measures no idle baseline
 
 
+@pytest.mark.slow
 def test_several_kill_a_watts_on_one_receiver_need_an_address(tiny_engines, tmp_path):
     from edgebench.host.meters.emulate import ConstantProfile, TweetAWattEncoder
     from edgebench.host.meters.tweetawatt import default_calibration
@@ -371,6 +382,7 @@ def test_several_kill_a_watts_on_one_receiver_need_an_address(tiny_engines, tmp_
     assert _table(tmp_path / "c")["squeezenet1_1_1_32_32_fp32"]["wall_power_w"] == pytest.approx(60.0, abs=1.5)
 
 
+@pytest.mark.slow
 def test_a_killed_session_resumes(tiny_engines, ramp_meter, tmp_path):
     """SIGKILL of measure itself just after an engine's window was recorded: the meter readings the logger had
     not flushed are lost with it, so that window is invalid, and --resume must measure that engine again (not
@@ -412,6 +424,7 @@ def _session_parts(config):
     return out, MeterSource.start(config, out.new_meter_path), agent_connector(config)
 
 
+@pytest.mark.slow
 def test_a_window_the_meter_left_silent_is_measured_again(tiny_engines, tmp_path):
     """--retry from Python: the meter falls silent for exactly the first window (the progress reporter, one of
     the session's parts, switches the emulator's silence on and off around it); the window is invalid for the
@@ -454,6 +467,7 @@ def test_a_window_the_meter_left_silent_is_measured_again(tiny_engines, tmp_path
     assert [r.attempt for r in read_run_records(tmp_path / "m" / "runs.jsonl") if r.kind == "run"] == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_dead_meter_logger_stops_the_session_and_keeps_its_windows(tiny_engines, tmp_path):
     """The logger's thread ends mid-session (stopped here through its own API after the idle window): the
     session stops with one clear error before the next window, and runs.jsonl keeps the window measured."""
