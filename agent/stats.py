@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgebench.records import RunRecord
+from edgebench.units import fmt_rate, fmt_time, time_unit
 
 UNSTABLE_CV = 0.05  # pyperf and trtexec warn from a few percent; 5 % is where rankings start to flip
 MAD_TO_SD = 1.4826  # MAD x 1.4826 estimates sd for normal data
@@ -153,38 +154,12 @@ def latency_warnings(stats: LatencyStats) -> list[str]:
     return out
 
 
-# --- formatting ------------------------------------------------------------------------------------------------
-
-
-def _unit(ms: float) -> tuple[str, float]:
-    """A display unit for a duration in ms: µs below 1 ms, s from 1000 ms (hyperfine-style)."""
-    if not math.isnan(ms) and ms < 1.0:
-        return "µs", 1e3
-    if not math.isnan(ms) and ms >= 1000.0:
-        return "s", 1e-3
-    return "ms", 1.0
-
-
-def fmt_time(ms: float, unit: tuple[str, float] | None = None) -> str:
-    """A duration given in ms, shown in `unit` (chosen from the value when None)."""
-    if math.isnan(ms):
-        return "n/a"
-    name, scale = unit or _unit(ms)
-    value = ms * scale
-    digits = 1 if value >= 100 else 2 if value >= 10 else 3
-    return f"{value:.{digits}f} {name}"
-
-
-def fmt_rate(sps: float) -> str:
-    """A throughput in samples/s."""
-    if math.isnan(sps):
-        return "n/a"
-    return f"{sps:,.1f} samples/s" if sps < 1000 else f"{sps:,.0f} samples/s"
+# --- formatting (numbers themselves: edgebench.units) ----------------------------------------------------------
 
 
 def format_block(name: str, stats: LatencyStats) -> list[str]:
     """hyperfine-like lines for one engine: mean ± sd, range, percentiles, throughput, run count."""
-    unit = _unit(stats.mean_ms)
+    unit = time_unit(stats.mean_ms)
     sd = fmt_time(stats.sd_ms, unit) if not math.isnan(stats.sd_ms) else "n/a"
     lines = [
         f"Benchmark: {name}",

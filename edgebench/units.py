@@ -41,3 +41,29 @@ def duration(seconds: float) -> str:
     seconds = max(0.0, seconds) if finite(seconds) else 0.0
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
+
+
+def time_unit(ms: float) -> tuple[str, float]:
+    """A display unit for a duration in ms: µs below 1 ms, s from 1000 ms (hyperfine-style)."""
+    if not math.isnan(ms) and ms < 1.0:
+        return "µs", 1e3
+    if not math.isnan(ms) and ms >= 1000.0:
+        return "s", 1e-3
+    return "ms", 1.0
+
+
+def fmt_time(ms: float, unit: tuple[str, float] | None = None) -> str:
+    """A duration given in ms, shown in `unit` (chosen from the value when None)."""
+    if math.isnan(ms):
+        return "n/a"
+    name, scale = unit or time_unit(ms)
+    value = ms * scale
+    digits = 1 if value >= 100 else 2 if value >= 10 else 3
+    return f"{value:.{digits}f} {name}"
+
+
+def fmt_rate(sps: float) -> str:
+    """A throughput in samples/s."""
+    if math.isnan(sps):
+        return "n/a"
+    return f"{sps:,.1f} samples/s" if sps < 1000 else f"{sps:,.0f} samples/s"

@@ -5,13 +5,13 @@ import pytest
 
 from edgebench.agent.stats import (
     LatencyStats,
-    fmt_time,
     format_block,
     format_summary,
     format_table,
     latency_warnings,
     sort_results,
 )
+from edgebench.units import fmt_time
 
 
 def _ns(ms_values):
