@@ -61,7 +61,8 @@ class BuildReport:
 
 
 def cache_key(source: bytes, spec: EngineSpec, backend: str, options: dict, versions: dict) -> str:
-    """sha256 over the source model, the engine's name, the backend, its options and its package versions."""
+    """sha256 over the source model's identity (its sha256), the engine's name, the backend, its options and
+    its package versions."""
     digest = hashlib.sha256()
     digest.update(source)
     digest.update(
@@ -71,12 +72,44 @@ def cache_key(source: bytes, spec: EngineSpec, backend: str, options: dict, vers
     return digest.hexdigest()
 
 
-class _Sources:
-    """Source models by backbone name: built-ins generated once, user files loaded and checked once."""
+SOURCES_MEMO = ".sources.json"  # in the engines directory: built-in code fingerprint -> sha256 of its model bytes
 
-    def __init__(self, models: dict[str, Path]) -> None:
+
+def _builtin_fingerprint(backbone: str) -> str:
+    """sha256 of what generates a built-in backbone: the backbones package's source files, its name and the
+    versions of numpy (the seeded weights) and onnx (the serialisation). Reading files is cheap; generating the
+    graph (and importing onnx) is not, which is what a cached sweep must avoid."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from edgebench.engines import backbones
+
+    digest = hashlib.sha256(backbone.encode())
+    package = Path(backbones.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    for dist in ("numpy", "onnx"):
+        try:
+            digest.update(f"{dist}={version(dist)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{dist}=?".encode())
+    return digest.hexdigest()
+
+
+class _Sources:
+    """Source models by backbone name: built-ins generated once, user files loaded and checked once.
+
+    `digest(name)` is the sha256 of the model's bytes, computed without generating a built-in when the engines
+    directory remembers it for the same generator code (SOURCES_MEMO), and without parsing a user's file, so a
+    fully cached sweep imports neither onnx nor the backend's heavy modules.
+    """
+
+    def __init__(self, models: dict[str, Path], out_dir: Path | None = None) -> None:
         self.models = models
+        self.out_dir = out_dir
         self._loaded: dict[str, tuple[object, bytes]] = {}
+        self._digests: dict[str, str] = {}
+        self._memo: dict[str, str] | None = None
 
     def check(self) -> None:
         for name in self.models:
@@ -91,6 +124,56 @@ class _Sources:
             else:
                 self._loaded[backbone] = (backbones.builtin_model(backbone), backbones.builtin_model_bytes(backbone))
         return self._loaded[backbone]
+
+    def _memo_path(self) -> Path | None:
+        return self.out_dir / SOURCES_MEMO if self.out_dir is not None else None
+
+    def _read_memo(self) -> dict[str, str]:
+        if self._memo is None:
+            self._memo = {}
+            path = self._memo_path()
+            if path is not None and path.is_file():
+                try:
+                    data = json.loads(path.read_text())
+                    if isinstance(data, dict):
+                        self._memo = {str(k): str(v) for k, v in data.items()}
+                except (OSError, ValueError):
+                    pass  # a damaged memo only costs one generation per backbone
+        return self._memo
+
+    def _write_memo(self) -> None:
+        path = self._memo_path()
+        if path is None or not path.parent.is_dir():
+            return
+        tmp = path.with_name(f"{path.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(self._read_memo(), indent=1, sort_keys=True) + "\n")
+            tmp.replace(path)
+        except OSError:
+            pass  # the memo is an optimisation: a read-only directory just regenerates next time
+
+    def digest(self, backbone: str) -> str:
+        """sha256 (hex) of the source model's bytes."""
+        if backbone in self._digests:
+            return self._digests[backbone]
+        if backbone in self.models:
+            path = Path(self.models[backbone])
+            try:
+                value = hashlib.sha256(path.read_bytes()).hexdigest()
+            except FileNotFoundError:
+                raise BadInput(f"ONNX model {path} does not exist: check the --model path") from None
+            except OSError as exc:
+                raise BadInput(f"cannot read ONNX model {path} ({exc.strerror}): check its permissions") from None
+        else:
+            fingerprint = _builtin_fingerprint(backbone)
+            memo = self._read_memo()
+            value = memo.get(fingerprint)
+            if value is None:
+                value = hashlib.sha256(self.get(backbone)[1]).hexdigest()
+                memo[fingerprint] = value
+                self._write_memo()
+        self._digests[backbone] = value
+        return value
 
 
 def validate_sweep(sweep: Sweep) -> list[EngineSpec]:
@@ -113,30 +196,49 @@ def build_sweep(
 
     Raises BadInput before building anything when the sweep itself is wrong (unknown backbone, resolution too
     small, unreadable model file, backend missing). `on_result` is called after each point (the CLI reports
-    failures with it); `wrap` wraps the spec list (the CLI's progress bar).
+    failures with it); `wrap` wraps the spec list (the CLI's progress bar). Points whose cache key matches their
+    manifest row are decided first, from file digests alone; models are generated or parsed only when some point
+    needs building.
     """
     out_dir = Path(out_dir)
     engine_backend = require_backend(backend)
     specs = validate_sweep(sweep)
-    sources = _Sources(dict(sweep.models))
-    sources.check()
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out {out_dir} is a file: give a directory for the engines")
+    sources = _Sources(dict(sweep.models), out_dir if out_dir.is_dir() else None)
     manifest = Manifest.load(out_dir, missing_ok=True)
     versions = engine_backend.versions()
+    keys = {spec.name: _key(spec, sources, engine_backend, versions) for spec in specs}
+    if force or not all(_is_cached(spec, keys[spec.name], manifest, out_dir) for spec in specs):
+        sources.check()  # a user file that no longer parses is refused before anything is built
     results: list[BuildResult] = []
     iterable = wrap(specs) if wrap is not None else specs
     for spec in iterable:
-        result = _build_one(spec, sources, engine_backend, manifest, versions, out_dir, force)
+        result = _build_one(spec, keys[spec.name], sources, engine_backend, manifest, versions, out_dir, force)
         results.append(result)
         if on_result is not None:
             on_result(result)
+    if sources.out_dir is None and out_dir.is_dir():
+        sources.out_dir = out_dir
+        sources._write_memo()
     return BuildReport(out_dir=out_dir, backend=backend, results=tuple(results))
 
 
-def _build_one(spec, sources, engine_backend, manifest, versions, out_dir, force) -> BuildResult:
+def _key(spec: EngineSpec, sources: _Sources, engine_backend, versions: dict) -> str:
+    options = engine_backend.build_options(spec)
+    return cache_key(sources.digest(spec.backbone).encode(), spec, engine_backend.name, options, versions)
+
+
+def _is_cached(spec: EngineSpec, key: str, manifest: Manifest, out_dir: Path) -> bool:
+    if spec.name not in manifest:
+        return False
+    existing = manifest.get(spec.name)
+    return existing.cache_key == key and (out_dir / existing.artifact).is_file()
+
+
+def _build_one(spec, key, sources, engine_backend, manifest, versions, out_dir, force) -> BuildResult:
     try:
-        return _build_or_reuse(spec, sources, engine_backend, manifest, versions, out_dir, force)
+        return _build_or_reuse(spec, key, sources, engine_backend, manifest, versions, out_dir, force)
     except EdgebenchError as exc:
         error = str(exc)
     except Exception as exc:  # a backend's own exception: report this point, keep the sweep going
@@ -147,17 +249,14 @@ def _build_one(spec, sources, engine_backend, manifest, versions, out_dir, force
     return BuildResult(spec.name, FAILED, error=error)
 
 
-def _build_or_reuse(spec, sources, engine_backend, manifest, versions, out_dir, force) -> BuildResult:
+def _build_or_reuse(spec, key, sources, engine_backend, manifest, versions, out_dir, force) -> BuildResult:
+    if not force and _is_cached(spec, key, manifest, out_dir):
+        return BuildResult(spec.name, CACHED, manifest.get(spec.name))
     from edgebench.engines.counting import count_cost, fix_input_shape
 
-    model, source = sources.get(spec.backbone)
+    model, _ = sources.get(spec.backbone)
     options = engine_backend.build_options(spec)
-    key = cache_key(source, spec, engine_backend.name, options, versions)
     artifact_rel = f"{spec.name}{engine_backend.artifact_suffix}"
-    if not force and spec.name in manifest:
-        existing = manifest.get(spec.name)
-        if existing.cache_key == key and (out_dir / existing.artifact).is_file():
-            return BuildResult(spec.name, CACHED, existing)
     started = time.perf_counter()
     fixed = fix_input_shape(model, spec.batch, spec.height, spec.width)
     cost = count_cost(model, spec.batch, spec.height, spec.width)

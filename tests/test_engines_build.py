@@ -199,3 +199,27 @@ def test_cache_key_covers_source_options_versions_and_name():
         cache_key(b"model", spec, "onnxruntime", {"level": "basic"}, {"onnxruntime": "1.18"}),
     ]
     assert len({base, *variants}) == 6
+
+
+def test_a_fully_cached_sweep_imports_neither_onnx_nor_generates_models(tmp_path):
+    import subprocess
+    import sys
+
+    model = tiny_model(tmp_path / "tiny.onnx")
+    sweep = Sweep(["mobilenet_v3_small"], [1], ["32x32"], ["fp32"], models={"tiny": model})
+    out = tmp_path / "engines"
+    assert [r.status for r in build_sweep(sweep, out).results] == [BUILT, BUILT]
+    assert (out / ".sources.json").is_file()
+    script = (
+        "import sys\n"
+        "from edgebench.engines.build import build_sweep\n"
+        "from edgebench.engines.sweep import Sweep\n"
+        f"sweep = Sweep(['mobilenet_v3_small'], [1], ['32x32'], ['fp32'], models={{'tiny': {str(model)!r}}})\n"
+        f"report = build_sweep(sweep, {str(out)!r})\n"
+        "print([r.status for r in report.results], 'onnx' in sys.modules, 'onnxruntime.transformers' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["['cached',", "'cached']", "False", "False"]
+    # a damaged memo costs one generation, not a rebuild: the model's digest is the same
+    (out / ".sources.json").write_text("{not json")
+    assert [r.status for r in build_sweep(sweep, out).results] == [CACHED, CACHED]

@@ -12,6 +12,7 @@ them, pinning the artifact to that CPU's kernel set (the device's CPU or a GPU p
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgebench.engines.spec import EngineSpec
 
 INPUT_SEED = 1234  # inputs are random but identical for every engine of the same shape
+# onnxruntime ships under several distribution names, one per execution provider build
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino", "onnxruntime-silicon")
+
+
+def _dist_version(distributions: tuple[str, ...], module: str) -> str:
+    """The version of the first installed distribution among `distributions`, else the module's __version__."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in distributions:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return str(importlib.import_module(module).__version__)
 
 
 def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -89,11 +104,13 @@ class OnnxRuntimeBackend:
         return Availability(True)
 
     def versions(self) -> dict[str, str]:
-        import numpy
-        import onnx
-        import onnxruntime
-
-        return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "numpy": numpy.__version__}
+        # read from the installed distributions, not the modules: importing onnx alone takes about a second,
+        # and a fully cached sweep needs only these strings for its cache keys
+        return {
+            "onnxruntime": _dist_version(ORT_DISTRIBUTIONS, "onnxruntime"),
+            "onnx": _dist_version(("onnx",), "onnx"),
+            "numpy": _dist_version(("numpy",), "numpy"),
+        }
 
     def build_options(self, spec: EngineSpec) -> dict[str, str | int | float | bool]:
         return {
