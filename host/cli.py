@@ -171,6 +171,11 @@ def pair(
         uncertainty_ns=abs(parse_clock_offset(clock_uncertainty)),
         method="user-given" if clock_offset is not None else "same clock",
     )
+    from edgebench.host.measuredir import metadata_conflicts
+
+    errors, version_warnings = metadata_conflicts(records)
+    for message in errors + version_warnings:
+        warn(f"{runs}: {message}: the table mixes measurements of different set-ups")
     trace = _load_trace(meter_log, resolution_w, address)
     result = pair_runs(records, trace, clock, grid=factor, min_samples=min_samples, pue=pue)
     _report_invalid(result)
