@@ -242,3 +242,22 @@ def test_report_re_renders_a_measure_directory(tmp_path, store):
     assert json.loads(res.stdout)["grid"]["region"].startswith("DEU")
     res = invoke("report", str(tmp_path / "nothing"))
     assert res.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--resolution", "nan"], ["--resolution", "-1"], ["--pue", "inf"], ["--pue", "0.5"], ["--min-samples", "1"]],
+)
+def test_pair_refuses_numbers_that_are_not_finite_or_in_range(tmp_path, store, args):
+    _write_meter_csv(tmp_path / "meter.csv")
+    _records(tmp_path / "runs.jsonl")
+    res = invoke("pair", str(tmp_path / "runs.jsonl"), str(tmp_path / "meter.csv"), *args)
+    assert res.exit_code == 2 and f"Invalid value for '{args[0]}'" in res.output, res.output
+
+
+def test_pair_out_under_a_file_is_refused_before_writing(tmp_path, store):
+    _write_meter_csv(tmp_path / "meter.csv")
+    _records(tmp_path / "runs.jsonl")
+    (tmp_path / "f").write_text("")
+    res = invoke("pair", str(tmp_path / "runs.jsonl"), str(tmp_path / "meter.csv"), "--out", str(tmp_path / "f" / "o"))
+    assert res.exit_code == 2 and "lies under the file" in res.output and "Traceback" not in res.output
