@@ -141,7 +141,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("J/inf rails", _rails),
     Column("CO2 lb/inf", lambda e: _num(e.co2_lb_per_inference, ".3e")),
     Column("CO2 g/1M inf", lambda e: _num(e.co2_kg_per_inference * 1e9, ".4g")),
-    Column("windows", lambda e: f"{e.valid_windows}/{e.windows}"),
+    Column("windows", lambda e: f"{e.valid_windows}/{e.windows}" + (f" ({e.retried} retried)" if e.retried else "")),
 )
 
 
