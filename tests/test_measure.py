@@ -465,6 +465,10 @@ def test_a_window_the_meter_left_silent_is_measured_again(tiny_engines, tmp_path
     assert not first.valid and first.meter_fault and first.attempt == 0 and first.samples == 0
     assert again.valid and again.attempt == 1 and again.repeat == first.repeat
     assert [r.attempt for r in read_run_records(tmp_path / "m" / "runs.jsonl") if r.kind == "run"] == [0, 1]
+    from edgebench.host.table import render
+
+    assert "1/2 (1 retried)" in "\n".join(render(result))
+    assert _table(tmp_path / "m")[engine]["retried"] == 1
 
 
 @pytest.mark.slow
