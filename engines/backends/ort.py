@@ -191,6 +191,7 @@ class OnnxRuntimeRunner:
                 raise BadInput(f"engine {self.engine} input {value.name!r} has type {value.type}: only float inputs are fed")
             self.inputs[value.name] = rng.standard_normal(value.shape).astype(dtype)
         self.output_names = [value.name for value in self.session.get_outputs()]
+        self.input_shapes = [tuple(array.shape) for array in self.inputs.values()]  # what infer() takes
         self._binding = None
         if options.io_binding:
             # inputs bound once; outputs bound to CPU memory that ORT allocates on each run
@@ -235,6 +236,15 @@ class OnnxRuntimeRunner:
             self.session.run_with_iobinding(self._binding)
             return self._binding.copy_outputs_to_cpu()
         return self.session.run(self.output_names, self.inputs)
+
+    def infer(self, arrays: list) -> list:
+        """Outputs for the given inputs (one array per graph input, in order), each cast to the engine's input
+        type; not timed (`edgebench eval` feeds a dataset through it)."""
+        names = list(self.inputs)
+        if len(arrays) != len(names):
+            raise BadInput(f"engine {self.engine} takes {len(names)} input(s), got {len(arrays)}")
+        feed = {name: array.astype(self.inputs[name].dtype, copy=False) for name, array in zip(names, arrays, strict=True)}
+        return self.session.run(self.output_names, feed)
 
     def close(self) -> None:
         self._binding = None

@@ -218,7 +218,10 @@ class TensorRTRunner:
             self._inputs: list[tuple[object, object]] = []  # (host, device)
             self._outputs: list[tuple[object, object]] = []
             self._bindings: list[int] = []
+            self._output_shapes: list[tuple[int, ...]] = []
+            self.input_shapes: list[tuple[int, ...]] = []  # what infer() takes
             for name, is_input, shape, dtype in self._io(trt, entry):
+                (self.input_shapes if is_input else self._output_shapes).append(tuple(shape))
                 host = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
                 device = cuda.mem_alloc(host.nbytes)
                 if is_input:
@@ -300,6 +303,26 @@ class TensorRTRunner:
         for host, device in self._outputs:
             self._cuda.memcpy_dtoh(host, device)
         return [host.copy() for host, _ in self._outputs]
+
+    def infer(self, arrays: list) -> list:
+        """Outputs for the given inputs (one host array per engine input, in order, cast to the engine's input
+        type: fp16 for a strongly typed fp16 engine), copied in and out; not timed (`edgebench eval`)."""
+        cuda = self._cuda
+        if len(arrays) != len(self._inputs):
+            raise BadInput(f"engine {self.engine} takes {len(self._inputs)} input(s), got {len(arrays)}")
+        for (host, device), array in zip(self._inputs, arrays, strict=True):
+            if array.size != host.size:
+                raise BadInput(f"engine {self.engine}: an input of {array.size} values does not fit {host.size}")
+            host[:] = array.ravel().astype(host.dtype, copy=False)
+            cuda.memcpy_htod_async(device, host, self._stream)
+        if self._tensor_api:
+            self._context.execute_async_v3(self._stream.handle)
+        else:
+            self._context.execute_async_v2(self._bindings, self._stream.handle)
+        for host, device in self._outputs:
+            cuda.memcpy_dtoh_async(host, device, self._stream)
+        self._stream.synchronize()
+        return [host.copy().reshape(shape) for (host, _), shape in zip(self._outputs, self._output_shapes, strict=True)]
 
     def close(self) -> None:
         for _, device in self._inputs + self._outputs:

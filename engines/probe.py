@@ -1,0 +1,191 @@
+"""A linear probe: a classifier fitted on a backbone's pooled features and written into its ONNX graph.
+
+The built-in backbones carry generated (untrained) weights, so their 1000 logits classify nothing. A linear probe
+makes a model that really classifies without training the backbone: cut the graph at its last global average
+pool (the pooled features the original classifier reads), run the training images through it, fit a
+multinomial logistic regression (scikit-learn) on the standardised features, and append the fitted layer as one
+Gemm, the standardisation folded into its weights. The result is an ordinary ONNX file with symbolic batch,
+height and width, built and timed like any `--model`. Its accuracy on held-out images is computed, never assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgebench.engines.datasets import STUDY_EXTRA, Dataset, Preprocess
+from edgebench.errors import BadInput, MissingDependency
+
+FEATURES = "features"
+LOGITS = "logits"
+FEATURE_BATCH = 128
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A fitted probe and how well it does."""
+
+    path: Path
+    source: str  # backbone name or ONNX file it was cut from
+    feature_dim: int
+    classes: int
+    height: int
+    width: int
+    train_top1: float  # on the images it was fitted on
+    train_samples: int
+    test_top1: float | None  # on held-out images (None when none were given)
+    test_samples: int
+    preprocessing: str
+
+
+def feature_graph(model):
+    """A copy of `model` that outputs the flattened output of its last GlobalAveragePool as `features`."""
+    import onnx
+    from onnx import helper
+
+    pools = [node for node in model.graph.node if node.op_type == "GlobalAveragePool"]
+    if not pools:
+        raise BadInput(
+            f"model {model.graph.name!r} has no GlobalAveragePool to read pooled features from: "
+            "a probe needs a CNN with global average pooling before its classifier"
+        )
+    pooled = pools[-1].output[0]
+    needed = {pooled}
+    keep = []
+    for node in reversed(model.graph.node):
+        if any(out in needed for out in node.output):
+            keep.append(node)
+            needed.update(name for name in node.input if name)
+    keep.reverse()
+    graph = model.graph
+    flatten = helper.make_node("Flatten", [pooled], [FEATURES], name="probe_flatten", axis=1)
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
+    batch = batch_dim.dim_param or batch_dim.dim_value or "batch"
+    new_graph = helper.make_graph(
+        [*keep, flatten], graph.name, list(graph.input),
+        [helper.make_tensor_value_info(FEATURES, onnx.TensorProto.FLOAT, [batch, None])],
+        [init for init in graph.initializer if init.name in needed],
+    )
+    out = helper.make_model(new_graph, opset_imports=list(model.opset_import), producer_name="edgebench-probe")
+    out.ir_version = model.ir_version
+    return out
+
+
+def extract_features(feature_model, inputs: np.ndarray) -> np.ndarray:
+    """Pooled features (N x D) of preprocessed inputs through onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(feature_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    parts = [session.run([FEATURES], {name: inputs[i : i + FEATURE_BATCH]})[0] for i in range(0, len(inputs), FEATURE_BATCH)]
+    return np.concatenate(parts).astype(np.float64)
+
+
+def fit_linear(features: np.ndarray, labels: np.ndarray, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(weight K x D, bias K) of a multinomial logistic regression on standardised features, the standardisation
+    folded in so that logits = features @ weight.T + bias on raw features."""
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError as exc:
+        raise MissingDependency(f"train-probe fits with scikit-learn: {STUDY_EXTRA}") from exc
+    if len(np.unique(labels)) < 2:
+        raise BadInput("the training images hold one class only: a classifier needs at least two")
+    mean = features.mean(axis=0)
+    std = features.std(axis=0)
+    std[std < 1e-12] = 1.0  # a constant feature carries nothing; keep it from dividing by zero
+    classifier = LogisticRegression(C=c, max_iter=3000)
+    classifier.fit((features - mean) / std, labels)
+    coef = classifier.coef_
+    intercept = classifier.intercept_
+    classes = int(labels.max()) + 1
+    if coef.shape[0] == 1:  # scikit-learn stores a two-class problem as one row: class 1 against class 0
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    weight = np.zeros((classes, features.shape[1]))
+    bias = np.zeros(classes)
+    # classes absent from the training labels keep -inf-like logits so they are never predicted
+    bias[:] = -1e4
+    for row, label in enumerate(classifier.classes_):
+        weight[label] = coef[row] / std
+        bias[label] = intercept[row] - float(coef[row] @ (mean / std))
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def probe_model(feature_model, weight: np.ndarray, bias: np.ndarray, name: str):
+    """`feature_model` with a Gemm classifier appended: output `logits`, batch x classes."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = feature_model.graph
+    gemm = helper.make_node("Gemm", [FEATURES, "probe.weight", "probe.bias"], [LOGITS], name="probe_gemm", transB=1)
+    batch = graph.output[0].type.tensor_type.shape.dim[0]
+    new_graph = helper.make_graph(
+        [*graph.node, gemm], name, list(graph.input),
+        [helper.make_tensor_value_info(LOGITS, onnx.TensorProto.FLOAT, [batch.dim_param or batch.dim_value, weight.shape[0]])],
+        [*graph.initializer, numpy_helper.from_array(weight, "probe.weight"), numpy_helper.from_array(bias, "probe.bias")],
+    )
+    model = helper.make_model(new_graph, opset_imports=list(feature_model.opset_import), producer_name="edgebench-probe")
+    model.ir_version = feature_model.ir_version
+    onnx.checker.check_model(model)
+    return model
+
+
+def train_probe(
+    model,
+    source: str,
+    train: Dataset,
+    test: Dataset | None,
+    height: int,
+    width: int,
+    preprocess: Preprocess,
+    out: Path,
+    c: float = 1.0,
+) -> ProbeResult:
+    """Fit a probe on `train` at height x width, write the probed model to `out`, and measure its top-1 on
+    `train` and on `test` by running the written model (onnxruntime, fp32)."""
+    import onnx
+
+    channels = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value or 3
+    features_model = feature_graph(model)
+    train_inputs = preprocess.apply(train.images, height, width, channels)
+    features = extract_features(features_model, train_inputs)
+    weight, bias = fit_linear(features, train.labels, c)
+    name = Path(out).stem
+    probed = probe_model(features_model, weight, bias, name)
+    description = preprocess.describe(height, width, channels)
+    for key, value in (
+        ("edgebench.probe.source", source),
+        ("edgebench.probe.dataset", train.description),
+        ("edgebench.probe.preprocessing", description),
+    ):
+        probed.metadata_props.add(key=key, value=value)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(probed, out)
+    train_top1 = _top1(probed, train_inputs, train.labels)
+    test_top1 = None
+    if test is not None and len(test):
+        test_top1 = _top1(probed, preprocess.apply(test.images, height, width, channels), test.labels)
+    return ProbeResult(
+        path=out, source=source, feature_dim=int(weight.shape[1]), classes=int(weight.shape[0]), height=height,
+        width=width, train_top1=train_top1, train_samples=len(train), test_top1=test_top1,
+        test_samples=len(test) if test is not None else 0, preprocessing=description,
+    )
+
+
+def _top1(model, inputs: np.ndarray, labels: np.ndarray) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    correct = 0
+    for i in range(0, len(inputs), FEATURE_BATCH):
+        logits = session.run([LOGITS], {name: inputs[i : i + FEATURE_BATCH]})[0]
+        correct += int(np.sum(np.argmax(logits, axis=1) == labels[i : i + FEATURE_BATCH]))
+    return correct / len(labels)

@@ -1,0 +1,130 @@
+"""edgebench eval and train-probe: accuracy computed on real labelled data, checked against a plain ORT loop."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+from edgebench.cli import cli
+from edgebench.engines.datasets import Preprocess, load_dataset, resize, split_indices
+from edgebench.engines.evaluate import topk_correct
+from edgebench.engines.manifest import Manifest
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    """A mobilenet_v3_small probe fitted on digits:train at 32x32 and built at batch 1 and 4, fp32 and fp16."""
+    root = tmp_path_factory.mktemp("probe")
+    runner = CliRunner()
+    done = runner.invoke(cli, ["train-probe", "--backbone", "mobilenet_v3_small", "--resolution", "32x32",
+                               "--method", "bilinear", "--out", str(root / "digits_probe.onnx")])
+    assert done.exit_code == 0, done.output
+    built = runner.invoke(cli, ["build-engines", "--model", str(root / "digits_probe.onnx"), "--batch", "1,4",
+                                "--resolution", "32x32", "--precision", "fp32,fp16", "--out", str(root / "engines")])
+    assert built.exit_code == 0, built.output
+    return root, done.output
+
+
+def plain_ort_top1(model_path, images, labels, size, method):
+    """The reference: one image at a time through onnxruntime, preprocessing written out by hand."""
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+    correct = 0
+    for image, label in zip(images, labels, strict=True):
+        grey = resize(image[None], size, size, method)[0]
+        x = ((np.repeat(grey, 3, axis=0) - mean) / std)[None].astype(np.float32)
+        dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
+        correct += int(np.argmax(session.run(None, {name: x.astype(dtype)})[0][0]) == label)
+    return correct / len(labels)
+
+
+@pytest.mark.slow
+def test_eval_accuracy_matches_a_plain_onnxruntime_loop_and_lands_in_the_manifest(probed):
+    root, probe_output = probed
+    assert "test  top-1" in probe_output
+    engines = root / "engines"
+    done = CliRunner().invoke(cli, ["eval", "--engines", str(engines), "--data", "digits:test", "--method", "bilinear",
+                                    "--json"])
+    assert done.exit_code == 0, done.output
+    rows = {row["engine"]: row for row in map(json.loads, done.output.splitlines())}
+    test = load_dataset("digits:test")
+    expected = plain_ort_top1(root / "digits_probe.onnx", test.images, test.labels, 32, "bilinear")
+    assert expected > 0.5  # ten classes: chance is 0.1, and this is a fitted classifier on held-out images
+    manifest = Manifest.load(engines)
+    for entry in manifest.entries:
+        accuracy = entry.accuracy
+        assert accuracy is not None and accuracy.samples == len(test) == 539
+        assert rows[entry.name]["top1"] == accuracy.top1
+        if entry.spec.precision == "fp32":
+            assert accuracy.top1 == pytest.approx(expected, abs=1e-12)
+        else:  # fp16 weights may flip a near-tie or two
+            assert abs(accuracy.top1 - expected) <= 3 / 539
+        assert accuracy.top5 is not None and accuracy.top5 >= accuracy.top1
+        assert "bilinear resize to 32x32" in accuracy.preprocessing and "digits" in accuracy.dataset
+    # batch 4 does not divide 539: the padded last batch must not change the figure
+    assert manifest.get("digits_probe_4_32_32_fp32").accuracy.top1 == manifest.get("digits_probe_1_32_32_fp32").accuracy.top1
+
+
+@pytest.mark.slow
+def test_eval_reads_npz_and_image_folders_the_same(probed, tmp_path):
+    from PIL import Image
+
+    root, _ = probed
+    test = load_dataset("digits:test")
+    pick = np.arange(0, 539, 9)
+    images = (test.images[pick, 0] * 255).round().astype(np.uint8)
+    np.savez(tmp_path / "d.npz", x=images, y=test.labels[pick])
+    folder = tmp_path / "folder"
+    for k, (image, label) in enumerate(zip(images, test.labels[pick], strict=True)):
+        (folder / f"class{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"class{label}" / f"{k}.png")
+    engine = ["--engine", "digits_probe_4_32_32_fp32", "--engines", str(root / "engines"), "--json"]
+    a = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "d.npz"), *engine]).output)
+    b = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(folder), *engine]).output)
+    assert a["samples"] == b["samples"] == len(pick)
+    assert a["top1"] == b["top1"] > 0.5
+
+
+def test_area_resize_averages_blocks_and_bilinear_keeps_constants():
+    images = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    halved = resize(images, 2, 2, "area")[0, 0]
+    assert halved.tolist() == [[2.5, 4.5], [10.5, 12.5]]
+    constant = np.full((2, 3, 5, 7), 0.25, np.float32)
+    for method in ("area", "bilinear", "nearest"):
+        assert np.allclose(resize(constant, 11, 3, method), 0.25)
+    assert resize(images, 2, 2, "crop")[0, 0].tolist() == [[5, 6], [9, 10]]
+    assert resize(images, 2, 2, "nearest")[0, 0].tolist() == [[0, 2], [8, 10]]
+
+
+def test_topk_and_fixed_split():
+    scores = np.array([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5]])
+    labels = np.array([1, 2, 0])
+    assert topk_correct(scores, labels, 1) == 1 and topk_correct(scores, labels, 2) == 2
+    labels = np.repeat(np.arange(3), 10)
+    train, test = split_indices(labels, "train"), split_indices(labels, "test")
+    assert len(test) == 9 and not set(train) & set(test) and len(train) + len(test) == 30
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "nowhere.npz"], "not found"),
+        (["--data", "digits:validation"], "train or test"),
+        (["--data", "digits", "--mean", "nan"], "finite"),
+    ],
+)
+def test_eval_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    Manifest(tmp_path).save()
+    done = CliRunner().invoke(cli, ["eval", "--engines", str(tmp_path), *args])
+    assert done.exit_code == 2 and message in done.output, done.output
+
+
+def test_preprocess_states_what_it_does():
+    p = Preprocess("area", (0.5,), (0.25,), "bgr")
+    assert p.describe(32, 32, 3) == "area resize to 32x32; 3 channel(s), BGR; 0..1 then (x - [0.5]) / [0.25]"
+    x = p.apply(np.full((1, 1, 8, 8), 0.75, np.float32), 16, 16, 3)
+    assert x.shape == (1, 3, 16, 16) and np.allclose(x, 1.0)
