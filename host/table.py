@@ -8,6 +8,14 @@ rename) so that `edgebench measure` can call it after every engine and a crash s
 JSON format history (readers accept every version listed here):
 - 1: first version: {"format": "edgebench-table", "version": 1, "grid", "idle", "pue", "meter", "thresholds",
   "sort", "engines": [{"rank", <every EngineResult field>, co2 per million}]}; NaN is written as null.
+- 2: when some engine was evaluated (`edgebench eval`), each engine row holds `top1`, `top5`, `accuracy_samples`,
+  `accuracy_dataset`, `accuracy_preprocessing` (null where not evaluated) and `pareto_energy` / `pareto_latency`
+  (on the front of accuracy vs J/inference, vs latency) instead of the nested `accuracy`; the document gains
+  `pareto` (which energy figure the front used). Without accuracy the rows are as in version 1.
+
+Accuracy columns (top-1 %, top-5 % when any engine has it, and `front`) appear only when some engine has an
+accuracy. `front` marks the Pareto front of the ok engines: `E` on the front of accuracy vs net J/inference
+(gross when no idle baseline was measured), `L` of accuracy vs mean latency, `EL` both, `-` neither.
 """
 
 from __future__ import annotations
@@ -24,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.errors import BadInput
+from edgebench.pareto import pareto_front
 
 from .pairing import EngineResult, PairingResult
 
 TABLE_FORMAT = "edgebench-table"
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 FORMATS = ("table", "csv", "json", "md")
 
 
@@ -57,6 +66,8 @@ SORT_KEYS: dict[str, Callable[[EngineResult], Any]] = {
     "gflops": lambda e: e.gflops_per_inference,
     "j_per_sample": lambda e: e.net_j_per_sample,
     "co2": lambda e: e.co2_lb_per_inference,
+    "top1": lambda e: e.accuracy.top1 if e.accuracy is not None else math.nan,
+    "top5": lambda e: e.accuracy.top5 if e.accuracy is not None and e.accuracy.top5 is not None else math.nan,
 }
 _FIELDS = {f.name for f in dataclasses.fields(EngineResult)}
 
@@ -145,10 +156,65 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
+def has_accuracy(engines: Sequence[EngineResult]) -> bool:
+    """Whether any engine was evaluated (the accuracy columns are shown only then)."""
+    return any(e.accuracy is not None for e in engines)
+
+
+def energy_cost_field(engines: Sequence[EngineResult]) -> str:
+    """The J/inference figure the energy front uses: net when an idle baseline gave one, gross otherwise."""
+    return "net_j_per_inference" if default_sort(engines) == "net_j" else "gross_j_per_inference"
+
+
+@dataclass(frozen=True)
+class Fronts:
+    """Names of the ok engines on each Pareto front (accuracy vs energy, accuracy vs latency)."""
+
+    energy: frozenset[str]
+    latency: frozenset[str]
+    energy_field: str
+
+    def mark(self, e: EngineResult) -> str:
+        text = ("E" if e.engine in self.energy else "") + ("L" if e.engine in self.latency else "")
+        return text or "-"
+
+
+def fronts(engines: Sequence[EngineResult]) -> Fronts:
+    """The Pareto fronts over the ok, evaluated engines (see `edgebench.pareto`)."""
+    field_name = energy_cost_field(engines)
+    ok = [e for e in engines if e.ok and e.accuracy is not None]
+    accuracy = [e.accuracy.top1 for e in ok]  # type: ignore[union-attr]
+    on_energy = pareto_front([getattr(e, field_name) for e in ok], accuracy)
+    on_latency = pareto_front([e.latency_mean_ms for e in ok], accuracy)
+    return Fronts(
+        energy=frozenset(e.engine for e, m in zip(ok, on_energy, strict=True) if m),
+        latency=frozenset(e.engine for e, m in zip(ok, on_latency, strict=True) if m),
+        energy_field=field_name,
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}"
+
+
+def columns(engines: Sequence[EngineResult]) -> list[Column]:
+    """COLUMNS, with top-1, top-5 (when any engine has it) and the front marker when some engine has accuracy."""
+    if not has_accuracy(engines):
+        return list(COLUMNS)
+    found = fronts(engines)
+    extra = [Column("top-1 %", lambda e: _pct(e.accuracy.top1 if e.accuracy else None))]
+    if any(e.accuracy is not None and e.accuracy.top5 is not None for e in engines):
+        extra.append(Column("top-5 %", lambda e: _pct(e.accuracy.top5 if e.accuracy else None)))
+    extra.append(Column("front", lambda e: found.mark(e) if e.accuracy is not None and e.ok else "-", numeric=False))
+    at = next(i for i, c in enumerate(COLUMNS) if c.header == "GFLOPs") + 1
+    return [*COLUMNS[:at], *extra, *COLUMNS[at:]]
+
+
 def _rows(result: PairingResult, sort: str | None) -> list[tuple[str, list[str], EngineResult]]:
     rows = []
+    shown = columns(result.engines)
     for position, e in rank(result.engines, sort):
-        rows.append((str(position) if position else "-", [c.cell(e) for c in COLUMNS], e))
+        rows.append((str(position) if position else "-", [c.cell(e) for c in shown], e))
     return rows
 
 
@@ -178,17 +244,26 @@ def _footer(result: PairingResult, sort: str) -> list[str]:
     )
     if any(e.rail_estimate for e in result.engines):
         lines.append("* rail figure modelled (estimate), not measured")
+    if has_accuracy(result.engines):
+        found = fronts(result.engines)
+        figure = "net" if found.energy_field.startswith("net") else "gross (no idle baseline)"
+        evaluated = next(e.accuracy for e in result.engines if e.accuracy is not None)
+        lines.append(
+            f"front: E = on the Pareto front of top-1 vs {figure} J/inference, L = of top-1 vs mean latency "
+            f"(ok engines only); accuracy on {evaluated.dataset}"
+        )
     return lines
 
 
 def format_table(result: PairingResult, sort: str | None = None) -> list[str]:
     """The ranked table as aligned terminal lines, invalid/failed engines last with their reason."""
     sort = sort or default_sort(result.engines)
-    headers = ["rank", *(c.header for c in COLUMNS)]
+    shown = columns(result.engines)
+    headers = ["rank", *(c.header for c in shown)]
     rows = _rows(result, sort)
     body = [[r, *cells] for r, cells, _ in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
-    numeric = [True, *(c.numeric for c in COLUMNS)]
+    numeric = [True, *(c.numeric for c in shown)]
 
     def line(cells: list[str]) -> str:
         parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric, strict=True)]
@@ -206,32 +281,54 @@ def format_table(result: PairingResult, sort: str | None = None) -> list[str]:
     return lines
 
 
-def _record(position: int | None, e: EngineResult) -> dict[str, Any]:
+def _record(position: int | None, e: EngineResult, found: Fronts | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"rank": position}
     for f in dataclasses.fields(EngineResult):
+        if f.name == "accuracy":
+            continue  # flattened below, when the table shows accuracy
         value = getattr(e, f.name)
         data[f.name] = None if isinstance(value, float) and not math.isfinite(value) else value
     for name in ("co2_kg_per_million", "co2_lb_per_million"):
         value = getattr(e, name)
         data[name] = value if math.isfinite(value) else None
+    if found is not None:
+        a = e.accuracy
+        data.update(
+            top1=a.top1 if a else None,
+            top5=a.top5 if a else None,
+            accuracy_samples=a.samples if a else None,
+            accuracy_dataset=a.dataset if a else None,
+            accuracy_preprocessing=a.preprocessing if a else None,
+            pareto_energy=e.engine in found.energy,
+            pareto_latency=e.engine in found.latency,
+        )
     return data
 
 
 CSV_COLUMNS: tuple[str, ...] = (
     "rank",
-    *(f.name for f in dataclasses.fields(EngineResult)),
+    *(f.name for f in dataclasses.fields(EngineResult) if f.name != "accuracy"),
     "co2_kg_per_million",
     "co2_lb_per_million",
 )
+ACCURACY_COLUMNS: tuple[str, ...] = (
+    "top1", "top5", "accuracy_samples", "accuracy_dataset", "accuracy_preprocessing", "pareto_energy", "pareto_latency",
+)
+
+
+def _fronts_if_any(engines: Sequence[EngineResult]) -> Fronts | None:
+    return fronts(engines) if has_accuracy(engines) else None
 
 
 def format_csv(result: PairingResult, sort: str | None = None) -> list[str]:
     """CSV lines: one row per engine, every figure with its unit in the column name; NaN is empty."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    found = _fronts_if_any(result.engines)
+    names = CSV_COLUMNS + (ACCURACY_COLUMNS if found is not None else ())
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for position, e in rank(result.engines, sort):
-        writer.writerow({k: ("" if v is None else v) for k, v in _record(position, e).items()})
+        writer.writerow({k: ("" if v is None else v) for k, v in _record(position, e, found).items()})
     return buffer.getvalue().splitlines()
 
 
@@ -239,6 +336,12 @@ def table_document(result: PairingResult, sort: str | None = None) -> dict[str, 
     """The JSON document (versioned) of the table."""
     sort = sort or default_sort(result.engines)
     idle = dataclasses.asdict(result.idle) if result.idle else None
+    found = _fronts_if_any(result.engines)
+    extra: dict[str, Any] = {}
+    if found is not None:
+        extra["pareto"] = {
+            "energy": f"top1 vs {found.energy_field} (ok engines)", "latency": "top1 vs latency_mean_ms (ok engines)",
+        }
     return {
         "format": TABLE_FORMAT,
         "version": TABLE_VERSION,
@@ -251,7 +354,8 @@ def table_document(result: PairingResult, sort: str | None = None) -> dict[str, 
         "device": dict(result.device),
         "thresholds": dict(result.thresholds),
         "inference": "one engine execution (one batch); sample = one input of the batch",
-        "engines": [_record(position, e) for position, e in rank(result.engines, sort)],
+        **extra,
+        "engines": [_record(position, e, found) for position, e in rank(result.engines, sort)],
     }
 
 
@@ -263,8 +367,9 @@ def format_json(result: PairingResult, sort: str | None = None) -> list[str]:
 def format_markdown(result: PairingResult, sort: str | None = None) -> list[str]:
     """A GitHub Markdown table with the footer as a list below it."""
     sort = sort or default_sort(result.engines)
-    headers = ["rank", *(c.header for c in COLUMNS), "status"]
-    align = ["---:", *("---:" if c.numeric else ":---" for c in COLUMNS), ":---"]
+    shown = columns(result.engines)
+    headers = ["rank", *(c.header for c in shown), "status"]
+    align = ["---:", *("---:" if c.numeric else ":---" for c in shown), ":---"]
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
     for r, cells, e in _rows(result, sort):
         escaped = [c.replace("|", "\\|") for c in (r, *cells, e.status)]

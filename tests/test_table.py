@@ -81,7 +81,8 @@ def test_csv_parses_back_with_units_in_columns(result):
 
 def test_json_is_versioned_and_nan_free(result):
     doc = json.loads("\n".join(render(result, "json")))
-    assert doc["format"] == "edgebench-table" and doc["version"] == 1
+    assert doc["format"] == "edgebench-table" and doc["version"] == 2
+    assert "pareto" not in doc and "top1" not in doc["engines"][0]  # no engine evaluated: no accuracy columns
     assert doc["sort"] == "net_j"
     assert doc["grid"]["region"] == "RFCW"
     assert doc["device"] == {"board.model": "NVIDIA Jetson Nano Developer Kit", "jetson.nvpmodel": "MAXN"}
@@ -124,3 +125,52 @@ def test_value_and_uncertainty_share_decimals(result):
 def test_unknown_format(result):
     with pytest.raises(BadInput, match="format"):
         render(result, "xml")
+
+
+def _with_accuracy(result, top1_by_engine, top5=True):
+    import dataclasses
+
+    from edgebench.records import Accuracy
+
+    engines = tuple(
+        dataclasses.replace(
+            e,
+            accuracy=Accuracy(top1_by_engine[e.engine], 0.99 if top5 else None, 539, "digits, test split", "area")
+            if e.engine in top1_by_engine else None,
+        )
+        for e in result.engines
+    )
+    return dataclasses.replace(result, engines=engines)
+
+
+def test_accuracy_columns_and_front_marker_in_every_format(result):
+    # net J/inf: mbv2 0.08, resnet18 0.4, sp_squeeze 1.12; latency: mbv2 < resnet18 < sp_squeeze
+    evaluated = _with_accuracy(
+        result, {"mbv2_4_120_392_fp16": 0.80, "resnet18_1_224_224_fp32": 0.90, "sp_squeeze_2_120_392_FP16_seq_4": 0.85}
+    )
+    lines = render(evaluated, "table")
+    header = lines[0]
+    assert "top-1 %" in header and "top-5 %" in header and "front" in header
+    marks = {line.split()[1]: line.split() for line in lines[2:6] if not line.startswith("      ^")}
+    assert "EL" in marks["mbv2_4_120_392_fp16"] and "80.00" in marks["mbv2_4_120_392_fp16"]
+    assert "EL" in marks["resnet18_1_224_224_fp32"]
+    assert "EL" not in marks["sp_squeeze_2_120_392_FP16_seq_4"]  # dominated by resnet18: dearer and worse
+    assert any(line.startswith("front: E = on the Pareto front of top-1 vs net J/inference") for line in lines)
+
+    rows = {r["engine"]: r for r in csv.DictReader(render(evaluated, "csv"))}
+    assert rows["resnet18_1_224_224_fp32"]["top1"] == "0.9" and rows["resnet18_1_224_224_fp32"]["pareto_energy"] == "True"
+    assert rows["sp_squeeze_2_120_392_FP16_seq_4"]["pareto_latency"] == "False"
+    assert rows["broken_1_8_8_fp32"]["top1"] == ""
+    doc = json.loads("\n".join(render(evaluated, "json")))
+    by_name = {e["engine"]: e for e in doc["engines"]}
+    assert by_name["mbv2_4_120_392_fp16"]["pareto_energy"] is True and by_name["mbv2_4_120_392_fp16"]["top5"] == 0.99
+    assert doc["pareto"]["energy"].startswith("top1 vs net_j_per_inference")
+    md = render(evaluated, "md")
+    assert "| top-1 % | top-5 % | front |" in md[0]
+    assert [e.engine for _, e in rank(evaluated.engines, "-top1")][0] == "resnet18_1_224_224_fp32"
+
+
+def test_top5_column_only_when_some_engine_has_it(result):
+    evaluated = _with_accuracy(result, {"mbv2_4_120_392_fp16": 0.5}, top5=False)
+    header = render(evaluated, "table")[0]
+    assert "top-1 %" in header and "top-5 %" not in header
