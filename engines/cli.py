@@ -40,7 +40,8 @@ def _ints(values: list[str], option: str) -> list[int]:
 def build_engines(backbones, models, batches, resolutions, precisions, backend, sweep_file, out_dir, force, as_json):
     """Build a sweep of inference engines (default: 4 backbones, batch 1, 224x224, fp32 and fp16).
 
-    Built-in backbones: resnet18, mobilenet_v2, squeezenet1_1, mobilenet_v3_small, superpoint. Options not
+    Built-in backbones: resnet18, mobilenet_v2 (widths mobilenet_v2_x0.35, _x0.5, _x0.75, _x1.3, _x1.4),
+    squeezenet1_1, mobilenet_v3_small, superpoint. Options not
     given come from --sweep, or else from the default sweep. Unchanged engines are not rebuilt. A point that fails is reported and the rest are built; the exit code is
     then 1.
     """

@@ -1,6 +1,7 @@
 """Built-in backbones, generated as ONNX graphs in code (no torch, no downloads), and user ONNX files.
 
-The four classification backbones follow torchvision's architectures exactly, so their parameter counts equal
+The four classification backbones follow torchvision's architectures exactly (and `mobilenet_v2_x<w>` is
+torchvision's MobileNetV2 with width_mult w, for w in 0.35, 0.5, 0.75, 1.3, 1.4), so their parameter counts equal
 torchvision's published ones; `superpoint` follows MagicLeap's SuperPoint (1,300,865 parameters). Batch, height
 and width are symbolic dimensions named `batch`, `height`, `width`; the builder fixes them per engine. Weights
 are He-initialised from a fixed seed: the graphs are for timing and energy, not for accuracy.
@@ -66,7 +67,19 @@ BUILTINS: dict[str, BackboneInfo] = {
             "mobilenet_v3_small", "classification", 3, 32, published_params=2_542_856, published_gmacs_224=0.06
         ),
         BackboneInfo("superpoint", "superpoint", 1, 16, multiple=8, published_params=1_300_865),
+        # mobilenet_v2 at other width multipliers (torchvision's width_mult; no published torchvision counts)
+        *(
+            BackboneInfo(f"mobilenet_v2_x{width:g}", "classification", 3, 32)
+            for width in (0.35, 0.5, 0.75, 1.3, 1.4)
+        ),
     )
+}
+MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
+    # built-in backbones of one family, smallest first: `edgebench study model-size --family mobilenet_v2`
+    "mobilenet_v2": (
+        "mobilenet_v2_x0.35", "mobilenet_v2_x0.5", "mobilenet_v2_x0.75", "mobilenet_v2", "mobilenet_v2_x1.3",
+        "mobilenet_v2_x1.4",
+    ),
 }
 
 

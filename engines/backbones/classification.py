@@ -42,13 +42,17 @@ def resnet18() -> onnx.ModelProto:
     return g.model()
 
 
-def mobilenet_v2() -> onnx.ModelProto:
-    g = GraphBuilder("mobilenet_v2", 3)
-    x = g.relu6(g.bn(g.conv("input", 3, 32, 3, stride=2), 32))
-    c_in = 32
+def mobilenet_v2(width: float = 1.0, name: str = "mobilenet_v2") -> onnx.ModelProto:
+    """torchvision's MobileNetV2(width_mult=width): every layer's channels scaled and rounded to multiples of 8,
+    the last 1x1 conv kept at 1280 unless the width exceeds 1."""
+    g = GraphBuilder(name, 3)
+    first = _make_divisible(32 * width)
+    last = _make_divisible(1280 * max(1.0, width))
+    x = g.relu6(g.bn(g.conv("input", 3, first, 3, stride=2), first))
+    c_in = first
     for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                        (6, 320, 1, 1)):
-        c_out = _make_divisible(c)
+        c_out = _make_divisible(c * width)
         for i in range(n):
             stride = s if i == 0 else 1
             hidden = round(c_in * t)
@@ -59,8 +63,8 @@ def mobilenet_v2() -> onnx.ModelProto:
             out = g.bn(g.conv(out, hidden, c_out, 1), c_out)
             x = g.node("Add", [x, out]) if stride == 1 and c_in == c_out else out
             c_in = c_out
-    x = g.relu6(g.bn(g.conv(x, c_in, 1280, 1), 1280))
-    g.output(g.linear(_head(g, x, 1280), 1280, NUM_CLASSES), "logits", NUM_CLASSES)
+    x = g.relu6(g.bn(g.conv(x, c_in, last, 1), last))
+    g.output(g.linear(_head(g, x, last), last, NUM_CLASSES), "logits", NUM_CLASSES)
     return g.model()
 
 
@@ -128,6 +132,13 @@ _BUILDERS = {
 }
 
 
+# width multipliers of mobilenet_v2 (the MobileNetV2 paper's 0.35-1.4), as backbones `mobilenet_v2_x<width>`
+MOBILENET_V2_WIDTHS = (0.35, 0.5, 0.75, 1.3, 1.4)
+WIDTH_PREFIX = "mobilenet_v2_x"
+
+
 def build(name: str) -> onnx.ModelProto:
     """The named classification backbone."""
+    if name.startswith(WIDTH_PREFIX):
+        return mobilenet_v2(float(name[len(WIDTH_PREFIX):]), name)
     return _BUILDERS[name]()
