@@ -1,0 +1,131 @@
+"""`edgebench study`: the input-size and model-size studies of lab 2, and re-drawing a study's plots."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from edgebench.errors import BadInput
+from edgebench.options import positive
+
+
+def _split(values) -> list[str]:
+    return [item.strip() for value in values for item in str(value).split(",") if item.strip()]
+
+
+def _common(function):
+    options = [
+        click.option("--data", default="digits", show_default=True, metavar="DATA",
+                     help="Labelled images: digits, PATH.npz or an image folder; its :train split fits probes, "
+                     "its :test split is evaluated."),
+        click.option("--method", "methods", multiple=True,
+                     help="Resize methods, comma-separated: area, bilinear, nearest, crop (default area,bilinear)."),
+        click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True),
+        click.option("--duration", type=positive(), default=1.0, show_default=True,
+                     help="Seconds timed per engine (without --meter)."),
+        click.option("--sensor", default="auto", show_default=True, metavar="auto|none|NAME",
+                     help="On-board power source for energy without a meter (auto falls back to an estimate)."),
+        click.option("--meter", metavar="PORT", help="Measure wall energy with `edgebench measure --meter PORT`."),
+        click.option("--measure-arg", "measure_args", multiple=True, metavar="ARG",
+                     help="Extra argument passed to `edgebench measure` (repeatable), e.g. --measure-arg=--idle=5."),
+        click.option("--probe/--no-probe", default=None,
+                     help="Fit a linear probe (default for built-in backbones; off for --model files)."),
+        click.option("--mean", "mean_text", metavar="M[,M,M]", help="Per-channel mean (default ImageNet's)."),
+        click.option("--std", "std_text", metavar="S[,S,S]", help="Per-channel std (default ImageNet's)."),
+        click.option("--bgr", is_flag=True, help="Feed channels in BGR order."),
+        click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("study-out"),
+                     show_default=True, help="Directory for engines, models, tables and plots."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _config(data, methods, batch, precision, duration, sensor, meter, measure_args, probe, mean_text, std_text, bgr, out):
+    from edgebench.engines.cli import _floats
+    from edgebench.engines.datasets import RESIZE_METHODS
+    from edgebench.host.study import StudyConfig
+
+    names = tuple(_split(methods)) or ("area", "bilinear")
+    unknown = [m for m in names if m not in RESIZE_METHODS]
+    if unknown:
+        raise BadInput(f"unknown resize method {unknown[0]!r}: use {', '.join(RESIZE_METHODS)}")
+    return StudyConfig(
+        out=out, data=data, methods=tuple(dict.fromkeys(names)), batch=batch, precision=precision,
+        duration_s=duration, sensor=sensor, meter=meter, meter_args=tuple(measure_args), probe=probe,
+        mean=_floats(mean_text, "--mean"), std=_floats(std_text, "--std"), channel_order="bgr" if bgr else "rgb",
+    )
+
+
+def _show(points, out: Path) -> None:
+    from edgebench.host.study import format_rows
+
+    for line in format_rows(points):
+        click.echo(line)
+    click.echo(f"results: {out}/study.csv, study.json, study.md; plots in {out}/plots/")
+
+
+@click.group()
+def study() -> None:
+    """Lab 2's studies: accuracy, FLOPs, latency and energy across input sizes or model sizes."""
+
+
+@study.command("input-size")
+@click.option("--backbone", help="Built-in backbone (a probe is fitted on --data's train split).")
+@click.option("--model", "model_path", type=click.Path(path_type=Path, dir_okay=False), help="Or your ONNX file.")
+@click.option("--resolution", "resolutions", multiple=True, required=True,
+              help="Three or more HxW, comma-separated, e.g. 32x32,48x48,64x64.")
+@click.option("--refit", is_flag=True, help="Fit a probe at each resolution and method (retrain per size).")
+@_common
+def input_size(backbone, model_path, resolutions, refit, **common):
+    """One base model at three or more input resolutions, test images resized by two or more methods.
+
+    The base model is fitted (or given) at the largest resolution; every resolution gets its engine; each
+    engine is evaluated once per method and timed once (preprocessing is outside the timed region).
+    """
+    from edgebench.engines.spec import parse_resolution
+    from edgebench.host.study import input_size_study
+
+    if (backbone is None) == (model_path is None):
+        raise BadInput("give exactly one of --backbone NAME or --model PATH.onnx")
+    config = dataclasses.replace(_config(**common), refit=refit)
+    points = input_size_study(config, backbone, model_path, [parse_resolution(r) for r in _split(resolutions)])
+    _show(points, config.out)
+
+
+@study.command("model-size")
+@click.option("--backbone", "backbones", multiple=True, help="Built-in backbones, comma-separated.")
+@click.option("--family", help="All widths of a built-in family, smallest first (mobilenet_v2: 0.35 ... 1.4).")
+@click.option("--model", "model_paths", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Your ONNX files (repeatable).")
+@click.option("--resolution", default="32x32", show_default=True, help="Input HxW of every model.")
+@_common
+def model_size(backbones, family, model_paths, resolution, **common):
+    """Two or more models of one family (built-in widths, backbones or your files) on the same axes."""
+    from edgebench.engines.backbones import MODEL_FAMILIES
+    from edgebench.engines.spec import parse_resolution
+    from edgebench.host.study import model_size_study
+
+    names = _split(backbones)
+    if family:
+        if family not in MODEL_FAMILIES:
+            raise BadInput(f"unknown family {family!r}: use one of {', '.join(MODEL_FAMILIES)} or list --backbone")
+        names = [*names, *MODEL_FAMILIES[family]]
+    config = _config(**common)
+    points = model_size_study(config, list(dict.fromkeys(names)), list(model_paths), parse_resolution(resolution))
+    _show(points, config.out)
+
+
+@study.command("plot")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True))
+def plot(directory):
+    """Draw (again) the plots of a study directory from its study.json."""
+    from edgebench.host.study import read_study
+    from edgebench.host.study_plots import plot_study
+
+    kind, points = read_study(directory)
+    for path in plot_study(points, kind, Path(directory) / "plots"):
+        click.echo(str(path))

@@ -1,0 +1,104 @@
+"""The studies' plots: lab 2's three (FLOPs vs accuracy, latency vs accuracy, FLOPs vs latency, one series per
+resize method) and the Pareto fronts (accuracy vs energy per inference, accuracy vs latency), as PNG files.
+
+matplotlib is optional (`pip install 'edgebench[plot]'`) and imported only here, with the Agg backend so it
+draws without a display.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgebench.errors import MissingDependency
+
+PLOT_EXTRA = "pip install 'edgebench[plot]'"
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise MissingDependency(f"the study plots need matplotlib: {PLOT_EXTRA}, then `edgebench study plot DIR`") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+AXES = {
+    "gflops": ("GFLOPs per inference", lambda p: p.gflops_per_inference),
+    "latency": ("mean latency per inference (ms)", lambda p: p.latency_mean_ms),
+    "top1": ("top-1 accuracy (%)", lambda p: p.top1 * 100),
+    "energy": ("energy per inference (mJ)", lambda p: p.energy_j_per_inference * 1e3),
+}
+LAB_PLOTS = (("gflops", "top1"), ("latency", "top1"), ("gflops", "latency"))
+
+
+def _label(p, study: str) -> str:
+    return f"{p.height}x{p.width}" if study == "input-size" else p.model.removesuffix("-probe")
+
+
+def _series(points) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for p in points:
+        out.setdefault(p.method, []).append(p)
+    return out
+
+
+def plot_study(points: Sequence, study: str, directory: Path) -> list[Path]:
+    """Write the lab's three plots and the two Pareto plots of a study; returns the files written."""
+    plt = _pyplot()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for x_key, y_key in LAB_PLOTS:
+        x_label, x_of = AXES[x_key]
+        y_label, y_of = AXES[y_key]
+        fig, ax = plt.subplots(figsize=(6, 4.2), dpi=80)
+        for k, (method, members) in enumerate(_series(points).items()):
+            members = sorted(members, key=x_of)
+            xs, ys = [x_of(p) for p in members], [y_of(p) for p in members]
+            ax.plot(xs, ys, marker=MARKERS[k % len(MARKERS)], label=f"{method} resize", alpha=0.85)
+            if k == 0:
+                for p, x, y in zip(members, xs, ys, strict=True):
+                    ax.annotate(_label(p, study), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.set_title(f"{study} study: {y_key.replace('top1', 'accuracy')} vs {x_key.replace('gflops', 'FLOPs')}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        path = directory / f"{x_key}_vs_{y_key}.png"
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    for cost_key, flag in (("energy", "pareto_energy"), ("latency", "pareto_latency")):
+        x_label, x_of = AXES[cost_key]
+        shown = [p for p in points if math.isfinite(x_of(p))]
+        if not shown:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4.2), dpi=80)
+        for k, (method, members) in enumerate(_series(shown).items()):
+            ax.scatter([x_of(p) for p in members], [p.top1 * 100 for p in members], marker=MARKERS[k % len(MARKERS)],
+                       label=f"{method} resize", alpha=0.6)
+        front = sorted((p for p in shown if getattr(p, flag)), key=x_of)
+        if front:
+            ax.step([x_of(p) for p in front], [p.top1 * 100 for p in front], where="post", color="black",
+                    linewidth=1.2, label="Pareto front")
+            for p in front:
+                ax.annotate(f"{_label(p, study)} {p.method}", (x_of(p), p.top1 * 100), textcoords="offset points",
+                            xytext=(4, -10), fontsize=7)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_title(f"{study} study: Pareto front, accuracy vs {cost_key}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        path = directory / f"pareto_{cost_key}.png"
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
