@@ -33,6 +33,8 @@ from typing import Any
 
 from edgebench.errors import BadInput
 from edgebench.pareto import pareto_front
+from edgebench.units import num as _num
+from edgebench.units import plus_minus
 
 from .pairing import EngineResult, PairingResult
 
@@ -101,25 +103,7 @@ def rank(engines: Sequence[EngineResult], sort: str | None = None) -> list[tuple
     return ranked + [(None, e) for e in engines if not e.ok]
 
 
-# --- cells ----------------------------------------------------------------------------------------------------
-
-
-def _num(value: float, spec: str) -> str:
-    return (
-        "-"
-        if value is None or (isinstance(value, float) and not math.isfinite(value))
-        else format(value, spec)
-    )
-
-
-def plus_minus(value: float, u: float) -> str:
-    """`0.5500 ± 0.0050`: the value to the decimal place of the uncertainty's second significant digit."""
-    if not math.isfinite(value):
-        return "-"
-    if not (math.isfinite(u) and u > 0):
-        return f"{value:.4g}"
-    decimals = min(max(0, 1 - math.floor(math.log10(u))), 15)
-    return f"{value:.{decimals}f} ± {u:.{decimals}f}"
+# --- cells (numbers as text: edgebench.units) -------------------------------------------------------------
 
 
 def _rails(e: EngineResult) -> str:

@@ -114,7 +114,7 @@ def test_write_exports_is_atomic_and_complete(result, tmp_path):
 
 
 def test_value_and_uncertainty_share_decimals(result):
-    from edgebench.host.table import plus_minus as _pm
+    from edgebench.units import plus_minus as _pm
 
     assert _pm(0.55, 0.05) == "0.550 ± 0.050"
     assert _pm(1.0, 0.00116) == "1.0000 ± 0.0012"
