@@ -23,7 +23,6 @@ import dataclasses
 import json
 import math
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,11 +198,13 @@ def _time_here(config: StudyConfig, entries) -> dict[str, _Cost]:
 def _measure(config: StudyConfig, entries) -> dict[str, _Cost]:
     """Wall energy through `edgebench measure` (a subprocess), read back from its table.json."""
     out = config.out / "measure"
+    from edgebench.host.transport import edgebench_argv
+
     command = [
-        sys.executable, "-m", "edgebench", "measure", "--meter", str(config.meter),
+        *edgebench_argv(), "measure", "--meter", str(config.meter),
         "--engines", str(config.out / "engines"), "--out", str(out), *config.meter_args,
     ]
-    note("measuring wall energy: " + " ".join(command[2:]))
+    note("measuring wall energy: edgebench " + " ".join(command[len(edgebench_argv()):]))
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     table = out / "table.json"
     if done.returncode != 0 or not table.is_file():

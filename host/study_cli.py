@@ -21,7 +21,8 @@ def _common(function):
                      help="Labelled images: digits, PATH.npz or an image folder; its :train split fits probes, "
                      "its :test split is evaluated."),
         click.option("--method", "methods", multiple=True,
-                     help="Resize methods, comma-separated: area, bilinear, nearest, crop (default area,bilinear)."),
+                     help="Resize methods, comma-separated: area, bilinear, nearest, crop (input-size default area,bilinear; "
+                     "model-size default area)."),
         click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True),
         click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True),
         click.option("--duration", type=positive(), default=1.0, show_default=True,
@@ -114,6 +115,8 @@ def model_size(backbones, family, model_paths, resolution, **common):
         if family not in MODEL_FAMILIES:
             raise BadInput(f"unknown family {family!r}: use one of {', '.join(MODEL_FAMILIES)} or list --backbone")
         names = [*names, *MODEL_FAMILIES[family]]
+    if not common["methods"]:
+        common["methods"] = ("area",)  # methods are not this study's axis: one unless asked
     config = _config(**common)
     points = model_size_study(config, list(dict.fromkeys(names)), list(model_paths), parse_resolution(resolution))
     _show(points, config.out)

@@ -48,57 +48,66 @@ def _series(points) -> dict[str, list]:
     return out
 
 
+def lab_figure(points: Sequence, study: str, x_key: str, y_key: str):
+    """One of the lab's plots: `y_key` against `x_key` (keys of AXES), one line per resize method."""
+    plt = _pyplot()
+    x_label, x_of = AXES[x_key]
+    y_label, y_of = AXES[y_key]
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=80)
+    for k, (method, members) in enumerate(_series(points).items()):
+        members = sorted((p for p in members if math.isfinite(x_of(p)) and math.isfinite(y_of(p))), key=x_of)
+        xs, ys = [x_of(p) for p in members], [y_of(p) for p in members]
+        ax.plot(xs, ys, marker=MARKERS[k % len(MARKERS)], label=f"{method} resize", alpha=0.85)
+        if k == 0:
+            for p, x, y in zip(members, xs, ys, strict=True):
+                ax.annotate(_label(p, study), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(f"{study} study: {y_key.replace('top1', 'accuracy')} vs {x_key.replace('gflops', 'FLOPs')}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pareto_figure(points: Sequence, study: str, cost_key: str):
+    """Accuracy against `cost_key` ("energy" or "latency"), every point, the Pareto front as a step line."""
+    plt = _pyplot()
+    flag = "pareto_energy" if cost_key == "energy" else "pareto_latency"
+    x_label, x_of = AXES[cost_key]
+    shown = [p for p in points if math.isfinite(x_of(p))]
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=80)
+    for k, (method, members) in enumerate(_series(shown).items()):
+        ax.scatter([x_of(p) for p in members], [p.top1 * 100 for p in members], marker=MARKERS[k % len(MARKERS)],
+                   label=f"{method} resize", alpha=0.6)
+    front = sorted((p for p in shown if getattr(p, flag)), key=x_of)
+    if front:
+        ax.step([x_of(p) for p in front], [p.top1 * 100 for p in front], where="post", color="black",
+                linewidth=1.2, label="Pareto front")
+        for p in front:
+            ax.annotate(f"{_label(p, study)} {p.method}", (x_of(p), p.top1 * 100), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(AXES["top1"][0])
+    ax.set_title(f"{study} study: Pareto front, accuracy vs {cost_key}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_study(points: Sequence, study: str, directory: Path) -> list[Path]:
-    """Write the lab's three plots and the two Pareto plots of a study; returns the files written."""
+    """Write the lab's three plots and the Pareto plots (those with a finite cost) of a study; returns the files."""
     plt = _pyplot()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    figures = [(f"{x}_vs_{y}.png", lab_figure(points, study, x, y)) for x, y in LAB_PLOTS]
+    for cost_key in ("energy", "latency"):
+        if any(math.isfinite(AXES[cost_key][1](p)) for p in points):
+            figures.append((f"pareto_{cost_key}.png", pareto_figure(points, study, cost_key)))
     written = []
-    for x_key, y_key in LAB_PLOTS:
-        x_label, x_of = AXES[x_key]
-        y_label, y_of = AXES[y_key]
-        fig, ax = plt.subplots(figsize=(6, 4.2), dpi=80)
-        for k, (method, members) in enumerate(_series(points).items()):
-            members = sorted(members, key=x_of)
-            xs, ys = [x_of(p) for p in members], [y_of(p) for p in members]
-            ax.plot(xs, ys, marker=MARKERS[k % len(MARKERS)], label=f"{method} resize", alpha=0.85)
-            if k == 0:
-                for p, x, y in zip(members, xs, ys, strict=True):
-                    ax.annotate(_label(p, study), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(y_label)
-        ax.set_title(f"{study} study: {y_key.replace('top1', 'accuracy')} vs {x_key.replace('gflops', 'FLOPs')}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        path = directory / f"{x_key}_vs_{y_key}.png"
-        fig.tight_layout()
-        fig.savefig(path)
+    for name, fig in figures:
+        fig.savefig(directory / name)
         plt.close(fig)
-        written.append(path)
-    for cost_key, flag in (("energy", "pareto_energy"), ("latency", "pareto_latency")):
-        x_label, x_of = AXES[cost_key]
-        shown = [p for p in points if math.isfinite(x_of(p))]
-        if not shown:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4.2), dpi=80)
-        for k, (method, members) in enumerate(_series(shown).items()):
-            ax.scatter([x_of(p) for p in members], [p.top1 * 100 for p in members], marker=MARKERS[k % len(MARKERS)],
-                       label=f"{method} resize", alpha=0.6)
-        front = sorted((p for p in shown if getattr(p, flag)), key=x_of)
-        if front:
-            ax.step([x_of(p) for p in front], [p.top1 * 100 for p in front], where="post", color="black",
-                    linewidth=1.2, label="Pareto front")
-            for p in front:
-                ax.annotate(f"{_label(p, study)} {p.method}", (x_of(p), p.top1 * 100), textcoords="offset points",
-                            xytext=(4, -10), fontsize=7)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel("top-1 accuracy (%)")
-        ax.set_title(f"{study} study: Pareto front, accuracy vs {cost_key}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        path = directory / f"pareto_{cost_key}.png"
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(directory / name)
     return written
