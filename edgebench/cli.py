@@ -18,8 +18,8 @@ from .errors import EdgebenchError
 # name -> ("module", "attribute", "one-line help shown by `edgebench --help`")
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "build-engines": ("edgebench.engines.cli", "build_engines", "Build a sweep of inference engines."),
-    "eval": ("edgebench.engines.cli", "eval_engines", "Top-1/top-5 accuracy of built engines on a labelled dataset."),
-    "train-probe": ("edgebench.engines.cli", "train_probe", "Fit a linear probe on a backbone's features: a real classifier."),
+    "eval": ("edgebench.engines.eval_cli", "eval_engines", "Top-1/top-5 accuracy of built engines on a labelled dataset."),
+    "train-probe": ("edgebench.engines.eval_cli", "train_probe", "Fit a linear probe on a backbone's features: a real classifier."),
     "study": ("edgebench.host.study_cli", "study", "Lab 2's input-size and model-size studies: accuracy vs cost."),
     "bench": ("edgebench.agent.cli", "bench", "Time engines on this machine (like trtexec / pyperf)."),
     "info": ("edgebench.agent.cli", "info", "Hardware and software this runs on."),
@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pair": ("edgebench.host.cli", "pair", "Pair agent run records with a meter log, offline."),
     "report": ("edgebench.host.cli", "report", "Re-render the ranked table of a measure directory."),
     "carbon": ("edgebench.host.cli", "carbon", "Convert energy to kWh and CO2 with a grid factor."),
+    "run": ("edgebench.host.run", "run", "Measure any command at the wall: idle baseline, energy, CO2."),
+    "train-estimate": ("edgebench.host.run", "train_estimate", "Lab 9's training footprint from a short measured run."),
 }
 
 

@@ -102,7 +102,7 @@ class _Model:
 def _prepare_model(config: StudyConfig, backbone: str | None, model_path: Path | None, height: int, width: int,
                    method: str, name: str) -> _Model:
     """The model a study's engines are built from: a probe (fitted here) or the user's file or the built-in."""
-    from edgebench.engines.cli import load_source
+    from edgebench.engines.eval_cli import load_source
 
     probe = config.probe if config.probe is not None else backbone is not None
     if not probe:

@@ -46,8 +46,8 @@ def _common(function):
 
 
 def _config(data, methods, batch, precision, duration, sensor, meter, measure_args, probe, mean_text, std_text, bgr, out):
-    from edgebench.engines.cli import _floats
     from edgebench.engines.datasets import RESIZE_METHODS
+    from edgebench.engines.eval_cli import _floats
     from edgebench.host.study import StudyConfig
 
     names = tuple(_split(methods)) or ("area", "bilinear")

@@ -128,3 +128,10 @@ def test_preprocess_states_what_it_does():
     assert p.describe(32, 32, 3) == "area resize to 32x32; 3 channel(s), BGR; 0..1 then (x - [0.5]) / [0.25]"
     x = p.apply(np.full((1, 1, 8, 8), 0.75, np.float32), 16, 16, 3)
     assert x.shape == (1, 3, 16, 16) and np.allclose(x, 1.0)
+
+
+def test_resize_choices_of_the_cli_are_the_datasets_methods():
+    from edgebench.engines.datasets import RESIZE_METHODS
+    from edgebench.engines.eval_cli import RESIZE_CHOICES
+
+    assert sorted(RESIZE_CHOICES) == sorted(RESIZE_METHODS)

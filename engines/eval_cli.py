@@ -1,0 +1,168 @@
+"""`edgebench eval` (accuracy of built engines on labelled images) and `edgebench train-probe` (a linear probe
+that makes a backbone classify). Apart from build-engines so that a cached build imports none of this."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgebench.errors import BadInput
+from edgebench.options import positive
+
+RESIZE_CHOICES = ("area", "bilinear", "crop", "nearest")  # edgebench.engines.datasets.RESIZE_METHODS (tested)
+
+
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    import math
+
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise BadInput(f"{option} takes numbers like 0.485,0.456,0.406 (got {text!r})") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise BadInput(f"{option} takes finite numbers like 0.485,0.456,0.406 (got {text!r})")
+    return values
+
+
+def preprocess_options(function):
+    """--method, --mean, --std, --bgr: how images become inputs (shared by eval, train-probe and study)."""
+    function = click.option("--bgr", is_flag=True, help="Feed channels in BGR order (default RGB).")(function)
+    function = click.option(
+        "--std", "std_text", metavar="S[,S,S]", help="Per-channel std after scaling to 0..1 (default ImageNet's)."
+    )(function)
+    function = click.option(
+        "--mean", "mean_text", metavar="M[,M,M]", help="Per-channel mean after scaling to 0..1 (default ImageNet's)."
+    )(function)
+    return click.option(
+        "--method", type=click.Choice(RESIZE_CHOICES), default="area", show_default=True,
+        help="How images are resized to the engine's HxW.",
+    )(function)
+
+
+def make_preprocess(method: str, mean_text: str | None, std_text: str | None, bgr: bool, method_override: str | None = None):
+    from edgebench.engines.datasets import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+    return Preprocess(
+        method=method_override or method,
+        mean=_floats(mean_text, "--mean") or IMAGENET_MEAN,
+        std=_floats(std_text, "--std") or IMAGENET_STD,
+        channel_order="bgr" if bgr else "rgb",
+    )
+
+
+def _bar(total: int, label: str):
+    """A context manager giving update(n): a progress bar on a terminal, nothing otherwise."""
+    import contextlib
+    import sys
+
+    from edgebench.console import is_interactive
+
+    @contextlib.contextmanager
+    def manager():
+        if is_interactive():
+            with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+                yield bar.update
+        else:
+            yield lambda n: None
+
+    return manager()
+
+
+def accuracy_text(accuracy) -> str:
+    top5 = f", top-5 {accuracy.top5 * 100:.2f} %" if accuracy.top5 is not None else ""
+    return f"top-1 {accuracy.top1 * 100:.2f} %{top5} over {accuracy.samples} images"
+
+
+@click.command("eval")
+@click.option(
+    "--engines", "engines_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("engines-out"),
+    show_default=True, help="Engines directory (with manifest.json).",
+)
+@click.option(
+    "--data", "data", required=True, metavar="DATA",
+    help="digits[:train|:test] (scikit-learn's), PATH.npz (x, y) or an image folder with class subfolders.",
+)
+@click.option("--engine", "engine_names", multiple=True, metavar="NAME", help="Engine to evaluate (repeatable); default all.")
+@preprocess_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per engine.")
+def eval_engines(engines_dir, data, engine_names, method, mean_text, std_text, bgr, as_json):
+    """Top-1 (and top-5) accuracy of every engine on a labelled dataset, written into the manifest.
+
+    Each engine runs the whole dataset in batches of its own batch size (fp16 engines get inputs of their own
+    type). `edgebench measure`, `report` and the tables then show accuracy beside energy.
+    """
+    import dataclasses
+
+    from edgebench.engines.datasets import load_dataset
+    from edgebench.engines.evaluate import evaluate_manifest
+
+    preprocess = make_preprocess(method, mean_text, std_text, bgr)
+    dataset = load_dataset(data)
+
+    def show(entry, accuracy) -> None:
+        if as_json:
+            click.echo(json.dumps({"engine": entry.name, **dataclasses.asdict(accuracy)}))
+        else:
+            click.echo(f"{entry.name}: {accuracy_text(accuracy)}")
+
+    results = evaluate_manifest(engines_dir, dataset, preprocess, tuple(engine_names), on_engine=show, progress=_bar)
+    if not as_json and results:
+        classes = len(dataset.classes)
+        click.echo(f"dataset: {dataset.description}; {classes} classes (chance {100 / classes:.1f} %)")
+        click.echo(f"preprocessing: {results[-1][1].preprocessing}")
+        click.echo(f"accuracy written to {Path(engines_dir) / 'manifest.json'}")
+
+
+@click.command("train-probe")
+@click.option("--backbone", help="Built-in backbone to cut at its pooled features.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path, dir_okay=False), help="Or your own ONNX file.")
+@click.option("--data", "data", default="digits:train", show_default=True, metavar="DATA", help="Images to fit on.")
+@click.option(
+    "--test", "test_data", metavar="DATA",
+    help="Held-out images to score (default: the :test split when --data names a :train split).",
+)
+@click.option("--resolution", default="32x32", show_default=True, help="Input HxW the probe is fitted at.")
+@preprocess_options
+@click.option("--c", "c_value", type=positive(), default=1.0, show_default=True, help="Inverse L2 strength.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), required=True, help="ONNX file to write.")
+def train_probe(backbone, model_path, data, test_data, resolution, method, mean_text, std_text, bgr, c_value, out_path):
+    """Make a model that really classifies: a linear probe on a backbone's pooled features, in its ONNX graph.
+
+    Fits a logistic regression (scikit-learn) on the features of the last global average pool, appends it as a
+    Gemm, writes --out, and prints its top-1 on the fitting and held-out images. Build it with
+    `edgebench build-engines --model OUT.onnx` and evaluate with `edgebench eval`.
+    """
+    from edgebench.engines.datasets import load_dataset
+    from edgebench.engines.probe import train_probe as fit
+    from edgebench.engines.spec import parse_resolution
+
+    model, source = load_source(backbone, model_path)
+    height, width = parse_resolution(resolution)
+    preprocess = make_preprocess(method, mean_text, std_text, bgr)
+    train = load_dataset(data)
+    if test_data is None and data.endswith(":train"):
+        test_data = data[: -len(":train")] + ":test"
+    test = load_dataset(test_data) if test_data else None
+    result = fit(model, source, train, test, height, width, preprocess, out_path, c_value)
+    classes = result.classes
+    click.echo(f"probe on {source}: {result.feature_dim} pooled features -> {classes} classes at {height}x{width}")
+    click.echo(f"train top-1 {result.train_top1 * 100:.2f} % ({result.train_samples} images, {train.description})")
+    if result.test_top1 is not None:
+        click.echo(f"test  top-1 {result.test_top1 * 100:.2f} % ({result.test_samples} held-out images); chance {100 / classes:.1f} %")
+    click.echo(f"preprocessing: {result.preprocessing}")
+    click.echo(f"wrote {out_path}: build it with `edgebench build-engines --model {out_path}`")
+
+
+def load_source(backbone: str | None, model_path: Path | None):
+    """(onnx model, name) from --backbone or --model (exactly one)."""
+    if (backbone is None) == (model_path is None):
+        raise BadInput("give exactly one of --backbone NAME or --model PATH.onnx")
+    from edgebench.engines import backbones
+
+    if backbone is not None:
+        return backbones.builtin_model(backbone), backbone
+    return backbones.load_user_model(model_path)[0], str(model_path)
