@@ -60,3 +60,26 @@ def test_build_run_and_agree_with_onnxruntime(tmp_path):
                 runner.close()
     again = build_sweep(sweep, tmp_path / "trt", backend="tensorrt")
     assert [r.status for r in again.results] == ["cached", "cached"]
+
+
+@pytest.mark.tensorrt
+@needs_tensorrt
+def test_eval_through_tensorrt_agrees_with_onnxruntime(tmp_path):
+    # the same probe built by both backends: the TensorRT runner's infer() must classify the digits alike
+    from edgebench.engines.backbones import builtin_model
+    from edgebench.engines.datasets import Preprocess, load_dataset
+    from edgebench.engines.evaluate import evaluate_entry
+    from edgebench.engines.probe import train_probe
+
+    probe = train_probe(builtin_model("mobilenet_v3_small"), "mobilenet_v3_small", load_dataset("digits:train"),
+                        None, 32, 32, Preprocess(), tmp_path / "probe.onnx")
+    test = load_dataset("digits:test")
+    sweep = Sweep(models={"probe": probe.path}, batches=[4], resolutions=["32x32"], precisions=["fp32", "fp16"])
+    figures = {}
+    for backend in ("onnxruntime", "tensorrt"):
+        report = build_sweep(sweep, tmp_path / backend, backend=backend)
+        assert report.ok, report.failed
+        for entry in report.entries:
+            figures[(backend, entry.spec.precision)] = evaluate_entry(tmp_path / backend, entry, test, Preprocess()).top1
+    assert figures[("tensorrt", "fp32")] == pytest.approx(figures[("onnxruntime", "fp32")], abs=3 / 539)
+    assert figures[("tensorrt", "fp16")] == pytest.approx(figures[("onnxruntime", "fp32")], abs=6 / 539)
