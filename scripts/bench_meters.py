@@ -1,6 +1,7 @@
 """Benchmark the meter path: decoder throughput, store inserts, load_trace, and the logger's CPU share.
 
 - frames parsed/s per protocol (bytes fed in 4 KiB reads, as a serial port delivers them);
+- seconds to resynchronise through 1 MiB of random junk per protocol, fed in one read (the worst case);
 - store inserts/s (SQLite WAL and CSV) and load_trace time for a 24 h log at 10 readings/s (864,000 rows);
 - logger CPU % of one core at 100 readings/s, the emulator running in another process (target < 5 %).
 
@@ -62,6 +63,19 @@ def bench_decoders(frames: int) -> dict[str, float]:
     return out
 
 
+def bench_junk(size: int = 1 << 20) -> dict[str, float]:
+    import random
+
+    junk = random.Random(9).randbytes(size)
+    out = {}
+    for protocol in ("lines", "tweetawatt", "wattsup", "um"):
+        meter = make_meter(protocol)
+        start = time.perf_counter()
+        meter.feed(junk, 0)
+        out[protocol] = time.perf_counter() - start
+    return out
+
+
 def bench_store(rows: int, folder: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     readings = [
@@ -118,6 +132,7 @@ def main() -> None:
     result = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "decoders_frames_per_s": bench_decoders(args.frames),
+        "junk_1mib_s": bench_junk(),
     }
     with tempfile.TemporaryDirectory() as tmp:
         result["store"] = bench_store(args.rows, Path(tmp))
@@ -130,6 +145,8 @@ def main() -> None:
     print(result["machine"])
     for protocol, rate in result["decoders_frames_per_s"].items():
         print(f"decode {protocol:<11} {rate:12,.0f} frames/s")
+    for protocol, seconds in result["junk_1mib_s"].items():
+        print(f"junk   {protocol:<11} {seconds:12.3f} s to resync through 1 MiB of random bytes")
     s = result["store"]
     print(f"store  sqlite {s['sqlite_inserts_per_s']:12,.0f} inserts/s, load {args.rows:,} rows {s['sqlite_load_s']:.2f} s "
           f"({s['sqlite_mib']:.0f} MiB)")  # fmt: skip

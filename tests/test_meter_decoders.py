@@ -273,3 +273,148 @@ def test_um_hand_decoded_bytes():
     record[128] = 0  # no end marker: not a record
     meter = UMMeter()
     assert meter.feed(bytes(record), 0) == [] and meter.bad_frames == 1
+
+
+# --- impossible readings (issue 9, items 2 and 4) ----------------------------------------------------------------
+
+
+def _wattsup_record(w, v="1200", a="433", pf="95"):
+    cells = [w, v, a, "5", "0", "0", "0", "0", "0", "0", "0", "0", "0", pf, "0", "0", "600", "0"]
+    return ("#d,-,18," + ",".join(cells) + ";\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        _wattsup_record("nan"),
+        _wattsup_record("inf"),
+        _wattsup_record("Infinity"),
+        _wattsup_record("-972"),
+        _wattsup_record("972", v="nan"),
+        _wattsup_record("972", pf="nan"),
+        _wattsup_record("5000"),  # 500 W from 120 V x 0.433 A = 52 VA
+        _wattsup_record("972", a="99999"),  # 100 A: beyond the 15 A rating
+        _wattsup_record("972", pf="150"),  # power factor 1.5
+    ],
+)
+def test_wattsup_rejects_impossible_records(record):
+    meter = WattsupMeter()
+    assert meter.feed(record + _wattsup_record("500"), 0)[0].power_w == 50.0  # only the good one
+    assert meter.bad_frames == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"-5\n",
+        b"W=-0.5\n",
+        b"1e999\n",
+        b"60000 W\n",  # beyond a three-phase 63 A supply
+        b"volts,amps,watts\n120,0.5,600\n",  # 600 W from 60 VA
+        b"watts,volts\n-1,120\n",
+    ],
+)
+def test_lines_rejects_impossible_readings(text):
+    meter = LinesMeter()
+    assert meter.feed(text + b"2.5\n", 0)[0].power_w == 2.5  # only the good one
+    assert meter.bad_frames == 1
+    assert meter.resolution_w == 0.1  # the rejected value does not refine it
+
+
+def test_um_bit_flip_in_the_power_word_is_a_bad_frame():
+    good = build_record("UM34C", 20.0, 2.1, 42.0)
+    flipped = bytearray(good)
+    flipped[6] ^= 0x01  # bit 24 of the u32 mW: 42 W reads 16,819 W
+    assert int.from_bytes(flipped[6:10], "big") / 1000 == pytest.approx(16819.216)
+    meter = UMMeter()
+    out = meter.feed(bytes(flipped) + good, 0)
+    assert [r.power_w for r in out] == [42.0]
+    assert meter.bad_frames == 1
+
+
+@pytest.mark.parametrize(
+    "model, volts, amps, watts, ok",
+    [
+        ("UM34C", 33.0, 1.0, 33.0, True),  # within the UM34C's 36 V
+        ("UM34C", 40.0, 1.0, 40.0, False),  # beyond it
+        ("UM25C", 5.0, 6.0, 30.0, False),  # beyond the UM25C's 5 A
+        ("UM24C", 5.0, 3.5, 17.5, False),  # beyond the UM24C's 3 A
+        ("UM25C", 5.0, 2.0, 12.0, False),  # 12 W from 10 VA
+        ("UM25C", 5.0, 2.0, 8.0, False),  # 8 W from 10 VA: a DC meter's power is volts x amps
+    ],
+)
+def test_um_ratings_and_volts_times_amps(model, volts, amps, watts, ok):
+    meter = UMMeter()
+    out = meter.feed(build_record(model, volts, amps, watts), 0)
+    assert (len(out) == 1) == ok and meter.bad_frames == (0 if ok else 1)
+
+
+def test_tweetawatt_beyond_the_kill_a_watt_rating_is_a_bad_frame():
+    v = [0] + [812, 212] * 9
+    i = [0] + [498 + 190, 498 - 190] * 9  # 12.3 A (not a 13 A glitch) at 170 V peak: 2084 W > 1875 W
+    meter = TweetAWattMeter()
+    assert meter.feed(build_frame(1, v, i), 0) == []
+    assert meter.bad_frames == 1 and meter.glitches == 0
+    assert len(meter.feed(_square_wave(), 0)) == 1
+
+
+# --- calibration files (issue 9, item 8) --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ('{"1": {"current_norm": 0}}', "current_norm"),
+        ('{"1": {"current_norm": -15.5}}', "current_norm"),
+        ('{"1": {"vref": NaN}}', "vref"),
+        ('{"1": {"vref": 1e309}}', "vref"),
+        ('{"1": {"vref": -3}}', "vref"),
+        ('{"1": {"vref": "492"}}', "vref"),
+        ('{"1": {"mains_vpp": Infinity}}', "mains_vpp"),
+        ('{"1": {"mains_vpp": 3}}', "mains_vpp"),
+        ('{"1": {"vref ": 492}}', "vref "),
+    ],
+)
+def test_calibration_values_are_checked_on_load(tmp_path, text, key):
+    path = tmp_path / "cal.json"
+    path.write_text(text)
+    with pytest.raises(BadInput) as caught:
+        TweetAWattMeter(path)
+    message = str(caught.value)
+    assert str(path) in message and f"{key!r}"[1:-1] in message
+    assert ": set the" in message or "use vref, current_norm, mains_vpp" in message  # the fix
+
+
+def test_calibration_objects_are_checked_too():
+    with pytest.raises(BadInput, match="address 1: current_norm is 0"):
+        TweetAWattMeter({1: Calibration(vref=492.0, current_norm=0.0)})
+
+
+# --- resynchronisation is linear (issue 9, item 13) ---------------------------------------------------------------
+
+
+def _decode_seconds(protocol, junk):
+    import time
+
+    best = math.inf
+    for _ in range(2):
+        meter = make_meter(protocol)
+        start = time.process_time()
+        meter.feed(junk, 0)  # in one read: the worst case, a whole buffer of junk to resync through
+        best = min(best, time.process_time() - start)
+    return best
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["um", "wattsup", "lines", "tweetawatt"])
+def test_junk_decoding_time_is_linear(protocol):
+    import random
+
+    rng = random.Random(13)
+    # Random bytes, plus the bytes each decoder resynchronises on, so every false start is exercised.
+    alphabet = bytes(range(256)) + b"\x09\x0d\xc9\x63\x4c#;#\x7e\n" * 8
+    big = bytes(rng.choice(alphabet) for _ in range(512 * 1024))
+    small = big[: 32 * 1024]
+    ratio = _decode_seconds(protocol, big) / max(_decode_seconds(protocol, small), 1e-4)
+    # 16 times the bytes: linear takes ~16 times as long, quadratic ~256 times.
+    assert ratio < 64, f"{protocol}: 16x the junk took {ratio:.0f}x the time"

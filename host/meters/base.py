@@ -9,6 +9,7 @@ socket:// bridge.
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any, Protocol, runtime_checkable
 
 from edgebench.errors import BadInput
@@ -41,6 +42,45 @@ class Meter(Protocol):
     def poll(self) -> bytes:
         """Bytes to send every `nominal_period_s` for request/response meters; b"" for streaming meters."""
         ...
+
+
+def plausible(
+    power_w: float,
+    *,
+    max_w: float,
+    volts: float | None = None,
+    amps: float | None = None,
+    max_v: float | None = None,
+    max_a: float | None = None,
+    step_w: float = 0.0,
+    step_v: float = 0.0,
+    step_a: float = 0.0,
+    dc: bool = False,
+    extra: tuple[float | None, ...] = (),
+) -> bool:
+    """True when a decoded reading can be a real one: every value finite, power, volts and amps non-negative and
+    within the meter's ratings, and power no more than volts x amps (exactly volts x amps on a DC meter, `dc`),
+    each within one step of the meter's resolution (`step_*`). `extra`: other values that must only be finite.
+
+    Decoders drop what fails this and count it as a bad frame: one flipped bit must not store 16 kW from a 42 W
+    load, and a NaN must never reach the store.
+    """
+    values = (power_w, volts, amps, *extra)
+    if not all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in values):
+        return False
+    if not 0.0 <= power_w <= max_w:
+        return False
+    if volts is not None and (volts < 0 or (max_v is not None and volts > max_v)):
+        return False
+    if amps is not None and (amps < 0 or (max_a is not None and amps > max_a)):
+        return False
+    if volts is not None and amps is not None:
+        # Each printed value may be off by one step of its resolution: widen the product by as much.
+        if power_w > (volts + step_v) * (amps + step_a) + step_w:
+            return False
+        if dc and power_w < max(0.0, volts - step_v) * max(0.0, amps - step_a) - step_w:
+            return False
+    return True
 
 
 class MeterBase:

@@ -10,11 +10,12 @@ the original, for figures that must match old logs exactly.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgebench.errors import BadInput
-from edgebench.host.meters.base import MeterBase
+from edgebench.host.meters.base import MeterBase, plausible
 from edgebench.records import MeterReading
 
 START = 0x7E
@@ -26,6 +27,15 @@ DEFAULT_VREF = 492  # for addresses past the original table
 AVG_SAMPLES = 17  # one 60 Hz cycle is about 16.6 samples at 1 ms
 MAX_AMPS = 13.0  # the original discards readings above this as glitches
 MAX_FRAME_LEN = 512  # an XBee API frame is far shorter; a bigger length field is a false start byte
+# The Kill-a-Watt P4400's rating (its label and manual): 15 A at 125 V, so 1875 W. The conversion normalises
+# the voltage to MAINSVPP whatever the mains, so watts above the rating are a damaged or miscalibrated packet.
+RATED_A, RATED_V = 15.0, 125.0
+MAX_W = RATED_A * RATED_V
+# Sane calibration values: (low, high) for each key, checked when a calibration is loaded. vref is a zero offset
+# on the 10-bit ADC (0..1023 counts); current_norm is ADC counts per amp (the original 15.5: at least one count
+# per amp, at most the whole ADC range); mains_vpp is the mains' peak-to-peak volts, from 90 V RMS (254 Vpp) to
+# 264 V RMS (747 Vpp), 100 V mains -10 % to 240 V mains +10 %.
+CALIBRATION_RANGES = {"vref": (0.0, 1023.0), "current_norm": (1.0, 1023.0), "mains_vpp": (254.0, 747.0)}
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,34 @@ class Calibration:
     vref: float
     current_norm: float = CURRENTNORM
     mains_vpp: float = MAINSVPP
+
+
+def calibration_problem(key: str, value: object) -> str | None:
+    """What is wrong with one calibration value (None if it is a finite number in its sane range)."""
+    low, high = CALIBRATION_RANGES[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"is {value!r}, not a number"
+    if not math.isfinite(value):
+        return f"is {value!r}, not a finite number"
+    if not low <= value <= high:
+        return f"is {value:g}, outside the sane range {low:g}..{high:g}"
+    return None
+
+
+def check_calibration(calibration: dict[int, Calibration], where: str = "calibration") -> None:
+    """BadInput naming the address, the key and the fix when a value is not a finite number in its range."""
+    for address, cal in calibration.items():
+        for key in CALIBRATION_RANGES:
+            problem = calibration_problem(key, getattr(cal, key))
+            if problem is not None:
+                raise BadInput(f"{where}: address {address}: {key} {problem}: {_CALIBRATION_FIX[key]}")
+
+
+_CALIBRATION_FIX = {
+    "vref": "set the ADC counts the current reads with no load (about 490-500)",
+    "current_norm": "set the ADC counts per amp (15.5 in the original program)",
+    "mains_vpp": "set the mains peak-to-peak volts (340 for 120 V mains, 650 for 230 V)",
+}
 
 
 def default_calibration(address: int) -> Calibration:
@@ -65,17 +103,31 @@ def load_calibration(path: str | Path) -> dict[int, Calibration]:
     for key, value in doc.items():
         try:
             address = int(str(key), 0)
-            base = default_calibration(address)
-            out[address] = Calibration(
-                vref=float(value.get("vref", base.vref)),
-                current_norm=float(value.get("current_norm", base.current_norm)),
-                mains_vpp=float(value.get("mains_vpp", base.mains_vpp)),
-            )
-        except (ValueError, TypeError, AttributeError):
+        except ValueError:
+            address = -1
+        if not 0 <= address <= 0xFFFF or not isinstance(value, dict):
             raise BadInput(
-                f"calibration file {path}: entry {key!r} must be an address with "
+                f"calibration file {path}: entry {key!r} must be an address (0..0xFFFF) with "
                 '{"vref": counts, "current_norm": counts_per_amp, "mains_vpp": volts}'
-            ) from None
+            )
+        unknown = sorted(set(value) - set(CALIBRATION_RANGES))
+        if unknown:
+            raise BadInput(
+                f"calibration file {path}: entry {key!r} has unknown key {unknown[0]!r}: use "
+                f"{', '.join(CALIBRATION_RANGES)}"
+            )
+        for name, given in value.items():
+            problem = calibration_problem(name, given)
+            if problem is not None:
+                raise BadInput(
+                    f"calibration file {path}: entry {key!r}: {name} {problem}: {_CALIBRATION_FIX[name]}"
+                )
+        base = default_calibration(address)
+        out[address] = Calibration(
+            vref=float(value.get("vref", base.vref)),
+            current_norm=float(value.get("current_norm", base.current_norm)),
+            mains_vpp=float(value.get("mains_vpp", base.mains_vpp)),
+        )
     return out
 
 
@@ -173,6 +225,7 @@ class TweetAWattMeter(MeterBase):
         if isinstance(calibration, (str, Path)):
             calibration = load_calibration(calibration)
         self.calibration = dict(calibration or {})
+        check_calibration(self.calibration)
         self.py2_compat = py2_compat
         self.voltage_channel = voltage_channel
         self.current_channel = current_channel
@@ -259,6 +312,11 @@ class TweetAWattMeter(MeterBase):
         )
         if amps > MAX_AMPS:
             self.glitches += 1
+            return None
+        # No volts x amps check: the average of |V_i x I_i| over a cycle is not vrms x mean |I| (a sine's form
+        # factor), and the voltage is normalised, not measured.
+        if not plausible(watts, max_w=MAX_W, extra=(vrms, amps)):
+            self.bad_frames += 1  # beyond the Kill-a-Watt's rating (or not a number): not a real load
             return None
         last_t, energy_wh = self._last.get(sample.address, (t_ns, 0.0))
         energy_wh += watts * max(0, t_ns - last_t) / 1e9 / 3600

@@ -7,9 +7,10 @@ UM34C's last bytes are not publicly confirmed, so its records are accepted on th
 
 from __future__ import annotations
 
+import re
 import struct
 
-from edgebench.host.meters.base import MeterBase
+from edgebench.host.meters.base import MeterBase, plausible
 from edgebench.records import MeterReading
 
 POLL = b"\xf0"
@@ -17,7 +18,14 @@ RECORD_LEN = 130
 END_MARKER = b"\xff\xf1"
 MODELS = {0x0963: "UM24C", 0x09C9: "UM25C", 0x0D4C: "UM34C"}
 _MODEL_BYTES = {struct.pack(">H", m): name for m, name in MODELS.items()}
-MAX_VOLTS = 30.0  # the meters' input range is about 4.5-24 V; far above means we are misaligned
+# Any model word: one regex search finds the next candidate record start, so resynchronising after junk scans
+# every byte once (slicing the buffer a byte at a time was quadratic: 1 MiB of junk took 25.8 s).
+_MODEL_START = re.compile(b"|".join(re.escape(word) for word in _MODEL_BYTES))
+_FIRST_BYTES = {word[:1] for word in _MODEL_BYTES}
+# Ratings (maximum input volts, maximum amps) from the manufacturer's spec sheets (RuiDeng product pages; the
+# wire-format notes in /work/shared/reference/meters.md give no ratings): UM24C 4.5-24 V, 0-3 A; UM25C
+# 4.5-24 V, 0-5 A; UM34C 4.5-36 V, 0-4 A. A record beyond them is a misaligned or damaged one.
+RATINGS = {"UM24C": (24.0, 3.0), "UM25C": (24.0, 5.0), "UM34C": (36.0, 4.0)}
 
 
 def _divisors(model: str) -> tuple[int, int]:
@@ -48,25 +56,33 @@ class UMMeter(MeterBase):
         return POLL
 
     def feed(self, data: bytes, t_ns: int) -> list[MeterReading]:
-        self._buffer += data
+        buf = self._buffer + data
         out = []
-        while len(self._buffer) >= 2:
-            model = _MODEL_BYTES.get(self._buffer[:2])
-            if model is None:
-                self._buffer = self._buffer[1:]
-                self._lose_sync()
-                continue
-            if len(self._buffer) < RECORD_LEN:
+        pos = 0
+        while True:
+            found = _MODEL_START.search(buf, pos)
+            if found is None:
+                # Keep a last byte that may begin a model word; everything before it is junk.
+                keep = len(buf) - 1 if buf[-1:] in _FIRST_BYTES else len(buf)
+                if keep > pos:
+                    self._lose_sync()
+                pos = max(pos, keep)
                 break
-            record = self._buffer[:RECORD_LEN]
-            reading = self._record(record, model, t_ns)
-            if reading is None:
-                self._buffer = self._buffer[1:]  # a model word inside junk: resync past it
+            start = found.start()
+            if start > pos:
                 self._lose_sync()
+            if len(buf) - start < RECORD_LEN:
+                pos = start
+                break
+            reading = self._record(buf[start : start + RECORD_LEN], _MODEL_BYTES[found.group()], t_ns)
+            if reading is None:
+                self._lose_sync()  # a model word inside junk, or a damaged record: resync past its first byte
+                pos = start + 1
                 continue
-            self._buffer = self._buffer[RECORD_LEN:]
+            pos = start + RECORD_LEN
             self._lost = False
             out.append(reading)
+        self._buffer = buf[pos:]
         return out
 
     def _lose_sync(self) -> None:
@@ -83,7 +99,13 @@ class UMMeter(MeterBase):
         amps = struct.unpack_from(">H", record, 4)[0] / a_div
         watts = struct.unpack_from(">I", record, 6)[0] / 1000
         group = struct.unpack_from(">H", record, 14)[0]
-        if volts > MAX_VOLTS or group > 9:
+        max_v, max_a = RATINGS[model]
+        # The meter computes power as volts x amps (DC): a record whose power is not that product, within one
+        # step of each field, is damaged (a flipped bit in the u32 power word once stored 16,819 W for 42 W).
+        if group > 9 or not plausible(
+            watts, max_w=max_v * max_a, volts=volts, amps=amps, max_v=max_v, max_a=max_a,
+            step_w=self.resolution_w, step_v=1 / v_div, step_a=1 / a_div, dc=True,
+        ):  # fmt: skip
             return None
         mwh = struct.unpack_from(">I", record, 16 + group * 8 + 4)[0]
         self.model = model

@@ -9,7 +9,7 @@ plain "wattsup".
 
 from __future__ import annotations
 
-from edgebench.host.meters.base import MeterBase
+from edgebench.host.meters.base import MeterBase, plausible
 from edgebench.records import MeterReading
 
 MODELS = {"0": "Standard", "1": "PRO", "2": "ES", "3": ".net"}
@@ -18,6 +18,14 @@ FIELDS = (
     "PC", "Hz", "VA",
 )  # fmt: skip
 MAX_PACKET = 512  # a data record is under 100 bytes
+# Ratings: the Watts up? PRO takes at most 15 A (its manual; the US model at 120 V is a 1800 W meter). The
+# reference's real record (/work/shared/reference/meters.md) reads 227.7 V at 50 Hz, so 230 V models exist:
+# volts are bounded by 230 V mains plus its 10 % tolerance, and watts by both limits together. Within them,
+# real power can never exceed volts x amps (power factor <= 1).
+MAX_A = 15.0
+MAX_V = 253.0
+MAX_W = MAX_A * MAX_V
+STEP_V, STEP_A = 0.1, 0.001  # volts in tenths, amps in milliamps
 
 
 def start_logging_command(interval_s: int) -> bytes:
@@ -48,34 +56,38 @@ class WattsupMeter(MeterBase):
         return b"#V,R,0;" + start_logging_command(self.interval_s)
 
     def feed(self, data: bytes, t_ns: int) -> list[MeterReading]:
-        self._buffer += data.replace(b"\x00", b"")
+        buf = self._buffer + data.replace(b"\x00", b"")
         out = []
+        pos = 0
+        # One pass with an index: each search starts where the last one stopped, so a megabyte of '#' junk is
+        # scanned once, not once per byte.
         while True:
-            start = self._buffer.find(b"#")
+            start = buf.find(b"#", pos)
             if start < 0:
-                if self._buffer.strip():
+                if buf[pos:].strip():
                     self.bad_frames += 1
-                self._buffer = b""
+                pos = len(buf)
                 break
-            if self._buffer[:start].strip():
+            if buf[pos:start].strip():
                 self.bad_frames += 1  # bytes before a packet start that are not line ends
-            self._buffer = self._buffer[start:]
-            end = self._buffer.find(b";")
-            nested = self._buffer.find(b"#", 1)
-            if 0 < nested < (end if end >= 0 else len(self._buffer)):
+            nested = buf.find(b"#", start + 1)
+            end = buf.find(b";", start + 1, nested if nested >= 0 else len(buf))
+            if end < 0 and nested >= 0:
                 self.bad_frames += 1  # a packet cut short by the next one
-                self._buffer = self._buffer[nested:]
+                pos = nested
                 continue
             if end < 0:
-                if len(self._buffer) > MAX_PACKET:
+                pos = start
+                if len(buf) - start > MAX_PACKET:
                     self.bad_frames += 1
-                    self._buffer = b""
+                    pos = len(buf)
                 break
-            packet = self._buffer[1:end].decode("ascii", "replace")
-            self._buffer = self._buffer[end + 1 :]
+            packet = buf[start + 1 : end].decode("ascii", "replace")
+            pos = end + 1
             reading = self._packet(packet, t_ns)
             if reading is not None:
                 out.append(reading)
+        self._buffer = buf[pos:]
         return out
 
     def _packet(self, packet: str, t_ns: int) -> MeterReading | None:
@@ -117,6 +129,12 @@ class WattsupMeter(MeterBase):
             return None
         if watts is None:
             self.bad_frames += 1  # a record without power is useless here; select W with #C
+            return None
+        if not plausible(
+            watts, max_w=MAX_W, volts=volts, amps=amps, max_v=MAX_V, max_a=MAX_A,
+            step_w=self.resolution_w, step_v=STEP_V, step_a=STEP_A, extra=(pf, wh),
+        ) or (pf is not None and not 0 <= pf <= 1):  # fmt: skip
+            self.bad_frames += 1  # nan, inf, negative, or beyond what the meter can measure
             return None
         self.packets += 1
         return MeterReading(
