@@ -130,6 +130,7 @@ def _build(config: StudyConfig, models: Sequence[_Model], resolutions: Sequence[
     files = {m.name: m.path for m in models if m.path is not None}
     sweep = Sweep(backbones=builtins, batches=(config.batch,), resolutions=tuple(resolutions),
                   precisions=(config.precision,), models=files)
+    note(f"building {len(sweep)} engine(s) into {config.out / 'engines'} (cached ones are kept)")
     report = build_sweep(sweep, config.out / "engines")
     if not report.ok:
         failed = report.failed[0]
@@ -146,6 +147,7 @@ def _accuracy(config: StudyConfig, entries, method: str, write: bool) -> dict[st
     test = load_dataset(_split_names(config.data)[1])
     manifest = Manifest.load(engines_dir)
     found = {}
+    note(f"evaluating {len(entries)} engine(s) on {test.description} with {method} resize")
     for entry in entries:
         accuracy = evaluate_entry(engines_dir, entry, test, _preprocess(config, method))
         found[entry.name] = accuracy
@@ -174,7 +176,8 @@ def _time_here(config: StudyConfig, entries) -> dict[str, _Cost]:
         warn("no on-board power source found: latency only (give --meter PORT for wall energy)")
     costs: dict[str, _Cost] = {}
     try:
-        for entry in entries:
+        for k, entry in enumerate(entries, 1):
+            note(f"[{k}/{len(entries)}] timing {entry.name} for {config.duration_s:g} s")
             runner = open_runner(config.out / "engines", entry)
             try:
                 sampler = Sampler(sensor, period_s=0.02) if sensor is not None else None
