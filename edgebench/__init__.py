@@ -5,3 +5,12 @@ exchange. The card's folders install beside it as `edgebench.engines`, `edgebenc
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `from edgebench import Monitor` without importing the host side (numpy, pyserial) for every user of the CLI
+    if name == "Monitor":
+        from edgebench.host.monitor import Monitor
+
+        return Monitor
+    raise AttributeError(f"module 'edgebench' has no attribute {name!r}")

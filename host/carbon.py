@@ -6,7 +6,9 @@ explicit user-given intensity. The factor is stored in lb CO2 per MWh, eGRID's o
 the edges: J <-> kWh (3.6e6 J/kWh) and kg <-> lb (0.45359237 kg per lb, exact by definition).
 
 Also here: the Strubell et al. (2019) training estimate used by the course lab (energy_kWh = PUE x hours x kW,
-CO2_lb = 0.954 x kWh), and EPA everyday equivalents as context lines.
+CO2_lb = 0.954 x kWh) and its projection from a short measured run; everyday equivalents (host/data/
+co2_equivalents.csv: each factor with its source and year); a lifetime projection with an optional embodied
+footprint amortised over the device's life; `context_lines` for a table footer.
 """
 
 from __future__ import annotations
@@ -364,17 +366,293 @@ def training_estimate(
     return estimate(power_w * hours * 3600.0, grid, pue)
 
 
-# EPA Greenhouse Gas Equivalencies (recent revisions); context, not exact: confirm before quoting.
-EQUIVALENTS_KG: tuple[tuple[str, float], ...] = (
-    ("miles driven by an average gasoline car", 393.0 / 1000.0),
-    ("smartphone charges", 12.4 / 1000.0),
-    ("gallons of gasoline burned", 8887.0 / 1000.0),
-)
+# --- everyday equivalents -------------------------------------------------------------------------------------
+
+EQUIVALENTS_CSV = DATA_DIR / "co2_equivalents.csv"
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """One everyday equivalent: kg CO2 per unit of something people know, with where the figure comes from."""
+
+    key: str
+    what: str  # "miles driven by an average gasoline passenger car"
+    unit: str  # "mile"
+    kg_co2_per_unit: float
+    source: str
+    year: str
+
+    def of(self, co2_kg: float) -> float:
+        """How many units `co2_kg` kilograms of CO2 amount to."""
+        return co2_kg / self.kg_co2_per_unit
+
+    def describe(self) -> str:
+        """The factor, its source and year: `0.393 kg CO2/mile; US EPA ..., 2024`."""
+        return f"{self.kg_co2_per_unit:.4g} kg CO2/{self.unit}; {self.source}, {self.year}"
+
+
+@lru_cache(maxsize=1)
+def equivalence_factors() -> tuple[Equivalence, ...]:
+    """The packaged equivalents (host/data/co2_equivalents.csv), in file order."""
+    return tuple(
+        Equivalence(
+            row["key"], row["what"], row["unit"], float(row["kg_co2_per_unit"]), row["source"], row["year"]
+        )
+        for row in _data_rows(EQUIVALENTS_CSV)
+    )
+
+
+def equivalents_data(co2_kg: float) -> list[dict[str, object]]:
+    """Everyday equivalents of `co2_kg` as dicts (count, what, factor, source, year): for JSON and HTML."""
+    return [
+        {
+            "key": e.key,
+            "count": e.of(co2_kg),
+            "what": e.what,
+            "kg_co2_per_unit": e.kg_co2_per_unit,
+            "unit": e.unit,
+            "source": e.source,
+            "year": e.year,
+        }
+        for e in equivalence_factors()
+    ]
 
 
 def equivalents(co2_kg: float) -> list[str]:
-    """Everyday equivalents of `co2_kg` as lines (EPA figures; approximate)."""
-    return [f"~{co2_kg / per_unit_kg:.3g} {what}" for what, per_unit_kg in EQUIVALENTS_KG]
+    """Everyday equivalents of `co2_kg` as lines, each with its factor, source and year (approximate)."""
+    return [f"~{e.of(co2_kg):.3g} {e.what} ({e.describe()})" for e in equivalence_factors()]
+
+
+# --- lifetime and embodied carbon -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """A deployment's footprint over its service life: operational CO2 from the energy per inference, plus an
+    optional embodied (manufacturing) footprint amortised over the inferences of that life (as the Software
+    Carbon Intensity specification amortises it)."""
+
+    energy_j_per_inference: float  # at the device; the PUE multiplies it
+    inferences_per_day: float
+    years: float
+    grid: GridFactor
+    pue: float = 1.0
+    embodied_kg: float | None = None  # the device's manufacturing footprint, user-supplied
+
+    @property
+    def inferences(self) -> float:
+        return self.inferences_per_day * 365.25 * self.years
+
+    @property
+    def energy_j(self) -> float:
+        return self.energy_j_per_inference * self.pue * self.inferences
+
+    @property
+    def energy_kwh(self) -> float:
+        return j_to_kwh(self.energy_j)
+
+    @property
+    def operational_co2_kg(self) -> float:
+        return self.grid.co2_kg(self.energy_j)
+
+    @property
+    def embodied_co2_kg_per_inference(self) -> float:
+        if self.embodied_kg is None or self.inferences <= 0:
+            return 0.0
+        return self.embodied_kg / self.inferences
+
+    @property
+    def total_co2_kg(self) -> float:
+        return self.operational_co2_kg + (self.embodied_kg or 0.0)
+
+    @property
+    def co2_kg_per_inference(self) -> float:
+        """Operational plus amortised embodied CO2 of one inference."""
+        operational = self.grid.co2_kg(self.energy_j_per_inference * self.pue)
+        return operational + self.embodied_co2_kg_per_inference
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "energy_j_per_inference": self.energy_j_per_inference,
+            "inferences_per_day": self.inferences_per_day,
+            "years": self.years,
+            "inferences": self.inferences,
+            "pue": self.pue,
+            "energy_kwh": self.energy_kwh,
+            "operational_co2_kg": self.operational_co2_kg,
+            "embodied_co2_kg": self.embodied_kg,
+            "embodied_co2_kg_per_inference": self.embodied_co2_kg_per_inference,
+            "total_co2_kg": self.total_co2_kg,
+            "co2_kg_per_inference": self.co2_kg_per_inference,
+            "grid": self.grid.to_dict(),
+        }
+
+
+def lifetime(
+    energy_j_per_inference: float,
+    inferences_per_day: float,
+    years: float,
+    grid: GridFactor,
+    *,
+    pue: float = 1.0,
+    embodied_kg: float | None = None,
+) -> Lifetime:
+    """The footprint of `inferences_per_day` inferences for `years` years (365.25-day years)."""
+    for name, value in (
+        ("energy per inference", energy_j_per_inference),
+        ("--per-day", inferences_per_day),
+        ("--years", years),
+    ):
+        if not math.isfinite(value) or value < 0:
+            raise BadInput(f"{name} {value} must be a finite, non-negative number")
+    if embodied_kg is not None and (not math.isfinite(embodied_kg) or embodied_kg < 0):
+        raise BadInput(f"--embodied {embodied_kg} must be a finite, non-negative mass (e.g. 20kg)")
+    if pue < 1.0 or not math.isfinite(pue):
+        raise BadInput(f"PUE {pue} is below 1: pass --pue >= 1")
+    return Lifetime(energy_j_per_inference, inferences_per_day, years, grid, pue, embodied_kg)
+
+
+def parse_mass(text: str) -> float:
+    """A mass of CO2 with units -> kg: `20kg`, `44lb`, `0.02t`, `500g` (a bare number is kg)."""
+    try:
+        return _non_negative(float(text), "mass", text)
+    except ValueError:
+        pass
+    value, unit = _split_quantity(text, "mass", "20kg, 44lb, 0.02t or 500g")
+    factor = _MASS_KG.get(unit.lower().removesuffix("co2e").removesuffix("co2"))
+    if factor is None:
+        raise BadInput(f"mass {text!r}: unknown unit {unit!r}; use g, kg, t or lb")
+    return value * factor
+
+
+def format_lifetime(result: Lifetime) -> list[str]:
+    """Terminal lines for a lifetime projection (with the embodied share when given)."""
+    lines = [
+        f"lifetime {result.inferences_per_day:,.0f} inferences/day x {result.years:g} years = "
+        f"{result.inferences:,.0f} inferences",
+        f"  energy {result.energy_kwh:.4g} kWh" + (f" (PUE {result.pue:g} included)" if result.pue != 1.0 else ""),
+        f"  operational CO2 {result.operational_co2_kg:.4g} kg = {kg_to_lb(result.operational_co2_kg):.4g} lbs",
+    ]
+    if result.embodied_kg is not None:
+        share = result.embodied_kg / result.total_co2_kg if result.total_co2_kg > 0 else math.nan
+        lines += [
+            f"  embodied CO2 {result.embodied_kg:.4g} kg (user-supplied), amortised "
+            f"{result.embodied_co2_kg_per_inference:.4g} kg per inference",
+            f"  total CO2 {result.total_co2_kg:.4g} kg ({share:.0%} embodied); "
+            f"{result.co2_kg_per_inference:.4g} kg per inference",
+        ]
+    return lines
+
+
+def context_lines(
+    co2_kg_per_inference: float,
+    *,
+    energy_j_per_inference: float | None = None,
+    grid: GridFactor | None = None,
+    pue: float = 1.0,
+    inferences_per_day: float | None = None,
+    years: float | None = None,
+    embodied_kg: float | None = None,
+    per: float = 1e6,
+) -> list[str]:
+    """Footer lines for a table: the equivalents of `per` inferences (a million by default) and, given
+    inferences per day, years, the energy per inference and the grid, the lifetime projection."""
+    lines = [f"{per:,.0f} inferences emit {co2_kg_per_inference * per:.4g} kg CO2, about:"]
+    lines += [f"  {line}" for line in equivalents(co2_kg_per_inference * per)]
+    if inferences_per_day is not None and years is not None and energy_j_per_inference is not None:
+        projection = lifetime(
+            energy_j_per_inference, inferences_per_day, years, grid or egrid_factor(), pue=pue,
+            embodied_kg=embodied_kg,
+        )
+        lines += format_lifetime(projection)
+    return lines
+
+
+# --- training -------------------------------------------------------------------------------------------------
+
+STRUBELL_SOURCE = "Strubell et al. (2019)"
+
+
+def strubell_grid() -> GridFactor:
+    """The 0.954 lb CO2/kWh US average that Strubell et al. (2019) used (the course lab's factor)."""
+    return GridFactor(
+        STRUBELL_LB_PER_KWH * KWH_PER_MWH, f"{STRUBELL_SOURCE}, US average", "", "US", kind="average"
+    )
+
+
+@dataclass(frozen=True)
+class TrainingProjection:
+    """A training run's footprint projected from a short measured run (the lab's 1,000-iteration timing):
+    hours = measured seconds / measured iterations x total iterations; then Strubell et al.'s formula."""
+
+    measured_s: float
+    measured_iterations: int
+    total_iterations: int
+    power_w: float
+    estimate: CarbonEstimate
+    sources: dict[str, str]  # factor -> where its value came from
+
+    @property
+    def seconds(self) -> float:
+        return self.measured_s / self.measured_iterations * self.total_iterations
+
+    @property
+    def hours(self) -> float:
+        return self.seconds / 3600.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "measured_s": self.measured_s,
+            "measured_iterations": self.measured_iterations,
+            "total_iterations": self.total_iterations,
+            "hours": self.hours,
+            "power_w": self.power_w,
+            **self.estimate.to_dict(),
+            "sources": dict(self.sources),
+        }
+
+
+def training_projection(
+    measured_s: float,
+    measured_iterations: int,
+    total_iterations: int,
+    power_w: float,
+    grid: GridFactor,
+    pue: float = STRUBELL_PUE,
+    *,
+    sources: dict[str, str] | None = None,
+) -> TrainingProjection:
+    """Project `measured_s` seconds for `measured_iterations` to `total_iterations` at `power_w` average."""
+    if measured_iterations < 1 or total_iterations < 1:
+        raise BadInput("iteration counts must be >= 1: pass --iterations and --total-iterations as whole numbers")
+    if not (math.isfinite(measured_s) and measured_s > 0):
+        raise BadInput(f"measured time {measured_s} must be a finite number of seconds > 0")
+    if not (math.isfinite(power_w) and power_w >= 0):
+        raise BadInput(f"power {power_w} must be a finite, non-negative number of watts")
+    hours = measured_s / measured_iterations * total_iterations / 3600.0
+    return TrainingProjection(
+        measured_s, measured_iterations, total_iterations, power_w,
+        training_estimate(power_w, hours, grid, pue), dict(sources or {}),
+    )  # fmt: skip
+
+
+def format_training(result: TrainingProjection) -> list[str]:
+    """The projection as lines, each factor with its source."""
+    src = result.sources
+    est = result.estimate
+
+    def where(key: str) -> str:
+        return f"  [{src[key]}]" if key in src else ""
+
+    return [
+        f"measured   {result.measured_s:.4g} s for {result.measured_iterations:,} iterations{where('time')}",
+        f"power      {result.power_w:.4g} W average{where('power')}",
+        f"total      {result.total_iterations:,} iterations -> {result.seconds:,.0f} s = {result.hours:.3f} h",
+        f"PUE        {est.pue:g}{where('pue')}",
+        f"energy     {est.energy_kwh:.4g} kWh = PUE x hours x kW",
+        f"grid       {est.grid.lb_co2_per_kwh:.4g} lb CO2/kWh: {est.grid.label}{where('grid')}",
+        f"CO2        {est.co2_lb:.4g} lbs = {est.co2_kg:.4g} kg",
+    ]
 
 
 def format_estimate(result: CarbonEstimate, *, context: bool = False) -> list[str]:
@@ -386,6 +664,6 @@ def format_estimate(result: CarbonEstimate, *, context: bool = False) -> list[st
         f"grid     {result.grid.label}",
     ]
     if context:
-        lines.append("equivalent to (EPA Greenhouse Gas Equivalencies; approximate, confirm before quoting):")
+        lines.append("equivalent to (approximate, confirm before quoting):")
         lines.extend(f"  {line}" for line in equivalents(result.co2_kg))
     return lines

@@ -1,0 +1,155 @@
+"""CodeCarbon beside the wall meter: its offline tracker over the same windows, and our results in its format.
+
+Lab 2 asks students to use CodeCarbon, which estimates energy from CPU/GPU/RAM power models (RAPL, NVML, a TDP
+table) rather than measuring the wall. `CodeCarbonWindow` runs its `OfflineEmissionsTracker` over one window so
+both figures print side by side; it needs the optional extra `edgebench[codecarbon]` and is imported only when
+asked for. `write_emissions_csv` needs nothing: it writes our wall measurements in the columns of CodeCarbon's
+emissions.csv (its `EmissionsData` fields, codecarbon 3.x: a superset of the 2.x file), so CodeCarbon's own
+tools (`carbonboard`, pandas notebooks written for it) read them. Units are CodeCarbon's: duration s, energy
+kWh, emissions kg CO2eq, emissions_rate kg/s, power W.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import logging
+import platform
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgebench.errors import MissingDependency
+
+# codecarbon.output_methods.emissions_data.EmissionsData fields, in order (checked against codecarbon 3.3.2 by
+# tests/test_codecarbon.py when codecarbon is installed)
+EMISSIONS_COLUMNS: tuple[str, ...] = (
+    "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
+    "cpu_power", "gpu_power", "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed",
+    "water_consumed", "country_name", "country_iso_code", "region", "cloud_provider", "cloud_region", "os",
+    "python_version", "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude",
+    "latitude", "ram_total_size", "tracking_mode", "cpu_utilization_percent", "gpu_utilization_percent",
+    "ram_utilization_percent", "ram_used_gb", "on_cloud", "pue", "wue",
+)  # fmt: skip
+
+INSTALL_HINT = "pip install 'edgebench[codecarbon]'"
+
+
+def _import_tracker():
+    try:
+        from codecarbon import OfflineEmissionsTracker
+    except ImportError:
+        raise MissingDependency(
+            f"--codecarbon needs CodeCarbon, which is not installed: {INSTALL_HINT} (or drop --codecarbon)"
+        ) from None
+    return OfflineEmissionsTracker
+
+
+class CodeCarbonWindow:
+    """CodeCarbon's offline tracker running over one window; `end()` returns its estimate as a dict."""
+
+    def __init__(self, tracker: Any, country_iso_code: str) -> None:
+        self.tracker, self.country_iso_code = tracker, country_iso_code
+
+    @classmethod
+    def begin(cls, country_iso_code: str, *, measure_power_secs: float = 1.0) -> CodeCarbonWindow:
+        """Start the tracker (CodeCarbon's grid factor is its own for `country_iso_code`, e.g. USA)."""
+        tracker_class = _import_tracker()
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)
+        tracker = tracker_class(
+            country_iso_code=country_iso_code,
+            save_to_file=False,
+            log_level="error",
+            measure_power_secs=measure_power_secs,
+        )
+        tracker.start()
+        return cls(tracker, country_iso_code)
+
+    def end(self) -> dict[str, Any]:
+        """Stop the tracker: energy (kWh), emissions (kg CO2eq) and what it attributed them to."""
+        emissions_kg = self.tracker.stop()
+        data = getattr(self.tracker, "final_emissions_data", None)
+        return {
+            "energy_kwh": float(getattr(data, "energy_consumed", float("nan"))),
+            "emissions_kg": float(emissions_kg if emissions_kg is not None else float("nan")),
+            "cpu_energy_kwh": float(getattr(data, "cpu_energy", float("nan"))),
+            "gpu_energy_kwh": float(getattr(data, "gpu_energy", float("nan"))),
+            "ram_energy_kwh": float(getattr(data, "ram_energy", float("nan"))),
+            "country_iso_code": self.country_iso_code,
+            "codecarbon_version": str(getattr(data, "codecarbon_version", "")),
+        }
+
+    def abandon(self) -> None:
+        """Stop without using the figures (a window that is dropped)."""
+        try:
+            self.tracker.stop()
+        except Exception:  # noqa: BLE001 - the window is dropped anyway; CodeCarbon's own failure is not ours
+            pass
+
+
+def emissions_row(measurement: Any, *, project_name: str = "edgebench", use_net: bool = False) -> dict[str, Any]:
+    """One Measurement (host/monitor.py) as an emissions.csv row: the wall energy, PUE included, goes into
+    `energy_consumed` (no CPU/GPU/RAM split: the meter sees the whole box), `emissions` is its CO2;
+    `use_net` writes the energy above idle instead of the gross."""
+    energy_kwh = measurement.net_energy_kwh if use_net else measurement.gross_energy_kwh
+    emissions = measurement.co2_kg_net if use_net else measurement.co2_kg
+    duration = measurement.duration_s
+    grid = measurement.grid
+    iso = grid.region.split(" ")[0] if len(grid.region.split(" ")[0]) == 3 else ""
+    return {
+        "timestamp": _dt.datetime.fromtimestamp(measurement.end_ns / 1e9).isoformat(timespec="seconds"),
+        "project_name": project_name,
+        "run_id": measurement.run_id,
+        "experiment_id": measurement.name,
+        "duration": duration,
+        "emissions": emissions,
+        "emissions_rate": emissions / duration if duration > 0 else "",
+        "cpu_power": 0.0,
+        "gpu_power": 0.0,
+        "ram_power": 0.0,
+        "cpu_energy": 0.0,
+        "gpu_energy": 0.0,
+        "ram_energy": 0.0,
+        "energy_consumed": energy_kwh * measurement.pue,
+        "water_consumed": 0.0,
+        "country_name": grid.region.partition("(")[2].rstrip(")") if "(" in grid.region else "",
+        "country_iso_code": iso or ("USA" if grid.source.startswith("EPA eGRID") else ""),
+        "region": grid.region if grid.source.startswith("EPA eGRID") else "",
+        "cloud_provider": "",
+        "cloud_region": "",
+        "os": platform.platform(),
+        "python_version": platform.python_version(),
+        "codecarbon_version": "",
+        "cpu_count": "",
+        "cpu_model": "",
+        "gpu_count": "",
+        "gpu_model": "",
+        "longitude": "",
+        "latitude": "",
+        "ram_total_size": "",
+        "tracking_mode": f"wall meter ({measurement.meter})" if measurement.meter else "wall meter",
+        "cpu_utilization_percent": "",
+        "gpu_utilization_percent": "",
+        "ram_utilization_percent": "",
+        "ram_used_gb": "",
+        "on_cloud": "N",
+        "pue": measurement.pue,
+        "wue": 0.0,
+    }
+
+
+def write_emissions_csv(
+    path: str | Path, measurements: Iterable[Any], *, project_name: str = "edgebench", use_net: bool = False
+) -> Path:
+    """Append rows to a CodeCarbon-style emissions.csv (header written when the file is new or empty)."""
+    path = Path(path)
+    rows: Sequence[dict[str, Any]] = [
+        emissions_row(m, project_name=project_name, use_net=use_net) for m in measurements
+    ]
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=EMISSIONS_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    return path

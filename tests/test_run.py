@@ -1,0 +1,207 @@
+"""`edgebench run -- CMD` and `edgebench train-estimate`: a command of known duration measured through an emulated
+meter on a pty (the real logger, store and pairing), checked against the emulator's own closed-form energy; the
+training projection against seed 004's table."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgebench.cli import cli
+from edgebench.host.meters.emulate import start_emulator
+from edgebench.host.transport import edgebench_argv
+from edgebench.records import read_run_records
+
+INTERVAL_S = 0.05
+SLEEP_S = 3.0
+
+
+class RampProfile:
+    """Watts rising linearly with time: the trapezoid rule is exact on it, so any error is ours."""
+
+    identity = "ramp"
+
+    def __init__(self, watts0: float, watts_per_s: float) -> None:
+        self.watts0, self.slope = watts0, watts_per_s
+
+    def watts_at(self, t_s: float) -> float:
+        return self.watts0 + self.slope * t_s
+
+
+def profile_energy(handle):
+    """Joules between two host-clock times from the emulator's own (time, watts) log: a line, so closed form."""
+    t = np.array([s[0] for s in handle.sent], dtype=np.float64)
+    w = np.array([s[1] for s in handle.sent])
+    slope, intercept = np.polyfit((t - t[0]) / 1e9, w, 1)
+
+    def energy(start_ns, end_ns):
+        mid_s = ((start_ns + end_ns) / 2 - t[0]) / 1e9
+        return (end_ns - start_ns) / 1e9 * (intercept + slope * mid_s)
+
+    return energy
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.mark.slow
+def test_run_measures_a_command_of_known_duration_within_1_percent(tmp_path):
+    out = tmp_path / "run-out"
+    emissions = tmp_path / "emissions.csv"
+    with start_emulator("lines", RampProfile(20.0, 2.0), interval_s=INTERVAL_S) as meter:
+        proc = subprocess.run(
+            [*edgebench_argv(), "run", "--meter", meter.port, "--protocol", "lines", "--idle", "1.5",
+             "--iterations", "100", "--grid", "RFCW", "--egrid", "2019", "--out", str(out),
+             "--emissions-csv", str(emissions), "--",
+             sys.executable, "-c", f"import time; time.sleep({SLEEP_S})"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        energy = profile_energy(meter)
+    result = json.loads((out / "result.json").read_text())
+    records = read_run_records(out / "runs.jsonl")
+    idle = next(r for r in records if r.kind == "idle")
+    window = next(r for r in records if r.kind == "run")
+    # the window is the command's: at least the sleep, plus the interpreter's start-up
+    assert SLEEP_S <= result["duration_s"] < SLEEP_S + 2.0
+    assert (window.window_start_ns, window.window_end_ns) == (result["start_ns"], result["end_ns"])
+    gross = energy(window.window_start_ns, window.window_end_ns)
+    idle_w = energy(idle.window_start_ns, idle.window_end_ns) / (idle.duration_ns / 1e9)
+    net = gross - idle_w * window.duration_ns / 1e9
+    assert result["status"] == "ok"
+    assert result["gross_energy_j"] == pytest.approx(gross, rel=0.01)
+    assert result["net_energy_j"] == pytest.approx(net, rel=0.01)
+    assert result["gross_j_per_iteration"] == pytest.approx(gross / 100, rel=0.01)
+    assert 0 < result["gross_energy_u_j"] < 0.01 * gross
+    assert result["co2_lb"] == pytest.approx(gross / 3.6e9 * 1067.7, rel=0.01)
+    assert result["grid"]["edition"] == "eGRID2019"
+    assert "gross" in proc.stdout and "RFCW 1067.7 lb CO2/MWh" in proc.stdout
+    rows = list(csv.DictReader(emissions.open()))
+    assert len(rows) == 1
+    assert float(rows[0]["energy_consumed"]) == pytest.approx(gross / 3.6e6, rel=0.01)
+    assert float(rows[0]["duration"]) == pytest.approx(result["duration_s"])
+
+
+@pytest.mark.slow
+def test_run_passes_the_command_exit_status_on_and_still_measures(tmp_path):
+    out = tmp_path / "o"
+    with start_emulator("lines", RampProfile(10.0, 0.0), interval_s=INTERVAL_S) as meter:
+        proc = subprocess.run(
+            [*edgebench_argv(), "run", "--meter", meter.port, "--protocol", "lines", "--idle-power", "4",
+             "--out", str(out), "--json", "--", sys.executable, "-c", "import sys, time; time.sleep(1.2); sys.exit(3)"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 3
+    assert "exited with status 3" in proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["exit_status"] == 3
+    assert data["idle_source"] == "given"
+    assert data["mean_power_w"] == pytest.approx(10.0)
+    assert data["net_energy_j"] == pytest.approx(6.0 * data["duration_s"], rel=0.01)
+
+
+def test_run_errors_are_one_line(tmp_path):
+    res = invoke("run", "--meter", str(tmp_path / "no-such-port"), "--protocol", "lines", "--out", str(tmp_path / "o"),
+                 "--", "true")  # fmt: skip
+    assert res.exit_code == 2
+    assert "no serial port" in res.output and "Traceback" not in res.output
+    res = invoke("run", "--meter", "/dev/null", "--pue", "nan", "--", "true")
+    assert res.exit_code == 2 and "--pue" in res.output
+    res = invoke("run", "--meter", "/dev/null", "--idle", "inf", "--", "true")
+    assert res.exit_code == 2 and "--idle" in res.output
+    res = invoke("run", "--meter", "/dev/null")
+    assert res.exit_code == 2 and "COMMAND" in res.output
+
+
+@pytest.mark.slow
+def test_run_names_a_missing_program(tmp_path):
+    with start_emulator("lines", RampProfile(10.0, 0.0), interval_s=INTERVAL_S) as meter:
+        res = invoke("run", "--meter", meter.port, "--protocol", "lines", "--idle", "0", "--out", str(tmp_path / "o"),
+                     "--", "no-such-program-xyz")  # fmt: skip
+    assert res.exit_code == 2
+    assert "no such command" in res.output and "no-such-program-xyz" in res.output
+
+
+# --- train-estimate -------------------------------------------------------------------------------------------
+
+
+def test_train_estimate_reproduces_seed_004_baseline_row():
+    res = invoke("train-estimate", "--time", "196s", "--iterations", "1000", "--power", "147W",
+                 "--total-iterations", "170000", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    # seed 004: 196 s per 1,000 iterations, 170,000 iterations, 147 W, PUE 1.58, 0.954 lb/kWh
+    assert data["hours"] == pytest.approx(9.26, rel=0.005)
+    assert data["energy_kwh"] == pytest.approx(2.15, rel=0.005)
+    assert data["co2_lb"] == pytest.approx(2.05, rel=0.005)
+    assert data["pue"] == 1.58
+    assert data["grid"]["lb_co2_per_mwh"] == pytest.approx(954.0)
+    assert "Strubell" in data["sources"]["pue"] and "Strubell" in data["sources"]["grid"]
+    assert data["sources"]["time"] == "given"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "watts", "hours", "kwh", "lbs"),
+    [  # seed 004's table as the lab wrote it (hand-rounded hours; kWh and lbs follow from the rounded hours)
+        (196, 147, 9.25, 2.149, 2.049),
+        (188, 146, 8.87, 2.047, 1.950),
+        (227, 140, 10.72, 2.37, 2.26),
+        (143, 148, 6.75, 1.579, 1.506),
+        (187, 145, 8.83, 2.023, 1.930),
+    ],
+)
+def test_train_estimate_matches_every_seed_row_within_half_a_percent(seconds, watts, hours, kwh, lbs):
+    res = invoke("train-estimate", "--time", str(seconds), "--iterations", "1000", "--power", f"{watts}W",
+                 "--total-iterations", "170000", "--json")  # fmt: skip
+    data = json.loads(res.output)
+    assert data["hours"] == pytest.approx(hours, rel=0.005)
+    assert data["energy_kwh"] == pytest.approx(kwh, rel=0.005)
+    assert data["co2_lb"] == pytest.approx(lbs, rel=0.005)
+
+
+def test_train_estimate_prints_each_factor_with_its_source():
+    res = invoke("train-estimate", "--time", "3.2667min", "--iterations", "1000", "--power", "0.147kW",
+                 "--total-iterations", "170000", "--grid", "RFCW", "--egrid", "2019", "--pue", "1")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert any(line.startswith("PUE") and "[given]" in line for line in lines)
+    assert any(line.startswith("grid") and "EPA eGRID" in line and "1067.7" in line for line in lines)
+    assert any(line.startswith("total") and "9.256 h" in line for line in lines)
+    # 1 x 9.2556 h x 0.147 kW = 1.3606 kWh; x 1.0677 lb/kWh
+    assert "1.361 kWh" in res.output and "1.453 lbs" in res.output
+
+
+def test_train_estimate_from_a_run_directory(tmp_path):
+    out = tmp_path / "run-out"
+    out.mkdir()
+    (out / "result.json").write_text(json.dumps(
+        {"duration_s": 196.0, "iterations": 1000, "mean_power_w": 147.0, "status": "ok"}
+    ))  # fmt: skip
+    res = invoke("train-estimate", "--from-run", str(out), "--total-iterations", "170000", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["co2_lb"] == pytest.approx(2.05, rel=0.005)
+    assert "edgebench run" in data["sources"]["power"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--total-iterations", "170000"], "--time"),
+        (["--time", "abc", "--iterations", "1", "--power", "1W", "--total-iterations", "2"], "duration"),
+        (["--time", "-5", "--iterations", "1", "--power", "1W", "--total-iterations", "2"], "> 0"),
+        (["--time", "1", "--iterations", "1", "--power", "1J", "--total-iterations", "2"], "unit"),
+        (["--time", "1", "--iterations", "1", "--power", "1W", "--total-iterations", "2", "--pue", "0.5"], "--pue"),
+        (["--time", "1", "--iterations", "1", "--power", "1W", "--total-iterations", "2", "--pue", "nan"], "--pue"),
+        (["--time", "1", "--iterations", "0", "--power", "1W", "--total-iterations", "2"], "--iterations"),
+    ],
+)
+def test_train_estimate_bad_input_exits_2(args, message):
+    res = invoke("train-estimate", *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
