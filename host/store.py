@@ -9,6 +9,7 @@ current_a, power_factor, energy_wh, meter, address; flushed each second) with it
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sqlite3
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgebench.errors import BadInput
+from edgebench.errors import BadInput, DeviceError
 from edgebench.records import MeterReading, MeterTrace
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ("t_ns", "power_w", "voltage_v", "current_a", "power_factor", "energy_wh", "meter", "address")
 COMMIT_INTERVAL_S = 1.0
+INT64 = 2**63  # t_ns must fit SQLite's INTEGER and numpy's int64
 SCHEMA_VERSION = "1"
 # Resolution by meter identity prefix, for CSV logs that carry no metadata (lines: inferred from the decimals).
 KNOWN_RESOLUTION_W = {"tweetawatt": 340.0 / 2 / 15.5 / 17, "wattsup": 0.1, "UM": 0.001}
@@ -35,6 +37,33 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE TABLE IF NOT EXISTS gaps (start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def sqlite_uri(path: str | Path, mode: str = "ro") -> str:
+    """A `file:` URI for sqlite3.connect(..., uri=True): the path percent-quoted, so '#', '?' and '%' in a name
+    are part of the name, not a fragment, a query or an escape (an unquoted `exp#1` opens `exp`)."""
+    return f"{Path(path).absolute().as_uri()}?mode={mode}"
+
+
+def storable(reading: MeterReading) -> bool:
+    """True when a reading can go into the store: an int64 time, a finite non-negative power, finite optional
+    values and text identity. SQLite would store a NaN as NULL and refuse the whole batch."""
+    if (
+        isinstance(reading.t_ns, bool)
+        or not isinstance(reading.t_ns, int)
+        or not -INT64 <= reading.t_ns < INT64
+    ):
+        return False
+    if (
+        not isinstance(reading.power_w, (int, float))
+        or not math.isfinite(reading.power_w)
+        or reading.power_w < 0
+    ):
+        return False
+    for value in (reading.voltage_v, reading.current_a, reading.power_factor, reading.energy_wh):
+        if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
+            return False
+    return isinstance(reading.meter, str) and isinstance(reading.address, str)
 
 
 def gaps_path(path: Path) -> Path:
@@ -52,7 +81,14 @@ class Gap:
 
 
 class StoreWriter:
-    """Appends readings and gaps; commits at least every `COMMIT_INTERVAL_S` (call `flush_if_due` when idle)."""
+    """Appends readings and gaps; commits at least every `COMMIT_INTERVAL_S` (call `flush_if_due` when idle).
+
+    One bad reading never costs the others: a reading the store cannot hold (NaN, inf, negative power, a time
+    beyond int64) is dropped and counted in `dropped`; a batch the database refuses is written again row by row,
+    dropping (and counting) only the rows refused. A store that cannot be written at all (disk full, file gone)
+    keeps its readings queued and retries at every flush; `error` says why meanwhile, and `close()` raises
+    DeviceError if they still cannot be written.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -60,10 +96,15 @@ class StoreWriter:
         self._pending_gaps: list[tuple[int, int, str]] = []
         self._last_commit = time.monotonic()
         self.count = 0
+        self.dropped = 0
+        self.error: Exception | None = None
         self._meta: dict[str, str] = {}
 
     def add(self, reading: MeterReading) -> None:
-        """Queue one reading; commits if the last commit is a second old."""
+        """Queue one reading (or drop and count one it cannot hold); commits if the last commit is a second old."""
+        if not storable(reading):
+            self.dropped += 1
+            return
         self._pending.append(
             (
                 reading.t_ns, reading.power_w, reading.voltage_v, reading.current_a, reading.power_factor,
@@ -88,18 +129,31 @@ class StoreWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Commit everything queued."""
-        self._write()
+        """Commit everything queued; on a store that cannot be written, keep it queued (see `error`)."""
+        self._last_commit = time.monotonic()
+        try:
+            self._write()
+        except (sqlite3.Error, OSError) as exc:
+            self.error = exc  # kept queued: the next flush tries again
+            return
+        self.error = None
         self._pending.clear()
         self._pending_gaps.clear()
-        self._last_commit = time.monotonic()
 
     def _write(self) -> None:
         raise NotImplementedError
 
+    def _raise_unwritten(self) -> None:
+        if self.error is not None and (self._pending or self._pending_gaps):
+            raise DeviceError(
+                f"meter store {self.path} could not be written ({self.error}): {len(self._pending)} readings "
+                "are lost; free disk space or give another --out"
+            )
+
     def close(self) -> None:
         """Flush and release the file."""
         self.flush()
+        self._raise_unwritten()
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -146,18 +200,42 @@ class SqliteWriter(StoreWriter):
             ) from None
 
     def _write(self) -> None:
+        try:
+            self._write_batch(self._pending)
+        except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError):
+            # One row the database refuses (a constraint, a value it cannot bind) fails the whole batch:
+            # write the rows one by one and drop only those it refuses.
+            done = 0
+            try:
+                for row in self._pending:
+                    try:
+                        with self._db:
+                            self._db.execute("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)", row)
+                    except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError):
+                        self.dropped += 1
+                    done += 1
+            finally:
+                del self._pending[
+                    :done
+                ]  # committed or dropped: a retry after a store error must not repeat them
+            self._write_batch([])
+
+    def _write_batch(self, rows: list[tuple]) -> None:
         with self._db:
-            if self._pending:
-                self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)", self._pending)
+            if rows:
+                self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?)", rows)
             if self._pending_gaps:
                 self._db.executemany("INSERT INTO gaps VALUES (?,?,?)", self._pending_gaps)
             if self._meta:
                 self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", list(self._meta.items()))
-                self._meta = {}
+        self._meta = {}
 
     def close(self) -> None:
         self.flush()
-        self._db.close()
+        try:
+            self._raise_unwritten()
+        finally:
+            self._db.close()
 
 
 class CsvWriter(StoreWriter):
@@ -181,6 +259,7 @@ class CsvWriter(StoreWriter):
 
         self._csv.writerows([tuple(cell(v) for v in row) for row in self._pending])
         self._file.flush()
+        self._pending.clear()  # written: a failing gaps file below must not write them twice
         if self._pending_gaps:
             side = gaps_path(self.path)
             new = not side.exists()
@@ -193,7 +272,10 @@ class CsvWriter(StoreWriter):
 
     def close(self) -> None:
         self.flush()
-        self._file.close()
+        try:
+            self._raise_unwritten()
+        finally:
+            self._file.close()
 
 
 def open_store(path: str | Path) -> StoreWriter:
@@ -253,7 +335,7 @@ def _read_sqlite(path: Path, start_ns, end_ns, address):
     import numpy as np
 
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(sqlite_uri(path), uri=True)
     except sqlite3.Error as exc:
         raise BadInput(f"meter log {path} cannot be opened ({exc})") from None
     try:
@@ -282,8 +364,17 @@ def _read_sqlite(path: Path, start_ns, end_ns, address):
     finally:
         db.close()
     # Two typed passes: float64 would round ns epochs to ~256 ns, so t_ns goes straight to int64.
-    t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    p = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+    try:
+        t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        p = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+    except (ValueError, TypeError, OverflowError):
+        raise BadInput(
+            f"meter log {path} holds readings whose t_ns/power_w are not numbers: give a file written by `meter log`"
+        ) from None
+    if not (np.isfinite(p) & (p >= 0)).all():
+        raise BadInput(
+            f"meter log {path} holds a non-finite or negative power_w: give a file written by `meter log`"
+        )
     res = meta.get("resolution_w")
     return t, p, meters, addresses, gaps, (float(res) if res else None)
 
@@ -304,15 +395,21 @@ def _read_csv(path: Path, start_ns, end_ns, address):
             it, ip = header.index("t_ns"), header.index("power_w")
             im = header.index("meter") if "meter" in header else None
             ia = header.index("address") if "address" in header else None
-            for line, row in enumerate(reader, start=2):
+            for row in reader:
                 if not row:
                     continue
                 try:
                     t, p = int(row[it]), float(row[ip])
                 except (ValueError, IndexError):
                     raise BadInput(
-                        f"meter log {path}, line {line}: t_ns/power_w are not numbers ({row})"
+                        f"meter log {path}, line {reader.line_num}: t_ns/power_w are not numbers ({row[:8]}): "
+                        "fix or delete that line"
                     ) from None
+                if not -INT64 <= t < INT64 or not math.isfinite(p) or p < 0:
+                    raise BadInput(
+                        f"meter log {path}, line {reader.line_num}: t_ns {row[it]!r} / power_w {row[ip]!r} is not a "
+                        "time in ns and a finite power >= 0: fix or delete that line"
+                    )
                 a = row[ia] if ia is not None and ia < len(row) else ""
                 addresses.add(a)
                 if im is not None and im < len(row):
@@ -327,15 +424,36 @@ def _read_csv(path: Path, start_ns, end_ns, address):
         raise BadInput(
             f"meter log {path} is neither SQLite nor CSV text: give a file written by `meter log`"
         ) from None
-    gaps: list[Gap] = []
-    side = gaps_path(path)
-    if side.exists():
-        with open(side, newline="") as stream:
-            for row in csv.DictReader(stream):
-                gaps.append(Gap(int(row["start_ns"]), int(row["end_ns"]), row.get("reason", "")))
+    except csv.Error as exc:
+        raise BadInput(
+            f"meter log {path}, line {reader.line_num}: not CSV ({exc}): fix or delete that line"
+        ) from None
+    gaps = _read_gaps(gaps_path(path))
     t = np.array(t_list, dtype=np.int64)
     p = np.array(p_list, dtype=np.float64)
     return t, p, tuple(sorted(meters)), tuple(sorted(addresses)), tuple(gaps), None
+
+
+def _read_gaps(side: Path) -> list[Gap]:
+    """The gaps side file of a CSV log (none if it does not exist); BadInput naming its bad line."""
+    gaps: list[Gap] = []
+    if not side.exists():
+        return gaps
+    line = 1
+    try:
+        with open(side, newline="") as stream:
+            reader = csv.DictReader(stream)
+            for row in reader:
+                line = reader.line_num
+                start, end = int(row["start_ns"]), int(row["end_ns"])
+                if not (-INT64 <= start < INT64 and -INT64 <= end < INT64):
+                    raise ValueError("beyond int64")
+                gaps.append(Gap(start, end, row.get("reason") or ""))
+    except (KeyError, ValueError, TypeError, csv.Error, UnicodeDecodeError) as exc:
+        raise BadInput(
+            f"meter gaps file {side}, line {line}: not start_ns,end_ns,reason numbers ({exc}): fix or delete it"
+        ) from None
+    return gaps
 
 
 def _read(path: str | Path, start_ns=None, end_ns=None, address=None):
@@ -400,7 +518,9 @@ def load_trace(
                 f"meter log {path} has no sensor {address!r}: it records no sensor addresses (one meter), "
                 "drop --address"
             )
-        raise BadInput(f"meter log {path} has no sensor {address!r}: it has {listed}; pass one of them to --address")
+        raise BadInput(
+            f"meter log {path} has no sensor {address!r}: it has {listed}; pass one of them to --address"
+        )
     order = np.argsort(t, kind="stable")
     t, p = t[order], p[order]
     meter = ", ".join(m for m in meters if m) or "unknown"

@@ -94,3 +94,109 @@ def test_bad_files(tmp_path):
         load_trace(tmp_path / "z.bin")
     with pytest.raises(BadInput, match="does not exist"):
         open_store(tmp_path / "no" / "dir" / "log.sqlite")
+
+
+# --- one bad reading never costs the others (issue 9, item 2) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["log.sqlite", "log.csv"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_a_reading_the_store_cannot_hold_is_dropped_and_counted(tmp_path, name, bad):
+    path = tmp_path / name
+    store = open_store(path)
+    store.add(_r(0, 1.0))
+    store.add(_r(1, bad))
+    store.add(MeterReading(t_ns=2**64, power_w=1.0, meter="x"))  # beyond int64
+    store.add(MeterReading(t_ns=EPOCH + 2 * S, power_w=2.0, meter="x", voltage_v=float("nan")))
+    store.flush()
+    store.add(_r(3, 3.0))
+    store.close()
+    assert load_trace(path).power_w.tolist() == [1.0, 3.0]
+    assert store.dropped == 3
+
+
+def test_a_refused_batch_is_salvaged_row_by_row_and_later_flushes_work(tmp_path):
+    path = tmp_path / "log.sqlite"
+    store = open_store(path)
+    # A real refusal from the database itself (here a trigger; in the field a NOT NULL or a CHECK).
+    store._db.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON readings WHEN NEW.power_w = 13.0 "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    for k, w in enumerate([1.0, 13.0, 2.0]):
+        store.add(_r(k, w))
+    store.flush()
+    assert store.dropped == 1 and store.error is None
+    store.add(_r(3, 4.0))
+    store.add_gap(EPOCH + 3 * S, EPOCH + 4 * S, "meter silent")
+    store.flush()  # not poisoned by the refused batch
+    store.close()
+    trace = load_trace(path)
+    assert trace.power_w.tolist() == [1.0, 2.0, 4.0] and len(trace.gaps) == 1
+
+
+def test_an_unwritable_store_keeps_its_readings_queued(tmp_path):
+    path = tmp_path / "log.sqlite"
+    store = open_store(path)
+    store._db.execute("PRAGMA query_only = ON")  # every write fails, as on a full disk
+    store.add(_r(0, 1.0))
+    store.flush()
+    assert isinstance(store.error, sqlite3.Error)
+    store._db.execute("PRAGMA query_only = OFF")  # space again
+    store.add(_r(1, 2.0))
+    store.close()
+    assert load_trace(path).power_w.tolist() == [1.0, 2.0]  # nothing received was lost
+
+
+def test_an_unwritable_store_says_so_at_close(tmp_path):
+    from edgebench.errors import DeviceError
+
+    store = open_store(tmp_path / "log.sqlite")
+    store._db.execute("PRAGMA query_only = ON")
+    store.add(_r(0, 1.0))
+    with pytest.raises(DeviceError, match="could not be written .* 1 readings are lost"):
+        store.close()
+
+
+# --- names SQLite URIs would misread (issue 9, item 7) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["exp#1.sqlite", "what?.sqlite", "100%.sqlite", "a%23b.sqlite", "sp ace.sqlite"]
+)
+def test_names_with_uri_characters(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with open_store(name) as store:
+        store.add(_r(0, 5.0))
+    assert load_trace(name).power_w.tolist() == [5.0]
+    assert summarize(tmp_path / name).readings == 1
+    # no stray `exp`, `what`, `100` (the reader may leave the store's own -wal/-shm beside it)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(name)] == []
+
+
+# --- CSV logs from elsewhere: a bad row is BadInput naming the file and line ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, line",
+    [
+        ("t_ns,power_w\n1,2\n2,nan\n", 3),
+        ("t_ns,power_w\n1,2\n2,inf\n", 3),
+        ("t_ns,power_w\n1,-2\n", 2),
+        ("t_ns,power_w\n99999999999999999999999,2\n", 2),
+        ("t_ns,power_w\n1,2\n3,4\x00\n", 3),
+    ],
+)
+def test_bad_csv_rows_name_the_line(tmp_path, body, line):
+    path = tmp_path / "m.csv"
+    path.write_text(body)
+    with pytest.raises(BadInput, match=f"m.csv, line {line}"):
+        load_trace(path)
+
+
+def test_bad_gaps_file_is_badinput(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("t_ns,power_w\n1,2\n")
+    (tmp_path / "m.gaps.csv").write_text("start_ns,end_ns,reason\n1,x,silent\n")
+    with pytest.raises(BadInput, match="m.gaps.csv, line 2"):
+        load_trace(path)
