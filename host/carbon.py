@@ -518,8 +518,9 @@ def parse_mass(text: str) -> float:
         return _non_negative(float(text), "mass", text)
     except ValueError:
         pass
-    value, unit = _split_quantity(text, "mass", "20kg, 44lb, 0.02t or 500g")
-    factor = _MASS_KG.get(unit.lower().removesuffix("co2e").removesuffix("co2"))
+    bare = re.sub(r"\s*co2e?\s*$", "", text, flags=re.IGNORECASE)  # "20 kgCO2e" is 20 kg
+    value, unit = _split_quantity(bare, "mass", "20kg, 44lb, 0.02t or 500g")
+    factor = _MASS_KG.get(unit.lower())
     if factor is None:
         raise BadInput(f"mass {text!r}: unknown unit {unit!r}; use g, kg, t or lb")
     return value * factor

@@ -244,7 +244,12 @@ def report(
 @click.option(
     "--pue", type=finite(min=1), default=1.0, show_default=True, help="Facility overhead (1.58: 2018 data centre)."
 )
-@click.option("--equivalents", is_flag=True, help="Add everyday equivalents (EPA; approximate).")
+@click.option("--equivalents", is_flag=True, help="Add everyday equivalents, each with its factor, source and year.")
+@click.option("--per-day", "per_day", type=non_negative(),
+              help="Inferences per day, with --years: a lifetime projection of --energy per inference.")
+@click.option("--years", type=non_negative(), help="Years of service for the lifetime projection.")
+@click.option("--embodied", metavar="MASS",
+              help="The device's manufacturing footprint (20kg, 44lb), amortised over the lifetime's inferences.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def carbon(
     energy: str | None,
@@ -256,6 +261,9 @@ def carbon(
     intensity: str | None,
     pue: float,
     equivalents: bool,
+    per_day: float | None,
+    years: float | None,
+    embodied: str | None,
     as_json: bool,
 ) -> None:
     """Convert an energy (or power x hours) to kWh and CO2 with one grid factor.
@@ -263,6 +271,7 @@ def carbon(
     \b
     edgebench carbon --energy 0.386J --grid RFCW --egrid 2019
     edgebench carbon --power 147W --hours 9.25 --pue 1.58 --intensity 0.954lb/kWh
+    edgebench carbon --energy 0.386J --per-day 100000 --years 3 --embodied 20kg --equivalents
     """
     from edgebench.host import carbon as c
 
@@ -276,10 +285,28 @@ def carbon(
     else:
         assert power is not None and hours is not None
         result = c.training_estimate(c.parse_power(power), hours, factor, pue)
+    life = None
+    if per_day is not None or years is not None or embodied is not None:
+        if energy is None or per_day is None or years is None:
+            raise BadInput(
+                "a lifetime needs --energy (per inference), --per-day and --years (e.g. --per-day 100000 --years 3)"
+            )
+        embodied_kg = c.parse_mass(embodied) if embodied is not None else None
+        life = c.lifetime(c.parse_energy(energy), per_day, years, factor, pue=pue, embodied_kg=embodied_kg)
     if as_json:
         data = result.to_dict()
         if equivalents:
-            data["equivalents"] = c.equivalents(result.co2_kg)
+            data["equivalents"] = c.equivalents_data(result.co2_kg)
+        if life is not None:
+            data["lifetime"] = life.to_dict()
+            if equivalents:
+                data["lifetime"]["equivalents"] = c.equivalents_data(life.total_co2_kg)
         click.echo(json.dumps(data))
         return
-    _emit(c.format_estimate(result, context=equivalents))
+    lines = c.format_estimate(result, context=equivalents)
+    if life is not None:
+        lines += c.format_lifetime(life)
+        if equivalents:
+            lines.append(f"over its life, {life.total_co2_kg:.4g} kg CO2 is about:")
+            lines += [f"  {line}" for line in c.equivalents(life.total_co2_kg)]
+    _emit(lines)

@@ -143,3 +143,137 @@ def test_equivalents_lines():
     assert lines[0].startswith("~1 miles")
     assert any("smartphone" in line for line in lines)
     assert all(math.isfinite(float(line[1:].split()[0])) for line in lines)
+
+
+# --- equivalents, lifetime, embodied, training projection --------------------------------------------------------
+
+
+def test_equivalence_factors_carry_source_and_year():
+    factors = {e.key: e for e in carbon.equivalence_factors()}
+    # the figures of shared/reference/carbon.md (EPA Greenhouse Gas Equivalencies), in kg per unit
+    assert factors["miles"].kg_co2_per_unit == 0.393
+    assert factors["smartphones"].kg_co2_per_unit == 0.0124
+    assert factors["gasoline"].kg_co2_per_unit == 8.887
+    assert factors["seedlings"].kg_co2_per_unit == 60.0
+    assert factors["homes"].kg_co2_per_unit == 4800.0
+    for e in factors.values():
+        assert "EPA" in e.source and e.year.isdigit()
+        assert e.source in e.describe() and e.year in e.describe()
+
+
+def test_equivalents_arithmetic():
+    # 3.93 kg CO2 = 10 miles = 316.9 smartphone charges = 0.4422 gallons of gasoline
+    data = {d["key"]: d for d in carbon.equivalents_data(3.93)}
+    assert data["miles"]["count"] == pytest.approx(10.0)
+    assert data["smartphones"]["count"] == pytest.approx(3.93 / 0.0124)
+    assert data["gasoline"]["count"] == pytest.approx(3.93 / 8.887)
+    lines = carbon.equivalents(3.93)
+    assert lines[0].startswith("~10 miles driven") and "0.393 kg CO2/mile" in lines[0] and "2024" in lines[0]
+    assert lines[1].startswith("~317 smartphone charges")
+
+
+def test_lifetime_projection_and_embodied_amortisation():
+    grid = carbon.parse_intensity("400g/kWh")
+    # 0.386 J per inference, 100,000 a day for 3 years: 109,575,000 inferences, 11.749 kWh, 4.6997 kg CO2
+    life = carbon.lifetime(0.386, 100_000, 3, grid)
+    assert life.inferences == pytest.approx(100_000 * 365.25 * 3)
+    assert life.energy_kwh == pytest.approx(0.386 * 109_575_000 / 3.6e6)
+    assert life.operational_co2_kg == pytest.approx(life.energy_kwh * 0.4)
+    assert life.embodied_co2_kg_per_inference == 0.0
+    assert life.total_co2_kg == life.operational_co2_kg
+    # a 20 kg embodied footprint spread over those inferences
+    with_embodied = carbon.lifetime(0.386, 100_000, 3, grid, embodied_kg=20.0, pue=1.5)
+    assert with_embodied.energy_kwh == pytest.approx(life.energy_kwh * 1.5)
+    assert with_embodied.embodied_co2_kg_per_inference == pytest.approx(20.0 / 109_575_000)
+    assert with_embodied.total_co2_kg == pytest.approx(life.operational_co2_kg * 1.5 + 20.0)
+    assert with_embodied.co2_kg_per_inference == pytest.approx(
+        grid.co2_kg(0.386 * 1.5) + 20.0 / 109_575_000
+    )
+    lines = carbon.format_lifetime(with_embodied)
+    assert any("embodied" in line and "user-supplied" in line for line in lines)
+    with pytest.raises(BadInput, match="--years"):
+        carbon.lifetime(0.386, 1, -1, grid)
+    with pytest.raises(BadInput, match="--embodied"):
+        carbon.lifetime(0.386, 1, 1, grid, embodied_kg=math.inf)
+
+
+@pytest.mark.parametrize(
+    ("text", "kg"), [("20kg", 20.0), ("44lb", 44 * 0.45359237), ("0.02t", 20.0), ("500g", 0.5), ("20", 20.0),
+                     ("20 kgCO2e", 20.0)]
+)  # fmt: skip
+def test_parse_mass(text, kg):
+    assert carbon.parse_mass(text) == pytest.approx(kg)
+
+
+@pytest.mark.parametrize("text", ["20 kWh", "-3kg", "kg", "nan"])
+def test_parse_mass_rejects(text):
+    with pytest.raises(BadInput):
+        carbon.parse_mass(text)
+
+
+def test_context_lines_for_a_table_footer():
+    grid = carbon.egrid_factor("RFCW", 2019)
+    per_inf = grid.co2_kg(0.386)
+    lines = carbon.context_lines(per_inf, energy_j_per_inference=0.386, grid=grid, inferences_per_day=1e5, years=3)
+    assert lines[0].startswith("1,000,000 inferences emit")
+    assert f"{per_inf * 1e6:.4g} kg" in lines[0]
+    assert any("miles driven" in line for line in lines)
+    assert any(line.startswith("lifetime 100,000 inferences/day x 3 years") for line in lines)
+    assert len(carbon.context_lines(per_inf)) == 1 + len(carbon.equivalence_factors())
+
+
+def test_training_projection_seed_004_baseline_row():
+    # 196 s per 1,000 iterations, 170,000 iterations, 147 W, PUE 1.58, 0.954 lb/kWh -> 9.26 h, 2.15 kWh, 2.05 lbs
+    p = carbon.training_projection(196.0, 1000, 170_000, 147.0, carbon.strubell_grid(), carbon.STRUBELL_PUE)
+    assert p.hours == pytest.approx(9.26, rel=0.005)
+    assert p.estimate.energy_kwh == pytest.approx(2.15, rel=0.005)
+    assert p.estimate.co2_lb == pytest.approx(2.05, rel=0.005)
+    assert p.estimate.energy_kwh == pytest.approx(1.58 * (196 * 170 / 3600) * 0.147)
+    assert carbon.strubell_grid().lb_co2_per_kwh == pytest.approx(0.954)
+    with pytest.raises(BadInput, match="iteration"):
+        carbon.training_projection(196.0, 0, 170_000, 147.0, carbon.strubell_grid())
+
+
+# --- the carbon command's lifetime options ----------------------------------------------------------------------
+
+
+def _carbon_cli(*args):
+    from click.testing import CliRunner
+
+    from edgebench.cli import cli
+
+    return CliRunner().invoke(cli, ["carbon", *args])
+
+
+def test_carbon_command_lifetime_with_embodied_and_equivalents():
+    res = _carbon_cli("--energy", "0.386J", "--intensity", "400g/kWh", "--per-day", "100000", "--years", "3",
+                      "--embodied", "20kg", "--equivalents", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    import json
+
+    data = json.loads(res.output)
+    life = data["lifetime"]
+    assert life["inferences"] == pytest.approx(109_575_000)
+    assert life["operational_co2_kg"] == pytest.approx(0.386 * 109_575_000 / 3.6e6 * 0.4)
+    assert life["total_co2_kg"] == pytest.approx(life["operational_co2_kg"] + 20.0)
+    assert life["equivalents"][0]["count"] == pytest.approx(life["total_co2_kg"] / 0.393)
+    assert {"source", "year", "kg_co2_per_unit"} <= set(data["equivalents"][0])
+    text = _carbon_cli("--energy", "0.386J", "--per-day", "100000", "--years", "3", "--embodied", "20kg").output
+    assert "lifetime 100,000 inferences/day x 3 years = 109,575,000 inferences" in text
+    assert "embodied CO2 20 kg (user-supplied)" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--energy", "1J", "--years", "3"], "--per-day"),
+        (["--power", "1W", "--hours", "1", "--per-day", "5", "--years", "1"], "--energy"),
+        (["--energy", "1J", "--per-day", "5", "--years", "nan"], "--years"),
+        (["--energy", "1J", "--per-day", "-5", "--years", "1"], "--per-day"),
+        (["--energy", "1J", "--per-day", "5", "--years", "1", "--embodied", "20kWh"], "unit"),
+    ],
+)
+def test_carbon_command_lifetime_bad_input(args, message):
+    res = _carbon_cli(*args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
