@@ -361,6 +361,10 @@ def _read_sqlite(path: Path, start_ns, end_ns, address):
         raise BadInput(
             f"meter log {path} is not a meter store ({exc}): give a file written by `meter log`"
         ) from None
+    except (ValueError, TypeError, OverflowError):
+        raise BadInput(
+            f"meter log {path} holds gaps whose start_ns/end_ns are not numbers: give a file written by `meter log`"
+        ) from None
     finally:
         db.close()
     # Two typed passes: float64 would round ns epochs to ~256 ns, so t_ns goes straight to int64.
