@@ -5,6 +5,8 @@ import io
 import json
 from pathlib import Path
 
+import click
+import pytest
 from click.testing import CliRunner
 from test_sensors import make_nano_iio, make_orin_hwmon, write_proc
 
@@ -166,3 +168,75 @@ def test_rails_log_where_a_rail_comes_and_goes(tmp_path):
     data = json.loads(result.output)
     assert data["energy"]["energy_j"] == 8.0
     assert data["energy"]["rails_j"]["POM_5V_GPU"] == 2.0  # integrated over the lines that have it
+
+
+# --- hostile logs and options (issue 9, items 6 and 10) ------------------------------------------------------
+
+
+def _no_traceback(result) -> None:
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_rails_interval_must_be_finite_positive_and_sane():
+    log = str(DATA / "jetson-nano-r32.txt")
+    for bad in ("nan", "inf", "-inf", "1e300", "1e309", "0", "-5", "3600001"):
+        result = CliRunner().invoke(cli, ["rails", "--from-log", log, "--interval-ms", bad])
+        assert result.exit_code == 2, (bad, result.output)
+        _no_traceback(result)
+        assert "--interval-ms" in result.output
+    ok = CliRunner().invoke(cli, ["rails", "--from-log", log, "--interval-ms", "3600000"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_rails_interval_option_is_a_finite_float_type():
+    from edgebench.agent.sensors.cli import rails, sensors
+    from edgebench.options import FiniteFloat
+
+    for command in (rails, sensors):
+        for param in command.params:
+            if isinstance(param.type, click.ParamType) and param.type.name in ("float", "float range"):
+                assert isinstance(param.type, FiniteFloat), (command.name, param.name)
+
+
+@pytest.mark.parametrize("year", ["0001", "9999"])
+def test_rails_log_with_absurd_years_counts_bad_lines(tmp_path, year):
+    lines = [ln for ln in (DATA / "orin-nano-r36.txt").read_text().splitlines() if not ln.startswith("#")]
+    log = tmp_path / "years.log"
+    log.write_text(f"12-31-{year} 23:59:58 VDD_IN 1/1\n{lines[0]}\n{lines[1]}\n12-31-{year} 23:59:59 VDD_IN 1/1\n")
+    result = CliRunner().invoke(cli, ["rails", "--from-log", str(log), "--json"])
+    assert result.exit_code == 0, result.output
+    _no_traceback(result)
+    assert "skipped 2 bad lines, the first at line 1" in result.stderr and f"year {int(year)}" in result.stderr
+    data = json.loads(result.stdout)
+    assert data["bad_lines"] == 2 and data["first_bad_line"] == 1
+    assert data["energy"]["energy_j"] == pytest.approx((4.968 + 9.968) / 2)
+    only_bad = tmp_path / "only.log"
+    only_bad.write_text(f"12-31-{year} 23:59:58 VDD_IN 1/1\n12-31-{year} 23:59:59 VDD_IN 1/1\n")
+    result = CliRunner().invoke(cli, ["rails", "--from-log", str(only_bad)])
+    assert result.exit_code == 2 and "no tegrastats lines in it (2 bad lines" in result.output
+    _no_traceback(result)
+
+
+def test_rails_a_400_digit_rail_is_a_bad_line_never_inf(tmp_path):
+    log = tmp_path / "digits.log"
+    log.write_text(f"VDD_IN {'9' * 400}/1\nVDD_IN 1000/1000\nRAM {'9' * 5000}/1MB CPU [1%@1]\nVDD_IN 3000/1000\n")
+    result = CliRunner().invoke(cli, ["rails", "--from-log", str(log), "--interval-ms", "1000", "--json"])
+    assert result.exit_code == 0, result.output
+    _no_traceback(result)
+    data = json.loads(result.stdout)
+    assert data["bad_lines"] == 2 and data["energy"]["energy_j"] == pytest.approx(2.0)
+    assert "skipped 2 bad lines, the first at line 1 (rail VDD_IN mW has 400 digits" in result.stderr
+
+
+@pytest.mark.slow
+def test_rails_a_10_mb_hostile_line_is_skipped_fast(tmp_path):
+    import time
+
+    good = [ln for ln in (DATA / "xavier-nx-r35.txt").read_text().splitlines() if not ln.startswith("#")][0]
+    log = tmp_path / "hostile.log"
+    log.write_text(f"{good}\n{'CPU [' * 2_000_000}\n{good}\n")
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(cli, ["rails", "--from-log", str(log), "--interval-ms", "100"])
+    assert time.perf_counter() - t0 < 5.0
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 bad line, the first at line 2 (longer than 16384 characters" in result.stderr

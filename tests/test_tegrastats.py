@@ -115,10 +115,6 @@ def test_log_without_timestamps_needs_interval(tmp_path):
     assert "250 ms" in log.time_source
     with pytest.raises(BadInput, match="no such tegrastats log"):
         read_log(tmp_path / "missing.log")
-    bad = tmp_path / "bad.log"
-    bad.write_text(_lines("xavier-nx-r35.txt")[0] + "\ngarbage here\n")
-    with pytest.raises(BadInput, match="bad.log:2"):
-        read_log(bad, interval_ms=100)
 
 
 def test_log_with_repeated_seconds_needs_interval(tmp_path):
@@ -283,3 +279,125 @@ def test_a_command_that_exits_at_once_says_why(tmp_path):
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     with pytest.raises(SensorUnavailable, match="refuses` exited before printing a rail line: exited with 1: sudo: a password is req"):
         TegrastatsSensor(str(script), interval_ms=10)
+
+
+# --- hostile input (issue 9, item 6) -------------------------------------------------------------------------
+
+
+def _best_of_3(fn) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["CPU [", "CPU [1%@1,", "GR3D_FREQ 1%@[1,", "RAM 1/", "a@1", "a@-", "VDD_IN 1/", "VDD_IN 1mW/1mW/", "A", "1"],
+)
+def test_adversarial_lines_parse_in_linear_time(unit):
+    # 16,000 characters of one repeated regex prefix: the old CPU pattern rescanned to the line end from every
+    # `CPU [` (0.4 s here, a 10 MB line hours); a linear parser takes about a millisecond.
+    line = unit * (16_000 // len(unit))
+
+    def parse():
+        try:
+            parse_line(line)
+        except BadInput:
+            pass
+
+    assert _best_of_3(parse) < 0.05, unit
+
+
+def test_a_10_mb_line_in_a_log_is_skipped_and_counted(tmp_path):
+    good = _lines("xavier-nx-r35.txt")[0]
+    log_file = tmp_path / "hostile.log"
+    log_file.write_text(f"{good}\n{'CPU [' * 2_000_000}\n{good}\n# a comment\n\n{good}\n")
+    spent = _best_of_3(lambda: read_log(log_file, interval_ms=100))
+    log = read_log(log_file, interval_ms=100)
+    assert spent < 2.0
+    assert len(log.samples) == 3 and log.bad_lines == 1
+    assert log.first_bad_line == 2 and "longer than" in log.first_bad
+
+
+@pytest.mark.parametrize("stamp", ["01-01-0001 00:00:00", "12-31-9999 23:59:59", "06-15-1969 12:00:00"])
+def test_timestamps_outside_sane_years_are_bad_lines(stamp, tmp_path):
+    with pytest.raises(BadInput, match="year"):
+        parse_line(f"{stamp} VDD_IN 1000mW/1000mW")
+    log_file = tmp_path / "years.log"
+    good = _lines("orin-nano-r36.txt")
+    log_file.write_text(f"{good[0]}\n{stamp} VDD_IN 1000mW/1000mW\n{good[1]}\n")
+    log = read_log(log_file)
+    assert log.bad_lines == 1 and log.first_bad_line == 2
+    assert [s.total_mw for s in log.samples] == [4968.0, 9968.0]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "RAM " + "9" * 5000 + "/3956MB CPU [1%@100]",
+        "RAM 1/2MB CPU [1%@" + "9" * 5000 + "]",
+        "RAM 1/2MB CPU [" + "9" * 5000 + "%@100]",
+        "RAM 1/2MB CPU [101%@100]",
+        "RAM 1/2MB GR3D_FREQ 1%@[" + "9" * 5000 + "]",
+        "RAM 1/2MB GR3D_FREQ " + "9" * 400 + "%",
+        "RAM 1/2MB CPU [1%@100] GPU@" + "9" * 5000 + "C",
+        "RAM 1/2MB CPU [1%@100] GPU@-300C",
+        "VDD_IN " + "9" * 400 + "/1",
+        "VDD_IN 1mW/" + "9" * 400 + "mW",
+        "VDD_IN 1/1/" + "9" * 400,
+        "VDD_IN 1000001mW/1000mW",
+    ],
+)
+def test_absurd_numbers_make_a_bad_line(line):
+    with pytest.raises(BadInput):
+        parse_line(line)
+
+
+def test_rail_bound_is_named_and_inclusive():
+    from edgebench.agent.sensors.base import MAX_RAIL_MW
+
+    assert MAX_RAIL_MW == 1_000_000.0  # 1 kW: AGX Thor, the largest Jetson, draws about 130 W at its input
+    assert parse_line(f"VDD_IN {MAX_RAIL_MW:.0f}/0").total_mw == MAX_RAIL_MW
+
+
+def test_bad_lines_are_counted_not_fatal(tmp_path):
+    bad = tmp_path / "bad.log"
+    good = _lines("xavier-nx-r35.txt")[0]
+    bad.write_text(f"{good}\ngarbage here\n{good}\nVDD_IN {'9' * 400}/1\n")
+    log = read_log(bad, interval_ms=100)
+    assert (log.bad_lines, log.first_bad_line) == (2, 2) and "not a tegrastats line" in log.first_bad
+    assert [s.total_mw for s in log.samples] == [5079.0, 5079.0]
+    only_bad = tmp_path / "only-bad.log"
+    only_bad.write_text("garbage\nmore garbage\n")
+    with pytest.raises(BadInput, match=r"no tegrastats lines in it \(2 bad lines, the first at line 1"):
+        read_log(only_bad, interval_ms=100)
+
+
+@pytest.mark.parametrize("interval_ms", [float("nan"), float("inf"), 1e300, -1.0, 0.0])
+def test_read_log_refuses_an_absurd_interval(interval_ms):
+    with pytest.raises(BadInput, match="interval"):
+        read_log(DATA / "jetson-nano-r32.txt", interval_ms=interval_ms)
+
+
+def test_timestamps_that_go_backwards_need_an_interval(tmp_path):
+    lines = _lines("orin-nano-r36.txt")
+    log_file = tmp_path / "ntp-jump.log"
+    log_file.write_text(f"{lines[1]}\n{lines[0]}\n{lines[2]}\n")  # 16:03:00, 16:02:59, 16:03:01
+    with pytest.raises(BadInput, match="go backwards.*--interval-ms"):
+        read_log(log_file)
+    assert len(read_log(log_file, interval_ms=1000).samples) == 3
+
+
+def test_unreadable_log_is_bad_input(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    locked = tmp_path / "locked.log"
+    locked.write_text(_lines("xavier-nx-r35.txt")[0] + "\n")
+    locked.chmod(0)
+    with pytest.raises(BadInput, match="cannot read"):
+        read_log(locked, interval_ms=100)

@@ -33,6 +33,9 @@ from edgebench.records import PowerSample
 INPUT_RAILS = ("VIN", "VDD_IN", "POM_5V_IN")
 SUM_RULE = "sum of rails (no input rail)"
 ESTIMATE_RULE = "CPU util x TDP above an idle floor (estimate)"
+# The most one rail may read, in mW, before the reading is refused as garbage: 1 kW. The largest Jetson (AGX Thor)
+# draws about 130 W at its input, a Pi 5 under 30 W, an x86 package or dram zone a few hundred W.
+MAX_RAIL_MW = 1_000_000.0
 
 # Probe order: the direct sysfs reader first (fastest, no service), then jtop (a service), tegrastats (a
 # subprocess), discrete GPU, x86 package, Pi 5 PMIC, and the model last.

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import click
 
+from edgebench.console import warn
 from edgebench.errors import EdgebenchError
+from edgebench.options import finite
 from edgebench.records import PowerSample
+from edgebench.units import count
 
 from .base import PROBE_ORDER, PowerSensor, SensorUnavailable, _open
+from .tegrastats import MAX_INTERVAL_MS
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,7 @@ def rails_json(samples: Sequence[PowerSample], rule: str, source: str, path: Pat
     help="A file written by `tegrastats --logfile` (or its stdout saved).",
 )
 @click.option(
-    "--interval-ms", type=click.FloatRange(min=0, min_open=True),
+    "--interval-ms", type=finite(min=0, max=MAX_INTERVAL_MS, min_open=True),
     help="The tegrastats --interval of the log; needed when lines carry no timestamp or repeat a second.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -240,10 +244,17 @@ def rails(log_file: Path, interval_ms: float | None, as_json: bool, fmt: str) ->
     from .tegrastats import read_log
 
     log = read_log(log_file, interval_ms)
+    if log.bad_lines:
+        warn(
+            f"{log.path}: skipped {count(log.bad_lines, 'bad line')}, the first at line {log.first_bad_line} "
+            f"({log.first_bad}): check that the file is tegrastats output"
+        )
     samples = log.samples
     energy = log_energy(samples, _rails_of(samples))
     if as_json or fmt == "json":
         data = rails_json(samples, log.total_rule, log.time_source, log.path, energy)
+        data["bad_lines"] = log.bad_lines
+        data["first_bad_line"] = log.first_bad_line or None
         click.echo(json.dumps(data, indent=2, allow_nan=False))
         return
     lines = format_rails_csv(samples) if fmt == "csv" else format_rails_table(

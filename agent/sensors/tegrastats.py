@@ -6,6 +6,11 @@ read `X%@MHz` or `off`; GR3D_FREQ reads `X%@MHz`, `X%`, or `X%@[f0,f1]`. Tempera
 case; `-256C` means the sensor is off (dropped); `PMIC@100C` is a fixed placeholder (dropped).
 The total is the input rail (VDD_IN, POM_5V_IN) when the board has one, else the sum of the connected rails
 (AGX Xavier / AGX Orin), and every line says which rule gave it.
+
+Lines come from files and subprocesses we do not control, so the parser is linear in the line's length (no
+pattern rescans the rest of the line from each of its starts), refuses lines longer than MAX_LINE_CHARS, and
+refuses any number that no tegrastats prints (too many digits, a year outside YEARS, a rail above MAX_RAIL_MW,
+a load above 100 %): such a line is BadInput, which a log reader counts and skips.
 """
 
 from __future__ import annotations
@@ -17,18 +22,19 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgebench.errors import BadInput, DeviceError
 from edgebench.records import PowerSample
 
-from .base import SensorUnavailable, now_ns, split_command, total_mw, total_rule_for
+from .base import MAX_RAIL_MW, SensorUnavailable, now_ns, split_command, total_mw, total_rule_for
 
 _TIME = re.compile(r"^\s*(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})\s+")
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
-_CPU = re.compile(r"\bCPU \[([^\]]*)\]")
+# `[` is excluded inside the brackets so that a scan from one `CPU [` stops at the next: linear, not quadratic.
+_CPU = re.compile(r"\bCPU \[([^\[\]]*)\]")
 _CORE = re.compile(r"^(\d+(?:\.\d+)?)%(?:@(\d+))?$")
 _GPU = re.compile(r"\bGR3D_FREQ (\d+(?:\.\d+)?)%(?:@(\[[\d,]*\]|\d+))?")
 _TEMP = re.compile(r"(?<![\w%])([A-Za-z][\w]*)@(-?\d+(?:\.\d+)?)C(?=\s|$)")
@@ -37,6 +43,29 @@ _RAIL = re.compile(r"(?<!\S)([A-Z][A-Z0-9_]*) (\d+(?:\.\d+)?)(?:mW)?/(\d+(?:\.\d
 
 OFF_TEMP_C = -256.0
 PLACEHOLDER_TEMPS = {("PMIC", 100.0)}
+
+# Real lines are under 1,000 characters (12 cores, 20 temperatures, 8 rails); anything this long is not tegrastats.
+MAX_LINE_CHARS = 16_384
+# A number field longer than this is not a reading (float("9" * 400) is inf, int() refuses 4,300+ digits).
+MAX_NUMBER_CHARS = 24
+# Timestamps: a board whose clock was never set prints 1970; 2199-12-31 is 7.3e18 ns, inside int64's 9.2e18.
+YEARS = (1970, 2199)
+MAX_RAM_MB = 1 << 24  # 16 TiB
+MAX_FREQ_MHZ = 100_000
+TEMP_RANGE_C = (-273.15, 1000.0)  # below absolute zero or above 1000 C is no sensor reading
+# `--interval-ms` of a recorded log: tegrastats takes whole ms; an hour between lines is already far-fetched.
+MAX_INTERVAL_MS = 3_600_000.0
+_INT64_MAX = (1 << 63) - 1
+
+
+def _number(text: str, what: str, high: float, low: float = 0.0) -> float:
+    """`text` (digits, maybe a point and a sign) as a float within [low, high]; BadInput otherwise."""
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadInput(f"{what} has {len(text)} digits ({text[:12]}...): no tegrastats value is that long")
+    value = float(text)
+    if not low <= value <= high:
+        raise BadInput(f"{what} {text} is outside {low:g}..{high:g}: not a tegrastats reading")
+    return value
 
 
 @dataclass(frozen=True)
@@ -61,10 +90,17 @@ class TegrastatsLine:
 def parse_line(line: str) -> TegrastatsLine:
     """Parse one tegrastats line; BadInput when it has no rails and no RAM/CPU fields."""
     text = line.strip()
+    if len(text) > MAX_LINE_CHARS:
+        raise BadInput(f"line of {len(text)} characters, longer than {MAX_LINE_CHARS}: not a tegrastats line")
     stamp = None
     m = _TIME.match(text)
     if m:
         mo, d, y, hh, mm, ss = (int(g) for g in m.groups())
+        if not YEARS[0] <= y <= YEARS[1]:
+            raise BadInput(
+                f"tegrastats line has a timestamp in year {y} ({m.group(0).strip()!r}), outside "
+                f"{YEARS[0]}..{YEARS[1]}: set the board's clock"
+            )
         try:
             stamp = dt.datetime(y, mo, d, hh, mm, ss)
         except ValueError:
@@ -82,15 +118,15 @@ def parse_line(line: str) -> TegrastatsLine:
                 loads.append(None)
                 freqs.append(None)
             else:
-                loads.append(float(cm.group(1)))
-                freqs.append(int(cm.group(2)) if cm.group(2) else None)
+                loads.append(_number(cm.group(1), "CPU load %", 100.0))
+                freqs.append(int(_number(cm.group(2), "CPU MHz", MAX_FREQ_MHZ)) if cm.group(2) else None)
     gpu = _GPU.search(text)
     gpu_freq: tuple[int, ...] = ()
     if gpu and gpu.group(2):
-        gpu_freq = tuple(int(f) for f in gpu.group(2).strip("[]").split(",") if f)
+        gpu_freq = tuple(int(_number(f, "GPU MHz", MAX_FREQ_MHZ)) for f in gpu.group(2).strip("[]").split(",") if f)
     temps: dict[str, float] = {}
     for name, value in _TEMP.findall(text):
-        v = float(value)
+        v = _number(value, f"temperature {name}", TEMP_RANGE_C[1], TEMP_RANGE_C[0])
         if v == OFF_TEMP_C or (name.upper(), v) in PLACEHOLDER_TEMPS:
             continue
         temps[name] = v
@@ -100,20 +136,21 @@ def parse_line(line: str) -> TegrastatsLine:
     for name, c, a, x in _RAIL.findall(text):
         if name == "NC":  # an unconnected INA3221 channel (AGX boards): not a rail
             continue
-        cur[name], avg[name] = float(c), float(a)
+        cur[name] = _number(c, f"rail {name} mW", MAX_RAIL_MW)
+        avg[name] = _number(a, f"rail {name} average mW", MAX_RAIL_MW)
         if x:
-            mx[name] = float(x)
+            mx[name] = _number(x, f"rail {name} max mW", MAX_RAIL_MW)
     if not cur and not ram and not cpu:
         raise BadInput(f"not a tegrastats line: {line.strip()[:60]!r}")
     rule = total_rule_for(tuple(cur)) if cur else "none"
     total = total_mw(cur, rule) if cur else float("nan")
     return TegrastatsLine(
         time=stamp,
-        ram_used_mb=int(ram.group(1)) if ram else None,
-        ram_total_mb=int(ram.group(2)) if ram else None,
+        ram_used_mb=int(_number(ram.group(1), "RAM MB", MAX_RAM_MB)) if ram else None,
+        ram_total_mb=int(_number(ram.group(2), "RAM MB", MAX_RAM_MB)) if ram else None,
         cpu_load_pct=tuple(loads),
         cpu_freq_mhz=tuple(freqs),
-        gpu_load_pct=float(gpu.group(1)) if gpu else None,
+        gpu_load_pct=_number(gpu.group(1), "GPU load %", 100.0) if gpu else None,
         gpu_freq_mhz=gpu_freq,
         temps_c=temps,
         rails_cur_mw=cur,
@@ -134,50 +171,109 @@ def to_sample(line: TegrastatsLine, t_ns: int) -> PowerSample:
 
 @dataclass(frozen=True)
 class TegrastatsLog:
-    """A parsed `tegrastats --logfile` file: its lines, their samples and how their times were found."""
+    """A parsed `tegrastats --logfile` file: its lines, their samples and how their times were found.
+
+    `bad_lines` lines could not be read (not tegrastats, too long, an absurd number or year) and were skipped;
+    `first_bad_line` (1-based, 0 when none) and `first_bad` (why) point at the first of them.
+    """
 
     path: Path
     lines: tuple[TegrastatsLine, ...]
     samples: tuple[PowerSample, ...]
     time_source: str  # in words: "timestamps in the lines" or "line index x 100 ms from ..."
     total_rule: str
+    bad_lines: int = 0
+    first_bad_line: int = 0
+    first_bad: str = ""
+
+
+def _bounded_lines(stream) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) for each line of `stream`; text is None for a line longer than MAX_LINE_CHARS.
+
+    A line is never held whole past the limit: the rest of an over-long one is read in chunks and dropped, so a
+    gigabyte without a newline costs time linear in its size and no memory.
+    """
+    lineno = 0
+    while True:
+        raw = stream.readline(MAX_LINE_CHARS + 2)  # the line, its newline, and one more to see it is too long
+        if not raw:
+            return
+        lineno += 1
+        if len(raw.rstrip("\r\n")) <= MAX_LINE_CHARS:
+            yield lineno, raw
+            continue
+        rest = raw
+        while rest and not rest.endswith("\n"):
+            rest = stream.readline(1 << 16)
+        yield lineno, None
 
 
 def read_log(path: str | Path, interval_ms: float | None = None, start_ns: int = 0) -> TegrastatsLog:
     """Parse a recorded tegrastats log into PowerSamples.
 
-    Times come from the lines' own timestamps (local time, 1 s resolution) when every line has a distinct one;
-    otherwise from `start_ns` (default the first line's timestamp, else 0) + index x `interval_ms`, which must
-    then be given. Comment lines (`#`) and blank lines are skipped; any other unparsable line is BadInput.
+    Times come from the lines' own timestamps (local time, 1 s resolution) when every line has one and they
+    strictly increase; otherwise from `start_ns` (default the first line's timestamp, else 0) + index x
+    `interval_ms`, which must then be given (0 < interval_ms <= MAX_INTERVAL_MS). Comment lines (`#`) and blank
+    lines are skipped; any other unreadable line is counted in `bad_lines` and skipped. BadInput when no line is
+    left, none has rails, or the times would not fit in int64 nanoseconds.
     """
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"no such tegrastats log: {p}: pass the file `tegrastats --logfile` wrote")
-    if interval_ms is not None and interval_ms <= 0:
-        raise BadInput(f"--interval-ms must be > 0 (got {interval_ms}): pass the tegrastats --interval used")
+    if interval_ms is not None and not 0 < interval_ms <= MAX_INTERVAL_MS:  # NaN fails both comparisons
+        raise BadInput(
+            f"--interval-ms must be > 0 and at most {MAX_INTERVAL_MS:g} (got {interval_ms}): "
+            "pass the tegrastats --interval the log was taken with"
+        )
+    if not -_INT64_MAX <= start_ns <= _INT64_MAX:
+        raise BadInput(f"start time {start_ns} ns does not fit in int64: pass nanoseconds since the epoch")
     lines: list[TegrastatsLine] = []
-    with p.open(encoding="utf-8", errors="replace") as stream:
-        for lineno, raw in enumerate(stream, 1):
-            if not raw.strip() or raw.lstrip().startswith("#"):
-                continue
-            try:
-                lines.append(parse_line(raw))
-            except BadInput as exc:
-                raise BadInput(f"{p}:{lineno}: {exc}") from None
+    linenos: list[int] = []
+    bad, first_bad_line, first_bad = 0, 0, ""
+    try:
+        with p.open(encoding="utf-8", errors="replace") as stream:
+            for lineno, raw in _bounded_lines(stream):
+                if raw is not None and (not raw.strip() or raw.lstrip().startswith("#")):
+                    continue
+                try:
+                    if raw is None:
+                        raise BadInput(f"longer than {MAX_LINE_CHARS} characters: not a tegrastats line")
+                    lines.append(parse_line(raw))
+                    linenos.append(lineno)
+                except BadInput as exc:
+                    bad += 1
+                    if not first_bad_line:
+                        first_bad_line, first_bad = lineno, str(exc)
+    except OSError as exc:
+        raise BadInput(f"cannot read tegrastats log {p}: {exc.strerror or exc}: check its permissions") from None
     if not lines:
-        raise BadInput(f"{p}: no tegrastats lines in it")
+        why = f" ({bad} bad line{'s' if bad != 1 else ''}, the first at line {first_bad_line}: {first_bad})" if bad else ""
+        raise BadInput(f"{p}: no tegrastats lines in it{why}")
     stamps = [ln.time for ln in lines]
-    distinct = all(s is not None for s in stamps) and len(set(stamps)) == len(stamps)
-    if distinct and interval_ms is None:
+    timed = all(s is not None for s in stamps)
+    back = next((i for i in range(1, len(stamps)) if timed and stamps[i] <= stamps[i - 1]), None)  # type: ignore[operator]
+    if timed and back is None and interval_ms is None:
         t = [int(s.timestamp() * 1_000_000_000) for s in stamps if s is not None]  # naive = local time
         source = "timestamps in the lines (local time, 1 s resolution)"
     else:
         if interval_ms is None:
-            why = "lines have no timestamps" if stamps[0] is None else "timestamps repeat (1 s resolution)"
+            if stamps[0] is None:
+                why = "lines have no timestamps"
+            elif not timed:
+                why = "some lines have no timestamp"
+            elif stamps[back] == stamps[back - 1]:  # type: ignore[index]
+                why = "timestamps repeat (1 s resolution)"
+            else:
+                why = f"timestamps go backwards at line {linenos[back]} (the clock was set?)"  # type: ignore[index]
             raise BadInput(f"{p}: {why}: pass --interval-ms (the tegrastats --interval the log was taken with)")
         if start_ns == 0 and stamps[0] is not None:
             start_ns = int(stamps[0].timestamp() * 1_000_000_000)
         step = round(interval_ms * 1_000_000)
+        if abs(start_ns) + (len(lines) - 1) * step > _INT64_MAX:
+            raise BadInput(
+                f"{p}: {len(lines)} lines x {interval_ms:g} ms run past the year 2262 (int64 ns): "
+                "check --interval-ms"
+            )
         t = [start_ns + i * step for i in range(len(lines))]
         origin = "the first line's timestamp" if stamps[0] is not None else "the first line (t = 0)"
         source = f"line index x {interval_ms:g} ms from {origin}"
@@ -185,7 +281,7 @@ def read_log(path: str | Path, interval_ms: float | None = None, start_ns: int =
     if not samples:
         raise BadInput(f"{p}: no power rails in the lines: run tegrastats as root (sudo) to see the rails")
     rules = {ln.total_rule for ln in lines if ln.rails_cur_mw}
-    return TegrastatsLog(p, tuple(lines), samples, source, "/".join(sorted(rules)))
+    return TegrastatsLog(p, tuple(lines), samples, source, "/".join(sorted(rules)), bad, first_bad_line, first_bad)
 
 
 # --- live sensor ---------------------------------------------------------------------------------------------------
