@@ -87,65 +87,77 @@ class CodeCarbonWindow:
             pass
 
 
-def emissions_row(measurement: Any, *, project_name: str = "edgebench", use_net: bool = False) -> dict[str, Any]:
-    """One Measurement (host/monitor.py) as an emissions.csv row: the wall energy, PUE included, goes into
-    `energy_consumed` (no CPU/GPU/RAM split: the meter sees the whole box), `emissions` is its CO2;
-    `use_net` writes the energy above idle instead of the gross."""
-    energy_kwh = measurement.net_energy_kwh if use_net else measurement.gross_energy_kwh
-    emissions = measurement.co2_kg_net if use_net else measurement.co2_kg
-    duration = measurement.duration_s
-    grid = measurement.grid
-    iso = grid.region.split(" ")[0] if len(grid.region.split(" ")[0]) == 3 else ""
+def _row_base(
+    *, end_ns: int, duration_s: float, energy_kwh: float, emissions_kg: float, grid: Any, pue: float, meter: str
+) -> dict[str, Any]:
+    first = grid.region.split(" ")[0]
+    iso = first if len(first) == 3 and first.isalpha() else ""
+    egrid = grid.source.startswith("EPA eGRID")
     return {
-        "timestamp": _dt.datetime.fromtimestamp(measurement.end_ns / 1e9).isoformat(timespec="seconds"),
-        "project_name": project_name,
-        "run_id": measurement.run_id,
-        "experiment_id": measurement.name,
-        "duration": duration,
-        "emissions": emissions,
-        "emissions_rate": emissions / duration if duration > 0 else "",
-        "cpu_power": 0.0,
-        "gpu_power": 0.0,
-        "ram_power": 0.0,
-        "cpu_energy": 0.0,
-        "gpu_energy": 0.0,
-        "ram_energy": 0.0,
-        "energy_consumed": energy_kwh * measurement.pue,
+        "timestamp": _dt.datetime.fromtimestamp(end_ns / 1e9).isoformat(timespec="seconds"),
+        "project_name": "edgebench",
+        "run_id": "",
+        "experiment_id": "",
+        "duration": duration_s,
+        "emissions": emissions_kg,
+        "emissions_rate": emissions_kg / duration_s if duration_s > 0 else "",
+        # the wall meter sees the whole box: no CPU/GPU/RAM split
+        "cpu_power": 0.0, "gpu_power": 0.0, "ram_power": 0.0,
+        "cpu_energy": 0.0, "gpu_energy": 0.0, "ram_energy": 0.0,
+        "energy_consumed": energy_kwh,
         "water_consumed": 0.0,
         "country_name": grid.region.partition("(")[2].rstrip(")") if "(" in grid.region else "",
-        "country_iso_code": iso or ("USA" if grid.source.startswith("EPA eGRID") else ""),
-        "region": grid.region if grid.source.startswith("EPA eGRID") else "",
-        "cloud_provider": "",
-        "cloud_region": "",
+        "country_iso_code": iso or ("USA" if egrid else ""),
+        "region": grid.region if egrid else "",
+        "cloud_provider": "", "cloud_region": "",
         "os": platform.platform(),
         "python_version": platform.python_version(),
         "codecarbon_version": "",
-        "cpu_count": "",
-        "cpu_model": "",
-        "gpu_count": "",
-        "gpu_model": "",
-        "longitude": "",
-        "latitude": "",
-        "ram_total_size": "",
-        "tracking_mode": f"wall meter ({measurement.meter})" if measurement.meter else "wall meter",
-        "cpu_utilization_percent": "",
-        "gpu_utilization_percent": "",
-        "ram_utilization_percent": "",
+        "cpu_count": "", "cpu_model": "", "gpu_count": "", "gpu_model": "",
+        "longitude": "", "latitude": "", "ram_total_size": "",
+        "tracking_mode": f"wall meter ({meter})" if meter else "wall meter",
+        "cpu_utilization_percent": "", "gpu_utilization_percent": "", "ram_utilization_percent": "",
         "ram_used_gb": "",
         "on_cloud": "N",
-        "pue": measurement.pue,
+        "pue": pue,
         "wue": 0.0,
-    }
+    }  # fmt: skip
 
 
-def write_emissions_csv(
-    path: str | Path, measurements: Iterable[Any], *, project_name: str = "edgebench", use_net: bool = False
-) -> Path:
-    """Append rows to a CodeCarbon-style emissions.csv (header written when the file is new or empty)."""
+def emissions_row(measurement: Any, *, project_name: str = "edgebench", use_net: bool = False) -> dict[str, Any]:
+    """One Measurement (host/monitor.py) as an emissions.csv row: the wall energy, PUE included, goes into
+    `energy_consumed`, `emissions` is its CO2; `use_net` writes the energy above idle instead of the gross."""
+    energy_kwh = measurement.net_energy_kwh if use_net else measurement.gross_energy_kwh
+    row = _row_base(
+        end_ns=measurement.end_ns, duration_s=measurement.duration_s, energy_kwh=energy_kwh * measurement.pue,
+        emissions_kg=measurement.co2_kg_net if use_net else measurement.co2_kg, grid=measurement.grid,
+        pue=measurement.pue, meter=measurement.meter,
+    )  # fmt: skip
+    row.update(project_name=project_name, run_id=measurement.run_id, experiment_id=measurement.name)
+    return row
+
+
+def pairing_rows(result: Any, *, use_net: bool = False) -> list[dict[str, Any]]:
+    """Every valid engine window of a PairingResult (`measure`, `pair`, `report`) as emissions.csv rows:
+    project_name is the engine, run_id the session's run, experiment_id `engine#repeat`."""
+    grid, pue = result.grid, result.pue
+    rows = []
+    for w in result.windows:
+        if w.kind == "idle" or not w.valid:
+            continue
+        energy_j = (w.net_energy_j if use_net else w.gross_energy_j) * pue
+        row = _row_base(
+            end_ns=w.end_host_ns, duration_s=w.duration_s, energy_kwh=energy_j / 3.6e6,
+            emissions_kg=grid.co2_kg(energy_j), grid=grid, pue=pue, meter=result.meter,
+        )  # fmt: skip
+        row.update(project_name=w.engine, run_id=w.run_id, experiment_id=f"{w.engine}#{w.repeat}")
+        rows.append(row)
+    return rows
+
+
+def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Append rows to a CodeCarbon-style emissions.csv (the header is written when the file is new or empty)."""
     path = Path(path)
-    rows: Sequence[dict[str, Any]] = [
-        emissions_row(m, project_name=project_name, use_net=use_net) for m in measurements
-    ]
     new = not path.exists() or path.stat().st_size == 0
     with path.open("a", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=EMISSIONS_COLUMNS)
@@ -153,3 +165,13 @@ def write_emissions_csv(
             writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def write_emissions_csv(
+    path: str | Path, measurements: Iterable[Any], *, project_name: str = "edgebench", use_net: bool = False
+) -> Path:
+    """Append Measurements (host/monitor.py) to a CodeCarbon-style emissions.csv."""
+    rows: Sequence[dict[str, Any]] = [
+        emissions_row(m, project_name=project_name, use_net=use_net) for m in measurements
+    ]
+    return write_rows(path, rows)
