@@ -27,16 +27,28 @@ RESULT_JSON = "result.json"
 
 
 def run_command(monitor: Any, argv: list[str], iterations: int = 1, name: str = "command") -> tuple[int, Any]:
-    """Run `argv` inside a window of a started Monitor; (exit status, Measurement)."""
+    """Run `argv` inside a window of a started Monitor; (exit status, Measurement).
+
+    Ctrl-C reaches the command too (same process group); the window then ends when the command does, and is
+    measured like any other, with status 130 unless the command says otherwise.
+    """
     monitor.begin_window(name)
     try:
-        status = subprocess.call(argv)
+        child = subprocess.Popen(argv)
     except FileNotFoundError:
-        monitor.stop()
         raise BadInput(f"no such command: {argv[0]!r}: give the program after `--` (e.g. -- python train.py)") from None
     except PermissionError:
-        monitor.stop()
         raise BadInput(f"{argv[0]!r} is not executable: check its permissions, or run it through its interpreter") from None
+    try:
+        status = child.wait()
+    except KeyboardInterrupt:
+        try:
+            status = child.wait(timeout=10)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            child.kill()
+            status = child.wait()
+        warn("interrupted: the window ends here and is measured")
+        status = status if status > 0 else 130
     return status, monitor.end_window(name, iterations=iterations)
 
 

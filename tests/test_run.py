@@ -205,3 +205,32 @@ def test_train_estimate_bad_input_exits_2(args, message):
     res = invoke("train-estimate", *args)
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_window_and_it_is_still_measured(tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "o"
+    started = tmp_path / "started"
+    with start_emulator("lines", RampProfile(10.0, 0.0), interval_s=INTERVAL_S) as meter:
+        proc = subprocess.Popen(
+            [*edgebench_argv(), "run", "--meter", meter.port, "--protocol", "lines", "--idle-power", "4",
+             "--out", str(out), "--", sys.executable, "-c",
+             f"import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(60)"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)  # the command's window: about 2 s, then Ctrl-C to the whole foreground group
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "interrupted" in stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "ok"
+    assert 1.5 < result["duration_s"] < 10
+    assert result["gross_energy_j"] == pytest.approx(10.0 * result["duration_s"], rel=0.01)
