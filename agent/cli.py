@@ -14,6 +14,7 @@ import click
 
 from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput
+from edgebench.options import non_negative, positive
 
 DEFAULT_ENGINES_DIR = "engines-out"
 
@@ -61,13 +62,13 @@ def _select_entries(engines_dir: Path, names: tuple[str, ...]):
 @click.option("--warmup", type=click.IntRange(min=0), help="Warm-up iterations (discarded, reported apart).")
 @click.option(
     "--warmup-time",
-    type=click.FloatRange(min=0),
+    type=non_negative(),
     help="Warm-up seconds instead of a count (default 0.2 s, as trtexec).",
 )
 @click.option("--iterations", type=click.IntRange(min=1), help="Measured iterations (exact count).")
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=positive(),
     help="Measured seconds (default 3 s, at least 10 iterations, as trtexec).",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: the backend's).")
@@ -84,7 +85,7 @@ def _select_entries(engines_dir: Path, names: tuple[str, ...]):
     "none, or ina3221, jtop, tegrastats, nvml, rapl, pi5, estimate.",
 )
 @click.option(
-    "--sensor-period-ms", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+    "--sensor-period-ms", type=positive(), default=10.0, show_default=True,
     help="Sampling period of the on-board sensor (tegrastats: its --interval).",
 )
 @click.option(

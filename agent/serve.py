@@ -5,8 +5,11 @@ and measured runs, and gets RunRecords back. Over stdio (`--stdio`, what `--agen
 start) the protocol owns the process's stdout: anything else that writes to file descriptor 1 (a C library, a
 stray print) is sent to stderr instead, so it can never corrupt a response. Over TCP (`--listen HOST:PORT`) the
 agent serves one session at a time (two measurements at once would spoil both); it listens on loopback by default
-and refuses to listen elsewhere without a token. Whatever the transport, only engines of its manifest can be run,
-a request line is at most 64 KiB, and the arguments of `run` and `idle` are bounded.
+and refuses to listen elsewhere without a token. A TCP connection takes the session slot only once it has sent a
+valid hello (with the token): until then it has HELLO_TIMEOUT_S in all, and up to MAX_PENDING_HELLOS such
+connections are handled side by side, so silent or trickling clients cannot keep a real one out. Whatever the
+transport, only engines of its manifest can be run, a request line is at most 64 KiB, and every argument is
+checked by `edgebench.protocol.parse_request` before an operation sees it.
 """
 
 from __future__ import annotations
@@ -29,14 +32,15 @@ from edgebench import __version__
 from edgebench import protocol as wire
 from edgebench.console import note, warn
 from edgebench.errors import BadInput, EdgebenchError, ProtocolError
+from edgebench.options import positive
+from edgebench.protocol import TOKEN_ENV
 from edgebench.records import AGENT_CLOCK, PowerSample, RunRecord, to_dict, with_changes
 
-TOKEN_ENV = "EDGEBENCH_AGENT_TOKEN"
-MAX_WINDOW_S = 3600.0  # one run or idle window; a longer request is a mistake, not a measurement
-MAX_WARMUP_S = 600.0
-MAX_ITERATIONS = 10_000_000
-IDLE_TIMEOUT_S = 3600.0  # a TCP client that says nothing for this long is dropped
+HELLO_TIMEOUT_S = 5.0  # a TCP connection must send its hello line within this long, in all (a trickle cannot stretch it)
+MAX_PENDING_HELLOS = 16  # TCP connections that have not said hello yet, handled side by side; more are turned away
+IDLE_TIMEOUT_S = 3600.0  # an authenticated TCP session that says nothing for this long is dropped
 BUSY_GRACE_S = 2.0  # how long a new TCP client waits for the previous session to end before it is refused
+BUSY_MESSAGE = "the agent is busy with another session: one measurement at a time; wait for it to end"
 
 
 def shift_record(record: RunRecord, offset_ns: int) -> RunRecord:
@@ -53,26 +57,6 @@ def shift_record(record: RunRecord, offset_ns: int) -> RunRecord:
         window_end_ns=record.window_end_ns + offset_ns,
         power_samples=samples,
     )
-
-
-def _number(args: Mapping[str, Any], name: str, lo: float, hi: float, *, integer: bool = False) -> Any:
-    """args[name] as a bounded number (None when absent), or BadInput naming the range."""
-    value = args.get(name)
-    if value is None:
-        return None
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise BadInput(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if not lo <= value <= hi:
-        raise BadInput(f"{name} = {value} is outside [{lo:g}, {hi:g}]")
-    return value
-
-
-def _text(args: Mapping[str, Any], name: str, limit: int = 128) -> str:
-    value = args.get(name, "")
-    if not isinstance(value, str) or len(value) > limit:
-        raise BadInput(f"{name} must be a string of at most {limit} characters")
-    return value
 
 
 @dataclass
@@ -104,7 +88,7 @@ class AgentService:
     def now_ns(self) -> int:
         return time.time_ns() + self.clock_offset_ns
 
-    # --- operations ---------------------------------------------------------------------------------------
+    # --- operations: `args` were checked by wire.parse_request (known names, types, ranges) --------------
 
     def hello(self, args: Mapping[str, Any]) -> dict[str, Any]:
         from .metadata import collect_metadata
@@ -135,21 +119,14 @@ class AgentService:
 
         from .harness import run_engine
 
-        name = _text(args, "engine", 256)
+        name = args["engine"]
         self.refresh_manifest()
         if name not in self.manifest:
             # only manifest engines: a request can never name a file to load
             raise BadInput(
                 f"engine {name!r} is not in this agent's manifest ({self.manifest.path}): ask `engines` for the list"
             )
-        duration_s = _number(args, "duration_s", 1e-3, MAX_WINDOW_S)
-        iterations = _number(args, "iterations", 1, MAX_ITERATIONS, integer=True)
-        if duration_s is not None and iterations is not None:
-            raise BadInput("run takes duration_s or iterations, not both")
-        warmup_s = _number(args, "warmup_s", 0, MAX_WARMUP_S)
-        threads = _number(args, "threads", 1, 1024, integer=True)
-        inter = _number(args, "inter_op_threads", 1, 1024, integer=True)
-        options = RunOptions(intra_op_threads=threads, inter_op_threads=inter)
+        options = RunOptions(intra_op_threads=args.get("threads"), inter_op_threads=args.get("inter_op_threads"))
         entry = self.manifest.get(name)
         try:
             runner = open_runner(self.engines_dir, entry, options)
@@ -160,14 +137,14 @@ class AgentService:
         try:
             record = run_engine(
                 runner,
-                warmup_s=warmup_s,
-                duration_s=duration_s,
-                iterations=iterations,
+                warmup_s=args.get("warmup_s"),
+                duration_s=args.get("duration_s"),
+                iterations=args.get("iterations"),
                 options=options,
                 sampler=self.sampler,
                 metadata_root=self.metadata_root,
-                run_id=_text(args, "run_id"),
-                repeat=_number(args, "repeat", 0, 1_000_000, integer=True) or 0,
+                run_id=args.get("run_id", ""),
+                repeat=args.get("repeat", 0),
                 model=entry.model_facts(),
             )
         except Exception as exc:
@@ -179,15 +156,12 @@ class AgentService:
     def idle(self, args: Mapping[str, Any]) -> dict[str, Any]:
         from .harness import idle_window
 
-        duration_s = _number(args, "duration_s", 1e-3, MAX_WINDOW_S)
-        if duration_s is None:
-            raise BadInput("idle needs duration_s (seconds)")
         record = idle_window(
-            duration_s,
+            args["duration_s"],
             self.sampler,
             metadata_root=self.metadata_root,
-            run_id=_text(args, "run_id"),
-            repeat=_number(args, "repeat", 0, 1_000_000, integer=True) or 0,
+            run_id=args.get("run_id", ""),
+            repeat=args.get("repeat", 0),
         )
         return {"record": to_dict(shift_record(record, self.clock_offset_ns))}
 
@@ -200,9 +174,22 @@ class Session:
         self.greeted = False
         self.closed = False
 
+    def admit(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Before a TCP connection may take the agent: None when `data` is a hello with the right token and a
+        common version, else the error response to send before closing (it never names the current peer)."""
+        try:
+            req = wire.parse_request(data)
+            if req.op != "hello":
+                raise BadInput(f"{req.op} before hello: send hello first")
+            self._check_token(req.args)
+            wire.negotiate(req.args["versions"])
+        except EdgebenchError as exc:
+            return wire.error(wire.request_id(data), wire.error_kind(exc), str(exc))
+        return None
+
     def handle(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """One decoded request -> one response; never raises for a bad request."""
-        id_ = data.get("id", 0) if isinstance(data.get("id", 0), int) else 0
+        id_ = wire.request_id(data)
         try:
             req = wire.parse_request(data)
             if req.op == "hello":
@@ -229,14 +216,31 @@ class Session:
         if not expected:
             return
         given = args.get("token")
-        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+        # surrogatepass: a token from the environment may hold undecodable bytes (surrogateescape)
+        if not isinstance(given, str) or not hmac.compare_digest(
+            given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+        ):
             self.closed = True  # no second guess on this connection
-            raise BadInput("token rejected: pass the agent's token (--token or $EDGEBENCH_AGENT_TOKEN)")
+            raise BadInput(f"token rejected: pass the agent's token (--token or ${TOKEN_ENV})")
 
 
-def serve_stream(service: AgentService, rfile: IO[bytes], wfile: IO[bytes]) -> None:
-    """Serve one session over a pair of byte streams until bye, end of input or a protocol violation."""
-    session = Session(service)
+def _answer(session: Session, line: bytes) -> bytes:
+    """The encoded response to one request line; whatever the line holds, exactly one well-formed response."""
+    try:
+        data = wire.decode(line)
+    except ProtocolError as exc:
+        return wire.encode(wire.error(0, "protocol", str(exc)))
+    try:
+        return wire.encode(session.handle(data))
+    except Exception as exc:  # a result that is not JSON (a NaN from a backend): the agent goes on
+        warn(f"agent: could not answer {data.get('op')!r}: {type(exc).__name__}: {exc}")
+        return wire.encode(wire.error(wire.request_id(data), "failure", f"could not encode the answer: {exc}"))
+
+
+def serve_stream(service: AgentService, rfile: IO[bytes], wfile: IO[bytes], session: Session | None = None) -> None:
+    """Serve one session over a pair of byte streams until bye, end of input or a protocol violation (`session`:
+    one already greeted, for a TCP connection whose hello was read before)."""
+    session = session or Session(service)
     while not session.closed:
         line = rfile.readline(wire.MAX_LINE_BYTES + 1)
         if not line:
@@ -248,13 +252,7 @@ def serve_stream(service: AgentService, rfile: IO[bytes], wfile: IO[bytes]) -> N
             return
         if not line.strip():
             continue
-        try:
-            data = wire.decode(line)
-        except ProtocolError as exc:
-            response = wire.error(0, "protocol", str(exc))
-        else:
-            response = session.handle(data)
-        wfile.write(wire.encode(response))
+        wfile.write(_answer(session, line))
         wfile.flush()
 
 
@@ -285,30 +283,125 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _serve_connection(service: AgentService, conn: socket.socket, peer: tuple) -> None:
+def _read_hello_line(conn: socket.socket, rfile: IO[bytes], timeout_s: float) -> bytes | None:
+    """The connection's first non-blank line, read within `timeout_s` in all, or None when it did not come in
+    time. A watchdog shuts the reading side at the deadline, so a client trickling a byte at a time gains nothing
+    (a socket timeout alone restarts with every byte)."""
+    lock = threading.Lock()
+    expired: list[bool] = []
+
+    def expire() -> None:
+        with lock:
+            expired.append(True)
+            try:
+                conn.shutdown(socket.SHUT_RD)  # wakes the blocked read; the writing side stays open for the error
+            except OSError:
+                pass
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.daemon = True
+    timer.start()
+    line = b""
+    try:
+        while True:
+            line = rfile.readline(wire.MAX_LINE_BYTES + 1)
+            if not line or line.strip() or len(line) > wire.MAX_LINE_BYTES:
+                break
+    except OSError:  # the backstop socket timeout, or a reset
+        line = b""
+    finally:
+        with lock:
+            timer.cancel()
+            late = bool(expired)
+    return None if late else line
+
+
+def _send(wfile: IO[bytes], response: Mapping[str, Any]) -> None:
+    try:
+        wfile.write(wire.encode(response))
+        wfile.flush()
+    except OSError:
+        pass
+
+
+def _serve_connection(
+    service: AgentService,
+    conn: socket.socket,
+    peer: tuple,
+    slot: threading.Lock,
+    release_pending: Callable[[], None],
+    hello_timeout_s: float = HELLO_TIMEOUT_S,
+) -> bool:
+    """One TCP connection: its hello (token and all) within `hello_timeout_s`, then, once the session slot is
+    free, the session. Calls `release_pending` once the hello phase is over. True when a session was served."""
     who = f"{peer[0]}:{peer[1]}"
-    note(f"agent: session from {who}")
-    conn.settimeout(IDLE_TIMEOUT_S)
     with conn, conn.makefile("rb") as rfile, conn.makefile("wb") as wfile:
+        session = Session(service)
+        response: dict[str, Any] | None = None
         try:
-            serve_stream(service, rfile, wfile)
-        except (OSError, TimeoutError) as exc:
-            note(f"agent: session from {who} ended: {exc}")
-    note(f"agent: session from {who} closed")
+            conn.settimeout(hello_timeout_s + 1.0)  # a backstop per read; the watchdog bounds the total
+            line = _read_hello_line(conn, rfile, hello_timeout_s)
+            if line is None:
+                response = wire.error(0, "protocol", f"no hello within {hello_timeout_s:g} s: closing")
+            elif not line:
+                return False
+            elif len(line) > wire.MAX_LINE_BYTES:
+                response = wire.error(0, "protocol", f"request longer than {wire.MAX_LINE_BYTES} bytes")
+            else:
+                try:
+                    data = wire.decode(line)
+                except ProtocolError as exc:
+                    response = wire.error(0, "protocol", str(exc))
+                else:
+                    response = session.admit(data)
+        finally:
+            release_pending()
+        if response is None and not slot.acquire(timeout=BUSY_GRACE_S):
+            # the grace: the previous client may have said bye a moment before its session thread has ended
+            note(f"agent: refused {who}: busy")
+            response = wire.error(wire.request_id(data), "bad-input", BUSY_MESSAGE)
+        if response is not None:
+            _send(wfile, response)
+            return False
+        try:
+            note(f"agent: session from {who}")
+            conn.settimeout(IDLE_TIMEOUT_S)
+            try:
+                wfile.write(_answer(session, line))
+                wfile.flush()
+                serve_stream(service, rfile, wfile, session)
+            except OSError as exc:  # TimeoutError included
+                note(f"agent: session from {who} ended: {exc}")
+            note(f"agent: session from {who} closed")
+        finally:
+            slot.release()
+        return True
 
 
-def _refuse(conn: socket.socket, message: str) -> None:
+def _turn_away(conn: socket.socket, message: str) -> None:
+    """Close a connection at once with an error line, never blocking the accepting thread."""
     with conn:
         try:
-            conn.settimeout(5.0)
-            conn.sendall(wire.encode(wire.error(0, "bad-input", message)))
+            conn.setblocking(False)
+            conn.send(wire.encode(wire.error(0, "bad-input", message)))
         except OSError:
             pass
 
 
-def serve_tcp(service: AgentService, host: str, port: int, *, once: bool = False, announce=print) -> None:
-    """Serve sessions on HOST:PORT, one at a time: a client arriving while one runs is told so and closed (two
-    measurements at once would spoil both). `once` stops after the first session."""
+def serve_tcp(
+    service: AgentService,
+    host: str,
+    port: int,
+    *,
+    once: bool = False,
+    announce: Callable[[str], Any] = print,
+    hello_timeout_s: float = HELLO_TIMEOUT_S,
+    max_pending: int = MAX_PENDING_HELLOS,
+) -> None:
+    """Serve sessions on HOST:PORT, one at a time: a client that has said hello while one runs is told so and
+    closed (two measurements at once would spoil both). Connections that have not said hello yet are handled
+    side by side (at most `max_pending`, each for at most `hello_timeout_s`) and never hold the session slot.
+    `once` stops after the first session."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -317,27 +410,30 @@ def serve_tcp(service: AgentService, host: str, port: int, *, once: bool = False
     except OSError as exc:
         server.close()
         raise BadInput(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --listen port") from None
-    server.listen(4)
+    server.listen(max_pending)
     server.settimeout(0.5)  # wake up now and then to notice the end of a --once session
     announce(f"edgebench agent listening on {host}:{server.getsockname()[1]}")
-    busy = threading.Lock()
+    slot = threading.Lock()
+    pending = threading.BoundedSemaphore(max_pending)
     finished = threading.Event()
-    current = {"peer": ""}
 
-    def session(conn: socket.socket, peer: tuple) -> None:
-        # a grace period: the previous client may have said bye a moment before its session thread has ended
-        if not busy.acquire(timeout=BUSY_GRACE_S):
-            note(f"agent: refused {peer[0]}:{peer[1]}: busy with {current['peer']}")
-            _refuse(conn, f"the agent is busy with a session from {current['peer']}: one measurement at a "
-                          "time; wait for it to end")
-            return
-        current["peer"] = f"{peer[0]}:{peer[1]}"
+    def connection(conn: socket.socket, peer: tuple) -> None:
+        released = threading.Event()
+
+        def release_pending() -> None:
+            if not released.is_set():
+                released.set()
+                pending.release()
+
         try:
-            _serve_connection(service, conn, peer)
+            served = _serve_connection(service, conn, peer, slot, release_pending, hello_timeout_s)
+        except Exception as exc:  # one connection's trouble never stops the listener
+            warn(f"agent: connection from {peer[0]}:{peer[1]} failed: {type(exc).__name__}: {exc}")
+            served = False
         finally:
-            busy.release()
-            if once:
-                finished.set()
+            release_pending()
+        if served and once:
+            finished.set()
 
     with server:
         while not finished.is_set():
@@ -345,7 +441,11 @@ def serve_tcp(service: AgentService, host: str, port: int, *, once: bool = False
                 conn, peer = server.accept()
             except TimeoutError:
                 continue
-            threading.Thread(target=session, args=(conn, peer), name="agent-session", daemon=True).start()
+            if not pending.acquire(blocking=False):
+                _turn_away(conn, f"{max_pending} connections are already waiting to say hello: try again in "
+                                 f"{hello_timeout_s:g} s")
+                continue
+            threading.Thread(target=connection, args=(conn, peer), name="agent-connection", daemon=True).start()
 
 
 def _sensor_info(sensor) -> dict[str, Any]:
@@ -364,7 +464,7 @@ def _sensor_info(sensor) -> dict[str, Any]:
 @click.option("--token", envvar=TOKEN_ENV, help=f"Shared secret a TCP client must send (or ${TOKEN_ENV}).")
 @click.option("--sensor", default="auto", show_default=True, metavar="auto|none|NAME",
               help="On-board power source sampled during windows (see `edgebench sensors`).")
-@click.option("--sensor-period-ms", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+@click.option("--sensor-period-ms", type=positive(), default=10.0, show_default=True,
               help="Sampling period of the on-board sensor (tegrastats: its --interval).")
 @click.option("--sensor-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("/"),
               show_default=True, help="Root the sensor and metadata read sysfs and /proc under.")

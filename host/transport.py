@@ -2,9 +2,10 @@
 `--agent tcp://jetson:8765`. Each gives an AgentClient that speaks edgebench.protocol over a line channel.
 
 - local: `python -m edgebench agent --stdio` as a subprocess of this process (same machine, same clock).
-- ssh: `ssh -T -o BatchMode=yes user@jetson edgebench agent --stdio --engines PATH` (keys, not passwords: a
-  password prompt would hang a measurement; the remote edgebench must be on the login PATH or named with
-  --agent-command).
+- ssh: `ssh -T -o BatchMode=yes ... -- user@jetson edgebench agent --stdio --engines PATH` (keys, not passwords:
+  a password prompt would hang a measurement; the remote edgebench must be on the login PATH or named with
+  --agent-command). A user or host name starting with `-` is refused, and `--` ends ssh's options, so no part
+  of the URL can become an ssh option (`-oProxyCommand=...`).
 - tcp: a socket to `edgebench agent --listen`, sending the token in hello.
 
 Responses are read by a thread into a queue so every request has a deadline: an agent that hangs or dies is
@@ -33,7 +34,7 @@ from edgebench.console import note
 from edgebench.errors import BadInput, DeviceError, ProtocolError
 
 CONNECT_TIMEOUT_S = 15.0
-HELLO_TIMEOUT_S = 60.0  # the agent imports onnxruntime and reads device metadata before answering
+HELLO_REPLY_TIMEOUT_S = 60.0  # the agent imports onnxruntime and reads device metadata before answering
 SHORT_TIMEOUT_S = 10.0
 
 
@@ -73,6 +74,12 @@ def parse_agent(text: str) -> AgentSpec:
         port = parts.port
     except ValueError:
         raise BadInput(f"--agent {text!r}: the port is not a number ({forms})") from None
+    for what, name in (("host", parts.hostname), ("user", unquote(parts.username or ""))):
+        if name.startswith("-") or any(ch.isspace() or not ch.isprintable() for ch in name):
+            raise BadInput(
+                f"--agent {text!r}: the {what} name {name!r} starts with '-' or holds spaces or control characters, "
+                "which ssh would take as an option: write the real name"
+            )
     if parts.scheme == "tcp":
         if parts.path not in ("", "/"):
             raise BadInput(f"--agent {text!r}: a TCP agent serves its own engines directory; drop the path")
@@ -171,7 +178,7 @@ class AgentClient:
         args: dict[str, Any] = {"versions": list(wire.SUPPORTED_VERSIONS)}
         if self.token:
             args["token"] = self.token
-        self.hello = self.call("hello", timeout_s=HELLO_TIMEOUT_S, **args)
+        self.hello = self.call("hello", timeout_s=HELLO_REPLY_TIMEOUT_S, **args)
         return self.hello
 
     # --- requests -----------------------------------------------------------------------------------------
@@ -289,7 +296,9 @@ def ssh_command(spec: AgentSpec, remote_command: str, engines_dir: str, sensor: 
     argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT_S)}"]
     if spec.port:
         argv += ["-p", str(spec.port)]
-    return argv + [target, shlex.join(remote)]
+    if target.startswith("-"):  # parse_agent refuses such names; this keeps a hand-made AgentSpec safe too
+        raise BadInput(f"ssh destination {target!r} starts with '-': write the real user and host")
+    return argv + ["--", target, shlex.join(remote)]
 
 
 def connect(
@@ -328,5 +337,5 @@ def connect(
 
 
 def environment_token() -> str | None:
-    """The token from the environment ($EDGEBENCH_AGENT_TOKEN), so it need not appear in `ps`."""
-    return os.environ.get("EDGEBENCH_AGENT_TOKEN") or None
+    """The token from the environment (protocol.TOKEN_ENV, $EDGEBENCH_AGENT_TOKEN), so it need not appear in `ps`."""
+    return os.environ.get(wire.TOKEN_ENV) or None

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -12,10 +13,19 @@ import pytest
 from click.testing import CliRunner
 
 from edgebench import protocol as wire
-from edgebench.agent.serve import AgentService, Session, parse_listen, serve_stream
+from edgebench.agent import serve
+from edgebench.agent.serve import AgentService, Session, parse_listen, serve_stream, serve_tcp
 from edgebench.cli import cli
 from edgebench.errors import BadInput, ProtocolError
-from edgebench.host.transport import AgentLost, AgentSpec, connect, edgebench_argv, parse_agent, ssh_command
+from edgebench.host.transport import (
+    AgentLost,
+    AgentSpec,
+    connect,
+    edgebench_argv,
+    environment_token,
+    parse_agent,
+    ssh_command,
+)
 from edgebench.records import AGENT_CLOCK, run_record_from_dict
 
 
@@ -92,6 +102,17 @@ def test_session_needs_hello_first_then_runs_manifest_engines(service):
         ({"engine": "squeezenet1_1_1_32_32_fp32", "duration_s": 1, "iterations": 5}, "not both"),
         ({"engine": "squeezenet1_1_1_32_32_fp32", "iterations": 2.5}, "must be an integer"),
         ({"engine": "squeezenet1_1_1_32_32_fp32", "warmup_s": -1}, "outside"),
+        # checked before the engine is opened: never engine-failed
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "iterations": 10, "repeat": -1}, "repeat = -1 is outside"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "iterations": 10, "run_id": "r" * 10_000}, "at most 128 char"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "iterations": 10, "run_id": 7}, "must be a string"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "iterations": 10, "run_id": "a\ud800"}, "lone surrogates"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "iterations": 10, "threads": 0}, "threads = 0 is outside"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "iterations": 10, "inter_op_threads": True}, "an integer"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "duration_s": float("inf")}, "outside"),
+        ({"engine": "squeezenet1_1_1_32_32_fp32", "iterations": 10, "path": "/etc/passwd"}, "no argument 'path'"),
+        ({"engine": ["squeezenet1_1_1_32_32_fp32"]}, "engine must be a string"),
+        ({"duration_s": 1}, "run needs engine"),
     ],
 )
 def test_run_arguments_are_checked(service, args, message):
@@ -100,6 +121,85 @@ def test_run_arguments_are_checked(service, args, message):
     response = _call(session, "run", **args)
     assert response["ok"] is False and response["error"]["kind"] == "bad-input"
     assert message in response["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "request_, kind, message",
+    [
+        ({"id": 1, "op": "idle", "args": {"duration_s": 0.01, "repeat": -1}}, "bad-input", "repeat = -1"),
+        ({"id": 1, "op": "idle", "args": {}}, "bad-input", "idle needs duration_s"),
+        ({"id": 1, "op": "clock", "args": {"x": 1}}, "bad-input", "clock has no argument 'x'"),
+        ({"id": 1, "op": "clock", "args": [1]}, "bad-input", "JSON list, not an object"),
+        ({"id": 10**4000, "op": "clock"}, "bad-input", "request id"),
+        ({"id": -1, "op": "clock"}, "bad-input", "request id"),
+        ({"id": 1, "op": "clock", "extra": 1}, "bad-input", "unknown request field"),
+        ({"id": 1, "op": ["clock"]}, "bad-input", "unknown operation a JSON list"),
+        ({"id": 1, "op": "hello", "args": {"versions": [1] * 100}}, "bad-input", "at most 16"),
+    ],
+)
+def test_every_argument_of_every_op_is_checked(service, request_, kind, message):
+    session = Session(service)
+    _call(session, "hello", versions=[1])
+    response = session.handle(request_)
+    assert response["ok"] is False and response["error"]["kind"] == kind, response
+    assert message in response["error"]["message"]
+    assert 0 <= response["id"] < 2**63  # a refused id is never echoed
+    wire.encode(response)  # and the answer is always JSON
+    assert _call(session, "clock")["ok"]
+
+
+def test_a_token_with_a_lone_surrogate_is_bad_input_not_failure(tiny_engines):
+    session = Session(AgentService(engines_dir=tiny_engines, token="s3cret"))
+    response = _call(session, "hello", versions=[1], token="s3\udc80cret")
+    assert response["error"]["kind"] == "bad-input" and "lone surrogates" in response["error"]["message"]
+    # the same through the wire: a JSON escape of a lone surrogate
+    out = io.BytesIO()
+    line = b'{"id": 1, "op": "hello", "args": {"versions": [1], "token": "\\ud800"}}\n'
+    serve_stream(AgentService(engines_dir=tiny_engines, token="s3cret"), io.BytesIO(line), out)
+    assert json.loads(out.getvalue())["error"]["kind"] == "bad-input"
+
+
+def test_decoder_turns_huge_numbers_deep_nesting_and_nan_into_protocol_errors():
+    with pytest.raises(ProtocolError, match="thousands of digits"):
+        wire.decode(b'{"id": ' + b"1" * 5000 + b', "op": "clock"}\n')
+    with pytest.raises(ProtocolError, match="nested deeper than 32"):
+        wire.decode(b'{"a": ' + b"[" * 30_000 + b"]" * 30_000 + b"}\n")
+    with pytest.raises(ProtocolError, match="nested deeper than 32"):
+        wire.decode(b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}\n")  # shallow enough for json, too deep for us
+    with pytest.raises(ProtocolError, match="not an edgebench agent message"):
+        wire.decode(b'{"duration_s": NaN}\n')
+    with pytest.raises(ProtocolError, match="not an edgebench agent message"):
+        wire.decode(b'{"op": "clock\xff"}\n')
+
+
+def test_stdio_agent_answers_poison_lines_and_goes_on(tiny_engines):
+    lines = [
+        b'{"id": ' + b"9" * 5000 + b', "op": "hello", "args": {"versions": [1]}}',
+        b'{"id": 1, "op": "hello", "args": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+        wire.encode(wire.request(2, "hello", versions=[1])).strip(),
+        wire.encode(wire.request(3, "run", engine="squeezenet1_1_1_32_32_fp32", iterations=10, repeat=-1)).strip(),
+        wire.encode(wire.request(4, "run", engine="squeezenet1_1_1_32_32_fp32", iterations=10,
+                                 run_id="r" * 10_000)).strip(),
+        b'{"id": 5, "op": "idle", "args": {"duration_s": 1e999}}',
+        wire.encode(wire.request(6, "clock")).strip(),
+        wire.encode(wire.request(7, "bye")).strip(),
+    ]
+    proc = subprocess.run(
+        [*edgebench_argv(), "agent", "--stdio", "--sensor", "none", "--engines", str(tiny_engines)],
+        input=b"\n".join(lines) + b"\n", capture_output=True, timeout=120,
+    )
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr.decode()
+    responses = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = [r["error"]["kind"] if not r["ok"] else "ok" for r in responses]
+    assert kinds == ["protocol", "protocol", "ok", "bad-input", "bad-input", "bad-input", "ok", "ok"]
+    assert [r["id"] for r in responses] == [0, 0, 2, 3, 4, 5, 6, 7]
+
+
+def test_the_token_variable_is_one_constant(monkeypatch):
+    monkeypatch.setenv(wire.TOKEN_ENV, "from-env")
+    assert environment_token() == "from-env"
+    token_option = next(p for p in serve.agent.params if p.name == "token")
+    assert token_option.envvar == wire.TOKEN_ENV == "EDGEBENCH_AGENT_TOKEN"
 
 
 def test_a_broken_engine_is_reported_as_engine_failed(tiny_engines, tmp_path):
@@ -192,8 +292,14 @@ def test_tcp_agent_checks_the_token(tcp_agent):
 def test_tcp_agent_serves_one_session_at_a_time(tcp_agent):
     spec = AgentSpec("tcp", host="127.0.0.1", port=tcp_agent)
     with connect(spec, engines_dir=".", token="s3cret") as first:
-        with pytest.raises(BadInput, match="busy with a session from 127.0.0.1"):
+        with pytest.raises(BadInput, match="busy with another session") as refused:
             connect(spec, engines_dir=".", token="s3cret")
+        assert "127.0.0.1" not in str(refused.value)  # the current peer's address is nobody else's business
+        # a client without the token hears nothing about the session at all
+        with socket.create_connection(("127.0.0.1", tcp_agent), timeout=10) as sock:
+            sock.sendall(wire.encode(wire.request(1, "hello", versions=[1], token="guess")))
+            reply = json.loads(sock.makefile("rb").readline())
+        assert "token rejected" in reply["error"]["message"] and "127.0.0.1" not in reply["error"]["message"]
         assert first.call("clock")["t_ns"] > 0  # the first session is undisturbed
     # right after bye the next client is served (it waits out the moment the old session takes to end)
     with connect(spec, engines_dir=".", token="s3cret") as second:
@@ -209,6 +315,98 @@ def test_tcp_agent_drops_an_oversized_request(tcp_agent):
             assert sock.recv(1) == b""
         except ConnectionResetError:
             pass
+
+
+def _trickle(sock, stop, every_s):
+    """Send a byte at a time, never a newline, until stopped or closed."""
+    try:
+        sock.sendall(b'{"id": 1, "op": "hello", "args": {"versions": [1], "token": "')
+        while not stop.wait(every_s):
+            sock.sendall(b"x")
+    except OSError:
+        pass
+
+
+def test_silent_and_trickling_clients_do_not_keep_a_real_client_out(tcp_agent):
+    spec = AgentSpec("tcp", host="127.0.0.1", port=tcp_agent)
+    stop = threading.Event()
+    silent = [socket.create_connection(("127.0.0.1", tcp_agent), timeout=10) for _ in range(4)]
+    trickler = socket.create_connection(("127.0.0.1", tcp_agent), timeout=10)
+    threading.Thread(target=_trickle, args=(trickler, stop, 0.2), daemon=True).start()
+    try:
+        time.sleep(0.3)  # they are all accepted first
+        t0 = time.monotonic()
+        with connect(spec, engines_dir=".", token="s3cret") as client:
+            assert client.call("clock")["t_ns"] > 0
+        assert time.monotonic() - t0 < serve.HELLO_TIMEOUT_S  # let in at once, not after they time out
+    finally:
+        stop.set()
+        for sock in [*silent, trickler]:
+            sock.close()
+
+
+@pytest.fixture()
+def quick_agent(tiny_engines):
+    """serve_tcp in this process with a 0.6 s hello deadline and room for 2 pending hellos; yields the port.
+    `once`: the test ends it with one real session."""
+    ports: list[int] = []
+    service = AgentService(engines_dir=tiny_engines, token="s3cret")
+    thread = threading.Thread(
+        target=serve_tcp, args=(service, "127.0.0.1", 0),
+        kwargs={"once": True, "announce": lambda line: ports.append(int(line.rsplit(":", 1)[1])),
+                "hello_timeout_s": 0.6, "max_pending": 2},
+        daemon=True,
+    )
+    thread.start()
+    for _ in range(100):
+        if ports:
+            break
+        time.sleep(0.02)
+    yield ports[0]
+    with connect(AgentSpec("tcp", host="127.0.0.1", port=ports[0]), engines_dir=".", token="s3cret") as client:
+        client.call("clock")
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def _reply_and_close(sock):
+    """The one error line the agent sends before closing, and how long after now the close came."""
+    t0 = time.monotonic()
+    rfile = sock.makefile("rb")
+    reply = json.loads(rfile.readline())
+    assert rfile.read() == b""
+    return reply, time.monotonic() - t0
+
+
+def test_the_hello_deadline_is_total_so_a_trickle_cannot_stretch_it(quick_agent):
+    stop = threading.Event()
+    with socket.create_connection(("127.0.0.1", quick_agent), timeout=10) as trickler, \
+            socket.create_connection(("127.0.0.1", quick_agent), timeout=10) as silent:
+        threading.Thread(target=_trickle, args=(trickler, stop, 0.05), daemon=True).start()
+        try:
+            reply, waited = _reply_and_close(trickler)
+        finally:
+            stop.set()
+        assert reply["error"]["kind"] == "protocol" and "no hello within 0.6 s" in reply["error"]["message"]
+        assert waited < 2.0  # 12 bytes later, not 0.6 s after the last of them
+        reply, _ = _reply_and_close(silent)
+        assert "no hello within 0.6 s" in reply["error"]["message"]
+
+
+def test_pending_hellos_are_bounded_and_the_rest_turned_away_at_once(quick_agent):
+    silent = [socket.create_connection(("127.0.0.1", quick_agent), timeout=10) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", quick_agent), timeout=10) as third:
+            reply, waited = _reply_and_close(third)
+        assert "2 connections are already waiting to say hello" in reply["error"]["message"] and waited < 0.5
+        # once those time out, a real client gets in
+        time.sleep(0.8)
+        with connect(AgentSpec("tcp", host="127.0.0.1", port=quick_agent), engines_dir=".", token="s3cret") as c:
+            assert c.call("clock")["t_ns"] > 0
+    finally:
+        for sock in silent:
+            sock.close()
 
 
 def test_listening_off_loopback_needs_a_token(tiny_engines, monkeypatch):
@@ -250,7 +448,28 @@ def test_ssh_agent_through_the_real_ssh_command_line(tiny_engines, tmp_path, mon
         assert client.call("run", engine="squeezenet1_1_1_32_32_fp32", iterations=10)["record"]["iterations"] == 10
     argv = json.loads(log.read_text().splitlines()[0])
     assert argv[:3] == ["-T", "-o", "BatchMode=yes"] and ["-p", "2222"] == argv[argv.index("-p"):argv.index("-p") + 2]
-    assert argv[-2] == "me@device" and argv[-1].endswith(f"agent --stdio --sensor none --engines {tiny_engines}")
+    assert argv[-3:-1] == ["--", "me@device"] and argv[-1].endswith(f"agent --stdio --sensor none --engines {tiny_engines}")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ssh://-oProxyCommand=touch%20pwned@device/engines",
+        "ssh://me@-oProxyCommand=touch/engines",
+        "ssh://-F/tmp/evil@device",
+        "ssh://me%20-oX@device",
+        "tcp://-x:8765",
+    ],
+)
+def test_ssh_names_that_would_be_options_are_refused(url, tmp_path, monkeypatch):
+    log = tmp_path / "ssh-args.jsonl"
+    _fake_ssh(tmp_path / "bin", log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(BadInput, match="would take as an option"):
+        connect(parse_agent(url), engines_dir=tmp_path, sensor="none")
+    assert not log.exists()  # ssh never ran
+    with pytest.raises(BadInput, match="starts with '-'"):  # and a hand-made spec cannot get there either
+        ssh_command(AgentSpec("ssh", host="-oProxyCommand=x"), "edgebench", "", "none")
 
 
 def test_ssh_that_cannot_log_in_says_how_to_fix_it(tmp_path, monkeypatch):

@@ -62,6 +62,27 @@ def test_bench_refuses_contradictory_options(tmp_path):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    "command, option, value",
+    [
+        ("bench", "--duration", "nan"),
+        ("bench", "--duration", "inf"),
+        ("bench", "--warmup-time", "nan"),
+        ("bench", "--warmup-time", "1e309"),
+        ("bench", "--sensor-period-ms", "nan"),
+        ("bench", "--sensor-period-ms", "-inf"),
+        ("agent", "--sensor-period-ms", "nan"),
+        ("agent", "--sensor-period-ms", "0"),
+    ],
+)
+def test_float_options_refuse_nan_and_infinities(tmp_path, command, option, value):
+    where = [str(tmp_path)] if command == "bench" else ["--stdio", "--engines", str(tmp_path)]
+    result = _invoke([command, *where, option, value])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert "not a finite number" in result.output or "not in the range" in result.output
+
+
 @pytest.fixture()
 def engines_dir(tiny_engines):
     return tiny_engines
