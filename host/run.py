@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def run(
         resolution_w=resolution_w, codecarbon=codecarbon,
     )  # fmt: skip
     monitor.start()
-    note(f"running: {' '.join(argv)}")
+    note(f"running: {shlex.join(argv)}")
     try:
         status, result = run_command(monitor, argv, iterations, name)
     finally:
@@ -149,7 +150,7 @@ def run(
     if as_json:
         click.echo(json.dumps(data, default=str))
     else:
-        click.echo("\n".join([f"command  {' '.join(argv)} (exit {status})", *result.lines()]))
+        click.echo("\n".join([f"command  {shlex.join(argv)} (exit {status})", *result.lines()]))
         note(f"results: {out / RESULT_JSON}, meter log {out / 'meter.sqlite'}")
     if status != 0:
         raise SystemExit(status if 0 < status < 256 else 1)
