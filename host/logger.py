@@ -4,6 +4,10 @@ It survives what real meters do: corrupt frames (counted by the decoder), silenc
 nothing arrives for 3 nominal periods), the port vanishing and coming back (reopened with backoff; a
 socket:// bridge dropping us is the same), and SIGINT (the store is flushed and closed). Errors a user can fix
 (no such port, permission denied) are raised once, at the first open, in plain words.
+
+A lost port is said on stderr (once when it goes, once when it is back), and what answers on the path after it
+comes back is checked before anything is logged: it must speak the same protocol and be the same meter (model,
+sensor address) as before; another meter that got the same path (a reused /dev/pts number) is not logged.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgebench.console import warn
 from edgebench.errors import BadInput, PermissionDenied
 from edgebench.records import MeterReading
 
@@ -30,12 +35,16 @@ POLL_TIMEOUT_S = 1.0  # re-poll a request/response meter that did not answer wit
 
 @dataclass
 class LoggerStats:
-    """Counters since start: readings stored, frames the decoder rejected, gaps recorded, reopens."""
+    """Counters since start: readings stored, frames the decoder rejected (damaged, or impossible values), gaps
+    recorded, reopens, readings the store could not hold (dropped), and readings from a different meter that
+    answered on the path after a reconnect (foreign, not logged)."""
 
     readings: int = 0
     bad_frames: int = 0
     gaps: int = 0
     reconnects: int = 0
+    dropped: int = 0
+    foreign: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -87,6 +96,11 @@ class MeterLogger:
     `protocol` is a registered name or "auto" (listen and pick). `calibration` is protocol-specific (a
     Tweet-a-Watt calibration JSON path). Use `.start()`/`.stop()` for a background thread or `.run(duration_s)`
     in the foreground (Ctrl-C stops it cleanly).
+
+    A caller polling a background logger checks `.failure` (the exception that ended the thread, else None) and
+    `.alive` (True while the thread logs) between steps, without calling `stop()`; `stop()` also raises the
+    failure. The thread ends on its own only on an error it cannot survive (a store that cannot be written at
+    the end, a bug): a lost port, bad frames and readings the store refuses are survived and counted in `.stats`.
     """
 
     def __init__(
@@ -124,6 +138,12 @@ class MeterLogger:
         self.probe = None  # what `auto` found (edgebench.host.meters.probe.ProbeResult)
         self.bytes_heard = 0
         self._head = b""  # the first bytes heard, to show when none of them decodes
+        self._known: set[tuple[str, str]] = set()  # (meter identity, address) of the readings logged so far
+        self._verifying = False  # after a reconnect: the meter answering has not yet shown it is the same one
+        self._back_mono = 0.0
+        self._back_bytes = 0
+        self._foreign_warned = False
+        self._store_warned = False
 
     # --- public view --------------------------------------------------------------------------------------
 
@@ -348,6 +368,7 @@ class MeterLogger:
                         )
                         self.stats.reconnects += 1
                         backoff = BACKOFF_START_S
+                        self._back()
                         self._send(self.decoder.open_commands())
                     except (serial.SerialException, OSError, ValueError):
                         retry_at = now + backoff
@@ -365,8 +386,12 @@ class MeterLogger:
                 next_poll = now + POLL_TIMEOUT_S
             try:
                 data = self._port.read(self._port.in_waiting or 1)
-            except (serial.SerialException, OSError, TypeError, AttributeError):
+            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                 # TypeError/AttributeError: pyserial's socket/posix backends fail that way on a closed handle.
+                warn(
+                    f"lost the meter port {self.url} ({exc or type(exc).__name__}); reopening it until it is back "
+                    "(the time it is away is recorded as a gap)"
+                )
                 self._close_port()
                 self._gap_reason = "port lost"
                 self._check_silence("port lost", at_once=True)  # no port: nothing can be heard, a gap now
@@ -378,6 +403,8 @@ class MeterLogger:
                 if len(self._head) < 48:
                     self._head += data[: 48 - len(self._head)]
                 readings = self.decoder.feed(data, t_ns)
+                if self._verifying:
+                    readings = self._same_meter(readings, len(data))
                 for reading in readings:
                     self._accept(reading)
                 if poll and (readings or self.decoder.bad_frames != self.stats.bad_frames):
@@ -390,6 +417,42 @@ class MeterLogger:
                 on_tick(self)
                 next_tick = time.monotonic() + tick_s
 
+    def _back(self) -> None:
+        """The port reopened: say so, and hold readings back until the meter proves to be the same one."""
+        self._verifying = bool(self._known)
+        self._back_mono = time.monotonic()
+        self._back_bytes = 0
+        self._foreign_warned = False
+        check = "; checking it is the same meter before logging again" if self._verifying else ""
+        warn(f"the meter port {self.url} is back (reconnect {self.stats.reconnects}){check}")
+
+    def _expected(self) -> str:
+        return ", ".join(sorted(f"{m} {a}".strip() for m, a in self._known))
+
+    def _same_meter(self, readings: list[MeterReading], n_bytes: int) -> list[MeterReading]:
+        """Readings to log while verifying: none until one comes from a meter logged before the port was lost."""
+        self._back_bytes += n_bytes
+        for k, reading in enumerate(readings):
+            if (reading.meter, reading.address) in self._known:
+                self._verifying = False
+                self.stats.foreign += k
+                return readings[k:]
+        self.stats.foreign += len(readings)
+        if not self._foreign_warned:
+            if readings:
+                got = f"{readings[0].meter} {readings[0].address}".strip()
+                problem = f"a different meter answers on {self.url} ({got}, not {self._expected()})"
+            elif time.monotonic() - self._back_mono > max(3 * float(self.decoder.nominal_period_s), 1.0):
+                problem = (
+                    f"{self._back_bytes} bytes from {self.url} since it came back, but no {self.protocol} reading: "
+                    f"a different meter? (expected {self._expected()})"
+                )
+            else:
+                return []
+            warn(f"{problem}: not logging it; waiting for the right meter to come back on {self.url}")
+            self._foreign_warned = True
+        return []
+
     def _accept(self, reading: MeterReading) -> None:
         if self._silent_since_ns is not None:
             self._add_gap(self._silent_since_ns, reading.t_ns, self._gap_reason)
@@ -398,6 +461,7 @@ class MeterLogger:
             if self.stats.readings == 0 or reading.meter != self._latest_meter:
                 self._record_meta()
             self._store.add(reading)
+        self._known.add((reading.meter, reading.address))
         self._latest_meter = reading.meter
         self._latest = reading
         self._times.append(reading.t_ns)
@@ -424,6 +488,14 @@ class MeterLogger:
     def _flush_if_due(self) -> None:
         if self._store is not None:
             self._store.flush_if_due()
+            self.stats.dropped = self._store.dropped
+            error = self._store.error
+            if error is not None and not self._store_warned:
+                warn(
+                    f"cannot write the meter store {self._store.path} ({error}): readings are kept in memory and "
+                    "written when it can be again; free disk space"
+                )
+            self._store_warned = error is not None
 
     def _close_port(self) -> None:
         if self._port is not None:
@@ -440,5 +512,8 @@ class MeterLogger:
                 self._silent_since_ns = None
             self._close_port()
             if self._store is not None:
-                self._store.close()
-                self._store = None
+                store, self._store = self._store, None
+                try:
+                    store.close()
+                finally:
+                    self.stats.dropped = store.dropped

@@ -11,7 +11,13 @@ import pytest
 
 from edgebench.errors import BadInput, PermissionDenied
 from edgebench.host.logger import MeterLogger, translate_open_error
-from edgebench.host.meters.emulate import ConstantProfile, Faults, StepsProfile, start_emulator
+from edgebench.host.meters.emulate import (
+    ConstantProfile,
+    Faults,
+    StepsProfile,
+    WattsupEncoder,
+    start_emulator,
+)
 from edgebench.host.store import load_trace
 
 
@@ -244,3 +250,104 @@ def test_calibration_reaches_the_decoder(tmp_path):
                 emu.port, "tweetawatt", tmp_path / "x.sqlite", calibration=tmp_path / "bad.json"
             ).start()
     assert not (tmp_path / "x.sqlite").exists()
+
+
+# --- issue 9: impossible readings, unplugs, another meter on the same path ------------------------------------
+
+
+class _NanWattsup(WattsupEncoder):
+    """A Watts up? whose every other record carries `nan` watts (float() takes it; SQLite stores NULL)."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def frame(self, watts, t_s):
+        self.n += 1
+        record = super().frame(watts, t_s)
+        if self.n % 2:
+            cells = record.split(b",", 4)
+            cells[3] = b"nan"  # the W field
+            record = b",".join(cells)
+        return record
+
+
+def test_nan_records_are_bad_frames_and_logging_goes_on(tmp_path):
+    out = tmp_path / "nan.sqlite"
+    encoder = _NanWattsup()
+    with start_emulator("wattsup", ConstantProfile(42.0), interval_s=0.05, encoder=encoder) as emu:
+        logger = MeterLogger(emu.port, "wattsup", out).start()
+        assert _wait_for(lambda: logger.stats.readings >= 6 and logger.stats.bad_frames >= 6, timeout_s=10)
+        time.sleep(1.2)  # at least one commit with nan records around it
+        assert logger.failure is None and logger.alive
+        logger.stop()
+    trace = load_trace(out)
+    assert len(trace.t_ns) == logger.stats.readings >= 6 and set(trace.power_w.tolist()) == {42.0}
+
+
+def _tcp_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unplug_is_said_on_stderr_in_any_mode(tmp_path, capsys):
+    with start_emulator(
+        "lines", ConstantProfile(7.0), interval_s=0.05, transport="tcp", faults={"drop_after_s": 0.5}
+    ) as emu:
+        logger = MeterLogger(emu.port, "lines", tmp_path / "u.sqlite")
+        logger.run(1.3)
+    err = capsys.readouterr().err
+    assert logger.stats.reconnects >= 1
+    assert f"warning: lost the meter port {emu.port}" in err
+    assert f"warning: the meter port {emu.port} is back" in err and "same meter" in err
+    assert (
+        err.count("warning: lost the meter port")
+        == err.count("is back (reconnect")
+        == logger.stats.reconnects
+    )
+
+
+def test_a_different_meter_on_the_same_path_is_not_logged(tmp_path, capsys):
+    from edgebench.host.meters.emulate import UMEncoder
+
+    port = _tcp_port()
+    out = tmp_path / "swap.sqlite"
+    first = start_emulator("um", ConstantProfile(4.0), transport="tcp", tcp_port=port)
+    logger = MeterLogger(first.port, "um", out).start()
+    try:
+        assert _wait_for(lambda: logger.stats.readings >= 3)
+        first.stop()
+        # Another meter gets the same path: a UM34C where a UM25C was.
+        with start_emulator(
+            "um", ConstantProfile(9.0), transport="tcp", tcp_port=port, encoder=UMEncoder(model="UM34C")
+        ):
+            assert _wait_for(lambda: logger.stats.foreign >= 3, timeout_s=8)
+            stored = logger.stats.readings
+            time.sleep(0.3)
+            assert logger.stats.readings == stored  # nothing of the other meter is logged
+        # The right meter comes back: logging resumes.
+        with start_emulator("um", ConstantProfile(4.0), transport="tcp", tcp_port=port):
+            assert _wait_for(lambda: logger.stats.readings >= stored + 3, timeout_s=8)
+    finally:
+        logger.stop()
+    err = capsys.readouterr().err
+    assert err.count("a different meter answers on") == 1 and "(UM34C, not UM25C)" in err
+    assert "waiting for the right meter" in err
+    trace = load_trace(out)
+    assert set(trace.power_w.tolist()) == {4.0} and trace.meter == "UM25C"
+
+
+def test_another_protocol_on_the_same_path_is_said(tmp_path, capsys):
+    port = _tcp_port()
+    first = start_emulator("um", ConstantProfile(4.0), transport="tcp", tcp_port=port)
+    logger = MeterLogger(first.port, "um", None).start()
+    try:
+        assert _wait_for(lambda: logger.stats.readings >= 3)
+        first.stop()
+        with start_emulator("lines", ConstantProfile(4.0), interval_s=0.05, transport="tcp", tcp_port=port):
+            assert _wait_for(lambda: "no um reading" in capsys.readouterr().err, timeout_s=8)
+    finally:
+        logger.stop()
