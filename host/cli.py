@@ -195,6 +195,10 @@ def pair(
               help="Also draw --y against --x, one point per engine, into this .png/.svg/.pdf (needs matplotlib).")
 @click.option("--x", "x_col", default="gflops", show_default=True, help="Plot x column (gflops, params, latency...).")
 @click.option("--y", "y_col", default="net_j", show_default=True, help="Plot y column (net_j, gross_j, co2...).")
+@click.option("--plots", "plots_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Also write every report plot (first iterations, power trace, wall vs rails, ranked) as PNG and SVG into this directory.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write one self-contained HTML page (sortable table, plots, session, grid factor, notes).")
 def report(
     directory: Path,
     grid: str | None,
@@ -208,6 +212,8 @@ def report(
     plot_path: Path | None,
     x_col: str,
     y_col: str,
+    plots_dir: Path | None = None,
+    html_path: Path | None = None,
 ) -> None:
     """Re-render the ranked table of a measure DIRECTORY (runs.jsonl, meter log, session.json, clock.json).
 
@@ -233,6 +239,15 @@ def report(
         from edgebench.host.plot import plot_result
 
         note(f"wrote {plot_result(result, plot_path, x=x_col, y=y_col)}")
+    if plots_dir is not None:
+        from edgebench.host.html import write_plot_files
+
+        written = write_plot_files(plots_dir, d, result, session=session, records=records, sort=sort)
+        note(f"wrote {len(written)} plots into {plots_dir}")
+    if html_path is not None:
+        from edgebench.host.html import write_report
+
+        note(f"wrote {write_report(html_path, d, result, session=session, records=records, sort=sort)}")
     _render(result, fmt, sort, directory if write else None)
 
 
