@@ -172,3 +172,16 @@ def test_energy_counter_difference_is_power(fake_nvml):
         sensor.read()
     sensor.close()
     assert fake.shutdowns == 1
+
+
+def test_a_counter_that_goes_backwards_is_a_device_error_not_negative_power(fake_nvml):
+    from edgebench.agent.sensors.nvml import NvmlSensor
+
+    fake = fake_nvml(energy_mj=(10_000,))
+    sensor = NvmlSensor()
+    fake.energy_mj[:] = [500]  # the driver was reloaded: its counter restarted from 0
+    with pytest.raises(DeviceError, match="energy counter went backwards"):
+        sensor.read()
+    fake.energy_mj[:] = [900]  # the next interval is fine again
+    assert sensor.read().rails_mw["GPU0"] > 0
+    sensor.close()

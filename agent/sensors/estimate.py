@@ -77,10 +77,13 @@ def cpu_model(root: Path = Path("/")) -> str:
 def read_cpu_jiffies(stat: Path) -> tuple[int, int]:
     """(busy, total) jiffies from the aggregate `cpu` line of /proc/stat."""
     with stat.open(encoding="ascii") as f:
-        first = f.readline().split()
+        first = f.readline(4096).split()
     if not first or first[0] != "cpu" or len(first) < 5:
         raise ValueError(f"{stat}: first line is not the aggregate cpu line")
-    values = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal (guest is in user)
+    fields = first[1:9]  # user nice system idle iowait irq softirq steal (guest is in user)
+    if not all(v.isascii() and v.isdigit() and len(v) <= 20 for v in fields):  # u64 jiffies, never negative
+        raise ValueError(f"{stat}: the cpu line holds {' '.join(fields)[:60]!r}, not jiffy counts")
+    values = [int(v) for v in fields]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     total = sum(values)
     return total - idle, total
@@ -121,7 +124,7 @@ class EstimateSensor:
         else:
             self.tdp_w, self.tdp_source = tdp_w, "given"
         busy, total = self._last
-        self._util = busy / total if total > 0 else 0.0  # since boot, until the counters move
+        self._util = min(max(busy / total, 0.0), 1.0) if total > 0 else 0.0  # since boot, until the counters move
 
     def utilisation(self) -> float:
         """Busy fraction since the previous read that saw the counters move (since boot until they do).

@@ -8,7 +8,9 @@ Two layouts (onboard-power.md):
   voltages") and rails labelled `NC` are skipped; hwmonN changes between boots, so it is globbed.
 
 Files are discovered once and kept open; each read() seeks to 0 and re-reads them (sysfs regenerates the value
-on every read from offset 0).
+on every read from offset 0). A value that is no reading (not a number, negative, above INA3221_MAX_BUS_MV or
+INA3221_MAX_CURRENT_MA, a rail above MAX_RAIL_MW) is a DeviceError, never a rail; open_sensor() takes one reading
+so that a tree that already reads garbage is skipped by the probe with its reason.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgebench.errors import DeviceError
 from edgebench.records import PowerSample
 
-from .base import SUM_RULE, SensorUnavailable, now_ns, total_mw, total_rule_for
+from .base import MAX_RAIL_MW, SUM_RULE, SensorUnavailable, now_ns, total_mw, total_rule_for
 
 IIO_DIR = "sys/bus/i2c/drivers/ina3221x"
 HWMON_DIR = "sys/bus/i2c/drivers/ina3221"
+# The INA3221's bus-voltage register tops out at 32.76 V; its shunt range (163.8 mV) over the smallest shunt
+# Jetson carriers fit (about 5 mOhm) is about 33 A. Readings past these are not from the chip.
+INA3221_MAX_BUS_MV = 32_760.0
+INA3221_MAX_CURRENT_MA = 40_000.0
+MAX_LABEL_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,8 @@ class Channel:
 
 
 def _text(path: Path) -> str:
-    return path.read_text(encoding="ascii", errors="replace").strip()
+    with path.open("rb") as f:
+        return f.read(MAX_LABEL_CHARS + 1).decode("ascii", "replace").strip()[:MAX_LABEL_CHARS]
 
 
 def _iio_channels(base: Path) -> list[Channel]:
@@ -76,14 +85,20 @@ def _hwmon_channels(base: Path) -> list[Channel]:
 def discover(root: Path = Path("/")) -> tuple[list[Channel], str]:
     """The INA3221 channels under `root` and which layout gave them ("iio (L4T r32)" or "hwmon (L4T r34+)")."""
     iio, hwmon = root / IIO_DIR, root / HWMON_DIR
-    if iio.is_dir():
-        channels = _iio_channels(iio)
-        if channels:
-            return channels, "iio (L4T r32)"
-    if hwmon.is_dir():
-        channels = _hwmon_channels(hwmon)
-        if channels:
-            return channels, "hwmon (L4T r34+)"
+    try:
+        if iio.is_dir():
+            channels = _iio_channels(iio)
+            if channels:
+                return channels, "iio (L4T r32)"
+        if hwmon.is_dir():
+            channels = _hwmon_channels(hwmon)
+            if channels:
+                return channels, "hwmon (L4T r34+)"
+    except PermissionError as exc:
+        raise SensorUnavailable(f"permission denied reading {exc.filename}: run as root or `sudo chmod o+r` "
+                                "the INA3221 files", "permission") from None
+    except OSError as exc:
+        raise SensorUnavailable(f"cannot read INA3221 rail names ({exc.filename}: {exc.strerror})", "failed") from None
     if iio.is_dir() or hwmon.is_dir():
         raise SensorUnavailable(f"INA3221 driver present under {root} but no connected rail files found")
     raise SensorUnavailable(f"no INA3221 driver in sysfs ({iio} or {hwmon} missing): not a Jetson?")
@@ -126,12 +141,19 @@ class Ina3221Sensor:
         return name if seen[name] == 1 else f"{name}#{seen[name]}"
 
     @staticmethod
-    def _value(f: io.FileIO) -> float:
+    def _value(f: io.FileIO, high: float, unit: str) -> float:
         f.seek(0)
         data = f.read(64)
         if not data or not data.strip():
             raise ValueError(f"{f.name}: empty read")
-        return float(data)
+        try:
+            value = float(data)
+        except ValueError:
+            raise ValueError(f"{f.name}: {data[:24]!r} is not a number") from None
+        if not 0.0 <= value <= high:  # NaN fails too
+            raise ValueError(f"{f.name}: {data.strip()[:24].decode('ascii', 'replace')} is not a reading "
+                             f"from 0 to {high:g} {unit}")
+        return value
 
     def read(self) -> PowerSample:
         """All rails now, in mW, and the total under `total_rule`."""
@@ -140,12 +162,14 @@ class Ina3221Sensor:
         try:
             for rail, files in zip(self.rails, self._files, strict=True):
                 if len(files) == 1:
-                    rails[rail] = self._value(files[0])
+                    mw = self._value(files[0], MAX_RAIL_MW, "mW")
                 else:
-                    rails[rail] = self._value(files[0]) * self._value(files[1]) / 1000.0  # mV x mA -> mW
+                    mv = self._value(files[0], INA3221_MAX_BUS_MV, "mV")
+                    mw = mv * self._value(files[1], INA3221_MAX_CURRENT_MA, "mA") / 1000.0  # mV x mA -> mW
+                if not mw <= MAX_RAIL_MW:
+                    raise ValueError(f"rail {rail} reads {mw / 1000:g} W, above any Jetson rail")
+                rails[rail] = mw
         except (OSError, ValueError) as exc:
-            from edgebench.errors import DeviceError
-
             raise DeviceError(f"INA3221 read failed ({exc}): is the sensor driver still loaded?") from None
         return PowerSample(t_ns=t_ns, rails_mw=rails, total_mw=total_mw(rails, self.total_rule))
 
@@ -163,4 +187,10 @@ class Ina3221Sensor:
 def open_sensor(root: Path = Path("/")) -> Ina3221Sensor:
     """Discover the INA3221 rails under `root` and open them (SensorUnavailable when there are none)."""
     channels, layout = discover(root)
-    return Ina3221Sensor(channels, layout)
+    sensor = Ina3221Sensor(channels, layout)
+    try:
+        sensor.read()
+    except DeviceError as exc:
+        sensor.close()
+        raise SensorUnavailable(str(exc), "failed") from None
+    return sensor

@@ -7,12 +7,26 @@ jtop's own sum. The service sets one sampling interval for every client (default
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from edgebench.errors import DeviceError
+from edgebench.errors import DeviceError, ProtocolError
 from edgebench.records import PowerSample
 
-from .base import SUM_RULE, SensorUnavailable, now_ns, total_mw
+from .base import MAX_RAIL_MW, SUM_RULE, SensorUnavailable, now_ns, total_mw
+
+
+def _mw(value: Any, what: str) -> float:
+    """A power from jtop as a float mW within 0..MAX_RAIL_MW; ProtocolError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProtocolError(f"jtop sent {what} = {str(value)[:24]!r}, not a number: update jetson-stats")
+    try:
+        mw = float(value)
+    except OverflowError:  # an int with hundreds of digits
+        mw = math.inf
+    if not (math.isfinite(mw) and 0.0 <= mw <= MAX_RAIL_MW):
+        raise ProtocolError(f"jtop sent {what} = {value!r} mW, not a reading: restart the jtop service")
+    return mw
 
 
 def power_from_jtop(power: dict[str, Any]) -> tuple[dict[str, float], float, str]:
@@ -20,17 +34,28 @@ def power_from_jtop(power: dict[str, Any]) -> tuple[dict[str, float], float, str
 
     jtop moves the input rail (VIN, POM_5V_IN or VDD_IN) out of `rail` into `tot` and names it there; it is put
     back among the rails here so that every source reports the same rail set. Without an input rail, jtop's
-    `tot` is its own sum of the rails.
+    `tot` is its own sum of the rails. Anything else than that shape, or a power that is not a finite number
+    from 0 to MAX_RAIL_MW, is a ProtocolError.
     """
-    rails = {name: float(r["power"]) for name, r in power.get("rail", {}).items() if r.get("online", True)}
+    if not isinstance(power, dict) or not isinstance(power.get("rail", {}), dict):
+        raise ProtocolError(f"jtop sent power data of the wrong shape ({str(power)[:60]!r}): update jetson-stats")
+    rails = {}
+    for name, r in power.get("rail", {}).items():
+        if not isinstance(r, dict) or "power" not in r:
+            raise ProtocolError(f"jtop rail {str(name)[:24]!r} has no power field: update jetson-stats")
+        if r.get("online", True):
+            rails[str(name)] = _mw(r["power"], f"rail {name} power")
     tot = power.get("tot", {})
+    if not isinstance(tot, dict):
+        raise ProtocolError(f"jtop sent a total of the wrong shape ({str(tot)[:60]!r}): update jetson-stats")
     if "power" not in tot:
         return rails, float(total_mw(rails, SUM_RULE)), SUM_RULE
+    total = _mw(tot["power"], "tot power")
     name = tot.get("name")
     if name:
-        rails = {name: float(tot["power"]), **rails}
-        return rails, float(tot["power"]), str(name)
-    return rails, float(tot["power"]), "jtop sum of rails (no input rail)"
+        rails = {str(name): total, **rails}
+        return rails, total, str(name)
+    return rails, total, "jtop sum of rails (no input rail)"
 
 
 class JtopSensor:
@@ -56,7 +81,11 @@ class JtopSensor:
         if not self._jetson.ok():
             self._jetson.close()
             raise SensorUnavailable("jtop connected but sends no data: restart the jtop service", "failed")
-        rails, _, rule = power_from_jtop(self._jetson.power)
+        try:
+            rails, _, rule = power_from_jtop(self._jetson.power)
+        except ProtocolError as exc:
+            self._jetson.close()
+            raise SensorUnavailable(str(exc), "failed") from None
         self.rails = tuple(rails)
         self.total_rule = rule
 
@@ -64,7 +93,7 @@ class JtopSensor:
         t_ns = now_ns()
         try:
             rails, total, _ = power_from_jtop(self._jetson.power)
-        except (self._exc, KeyError, TypeError) as exc:
+        except (self._exc, ProtocolError) as exc:
             raise DeviceError(f"jtop read failed: {exc}") from None
         return PowerSample(t_ns=t_ns, rails_mw=rails, total_mw=total)
 

@@ -7,6 +7,7 @@ Jetson (NVML answers not supported there).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from edgebench.errors import DeviceError
@@ -72,6 +73,10 @@ class NvmlSensor:
                 powers = [float(nv.nvmlDeviceGetPowerUsage(h)) for h in self._handles]  # mW
         except nv.NVMLError as exc:
             raise DeviceError(f"NVML read failed: {exc}") from None
+        for rail, mw in zip(self.rails, powers, strict=True):
+            if not (math.isfinite(mw) and mw >= 0):  # a counter that went back: the driver was reloaded
+                what = "energy counter went backwards" if self._energy else f"power reads {mw} mW"
+                raise DeviceError(f"NVML {rail}: {what}: was the driver reloaded? measure again")
         rails = dict(zip(self.rails, powers, strict=True))
         return PowerSample(t_ns=t_ns, rails_mw=rails, total_mw=float(sum(powers)))
 

@@ -7,6 +7,9 @@ Where a `psys` zone exists (platform, laptops) it contains the packages and is t
 A counter wraps at max_energy_range_uj: a negative difference gets the range added.
 Since 2020 (PLATYPUS, CVE-2020-8694: energy readings leak secrets through power side channels) energy_uj is
 readable by root only.
+A counter or range that is no reading (not digits, more than a u64, a counter past its range) is
+SensorUnavailable when opening and a DeviceError when reading, never a rail. The power between two reads is not
+bounded: the counters move in about 1 ms steps, so two reads 0.1 ms apart can honestly show ten times the power.
 """
 
 from __future__ import annotations
@@ -25,6 +28,25 @@ PERMISSION_FIX = (
     "energy_uj is root-only since PLATYPUS (CVE-2020-8694): grant read access with "
     "`sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj` (until reboot) or a udev rule that does the same"
 )
+# The kernel's counters are u64 in µJ; a longer text is not one.
+MAX_COUNTER_DIGITS = 20
+
+
+def _counter(text: bytes | str, what: str, high: int = (1 << 64) - 1) -> int:
+    """A µJ counter or range from sysfs text: digits only, within 0..high; ValueError naming `what` otherwise."""
+    raw = text.strip()
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", "replace")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_COUNTER_DIGITS or int(raw) > high:
+        raise ValueError(f"{what}: {raw[:24]!r} is not a counter from 0 to {high}")
+    return int(raw)
+
+
+def _name(path: Path, default: str) -> str:
+    if not path.exists():
+        return default
+    with path.open("rb") as f:
+        return f.read(64).decode("ascii", "replace").strip() or default
 
 
 @dataclass(frozen=True)
@@ -46,16 +68,27 @@ def discover(root: Path = Path("/")) -> list[Zone]:
     """Package zones and their dram subzones under `root` (SensorUnavailable when none)."""
     base = root / POWERCAP_DIR
     zones: list[Zone] = []
-    for pkg in sorted(base.glob("intel-rapl:*")):
-        parts = pkg.name.split(":")
-        if len(parts) != 2 or not (pkg / "energy_uj").exists():
-            continue  # subzones are visited under their package; `intel-rapl` (no index) is the control type
-        name = (pkg / "name").read_text().strip() if (pkg / "name").exists() else pkg.name
-        zones.append(Zone(f"{name}", pkg / "energy_uj", int((pkg / "max_energy_range_uj").read_text())))
-        for sub in sorted(pkg.glob(f"{pkg.name}:*")):
-            sub_name = (sub / "name").read_text().strip() if (sub / "name").exists() else ""
-            if sub_name == "dram" and (sub / "energy_uj").exists():
-                zones.append(Zone(f"{name}-dram", sub / "energy_uj", int((sub / "max_energy_range_uj").read_text())))
+
+    def max_range(zone: Path) -> int:
+        path = zone / "max_energy_range_uj"
+        value = _counter(path.read_bytes()[:64], str(path))
+        if value == 0:
+            raise ValueError(f"{path}: a range of 0")
+        return value
+
+    try:
+        for pkg in sorted(base.glob("intel-rapl:*")):
+            parts = pkg.name.split(":")
+            if len(parts) != 2 or not (pkg / "energy_uj").exists():
+                continue  # subzones are visited under their package; `intel-rapl` (no index) is the control type
+            name = _name(pkg / "name", pkg.name)
+            zones.append(Zone(f"{name}", pkg / "energy_uj", max_range(pkg)))
+            for sub in sorted(pkg.glob(f"{pkg.name}:*")):
+                if _name(sub / "name", "") == "dram" and (sub / "energy_uj").exists():
+                    zones.append(Zone(f"{name}-dram", sub / "energy_uj", max_range(sub)))
+    except (OSError, ValueError) as exc:
+        raise SensorUnavailable(f"cannot read the RAPL zones under {base} ({exc}): is powercap intact?",
+                                "failed") from None
     if not zones:
         raise SensorUnavailable(f"no RAPL zones under {base}: not an Intel/AMD machine, or powercap not loaded")
     return zones
@@ -84,15 +117,15 @@ class RaplSensor:
             self.close()
             raise SensorUnavailable(f"permission denied on {exc.filename or 'energy_uj'}: {PERMISSION_FIX}",
                                     "permission") from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self.close()
             raise SensorUnavailable(f"cannot read RAPL counters: {exc}", "failed") from None
 
     def _counters(self) -> list[int]:
         values = []
-        for f in self._files:
+        for f, z in zip(self._files, self.zones, strict=True):
             f.seek(0)
-            values.append(int(f.read(64)))
+            values.append(_counter(f.read(64), str(z.energy_file), z.max_range_uj))
         return values
 
     def read(self) -> PowerSample:

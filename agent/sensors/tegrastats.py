@@ -319,6 +319,10 @@ class TegrastatsSensor:
         except PermissionError:
             self._stderr.close()
             raise SensorUnavailable(f"`{argv[0]}` is not executable by this user", "permission") from None
+        except OSError as exc:  # e.g. ENOEXEC: not a program at all
+            self._stderr.close()
+            raise SensorUnavailable(f"`{argv[0]}` cannot be run ({exc.strerror or exc}): check the command",
+                                    "failed") from None
         self._thread = threading.Thread(target=self._pump, name="tegrastats-reader", daemon=True)
         self._thread.start()
         first = self._wait(first_line_timeout_s)
@@ -336,7 +340,9 @@ class TegrastatsSensor:
         for attempt in range(20):
             try:
                 # stderr goes to a file, not a pipe nobody drains while it runs (a full pipe would stall it)
-                return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1)
+                # undecodable bytes become U+FFFD (a bad line), not a UnicodeDecodeError that kills the reader
+                return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
+                                        encoding="utf-8", errors="replace")
             except OSError as exc:
                 if exc.errno != errno.ETXTBSY or attempt == 19:
                     raise
@@ -345,9 +351,11 @@ class TegrastatsSensor:
 
     def _pump(self) -> None:
         assert self._proc.stdout is not None
-        for raw in self._proc.stdout:
+        for _, raw in _bounded_lines(self._proc.stdout):
             t_ns = now_ns()
             try:
+                if raw is None:
+                    raise BadInput(f"printed a line longer than {MAX_LINE_CHARS} characters: not tegrastats?")
                 line = parse_line(raw)
             except BadInput as exc:
                 with self._cond:
@@ -361,8 +369,9 @@ class TegrastatsSensor:
                 self._latest = to_sample(line, t_ns)
                 self._seq += 1
                 self._cond.notify_all()
-        self._stderr.seek(0)
-        err = self._stderr.read().decode("utf-8", "replace").strip()[-300:]
+        self._stderr.seek(0, 2)
+        self._stderr.seek(max(0, self._stderr.tell() - 4096))  # only the end of what it said matters
+        err = " ".join(self._stderr.read().decode("utf-8", "replace").split())[-300:]
         with self._cond:
             self._error = self._error or f"exited with {self._proc.wait()}{': ' + err if err else ''}"
             self._cond.notify_all()
