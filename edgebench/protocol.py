@@ -194,7 +194,8 @@ def _check_arg(op: str, arg: Arg, value: Any) -> Any:
     integer = arg.kind == "integer"
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise BadInput(f"{where} must be {'an integer' if integer else 'a number'}, got {_shown(value)}")
-    if not (math.isfinite(value) and arg.lo <= value <= arg.hi):
+    # an int is never NaN, and isfinite() of a 400-digit one would overflow
+    if not ((isinstance(value, int) or math.isfinite(value)) and arg.lo <= value <= arg.hi):
         raise BadInput(f"{where} = {_shown(value)} is outside [{arg.lo:g}, {arg.hi:g}]")
     return value
 
