@@ -125,6 +125,21 @@ def request(id_: int, op: str, **args: Any) -> dict[str, Any]:
     return {"id": id_, "op": op, "args": args}
 
 
+def hello_args(token: str | None = None) -> dict[str, Any]:
+    """The arguments of a client's hello: every version this side speaks, and the token when there is one."""
+    args: dict[str, Any] = {"versions": list(SUPPORTED_VERSIONS)}
+    if token:
+        args["token"] = token
+    return args
+
+
+def stdio_agent_args(sensor: str, engines_dir: str = "") -> list[str]:
+    """The arguments after `edgebench` that start a stdio agent (what `--agent local` and ssh:// run); the
+    agent's own command line (edgebench.agent.serve) accepts exactly these, as a test checks."""
+    args = ["agent", "--stdio", "--sensor", sensor]
+    return args + ["--engines", engines_dir] if engines_dir else args
+
+
 @dataclass(frozen=True)
 class Arg:
     """One argument of one operation: its JSON kind ("number", "integer", "text" or "versions") and bounds."""

@@ -175,10 +175,7 @@ class AgentClient:
 
     def greet(self) -> dict[str, Any]:
         """Send hello; check the version; keep and return the agent's answer."""
-        args: dict[str, Any] = {"versions": list(wire.SUPPORTED_VERSIONS)}
-        if self.token:
-            args["token"] = self.token
-        self.hello = self.call("hello", timeout_s=HELLO_REPLY_TIMEOUT_S, **args)
+        self.hello = self.call("hello", timeout_s=HELLO_REPLY_TIMEOUT_S, **wire.hello_args(self.token))
         return self.hello
 
     # --- requests -----------------------------------------------------------------------------------------
@@ -283,15 +280,13 @@ def edgebench_argv() -> list[str]:
 def local_command(engines_dir: Path, sensor: str, extra: list[str] | None = None) -> list[str]:
     """The argv of a local stdio agent: the same edgebench as this process."""
     return [
-        *edgebench_argv(), "agent", "--stdio", "--engines", str(engines_dir), "--sensor", sensor, *(extra or []),
+        *edgebench_argv(), *wire.stdio_agent_args(sensor, str(engines_dir)), *(extra or []),
     ]
 
 
 def ssh_command(spec: AgentSpec, remote_command: str, engines_dir: str, sensor: str) -> list[str]:
     """The argv that starts a stdio agent over ssh (batch mode: no password prompt can hang the session)."""
-    remote = shlex.split(remote_command) + ["agent", "--stdio", "--sensor", sensor]
-    if engines_dir:
-        remote += ["--engines", engines_dir]
+    remote = shlex.split(remote_command) + wire.stdio_agent_args(sensor, engines_dir)
     target = f"{spec.user}@{spec.host}" if spec.user else spec.host
     argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT_S)}"]
     if spec.port:

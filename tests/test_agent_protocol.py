@@ -204,6 +204,14 @@ def test_the_token_variable_is_one_constant(monkeypatch):
     assert token_option.envvar == wire.TOKEN_ENV == "EDGEBENCH_AGENT_TOKEN"
 
 
+def test_the_stdio_command_the_host_builds_is_the_one_the_agent_takes(tmp_path):
+    args = wire.stdio_agent_args("none", str(tmp_path))
+    assert args[0] == "agent"
+    params = serve.agent.make_context("agent", args[1:]).params
+    assert params["stdio"] and params["sensor"] == "none" and params["engines_dir"] == tmp_path
+    assert set(wire.hello_args("t")) == {a.name for a in wire.ARGUMENTS["hello"]}
+
+
 def test_a_broken_engine_is_reported_as_engine_failed(tiny_engines, tmp_path):
     import shutil
 
