@@ -82,12 +82,13 @@ class Preprocess:
     def apply(self, images: np.ndarray | Sequence[np.ndarray], height: int, width: int, channels: int) -> np.ndarray:
         """N x channels x height x width float32 inputs from 0..1 images."""
         if isinstance(images, np.ndarray):
-            resized = resize(images, height, width, self.method)
+            resized = _match_channels(resize(images, height, width, self.method), channels)
+        elif len(images):  # images of different sizes (an image folder): one at a time
+            resized = np.stack(
+                [_match_channels(resize(image[None], height, width, self.method), channels)[0] for image in images]
+            )
         else:
-            resized = np.stack([resize(image[None], height, width, self.method)[0] for image in images]) if len(
-                images
-            ) else np.zeros((0, 1, height, width), np.float32)
-        resized = _match_channels(resized, channels)
+            resized = np.zeros((0, channels, height, width), np.float32)
         if self.channel_order == "bgr" and channels == 3:
             resized = resized[:, ::-1]
         mean = np.asarray(self.mean, np.float32)

@@ -3,7 +3,8 @@
 Each engine runs the whole dataset in batches of its own (fixed) batch size, the last batch padded by repeating
 its final image and the padding's outputs dropped. Inputs are cast to the engine's input type (fp16 engines that
 take fp16 get fp16). The first output is read as class scores, one row per input (N x K or N x K x 1 x 1);
-top-1 is the fraction whose highest score is the label, top-5 (when K > 5) whose label is among the five highest.
+top-1 is the fraction whose highest score is the label, top-5 (when K and the dataset's class count both exceed 5)
+whose label is among the five highest.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def evaluate_entry(
         )
     n = len(data)
     top1 = topk_correct(scores, data.labels, 1) / n
-    top5 = topk_correct(scores, data.labels, 5) / n if classes > 5 else None
+    # top-5 says something only when both the model and the dataset have more than five classes
+    top5 = topk_correct(scores, data.labels, 5) / n if min(classes, len(data.classes)) > 5 else None
     return Accuracy(
         top1=top1, top5=top5, samples=n, dataset=data.description,
         preprocessing=preprocess.describe(height, width, channels),

@@ -135,3 +135,25 @@ def test_resize_choices_of_the_cli_are_the_datasets_methods():
     from edgebench.engines.eval_cli import RESIZE_CHOICES
 
     assert sorted(RESIZE_CHOICES) == sorted(RESIZE_METHODS)
+
+
+@pytest.mark.slow
+def test_few_classes_no_top5_and_too_few_outputs_is_bad_input(probed, tmp_path):
+    root, _ = probed
+    test = load_dataset("digits:test")
+    keep = test.labels < 3  # three classes: top-5 would always be 100 %, so it is not reported
+    np.savez(tmp_path / "three.npz", x=test.images[keep], y=test.labels[keep])
+    engine = ["--engine", "digits_probe_1_32_32_fp32", "--engines", str(root / "engines"), "--json"]
+    row = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "three.npz"), *engine]).output)
+    assert row["top5"] is None and row["top1"] > 0.5 and row["samples"] == int(keep.sum())
+    # labels beyond the model's ten outputs: refused, naming the fix
+    np.savez(tmp_path / "many.npz", x=test.images[:5], y=np.array([0, 1, 2, 3, 12]))
+    done = CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "many.npz"), *engine])
+    assert done.exit_code == 2 and "train-probe" in done.output
+
+
+def test_images_of_different_sizes_are_resized_one_by_one():
+    p = Preprocess("area", (0.0,), (1.0,))
+    images = [np.full((3, 10, 20), 0.5, np.float32), np.full((1, 4, 4), 0.25, np.float32)]
+    x = p.apply(images, 8, 8, 3)
+    assert x.shape == (2, 3, 8, 8) and np.allclose(x[0], 0.5) and np.allclose(x[1], 0.25)
