@@ -210,3 +210,28 @@ def test_estimate_idle_cpu_draws_the_floor_not_zero(tmp_path):
             EstimateSensor(tmp_path, idle_share=bad)
     with pytest.raises(BadInput, match="TDP"):
         EstimateSensor(tmp_path, tdp_w=0.0)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-5", "1e999", "9" * 400, "40001", "0x10", "\xff\xfe"])
+def test_ina3221_values_that_are_no_reading_are_refused(tmp_path, text):
+    dev = make_orin_hwmon(tmp_path)
+    sensor = open_sensor(tmp_path)
+    try:
+        (dev / "curr1_input").write_bytes(text.encode("latin-1") + b"\n")
+        with pytest.raises(DeviceError, match="INA3221 read failed.*curr1_input"):
+            sensor.read()
+    finally:
+        sensor.close()
+
+
+def test_ina3221_reading_garbage_at_open_is_skipped_by_the_probe(tmp_path):
+    dev = make_orin_hwmon(tmp_path)
+    (dev / "in1_input").write_text("nan\n")
+    write_proc(tmp_path, busy=10, idle=10)
+    found = probe(root=tmp_path, tegrastats_cmd=str(tmp_path / "none"), vcgencmd_cmd=str(tmp_path / "none"))
+    try:
+        reasons = dict(found.tried)
+        assert "in1_input" in reasons["ina3221"] and "not a reading" in reasons["ina3221"]
+        assert found.sensor.name == "estimate"
+    finally:
+        found.sensor.close()

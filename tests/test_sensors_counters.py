@@ -115,3 +115,30 @@ def test_permission_denied_names_the_fix(tmp_path):
     (pkg / "energy_uj").chmod(0)
     with pytest.raises(SensorUnavailable, match="chmod o\\+r .*CVE-2020-8694|CVE-2020-8694.*chmod o\\+r"):
         open_sensor(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "-5", "9" * 5000, "nan", "0", "\xff\xfe"])
+def test_garbage_range_is_a_reason_not_a_traceback(tmp_path, text):
+    pkg = make_rapl(tmp_path)
+    (pkg / "max_energy_range_uj").write_bytes(text.encode("latin-1") + b"\n")
+    with pytest.raises(SensorUnavailable, match="max_energy_range_uj") as info:
+        open_sensor(tmp_path)
+    assert info.value.kind == "failed"
+
+
+@pytest.mark.parametrize("text", ["garbage", "-5", "9" * 5000, f"{MAX_RANGE_UJ + 1}", "1e3"])
+def test_garbage_counter_is_a_reason_at_open_and_a_device_error_later(tmp_path, text):
+    from edgebench.errors import DeviceError
+
+    pkg = make_rapl(tmp_path)
+    (pkg / "energy_uj").write_text(text + "\n")
+    with pytest.raises(SensorUnavailable, match="energy_uj"):
+        open_sensor(tmp_path)
+    (pkg / "energy_uj").write_text("1000\n")
+    sensor = open_sensor(tmp_path)
+    try:
+        (pkg / "energy_uj").write_text(text + "\n")
+        with pytest.raises(DeviceError, match="RAPL read failed.*energy_uj"):
+            sensor.read()
+    finally:
+        sensor.close()

@@ -401,3 +401,17 @@ def test_unreadable_log_is_bad_input(tmp_path):
     locked.chmod(0)
     with pytest.raises(BadInput, match="cannot read"):
         read_log(locked, interval_ms=100)
+
+
+def test_rail_names_are_bounded_per_line_and_per_log(tmp_path):
+    from edgebench.agent.sensors.tegrastats import MAX_RAILS
+
+    many = " ".join(f"R{k} 1/1" for k in range(MAX_RAILS + 1))
+    with pytest.raises(BadInput, match="rails, more than"):
+        parse_line(many)
+    # each line a fresh set of names: every name becomes a column and an integral, so the log stops taking them
+    log_file = tmp_path / "names.log"
+    log_file.write_text("\n".join(" ".join(f"L{i}R{k} 1/1" for k in range(8)) for i in range(5000)) + "\n")
+    log = read_log(log_file, interval_ms=100)
+    assert len({r for s in log.samples for r in s.rails_mw}) == MAX_RAILS
+    assert log.bad_lines == 5000 - MAX_RAILS // 8 and log.first_bad_line == MAX_RAILS // 8 + 1

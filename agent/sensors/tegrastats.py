@@ -52,6 +52,9 @@ MAX_NUMBER_CHARS = 24
 YEARS = (1970, 2199)
 MAX_RAM_MB = 1 << 24  # 16 TiB
 MAX_FREQ_MHZ = 100_000
+# Boards have 3 to 8 rails (AGX Orin: 4 and an NC); a line or a whole log naming more is not one board's output,
+# and every distinct rail becomes a column and an integral of `rails --from-log`.
+MAX_RAILS = 64
 TEMP_RANGE_C = (-273.15, 1000.0)  # below absolute zero or above 1000 C is no sensor reading
 # `--interval-ms` of a recorded log: tegrastats takes whole ms; an hour between lines is already far-fetched.
 MAX_INTERVAL_MS = 3_600_000.0
@@ -140,6 +143,8 @@ def parse_line(line: str) -> TegrastatsLine:
         avg[name] = _number(a, f"rail {name} average mW", MAX_RAIL_MW)
         if x:
             mx[name] = _number(x, f"rail {name} max mW", MAX_RAIL_MW)
+    if len(cur) > MAX_RAILS:
+        raise BadInput(f"line names {len(cur)} rails, more than {MAX_RAILS}: not one board's tegrastats line")
     if not cur and not ram and not cpu:
         raise BadInput(f"not a tegrastats line: {line.strip()[:60]!r}")
     rule = total_rule_for(tuple(cur)) if cur else "none"
@@ -229,6 +234,7 @@ def read_log(path: str | Path, interval_ms: float | None = None, start_ns: int =
         raise BadInput(f"start time {start_ns} ns does not fit in int64: pass nanoseconds since the epoch")
     lines: list[TegrastatsLine] = []
     linenos: list[int] = []
+    rail_names: set[str] = set()
     bad, first_bad_line, first_bad = 0, 0, ""
     try:
         with p.open(encoding="utf-8", errors="replace") as stream:
@@ -238,7 +244,13 @@ def read_log(path: str | Path, interval_ms: float | None = None, start_ns: int =
                 try:
                     if raw is None:
                         raise BadInput(f"longer than {MAX_LINE_CHARS} characters: not a tegrastats line")
-                    lines.append(parse_line(raw))
+                    line = parse_line(raw)
+                    new = line.rails_cur_mw.keys() - rail_names
+                    if new and len(rail_names) + len(new) > MAX_RAILS:
+                        raise BadInput(f"brings the log to {len(rail_names) + len(new)} rail names, more than "
+                                       f"{MAX_RAILS}: not one board's log")
+                    rail_names.update(new)
+                    lines.append(line)
                     linenos.append(lineno)
                 except BadInput as exc:
                     bad += 1
