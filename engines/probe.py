@@ -73,16 +73,39 @@ def feature_graph(model):
     return out
 
 
-def extract_features(feature_model, inputs: np.ndarray) -> np.ndarray:
-    """Pooled features (N x D) of preprocessed inputs through onnxruntime on the CPU."""
+def _run_batched(session, output: str, inputs: np.ndarray) -> np.ndarray:
+    """`output` for every input, in chunks that fit the model's batch dimension (padded when it is fixed)."""
+    value = session.get_inputs()[0]
+    fixed = value.shape[0] if isinstance(value.shape[0], int) else None
+    for axis, size in ((2, value.shape[2]), (3, value.shape[3])):
+        if isinstance(size, int) and size != inputs.shape[axis]:
+            raise BadInput(
+                f"the model's input is fixed at {value.shape[2]}x{value.shape[3]}, not "
+                f"{inputs.shape[2]}x{inputs.shape[3]}: use --resolution {value.shape[2]}x{value.shape[3]}, or export "
+                "it with dynamic height and width"
+            )
+    step = fixed or FEATURE_BATCH
+    parts = []
+    for i in range(0, len(inputs), step):
+        chunk = inputs[i : i + step]
+        real = len(chunk)
+        if fixed and real < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
+        parts.append(session.run([output], {value.name: chunk})[0][:real])
+    return np.concatenate(parts)
+
+
+def _session(model):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(feature_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    parts = [session.run([FEATURES], {name: inputs[i : i + FEATURE_BATCH]})[0] for i in range(0, len(inputs), FEATURE_BATCH)]
-    return np.concatenate(parts).astype(np.float64)
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def extract_features(feature_model, inputs: np.ndarray) -> np.ndarray:
+    """Pooled features (N x D) of preprocessed inputs through onnxruntime on the CPU."""
+    return _run_batched(_session(feature_model), FEATURES, inputs).astype(np.float64)
 
 
 def fit_linear(features: np.ndarray, labels: np.ndarray, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -178,14 +201,5 @@ def train_probe(
 
 
 def _top1(model, inputs: np.ndarray, labels: np.ndarray) -> float:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    correct = 0
-    for i in range(0, len(inputs), FEATURE_BATCH):
-        logits = session.run([LOGITS], {name: inputs[i : i + FEATURE_BATCH]})[0]
-        correct += int(np.sum(np.argmax(logits, axis=1) == labels[i : i + FEATURE_BATCH]))
-    return correct / len(labels)
+    logits = _run_batched(_session(model), LOGITS, inputs)
+    return float(np.mean(np.argmax(logits, axis=1) == labels))

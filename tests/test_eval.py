@@ -157,3 +157,38 @@ def test_images_of_different_sizes_are_resized_one_by_one():
     images = [np.full((3, 10, 20), 0.5, np.float32), np.full((1, 4, 4), 0.25, np.float32)]
     x = p.apply(images, 8, 8, 3)
     assert x.shape == (2, 3, 8, 8) and np.allclose(x[0], 0.5) and np.allclose(x[1], 0.25)
+
+
+def _fixed_user_model(path):
+    """A user's classifier exported with a fixed 1x3x16x16 input: Conv 3->32, Relu, pool, Flatten, Gemm to 10."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((32, 3, 3, 3)).astype(np.float32)
+    fc = rng.standard_normal((10, 32)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "fixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(fc, "fc")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_train_probe_on_a_user_model_with_a_fixed_batch(tmp_path):
+    model = _fixed_user_model(tmp_path / "fixed.onnx")
+    out = tmp_path / "fixed_probe.onnx"
+    done = CliRunner().invoke(cli, ["train-probe", "--model", str(model), "--resolution", "16x16", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    test_line = next(line for line in done.output.splitlines() if line.startswith("test  top-1"))
+    assert float(test_line.split()[2]) > 20  # percent; chance is 10
+    wrong = CliRunner().invoke(cli, ["train-probe", "--model", str(model), "--resolution", "32x32", "--out", str(out)])
+    assert wrong.exit_code == 2 and "--resolution 16x16" in wrong.output
