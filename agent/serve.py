@@ -14,6 +14,7 @@ checked by `edgebench.protocol.parse_request` before an operation sees it.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import os
@@ -334,48 +335,67 @@ def _serve_connection(
 ) -> bool:
     """One TCP connection: its hello (token and all) within `hello_timeout_s`, then, once the session slot is
     free, the session. Calls `release_pending` once the hello phase is over. True when a session was served."""
-    who = f"{peer[0]}:{peer[1]}"
-    with conn, conn.makefile("rb") as rfile, conn.makefile("wb") as wfile:
-        session = Session(service)
-        response: dict[str, Any] | None = None
-        try:
-            conn.settimeout(hello_timeout_s + 1.0)  # a backstop per read; the watchdog bounds the total
-            line = _read_hello_line(conn, rfile, hello_timeout_s)
-            if line is None:
-                response = wire.error(0, "protocol", f"no hello within {hello_timeout_s:g} s: closing")
-            elif not line:
-                return False
-            elif len(line) > wire.MAX_LINE_BYTES:
-                response = wire.error(0, "protocol", f"request longer than {wire.MAX_LINE_BYTES} bytes")
-            else:
-                try:
-                    data = wire.decode(line)
-                except ProtocolError as exc:
-                    response = wire.error(0, "protocol", str(exc))
-                else:
-                    response = session.admit(data)
-        finally:
-            release_pending()
-        if response is None and not slot.acquire(timeout=BUSY_GRACE_S):
-            # the grace: the previous client may have said bye a moment before its session thread has ended
-            note(f"agent: refused {who}: busy")
-            response = wire.error(wire.request_id(data), "bad-input", BUSY_MESSAGE)
-        if response is not None:
-            _send(wfile, response)
+    rfile, wfile = conn.makefile("rb"), conn.makefile("wb")
+    try:
+        return _converse(service, conn, f"{peer[0]}:{peer[1]}", rfile, wfile, slot, release_pending,
+                         hello_timeout_s)
+    finally:
+        for stream in (wfile, rfile, conn):
+            with contextlib.suppress(OSError):  # a reset peer cannot take the flush of an error line
+                stream.close()
+
+
+def _converse(
+    service: AgentService,
+    conn: socket.socket,
+    who: str,
+    rfile: IO[bytes],
+    wfile: IO[bytes],
+    slot: threading.Lock,
+    release_pending: Callable[[], None],
+    hello_timeout_s: float,
+) -> bool:
+    """The hello phase, then the session (see _serve_connection)."""
+    session = Session(service)
+    response: dict[str, Any] | None = None
+    try:
+        conn.settimeout(hello_timeout_s + 1.0)  # a backstop per read; the watchdog bounds the total
+        line = _read_hello_line(conn, rfile, hello_timeout_s)
+        if line is None:
+            response = wire.error(0, "protocol", f"no hello within {hello_timeout_s:g} s: closing")
+        elif not line:
             return False
-        try:
-            note(f"agent: session from {who}")
-            conn.settimeout(IDLE_TIMEOUT_S)
+        elif len(line) > wire.MAX_LINE_BYTES:
+            response = wire.error(0, "protocol", f"request longer than {wire.MAX_LINE_BYTES} bytes")
+        else:
             try:
-                wfile.write(_answer(session, line))
-                wfile.flush()
-                serve_stream(service, rfile, wfile, session)
-            except OSError as exc:  # TimeoutError included
-                note(f"agent: session from {who} ended: {exc}")
-            note(f"agent: session from {who} closed")
-        finally:
-            slot.release()
-        return True
+                data = wire.decode(line)
+            except ProtocolError as exc:
+                response = wire.error(0, "protocol", str(exc))
+            else:
+                response = session.admit(data)
+    finally:
+        release_pending()
+    if response is None and not slot.acquire(timeout=BUSY_GRACE_S):
+        # the grace: the previous client may have said bye a moment before its session thread has ended
+        note(f"agent: refused {who}: busy")
+        response = wire.error(wire.request_id(data), "bad-input", BUSY_MESSAGE)
+    if response is not None:
+        _send(wfile, response)
+        return False
+    try:
+        note(f"agent: session from {who}")
+        conn.settimeout(IDLE_TIMEOUT_S)
+        try:
+            wfile.write(_answer(session, line))
+            wfile.flush()
+            serve_stream(service, rfile, wfile, session)
+        except OSError as exc:  # TimeoutError included
+            note(f"agent: session from {who} ended: {exc}")
+        note(f"agent: session from {who} closed")
+    finally:
+        slot.release()
+    return True
 
 
 def _turn_away(conn: socket.socket, message: str) -> None:
@@ -427,6 +447,9 @@ def serve_tcp(
 
         try:
             served = _serve_connection(service, conn, peer, slot, release_pending, hello_timeout_s)
+        except OSError as exc:  # a reset while closing: the peer's business
+            note(f"agent: connection from {peer[0]}:{peer[1]} ended: {exc}")
+            served = False
         except Exception as exc:  # one connection's trouble never stops the listener
             warn(f"agent: connection from {peer[0]}:{peer[1]} failed: {type(exc).__name__}: {exc}")
             served = False
