@@ -201,6 +201,7 @@ def test_cache_key_covers_source_options_versions_and_name():
     assert len({base, *variants}) == 6
 
 
+@pytest.mark.slow
 def test_a_fully_cached_sweep_imports_neither_onnx_nor_generates_models(tmp_path):
     import subprocess
     import sys

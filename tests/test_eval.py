@@ -183,6 +183,7 @@ def _fixed_user_model(path):
     return path
 
 
+@pytest.mark.slow
 def test_train_probe_on_a_user_model_with_a_fixed_batch(tmp_path):
     model = _fixed_user_model(tmp_path / "fixed.onnx")
     out = tmp_path / "fixed_probe.onnx"
