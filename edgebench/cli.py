@@ -19,7 +19,7 @@ from .errors import EdgebenchError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "build-engines": ("edgebench.engines.cli", "build_engines", "Build a sweep of inference engines."),
     "eval": ("edgebench.engines.eval_cli", "eval_engines", "Top-1/top-5 accuracy of built engines on a labelled dataset."),
-    "train-probe": ("edgebench.engines.eval_cli", "train_probe", "Fit a linear probe on a backbone's features: a real classifier."),
+    "train-probe": ("edgebench.engines.eval_cli", "train_probe", "Fit a linear probe on backbone features: a real classifier."),
     "study": ("edgebench.host.study_cli", "study", "Lab 2's input-size and model-size studies: accuracy vs cost."),
     "bench": ("edgebench.agent.cli", "bench", "Time engines on this machine (like trtexec / pyperf)."),
     "info": ("edgebench.agent.cli", "info", "Hardware and software this runs on."),
