@@ -86,6 +86,16 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def energy_unit(values: Sequence[float]) -> tuple[str, float]:
+    """("J", 1), ("mJ", 1e3) or ("µJ", 1e6): the unit that keeps the largest value at or above 0.1, so the tick
+    labels of a tiny engine read 2.6 mJ rather than 0.0026 J."""
+    top = max((abs(v) for v in values if _finite(v)), default=1.0)
+    for unit, scale in (("J", 1.0), ("mJ", 1e3)):
+        if top * scale >= 0.1:
+            return unit, scale
+    return "µJ", 1e6
+
+
 def _subtitle(result: PairingResult) -> str:
     return f"{result.meter or 'meter'} · {result.grid.label}"
 
@@ -354,14 +364,15 @@ def sources_figure(result: PairingResult, sort: str | None = None) -> Figure:
     figure_class = _matplotlib()
     engines = list(dict.fromkeys(b.engine for b in bars))
     sources = [s for s in SOURCE_LABELS if any(b.source == s for b in bars)]
+    unit, scale = energy_unit([b.j_per_inference for b in bars])
     width = 0.8 / len(sources)
     fig = figure_class(figsize=(max(6.0, 1.2 * len(engines) + 3), 5), dpi=100)
     ax = fig.subplots()
     for k, source in enumerate(sources):
         mine = {b.engine: b for b in bars if b.source == source}
         xs = [i + (k - (len(sources) - 1) / 2) * width for i, name in enumerate(engines) if name in mine]
-        heights = [mine[name].j_per_inference for name in engines if name in mine]
-        errors = [mine[name].u if _finite(mine[name].u) else 0.0 for name in engines if name in mine]
+        heights = [mine[name].j_per_inference * scale for name in engines if name in mine]
+        errors = [mine[name].u * scale if _finite(mine[name].u) else 0.0 for name in engines if name in mine]
         container = ax.bar(
             xs, heights, width, yerr=errors if any(errors) else None, capsize=2, label=SOURCE_LABELS[source],
             color=SOURCE_COLOURS[source], hatch="//" if source == "model" else None, edgecolor="white",
@@ -370,7 +381,7 @@ def sources_figure(result: PairingResult, sort: str | None = None) -> Figure:
             patch.set_gid(f"bar:{source}:{name}")
     ax.set_xticks(range(len(engines)), engines, rotation=30, ha="right", fontsize=7)
     ax.set_xlabel("engine (table order)")
-    ax.set_ylabel("energy per inference (J)")
+    ax.set_ylabel(f"energy per inference ({unit})")
     ax.set_title(f"wall meter vs estimate vs on-board rails · {_subtitle(result)}", fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7)
@@ -397,13 +408,14 @@ def ranked_figure(result: PairingResult, sort: str | None = None) -> Figure:
     y = np.arange(len(ranked))
     fig = figure_class(figsize=(11, max(2.5, 0.45 * len(ranked) + 1.5)), dpi=100)
     left, right = fig.subplots(1, 2, sharey=True)
-    values = [v if _finite(v) else 0.0 for v, _ in energy]
-    errors = [u if _finite(u) else 0.0 for _, u in energy]
+    unit, scale = energy_unit([v for v, _ in energy])
+    values = [v * scale if _finite(v) else 0.0 for v, _ in energy]
+    errors = [u * scale if _finite(u) else 0.0 for _, u in energy]
     left.barh(y, values, xerr=errors if any(errors) else None, capsize=2, color="#1f77b4")
     right.barh(y, [v if _finite(v) else 0.0 for v in co2_g_per_million], color="#8c564b")
     left.set_yticks(y, [f"{i}. {name}" for i, name in enumerate(names, 1)], fontsize=7)
     left.invert_yaxis()  # rank 1 at the top
-    left.set_xlabel(f"{'net (above idle)' if net else 'gross (wall)'} energy per inference (J)")
+    left.set_xlabel(f"{'net (above idle)' if net else 'gross (wall)'} energy per inference ({unit})")
     left.set_ylabel("engine, by rank")
     right.set_xlabel(f"CO2 per million inferences (g; {result.grid.region or 'grid'} factor, PUE {result.pue:g})")
     for ax in (left, right):

@@ -308,3 +308,26 @@ def test_write_plots_writes_each_plot_as_png_and_svg_with_labelled_axes(measured
     assert ranked.index("1. mbv2_4_120_392_fp16") < ranked.index("2. resnet18_1_224_224_fp32")
     again = plot.write_plots(tmp_path / "again", result, records, trace, suffixes=(".svg",))
     assert [p.read_bytes() for p in again] == [(tmp_path / p.name).read_bytes() for p in again]  # reproducible
+
+
+@needs_matplotlib
+def test_small_energies_are_drawn_in_millijoules(measured):
+    from dataclasses import replace
+
+    assert plot.energy_unit([0.6, 1.44]) == ("J", 1.0)
+    assert plot.energy_unit([0.0026, 0.0065]) == ("mJ", 1e3)
+    assert plot.energy_unit([3e-5, float("nan")]) == ("µJ", 1e6)
+    _, _, _, result = measured
+    tiny = replace(result, engines=tuple(
+        replace(e, gross_j_per_inference=e.gross_j_per_inference / 1000, net_j_per_inference=e.net_j_per_inference / 1000,
+                gross_j_per_inference_u=e.gross_j_per_inference_u / 1000, net_j_per_inference_u=e.net_j_per_inference_u / 1000,
+                rail_j_per_inference=e.rail_j_per_inference / 1000, latency_mean_ms=e.latency_mean_ms / 1000)
+        for e in result.engines
+    ))  # fmt: skip
+    left, _ = plot.ranked_figure(tiny).axes
+    assert left.get_xlabel() == "net (above idle) energy per inference (mJ)"
+    assert [p.get_width() for p in left.patches] == pytest.approx([0.08, 0.4, 1.12], rel=1e-6)  # mJ, as labelled
+    (ax,) = plot.sources_figure(tiny).axes
+    assert ax.get_ylabel() == "energy per inference (mJ)"
+    bars = {p.get_gid(): p.get_height() for p in ax.patches if p.get_gid()}
+    assert bars["bar:wall:resnet18_1_224_224_fp32"] == pytest.approx(0.6, rel=1e-6)
