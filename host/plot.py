@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 PLOT_EXTRA = "pip install 'edgebench[plot]'"
 SUFFIXES = (".png", ".svg", ".pdf")
 FIRST_ITERATIONS = 10  # lab 2: the first ten iterations, warm-up included
+MAX_LEGEND_ENGINES = 16  # more engines than this: no per-engine legend entries (colours still differ)
 MAX_TRACE_POINTS = 4000  # above this the power trace is drawn as a per-bin min/max envelope
 
 # column -> (axis label with units, uncertainty getter or None)
@@ -220,7 +221,8 @@ def warmup_figure(records: Sequence[RunRecord], *, first: int = FIRST_ITERATIONS
         x = np.arange(1, len(sequence_ms) + 1)
         warm = min(len(r.warmup_latencies_ns), len(sequence_ms))
         colour = colours[engine]
-        (line,) = ax.plot(x, sequence_ms, "-", color=colour, alpha=0.6, label=engine)
+        label = engine if len(windows) <= MAX_LEGEND_ENGINES else None
+        (line,) = ax.plot(x, sequence_ms, "-", color=colour, alpha=0.6, label=label)
         line.set_gid(f"latency:{engine}")
         ax.plot(x[:warm], sequence_ms[:warm], "o", mfc="white", color=colour, markersize=6)
         ax.plot(x[warm:], sequence_ms[warm:], "o", color=colour, markersize=6)
@@ -287,6 +289,8 @@ def power_figure(trace: MeterTrace, result: PairingResult) -> Figure:
             continue  # a window that never ran has no span to shade
         key = "idle" if w.kind == "idle" else w.engine
         label = None if key in labelled else ("idle window" if key == "idle" else w.engine)
+        if key != "idle" and len(engines) > MAX_LEGEND_ENGINES:
+            label = None  # a legend of 72 engines hides the plot: the table says which window is whose
         labelled.add(key)
         span = ax.axvspan(
             (w.start_host_ns - t0) / 1e9, (w.end_host_ns - t0) / 1e9,
@@ -366,7 +370,7 @@ def sources_figure(result: PairingResult, sort: str | None = None) -> Figure:
     sources = [s for s in SOURCE_LABELS if any(b.source == s for b in bars)]
     unit, scale = energy_unit([b.j_per_inference for b in bars])
     width = 0.8 / len(sources)
-    fig = figure_class(figsize=(max(6.0, 1.2 * len(engines) + 3), 5), dpi=100)
+    fig = figure_class(figsize=(min(30.0, max(6.0, 1.2 * len(engines) + 3)), 5), dpi=100)
     ax = fig.subplots()
     for k, source in enumerate(sources):
         mine = {b.engine: b for b in bars if b.source == source}
