@@ -73,6 +73,14 @@ def evaluate_entry(
             f"engine {entry.name} scores {classes} classes but the dataset has labels up to {int(data.labels.max())}: "
             "fit a head for this dataset first (`edgebench train-probe`)"
         )
+    if classes != len(data.classes):
+        from edgebench.console import warn
+
+        warn(
+            f"{entry.name} scores {classes} classes but the dataset has {len(data.classes)}: output index k is read "
+            "as the dataset's k-th class (sorted folder names); if they are not the same classes, fit a head with "
+            "`edgebench train-probe`"
+        )
     n = len(data)
     top1 = topk_correct(scores, data.labels, 1) / n
     # top-5 says something only when both the model and the dataset have more than five classes

@@ -83,8 +83,8 @@ def test_eval_reads_npz_and_image_folders_the_same(probed, tmp_path):
         (folder / f"class{label}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / f"class{label}" / f"{k}.png")
     engine = ["--engine", "digits_probe_4_32_32_fp32", "--engines", str(root / "engines"), "--json"]
-    a = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "d.npz"), *engine]).output)
-    b = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(folder), *engine]).output)
+    a = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "d.npz"), *engine]).stdout)
+    b = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(folder), *engine]).stdout)
     assert a["samples"] == b["samples"] == len(pick)
     assert a["top1"] == b["top1"] > 0.5
 
@@ -144,7 +144,9 @@ def test_few_classes_no_top5_and_too_few_outputs_is_bad_input(probed, tmp_path):
     keep = test.labels < 3  # three classes: top-5 would always be 100 %, so it is not reported
     np.savez(tmp_path / "three.npz", x=test.images[keep], y=test.labels[keep])
     engine = ["--engine", "digits_probe_1_32_32_fp32", "--engines", str(root / "engines"), "--json"]
-    row = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "three.npz"), *engine]).output)
+    done = CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "three.npz"), *engine])
+    assert "scores 10 classes but the dataset has 3" in done.stderr  # said, since index k is read as class k
+    row = json.loads(done.stdout)
     assert row["top5"] is None and row["top1"] > 0.5 and row["samples"] == int(keep.sum())
     # labels beyond the model's ten outputs: refused, naming the fix
     np.savez(tmp_path / "many.npz", x=test.images[:5], y=np.array([0, 1, 2, 3, 12]))
