@@ -176,6 +176,16 @@ def test_bad_html_paths_are_one_line(measure_dir, tmp_path):
         assert words in line and "--html" in line
     res = invoke("report", measure_dir, "--html", tmp_path / "r.html", "--sort", "colour")
     assert res.exit_code == 2 and "unknown sort column" in res.output
+    res = invoke("report", measure_dir, "--plots", tmp_path / "file" / "plots")
+    assert res.exit_code == 2 and "cannot create" in res.output and "Traceback" not in res.output
+
+
+@needs_matplotlib
+def test_the_results_stay_on_stdout_and_the_notes_on_stderr(measure_dir, tmp_path):
+    res = invoke("report", measure_dir, "--format", "json", "--html", tmp_path / "r.html", "--plots", tmp_path / "p")
+    assert res.exit_code == 0, res.output
+    assert [e["engine"] for e in json.loads(res.stdout)["engines"]][0] == "mbv2_4_120_392_fp16"
+    assert f"wrote {tmp_path / 'r.html'}" in res.stderr and "wrote 8 plots" in res.stderr
 
 
 # --- in a real browser ------------------------------------------------------------------------------------------
