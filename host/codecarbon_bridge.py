@@ -35,7 +35,8 @@ EMISSIONS_COLUMNS: tuple[str, ...] = (
 INSTALL_HINT = "pip install 'edgebench[codecarbon]'"
 
 
-def _import_tracker():
+def require_codecarbon():
+    """CodeCarbon's OfflineEmissionsTracker class; MissingDependency naming the extra when it is absent."""
     try:
         from codecarbon import OfflineEmissionsTracker
     except ImportError:
@@ -54,7 +55,7 @@ class CodeCarbonWindow:
     @classmethod
     def begin(cls, country_iso_code: str, *, measure_power_secs: float = 1.0) -> CodeCarbonWindow:
         """Start the tracker (CodeCarbon's grid factor is its own for `country_iso_code`, e.g. USA)."""
-        tracker_class = _import_tracker()
+        tracker_class = require_codecarbon()
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
         tracker = tracker_class(
             country_iso_code=country_iso_code,

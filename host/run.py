@@ -121,9 +121,9 @@ def run(
         raise BadInput("no command to measure: put it after `--`, e.g. edgebench run --meter PORT -- python train.py")
     factor = resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
     if codecarbon:
-        from .codecarbon_bridge import _import_tracker
+        from .codecarbon_bridge import require_codecarbon
 
-        _import_tracker()  # a missing extra is said before the meter opens
+        require_codecarbon()  # a missing extra is said before the meter opens
     monitor = Monitor(
         meter, protocol=protocol, address=address, out=out, idle_s=idle_s, idle_power_w=idle_power_w,
         grid=factor, pue=pue, min_samples=min_samples, meter_timeout_s=meter_timeout_s,
@@ -135,7 +135,7 @@ def run(
         status, result = run_command(monitor, argv, iterations, name)
     finally:
         monitor.stop()
-    data = {"command": argv, "exit_status": status, **result.to_dict()}
+    data = _json_safe({"command": argv, "exit_status": status, **result.to_dict()})
     (out / RESULT_JSON).write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
     if emissions_csv is not None:
         from .codecarbon_bridge import write_emissions_csv
@@ -143,7 +143,7 @@ def run(
         note(f"appended to {write_emissions_csv(emissions_csv, [result])}")
     if not result.valid:
         warn(f"the window is {result.status}")
-    if math.isnan(result.net_energy_j):
+    if not math.isfinite(result.net_energy_j):
         warn("no valid idle baseline: net figures need one (--idle S, or --idle-power W)")
     if status != 0:
         warn(f"the command exited with status {status}")
@@ -153,7 +153,18 @@ def run(
         click.echo("\n".join([f"command  {shlex.join(argv)} (exit {status})", *result.lines()]))
         note(f"results: {out / RESULT_JSON}, meter log {out / 'meter.sqlite'}")
     if status != 0:
-        raise SystemExit(status if 0 < status < 256 else 1)
+        raise SystemExit(status if 0 < status < 256 else 128 - status if status < 0 else 1)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as null (JSON has neither; a missing idle baseline leaves the net figures NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 # --- train-estimate -------------------------------------------------------------------------------------------

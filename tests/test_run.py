@@ -234,3 +234,27 @@ def test_ctrl_c_ends_the_window_and_it_is_still_measured(tmp_path):
     assert result["status"] == "ok"
     assert 1.5 < result["duration_s"] < 10
     assert result["gross_energy_j"] == pytest.approx(10.0 * result["duration_s"], rel=0.01)
+
+
+def _strict_json(text):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.slow
+def test_without_a_baseline_the_net_figures_are_null_in_strict_json(tmp_path):
+    out = tmp_path / "o"
+    with start_emulator("lines", RampProfile(10.0, 0.0), interval_s=INTERVAL_S) as meter:
+        proc = subprocess.run(
+            [*edgebench_argv(), "run", "--meter", meter.port, "--protocol", "lines", "--idle", "0", "--out", str(out),
+             "--json", "--", sys.executable, "-c", "import time; time.sleep(1.2)"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no valid idle baseline" in proc.stderr
+    for text in (proc.stdout, (out / "result.json").read_text()):
+        data = _strict_json(text)
+        assert data["net_energy_j"] is None and data["idle_power_w"] is None
+        assert data["gross_energy_j"] == pytest.approx(10.0 * data["duration_s"], rel=0.01)
