@@ -120,6 +120,10 @@ def run(
     if not argv:
         raise BadInput("no command to measure: put it after `--`, e.g. edgebench run --meter PORT -- python train.py")
     factor = resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
+    if emissions_csv is not None and not emissions_csv.parent.is_dir():
+        raise BadInput(
+            f"--emissions-csv {emissions_csv}: no folder {emissions_csv.parent} to write it in; create it or pick another"
+        )
     if codecarbon:
         from .codecarbon_bridge import require_codecarbon
 

@@ -81,6 +81,11 @@ def test_run_measures_a_command_of_known_duration_within_1_percent(tmp_path):
     assert result["co2_lb"] == pytest.approx(gross / 3.6e9 * 1067.7, rel=0.01)
     assert result["grid"]["edition"] == "eGRID2019"
     assert "gross" in proc.stdout and "RFCW 1067.7 lb CO2/MWh" in proc.stdout
+    # the measured run feeds the training projection: 100 iterations in duration_s at the mean wall power
+    res = invoke("train-estimate", "--from-run", str(out), "--total-iterations", "1000", "--pue", "1", "--json")
+    projection = json.loads(res.output)
+    assert projection["hours"] == pytest.approx(result["duration_s"] * 10 / 3600)
+    assert projection["energy_j"] == pytest.approx(result["mean_power_w"] * result["duration_s"] * 10)
     rows = list(csv.DictReader(emissions.open()))
     assert len(rows) == 1
     assert float(rows[0]["energy_consumed"]) == pytest.approx(gross / 3.6e6, rel=0.01)
@@ -116,6 +121,10 @@ def test_run_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and "--idle" in res.output
     res = invoke("run", "--meter", "/dev/null")
     assert res.exit_code == 2 and "COMMAND" in res.output
+    # said before the meter opens, not after the command ran
+    res = invoke("run", "--meter", str(tmp_path / "no-such-port"), "--emissions-csv", str(tmp_path / "no" / "e.csv"),
+                 "--", "true")  # fmt: skip
+    assert res.exit_code == 2 and "--emissions-csv" in res.output and "no serial port" not in res.output
 
 
 @pytest.mark.slow
