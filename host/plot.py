@@ -474,6 +474,14 @@ def report_figures(
             "J/inference (1-sigma error bars) and CO2 per million inferences per engine, in the table's rank order.",
             ranked_figure(result, sort),
         ))
+    y = default_sort(result.engines)
+    if any(e.ok and _finite(e.gflops_per_inference) and _finite(sort_getter(y)(e)) for e in result.engines):
+        out.append(ReportFigure(
+            "gflops-energy",
+            f"{'Net' if y == 'net_j' else 'Gross'} J/inference against GFLOPs per inference (from the engines' "
+            "manifest), one point per engine: colour = backbone, marker = precision, error bars = 1 sigma.",
+            scatter_figure(result, x="gflops", y=y),
+        ))
     return out
 
 

@@ -288,7 +288,7 @@ def test_the_page_in_a_real_browser(browser, measured_for_real, measure_dir, tmp
     assert requests == [out.as_uri()] and errors == []  # nothing fetched but the page; the script ran cleanly
     # the four plots rendered with a size, their axis labels as text
     boxes = page_.evaluate("Array.from(document.querySelectorAll('figure svg')).map(s => s.getBoundingClientRect().width)")
-    assert len(boxes) == 4 and min(boxes) > 300
+    assert len(boxes) == 5 and min(boxes) > 300  # the tiny engines carry FLOPs: the GFLOPs scatter too
     assert "wall power (W)" in page_.inner_text("#plot-wall-power")
     # the table read back from the page equals table.json
     engines = [e["engine"] for e in doc["engines"]]

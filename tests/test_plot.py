@@ -331,3 +331,23 @@ def test_small_energies_are_drawn_in_millijoules(measured):
     assert ax.get_ylabel() == "energy per inference (mJ)"
     bars = {p.get_gid(): p.get_height() for p in ax.patches if p.get_gid()}
     assert bars["bar:wall:resnet18_1_224_224_fp32"] == pytest.approx(0.6, rel=1e-6)
+
+
+@needs_matplotlib
+def test_engines_with_flops_add_the_energy_against_gflops_scatter(measured):
+    from dataclasses import replace
+
+    _, records, trace, result = measured
+    names = [f.name for f in plot.report_figures(result, records, trace)]
+    assert names == ["latency-first-iterations", "wall-power", "energy-sources", "ranked-energy-co2"]  # no FLOPs
+    gflops = {"resnet18_1_224_224_fp32": 1.82, "mbv2_4_120_392_fp16": 0.94, "sp_squeeze_2_120_392_FP16_seq_4": 0.7}
+    with_flops = replace(result, engines=tuple(
+        replace(e, gflops_per_inference=gflops.get(e.engine, float("nan"))) for e in result.engines
+    ))  # fmt: skip
+    figures = {f.name: f.figure for f in plot.report_figures(with_flops, records, trace)}
+    (ax,) = figures["gflops-energy"].axes
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("GFLOPs per inference", "J per inference above idle")
+    points = {line.get_gid(): line.get_data() for line in ax.lines if (line.get_gid() or "").startswith("point:")}
+    for name, g in gflops.items():
+        (x,), (y,) = points[f"point:{name}"]
+        assert (x, y) == pytest.approx((g, EXPECTED[name][1]), rel=1e-6)
