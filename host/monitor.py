@@ -281,6 +281,7 @@ class Monitor:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+            self.out = None  # a later start() takes a fresh temporary folder
 
     def __enter__(self) -> Monitor:
         self.start()

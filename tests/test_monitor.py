@@ -82,6 +82,7 @@ def test_named_windows_from_inside_a_training_loop(tmp_path):
     profile = SwitchedProfile(idle_w=20.0, busy_w=60.0)
     with start_emulator("lines", profile, interval_s=INTERVAL_S) as meter:
         mon = Monitor(meter.port, protocol="lines", idle_s=1.0, grid=egrid_factor()).start()
+        tmp = mon.out
         try:
             time.sleep(0.2)  # the idle window's right edge is interpolated with the reading after it: keep it idle
             epochs = []
@@ -110,7 +111,7 @@ def test_named_windows_from_inside_a_training_loop(tmp_path):
         # net: 40 W above idle for the busy 1.5 s, nothing for the rest
         assert m.net_energy_j == pytest.approx(40.0 * 1.5, rel=0.05)
         assert m.net_j_per_iteration == pytest.approx(m.net_energy_j / 50)
-    assert mon.out is None or not mon.out.exists()  # the temporary folder is gone after stop()
+    assert mon.out is None and not tmp.exists()  # the temporary folder is gone after stop()
 
 
 @pytest.mark.slow
