@@ -416,7 +416,7 @@ def write_report(
     _check_writable(out)  # before the drawing, which takes a while
     session = session or d.session()
     records = d.records() if records is None else records
-    text = render_report(result, records=records, trace=session_trace(d, session), session=session, directory=d.path, sort=sort)
+    text = render_report(result, records=records, trace=d.session_trace(session), session=session, directory=d.path, sort=sort)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -424,13 +424,6 @@ def write_report(
     except OSError as exc:
         raise BadInput(f"cannot write --html {out} ({exc.strerror}): give a path you can write to") from None
     return out
-
-
-def session_trace(d: MeasureDir, session: Session) -> MeterTrace:
-    """The directory's meter log as its session recorded it (sensor address, resolution, meter name)."""
-    return d.trace(
-        address=session.extra.get("meter_address") or None, resolution_w=session.resolution_w, meter=session.meter
-    )
 
 
 def write_plot_files(
@@ -447,4 +440,4 @@ def write_plot_files(
 
     session = session or d.session()
     records = d.records() if records is None else records
-    return write_plots(out_dir, result, records, session_trace(d, session), sort=sort)
+    return write_plots(out_dir, result, records, d.session_trace(session), sort=sort)

@@ -301,6 +301,12 @@ class MeasureDir:
             trace = replace(trace, meter=meter)
         return trace
 
+    def session_trace(self, session: Session) -> MeterTrace:
+        """The meter log as the session recorded it: its sensor address, resolution and meter name."""
+        return self.trace(
+            address=session.extra.get("meter_address") or None, resolution_w=session.resolution_w, meter=session.meter
+        )
+
     # --- writing ------------------------------------------------------------------------------------------
 
     def write_session(self, session: Session) -> None:
@@ -335,11 +341,7 @@ class MeasureDir:
         clock = session.clock if session.clock is not None else clock
         if clock is None:
             clock = ZERO_OFFSET
-        trace = self.trace(
-            address=session.extra.get("meter_address") or None,
-            resolution_w=session.resolution_w,
-            meter=session.meter,
-        )
+        trace = self.session_trace(session)
         return pair(
             records,
             trace,
