@@ -228,6 +228,12 @@ def _footer(result: PairingResult, sort: str) -> list[str]:
     )
     if any(e.rail_estimate for e in result.engines):
         lines.append("* rail figure modelled (estimate), not measured")
+    best = next((e for _, e in rank(result.engines, sort) if e.ok and math.isfinite(e.co2_kg_per_inference)), None)
+    if best is not None:
+        from .carbon import context_lines
+
+        lines.append(f"{best.engine} (rank 1), at the wall:")
+        lines += context_lines(best.co2_kg_per_inference)  # CO2 per inference already includes the PUE
     if has_accuracy(result.engines):
         found = fronts(result.engines)
         figure = "net" if found.energy_field.startswith("net") else "gross (no idle baseline)"

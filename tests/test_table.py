@@ -174,3 +174,15 @@ def test_top5_column_only_when_some_engine_has_it(result):
     evaluated = _with_accuracy(result, {"mbv2_4_120_392_fp16": 0.5}, top5=False)
     header = render(evaluated, "table")[0]
     assert "top-1 %" in header and "top-5 %" not in header
+
+
+def test_footer_gives_the_first_ranked_engines_equivalents(result):
+    from edgebench.host.carbon import equivalence_factors
+
+    lines = render(result, "table")
+    best = next(e for _, e in rank(result.engines) if e.ok)
+    assert f"{best.engine} (rank 1), at the wall:" in lines
+    million = best.co2_kg_per_inference * 1e6
+    assert f"1,000,000 inferences emit {million:.4g} kg CO2, about:" in lines
+    miles = next(f for f in equivalence_factors() if "mile" in f.what)
+    assert any(line.strip().startswith(f"~{miles.of(million):.3g} {miles.what}") for line in lines)
