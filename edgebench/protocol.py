@@ -136,8 +136,7 @@ def hello_args(token: str | None = None) -> dict[str, Any]:
 def stdio_agent_args(sensor: str, engines_dir: str = "") -> list[str]:
     """The arguments after `edgebench` that start a stdio agent (what `--agent local` and ssh:// run); the
     agent's own command line (edgebench.agent.serve) accepts exactly these, as a test checks."""
-    args = ["agent", "--stdio", "--sensor", sensor]
-    return args + ["--engines", engines_dir] if engines_dir else args
+    return ["agent", "--stdio", *(["--engines", engines_dir] if engines_dir else []), "--sensor", sensor]
 
 
 @dataclass(frozen=True)

@@ -247,7 +247,7 @@ def test_agent_specs_parse():
     assert ssh == AgentSpec("ssh", host="orin", port=2222, user="nvidia", engines_dir="/home/nvidia/engines")
     argv = ssh_command(ssh, "~/venv/bin/edgebench", ssh.engines_dir, "auto")
     assert argv[:4] == ["ssh", "-T", "-o", "BatchMode=yes"] and "-p" in argv and "nvidia@orin" in argv
-    assert argv[-1] == "'~/venv/bin/edgebench' agent --stdio --sensor auto --engines /home/nvidia/engines"
+    assert argv[-1] == "'~/venv/bin/edgebench' agent --stdio --engines /home/nvidia/engines --sensor auto"
     for bad in ("http://x", "tcp://", "jetson:8765", "tcp://jetson:port", "tcp://jetson:1/engines"):
         with pytest.raises(BadInput):
             parse_agent(bad)
@@ -464,7 +464,7 @@ def test_ssh_agent_through_the_real_ssh_command_line(tiny_engines, tmp_path, mon
         assert client.call("run", engine="squeezenet1_1_1_32_32_fp32", iterations=10)["record"]["iterations"] == 10
     argv = json.loads(log.read_text().splitlines()[0])
     assert argv[:3] == ["-T", "-o", "BatchMode=yes"] and ["-p", "2222"] == argv[argv.index("-p"):argv.index("-p") + 2]
-    assert argv[-3:-1] == ["--", "me@device"] and argv[-1].endswith(f"agent --stdio --sensor none --engines {tiny_engines}")
+    assert argv[-3:-1] == ["--", "me@device"] and argv[-1].endswith(f"agent --stdio --engines {tiny_engines} --sensor none")
 
 
 @pytest.mark.parametrize(
