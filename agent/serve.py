@@ -417,11 +417,12 @@ def serve_tcp(
     announce: Callable[[str], Any] = print,
     hello_timeout_s: float = HELLO_TIMEOUT_S,
     max_pending: int = MAX_PENDING_HELLOS,
+    stop: threading.Event | None = None,
 ) -> None:
     """Serve sessions on HOST:PORT, one at a time: a client that has said hello while one runs is told so and
     closed (two measurements at once would spoil both). Connections that have not said hello yet are handled
     side by side (at most `max_pending`, each for at most `hello_timeout_s`) and never hold the session slot.
-    `once` stops after the first session."""
+    `once` stops after the first session; setting `stop` stops accepting (within half a second)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -435,7 +436,7 @@ def serve_tcp(
     announce(f"edgebench agent listening on {host}:{server.getsockname()[1]}")
     slot = threading.Lock()
     pending = threading.BoundedSemaphore(max_pending)
-    finished = threading.Event()
+    finished = stop or threading.Event()
 
     def connection(conn: socket.socket, peer: tuple) -> None:
         released = threading.Event()

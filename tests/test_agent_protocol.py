@@ -357,24 +357,23 @@ def test_silent_and_trickling_clients_do_not_keep_a_real_client_out(tcp_agent):
 
 @pytest.fixture()
 def quick_agent(tiny_engines):
-    """serve_tcp in this process with a 0.6 s hello deadline and room for 2 pending hellos; yields the port.
-    `once`: the test ends it with one real session."""
+    """serve_tcp in this process with a 0.6 s hello deadline and room for 2 pending hellos; yields the port."""
     ports: list[int] = []
+    stop = threading.Event()
     service = AgentService(engines_dir=tiny_engines, token="s3cret")
     thread = threading.Thread(
         target=serve_tcp, args=(service, "127.0.0.1", 0),
-        kwargs={"once": True, "announce": lambda line: ports.append(int(line.rsplit(":", 1)[1])),
-                "hello_timeout_s": 0.6, "max_pending": 2},
+        kwargs={"announce": lambda line: ports.append(int(line.rsplit(":", 1)[1])), "hello_timeout_s": 0.6,
+                "max_pending": 2, "stop": stop},
         daemon=True,
     )
     thread.start()
-    for _ in range(100):
+    for _ in range(250):
         if ports:
             break
         time.sleep(0.02)
     yield ports[0]
-    with connect(AgentSpec("tcp", host="127.0.0.1", port=ports[0]), engines_dir=".", token="s3cret") as client:
-        client.call("clock")
+    stop.set()
     thread.join(5)
     assert not thread.is_alive()
 
@@ -423,6 +422,27 @@ def test_pending_hellos_are_bounded_and_the_rest_turned_away_at_once(quick_agent
     finally:
         for sock in silent:
             sock.close()
+
+
+@pytest.mark.parametrize(
+    "first, kind, words",
+    [
+        (b"GET / HTTP/1.1", "protocol", "not an edgebench agent message"),
+        (b'{"id": ' + b"7" * 5000 + b', "op": "hello"}', "protocol", "thousands of digits"),
+        (b'{"id": 1, "op": "hello", "args": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", "protocol", "nested deeper"),
+        (wire.encode(wire.request(1, "clock")).strip(), "bad-input", "send hello first"),
+        (wire.encode(wire.request(1, "hello", versions=[1])).strip(), "bad-input", "token rejected"),
+        (b'{"id": 1, "op": "hello", "args": {"versions": [1], "token": "\\udc80"}}', "bad-input", "surrogates"),
+        (wire.encode(wire.request(1, "hello", versions=[9], token="s3cret")).strip(), "bad-input", "upgrade"),
+    ],
+)
+def test_a_bad_first_line_gets_one_answer_and_the_slot_stays_free(quick_agent, first, kind, words):
+    with socket.create_connection(("127.0.0.1", quick_agent), timeout=10) as sock:
+        sock.sendall(first + b"\n")
+        reply, _ = _reply_and_close(sock)
+    assert reply["error"]["kind"] == kind and words in reply["error"]["message"], reply
+    with connect(AgentSpec("tcp", host="127.0.0.1", port=quick_agent), engines_dir=".", token="s3cret") as client:
+        assert client.call("clock")["t_ns"] > 0
 
 
 def test_listening_off_loopback_needs_a_token(tiny_engines, monkeypatch):
