@@ -445,6 +445,29 @@ def test_a_bad_first_line_gets_one_answer_and_the_slot_stays_free(quick_agent, f
         assert client.call("clock")["t_ns"] > 0
 
 
+def test_once_ends_after_the_first_real_session_not_after_a_refused_connection(tiny_engines):
+    import re
+
+    proc = subprocess.Popen(
+        [*edgebench_argv(), "agent", "--listen", "127.0.0.1:0", "--once", "--token", "s3cret", "--sensor", "none",
+         "--engines", str(tiny_engines)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        port = int(re.search(r":(\d+)$", proc.stdout.readline().strip()).group(1))
+        spec = AgentSpec("tcp", host="127.0.0.1", port=port)
+        with pytest.raises(BadInput, match="token rejected"):
+            connect(spec, engines_dir=".", token="guess")
+        time.sleep(0.7)  # the accept loop looks at the end of a session twice a second
+        assert proc.poll() is None
+        with connect(spec, engines_dir=".", token="s3cret") as client:
+            assert client.call("clock")["t_ns"] > 0
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_listening_off_loopback_needs_a_token(tiny_engines, monkeypatch):
     monkeypatch.delenv("EDGEBENCH_AGENT_TOKEN", raising=False)
     result = CliRunner().invoke(cli, ["agent", "--listen", "0.0.0.0:0", "--engines", str(tiny_engines)])
