@@ -56,7 +56,9 @@ def test_log_from_emulator(tmp_path):
 def test_log_with_the_wrong_protocol_says_what_the_bytes_look_like(tmp_path):
     out = tmp_path / "wrong.csv"
     with start_emulator("tweetawatt", ConstantProfile(9.0), interval_s=0.05) as emu:
-        res = invoke("meter", "log", "--meter", emu.port, "--protocol", "lines", "--out", str(out), "--duration", "1")
+        res = invoke(
+            "meter", "log", "--meter", emu.port, "--protocol", "lines", "--out", str(out), "--duration", "1"
+        )
     assert res.exit_code == 1 and "Traceback" not in res.output
     (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("edgebench: error:")]
     assert "no reading logged:" in line and "but no lines reading" in line
@@ -127,7 +129,7 @@ def test_probe_polls_a_um_meter_for_its_rate():
             ["log", "--meter", "/dev/ttyNOPE9", "--protocol", "morse", "--out", "x.sqlite"],
             "unknown meter protocol",
         ),
-        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--duration", "-1"], "--duration must be > 0"),
+        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--duration", "-1"], "'--duration'"),
         (["emulate", "--protocol", "lines", "--watts", "3", "--steps", "0:1"], "exactly one of"),
         (
             ["log", "--meter", "x", "--protocol", "um", "--calibration", "c.json", "--out", "x.sqlite"],
@@ -161,3 +163,60 @@ def test_show_lists_each_sensor(tmp_path):
     assert doc["sensors"][1]["energy_wh"] == pytest.approx(20 * 8 / 3600)
     res = invoke("meter", "show", str(path))
     assert "sensor 0001 meter: tweetawatt" in res.stdout and "sensor 0002" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--baudrate", "1e12"], "--baudrate"),
+        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--baudrate", "1000000000000"], "--baudrate"),
+        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--baudrate", "0"], "--baudrate"),
+        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--duration", "nan"], "--duration"),
+        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--duration", "inf"], "--duration"),
+        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--duration", "1e309"], "--duration"),
+        (["log", "--meter", "/dev/null", "--out", "x.sqlite", "--warn-silent", "nan"], "--warn-silent"),
+        (["probe", "/dev/null", "--listen", "-1"], "--listen"),
+        (["probe", "/dev/null", "--listen", "nan"], "--listen"),
+        (["probe", "/dev/null", "--rate-for", "inf"], "--rate-for"),
+        (["probe", "/dev/null", "--baudrate", "1e12"], "--baudrate"),
+        (["emulate", "--protocol", "lines", "--watts", "nan"], "--watts"),
+        (["emulate", "--protocol", "lines", "--watts", "-3"], "--watts"),
+        (["emulate", "--protocol", "lines", "--watts", "1e309"], "--watts"),
+        (["emulate", "--protocol", "lines", "--watts", "3", "--interval", "0"], "--interval"),
+        (["emulate", "--protocol", "lines", "--watts", "3", "--interval", "inf"], "--interval"),
+        (["emulate", "--protocol", "lines", "--watts", "3", "--duration", "nan"], "--duration"),
+        (["emulate", "--protocol", "lines", "--watts", "3", "--tcp", "70000"], "--tcp"),
+    ],
+)
+def test_number_options_are_usage_errors(tmp_path, monkeypatch, args, option):
+    monkeypatch.chdir(tmp_path)
+    res = invoke("meter", *args)
+    assert res.exit_code == 2, res.output
+    assert option in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["emulate", "--protocol", "lines", "--steps", "0:nan"], "not a finite number"),
+        (["emulate", "--protocol", "lines", "--steps", "0:1,inf:2"], "not a finite number"),
+        (["emulate", "--protocol", "lines", "--cpu-load", "0:inf"], "finite IDLE:MAX"),
+    ],
+)
+def test_emulator_profiles_refuse_non_finite_numbers(args, message):
+    res = invoke("meter", *args)
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_log_to_a_name_with_uri_characters(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with start_emulator("lines", ConstantProfile(2.5), interval_s=0.05) as emu:
+        res = invoke(
+            "meter", "log", "--meter", emu.port, "--protocol", "lines", "--out", "exp#1", "--duration", "0.6"
+        )
+    assert res.exit_code == 0, res.output
+    res = invoke("meter", "show", "exp#1", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["sensors"][0]["samples"] >= 3
+    assert not (tmp_path / "exp").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import time
@@ -12,10 +13,14 @@ import click
 
 from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput, DeviceError
+from edgebench.options import non_negative, positive
 
 PROTOCOL_HELP = "Wire protocol: auto (listen, then ask), lines, tweetawatt, wattsup, um."
 EMULATED_PROTOCOLS = ("lines", "tweetawatt", "wattsup", "um")
 SILENT_WARN_S = 5.0  # warn when a meter has sent no reading this long after the logger started
+# pyserial passes any int to the OS; 50 baud is the lowest POSIX speed and 4 Mbaud the fastest FTDI/CP210x
+# adapters. Anything else is a typo (1e12 used to end in a traceback from the tty layer).
+BAUDRATE = click.IntRange(50, 4_000_000)
 
 
 def _protocols() -> list[str]:
@@ -58,21 +63,25 @@ def meter() -> None:
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Store (.sqlite/.csv)."
 )
 @click.option(
-    "--duration", type=float, default=None, metavar="S", help="Stop after S seconds (default: Ctrl-C)."
+    "--duration", type=positive(), default=None, metavar="S", help="Stop after S seconds (default: Ctrl-C)."
 )
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), help="Tweet-a-Watt JSON.")
-@click.option("--baudrate", type=int, default=None, help="Override the protocol's baud rate.")
 @click.option(
-    "--warn-silent", "warn_silent_s", type=click.FloatRange(min=0, min_open=True), default=SILENT_WARN_S,
-    show_default=True, metavar="S",
+    "--baudrate", type=BAUDRATE, default=None, help="Override the protocol's baud rate (50-4000000)."
+)
+@click.option(
+    "--warn-silent",
+    "warn_silent_s",
+    type=positive(),
+    default=SILENT_WARN_S,
+    show_default=True,
+    metavar="S",
     help="Warn once when no reading came S seconds after the start (at least 3 meter periods).",
 )
 def log_cmd(url, protocol, out, duration, calibration, baudrate, warn_silent_s) -> None:
     """Log readings from a meter into a store until Ctrl-C (or --duration)."""
     from edgebench.host.logger import MeterLogger
 
-    if duration is not None and duration <= 0:
-        raise BadInput(f"--duration must be > 0 seconds, got {duration:g}")
     logger = MeterLogger(url, protocol, out, calibration=calibration, baudrate=baudrate)
     logger.open()
     note(f"logging {logger.meter} from {url} to {out} (Ctrl-C to stop)")
@@ -231,22 +240,25 @@ def _profile(watts, steps, csv_path, cpu_load):
         idle, top = (float(x) for x in cpu_load.split(":"))
     except ValueError:
         raise BadInput(f"--cpu-load {cpu_load!r} is not IDLE:MAX watts, e.g. 3:15") from None
+    if not (math.isfinite(idle) and math.isfinite(top)):
+        raise BadInput(f"--cpu-load {cpu_load!r} must be finite IDLE:MAX watts, e.g. 3:15")
     return emulate.CpuLoadProfile(idle, top)
 
 
 @meter.command("emulate")
 @click.option("--protocol", required=True, type=click.Choice(EMULATED_PROTOCOLS))
-@click.option("--watts", type=float, help="Constant power.")
+@click.option("--watts", type=non_negative(), help="Constant power.")
 @click.option("--steps", help='Piecewise power "t_s:watts,...", e.g. "0:5,10:8".')
 @click.option(
     "--csv", "csv_path", type=click.Path(path_type=Path), help="CSV profile with t_s,power_w columns."
 )
 @click.option("--cpu-load", metavar="IDLE:MAX", help="Watts following this machine's CPU load.")
-@click.option("--interval", type=float, default=None, metavar="S", help="Seconds between readings.")
+@click.option("--interval", type=positive(), default=None, metavar="S", help="Seconds between readings.")
 @click.option(
-    "--tcp", "tcp_port", type=int, default=None, metavar="PORT", help="Serve on TCP instead of a pty."
-)
-@click.option("--duration", type=float, default=None, metavar="S", help="Stop after S seconds.")
+    "--tcp", "tcp_port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+    help="Serve on TCP instead of a pty.",
+)  # fmt: skip
+@click.option("--duration", type=positive(), default=None, metavar="S", help="Stop after S seconds.")
 def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, duration) -> None:
     """Emulate a meter on a pty (or TCP port) until Ctrl-C; prints the port to open."""
     from edgebench.host.meters.emulate import start_emulator
@@ -272,16 +284,16 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
 
 @meter.command("probe")
 @click.argument("port")
-@click.option("--listen", type=float, default=None, metavar="S", help="Seconds to listen (default 2.5).")
+@click.option("--listen", type=positive(), default=None, metavar="S", help="Seconds to listen (default 2.5).")
 @click.option(
     "--rate-for",
-    type=click.FloatRange(min=0),
+    type=non_negative(),
     default=None,
     metavar="S",
     help="Seconds to log after finding the protocol, to measure the reading rate (default: 3 nominal periods, "
     "at least 1 s; 0 skips it).",
 )
-@click.option("--baudrate", type=int, default=None)
+@click.option("--baudrate", type=BAUDRATE, default=None, help="Port speed to listen at (50-4000000).")
 def probe_cmd(port, listen, rate_for, baudrate) -> None:
     """Say which meter protocol PORT speaks (listens briefly; polls meters that need asking) and at what rate."""
     from edgebench.host.logger import MeterLogger, open_port
@@ -299,7 +311,9 @@ def probe_cmd(port, listen, rate_for, baudrate) -> None:
     rate = ""
     if rate_for > 0:
         # The real logger (open commands, polling) without a store: the rate a `meter log` would see.
-        note(f"{port}: {found.protocol}; measuring its reading rate for {rate_for:g} s (--rate-for 0 skips this)")
+        note(
+            f"{port}: {found.protocol}; measuring its reading rate for {rate_for:g} s (--rate-for 0 skips this)"
+        )
         logger = MeterLogger(port, found.protocol, None, baudrate=baudrate)
         with _StopOnSignal(logger.request_stop):
             stats = logger.run(rate_for)

@@ -32,8 +32,8 @@ class ConstantProfile:
     """The same watts forever."""
 
     def __init__(self, watts: float) -> None:
-        if watts < 0:
-            raise BadInput(f"emulated power must be >= 0 W, got {watts}")
+        if not (math.isfinite(watts) and watts >= 0):
+            raise BadInput(f"emulated power must be a finite number >= 0 W, got {watts}")
         self.watts = float(watts)
         self.identity = f"emulated constant {self.watts:g} W"
 
@@ -49,6 +49,10 @@ class StepsProfile:
         self.steps = sorted((float(t), float(w)) for t, w in steps)
         if not self.steps:
             raise BadInput('steps profile is empty: give "t_s:watts,..." such as "0:5,10:8"')
+        if not all(math.isfinite(t) and math.isfinite(w) for t, w in self.steps):
+            raise BadInput(
+                "steps profile has a time or power that is not a finite number: give t_s:watts numbers"
+            )
         if any(w < 0 for _, w in self.steps):
             raise BadInput("steps profile has negative watts: power must be >= 0 W")
         self.identity = "emulated steps " + ",".join(f"{t:g}:{w:g}" for t, w in self.steps)
@@ -102,7 +106,7 @@ class CpuLoadProfile:
     """Watts that follow this machine's real CPU load (/proc/stat): idle_w at 0 %, max_w at 100 %."""
 
     def __init__(self, idle_w: float, max_w: float, *, stat_path: str = "/proc/stat") -> None:
-        if not 0 <= idle_w <= max_w:
+        if not (math.isfinite(idle_w) and math.isfinite(max_w) and 0 <= idle_w <= max_w):
             raise BadInput(f"cpu-load profile needs 0 <= idle <= max watts, got {idle_w}:{max_w}")
         self.idle_w, self.max_w, self.stat_path = float(idle_w), float(max_w), stat_path
         try:
@@ -513,8 +517,8 @@ def start_emulator(
         raise BadInput(f"no emulator for protocol {protocol!r}: use one of {', '.join(sorted(ENCODERS))}")
     enc = encoder if encoder is not None else ENCODERS[protocol]()
     interval = float(interval_s if interval_s is not None else enc.default_interval_s)
-    if interval <= 0:
-        raise BadInput(f"emulator interval must be > 0 s, got {interval}")
+    if not (math.isfinite(interval) and interval > 0):
+        raise BadInput(f"emulator interval must be a finite number > 0 s, got {interval}")
     handle = EmulatorHandle(
         port="", protocol=protocol, identity=f"{protocol} ({profile.identity})", interval_s=interval
     )
