@@ -2,7 +2,8 @@
 
 Request/response: the host writes 0xF0 and the meter answers with a 130-byte big-endian record (layout in
 docs/meters.md). Records are found by their model word and, for UM24C/UM25C, the 0xFF 0xF1 end marker; the
-UM34C's last bytes are not publicly confirmed, so its records are accepted on the model word and sane values.
+UM34C's last bytes are not publicly confirmed, so its records are accepted on the model word and values within
+the model's ratings. Every record must also be physically possible (see `RATINGS` and `base.plausible`).
 """
 
 from __future__ import annotations
