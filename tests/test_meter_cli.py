@@ -220,3 +220,15 @@ def test_log_to_a_name_with_uri_characters(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["sensors"][0]["samples"] >= 3
     assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.parametrize("value", ["NaN", "0", "1e309", "-498"])
+def test_log_refuses_a_bad_calibration_before_creating_the_store(tmp_path, value):
+    cal = tmp_path / "cal.json"
+    cal.write_text('{"1": {"vref": 498, "current_norm": ' + value + "}}")
+    with start_emulator("tweetawatt", ConstantProfile(9.0), interval_s=0.1) as emu:
+        res = invoke("meter", "log", "--meter", emu.port, "--protocol", "tweetawatt", "--calibration", str(cal),
+                     "--out", str(tmp_path / "x.sqlite"), "--duration", "1")  # fmt: skip
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert f"calibration file {cal}: entry '1': current_norm" in res.output and "counts per amp" in res.output
+    assert not (tmp_path / "x.sqlite").exists()
