@@ -27,8 +27,8 @@ COLUMNS = ("t_ns", "power_w", "voltage_v", "current_a", "power_factor", "energy_
 COMMIT_INTERVAL_S = 1.0
 INT64 = 2**63  # t_ns must fit SQLite's INTEGER and numpy's int64
 SCHEMA_VERSION = "1"
-# Resolution by meter identity prefix, for CSV logs that carry no metadata (lines: inferred from the decimals).
-KNOWN_RESOLUTION_W = {"tweetawatt": 340.0 / 2 / 15.5 / 17, "wattsup": 0.1, "UM": 0.001}
+# Meter identity prefix -> protocol, for logs that carry no resolution (lines: inferred from the decimals).
+IDENTITY_PROTOCOL = {"tweetawatt": "tweetawatt", "wattsup": "wattsup", "UM": "um"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -312,9 +312,12 @@ def _is_sqlite(path: Path) -> bool:
 
 
 def _resolution_for(meter: str, power: np.ndarray) -> float:
-    for prefix, res in KNOWN_RESOLUTION_W.items():
+    """The meter's own resolution (its decoder says it), else inferred from the values."""
+    from edgebench.host.meters.base import make_meter
+
+    for prefix, protocol in IDENTITY_PROTOCOL.items():
         if meter.startswith(prefix):
-            return res
+            return float(make_meter(protocol).resolution_w)
     return _inferred_resolution(power)
 
 
