@@ -200,7 +200,7 @@ def _check_arg(op: str, arg: Arg, value: Any) -> Any:
         return value
     if arg.kind == "versions":
         ok_list = isinstance(value, list) and 0 < len(value) <= MAX_VERSIONS and all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_REPEAT for v in value
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31 for v in value
         )
         if not ok_list:
             raise BadInput(f"{_VERSIONS_WORDS} (at most {MAX_VERSIONS} of them)")
