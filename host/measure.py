@@ -39,6 +39,7 @@ import click
 from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput, DeviceError, EdgebenchError, ProtocolError
 from edgebench.options import finite, non_negative, positive
+from edgebench.protocol import TOKEN_ENV
 from edgebench.records import (
     HOST_CLOCK,
     AgentHello,
@@ -856,7 +857,7 @@ def _salvage(session: MeasureSession) -> None:
 @click.option("--meter-label", default="", help="Name the meter in the results (default: what it reports).")
 @click.option("--agent", "agent_spec", default="local", show_default=True,
               help="local, ssh://user@host[:port][/path/to/engines] or tcp://host:port.")
-@click.option("--token", envvar="EDGEBENCH_AGENT_TOKEN", help="TCP agent token (or $EDGEBENCH_AGENT_TOKEN).")
+@click.option("--token", envvar=TOKEN_ENV, help=f"TCP agent token (or ${TOKEN_ENV}).")
 @click.option("--agent-command", default="edgebench", show_default=True,
               help="How to run edgebench on an ssh agent (e.g. ~/venv/bin/edgebench).")
 @click.option("--engines", "engines_dir", type=click.Path(path_type=Path, file_okay=False),
