@@ -8,7 +8,9 @@ and its exit code (2 for bad input, 1 for failures); never a traceback for a use
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -20,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build-engines": ("edgebench.engines.cli", "build_engines", "Build a sweep of inference engines."),
     "eval": ("edgebench.engines.eval_cli", "eval_engines", "Top-1/top-5 accuracy of built engines on a labelled dataset."),
     "train-probe": ("edgebench.engines.eval_cli", "train_probe", "Fit a linear probe on backbone features: a real classifier."),
-    "study": ("edgebench.host.study_cli", "study", "Lab 2's input-size and model-size studies: accuracy vs cost."),
+    "study": ("edgebench.agent.study_cli", "study", "Lab 2's input-size and model-size studies: accuracy vs cost."),
     "bench": ("edgebench.agent.cli", "bench", "Time engines on this machine (like trtexec / pyperf)."),
     "info": ("edgebench.agent.cli", "info", "Hardware and software this runs on."),
     "sensors": ("edgebench.agent.sensors.cli", "sensors", "On-board power sources, rails and a live reading."),
@@ -34,6 +36,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("edgebench.host.run", "run", "Measure any command at the wall: idle baseline, energy, CO2."),
     "train-estimate": ("edgebench.host.run", "train_estimate", "Lab 9's training footprint from a short measured run."),
 }
+
+
+def edgebench_argv() -> list[str]:
+    """How to run this very edgebench in a subprocess: the console script beside this interpreter when there is
+    one (`python -m edgebench` run from a source checkout would import the checkout's `edgebench/` folder instead
+    of the installed package), else `python -m edgebench`."""
+    script = Path(sys.executable).with_name("edgebench")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "edgebench"]
 
 
 class LazyGroup(click.Group):

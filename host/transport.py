@@ -20,7 +20,6 @@ import queue
 import shlex
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from edgebench import protocol as wire
+from edgebench.cli import edgebench_argv
 from edgebench.console import note
 from edgebench.errors import BadInput, DeviceError, ProtocolError
 
@@ -265,16 +265,6 @@ class AgentClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def edgebench_argv() -> list[str]:
-    """How to run this very edgebench in a subprocess: the console script beside this interpreter when there is
-    one (`python -m edgebench` run from a source checkout would import the checkout's `edgebench/` folder instead
-    of the installed package), else `python -m edgebench`."""
-    script = Path(sys.executable).with_name("edgebench")
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "edgebench"]
 
 
 def local_command(engines_dir: Path, sensor: str, extra: list[str] | None = None) -> list[str]:

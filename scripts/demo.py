@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from edgebench.cli import edgebench_argv
 from edgebench.host.measuredir import MeasureDir
 from edgebench.host.meters.emulate import CpuLoadProfile, start_emulator
-from edgebench.host.transport import edgebench_argv
 
 BANNER = "EMULATED METER: Tweet-a-Watt frames on a pty, watts = {idle:g} W + {span:g} W x this machine's CPU load"
 

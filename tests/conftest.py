@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgebench.host.transport import edgebench_argv
+from edgebench.cli import edgebench_argv
 from edgebench.records import RunRecord
 
 

@@ -11,11 +11,11 @@ import sys
 
 import pytest
 
+from edgebench.cli import edgebench_argv
 from edgebench.host.carbon import country_factor, egrid_factor
 from edgebench.host.codecarbon_bridge import EMISSIONS_COLUMNS, pairing_rows, write_emissions_csv
 from edgebench.host.meters.emulate import ConstantProfile, start_emulator
 from edgebench.host.monitor import Measurement
-from edgebench.host.transport import edgebench_argv
 
 HAVE_CODECARBON = importlib.util.find_spec("codecarbon") is not None
 needs_codecarbon = pytest.mark.skipif(

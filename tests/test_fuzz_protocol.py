@@ -15,7 +15,7 @@ import pytest
 
 from edgebench import protocol as wire
 from edgebench.agent.serve import AgentService, serve_stream
-from edgebench.host.transport import edgebench_argv
+from edgebench.cli import edgebench_argv
 
 SEEDS = (1, 2, 3)
 

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgebench.cli import cli
+from edgebench.cli import cli, edgebench_argv
 from edgebench.host.meters.emulate import start_emulator
-from edgebench.host.transport import edgebench_argv
 from edgebench.records import read_run_records
 
 INTERVAL_S = 0.05  # 20 readings/s: the shortest valid window is the 1 s floor

@@ -4,12 +4,12 @@ import pytest
 
 from edgebench.errors import BadInput
 from edgebench.records import (
-    ClockOffset,
-    PowerSample,
-    RailEnergy,
     SCHEMA_VERSION,
     Accuracy,
+    ClockOffset,
     ModelFacts,
+    PowerSample,
+    RailEnergy,
     RunRecord,
     append_jsonl,
     dumps,

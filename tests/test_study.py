@@ -6,10 +6,10 @@ import math
 import pytest
 from click.testing import CliRunner
 
+from edgebench.agent.study import read_study
 from edgebench.cli import cli
 from edgebench.engines.manifest import Manifest
 from edgebench.host.meters.emulate import start_emulator
-from edgebench.host.study import read_study
 from edgebench.pareto import dominates
 
 FAST = ["--duration", "0.2", "--sensor", "estimate"]
@@ -32,7 +32,7 @@ def _check_fronts(points):
 
 
 def _check_plots(out, kind, points):
-    from edgebench.host.study_plots import lab_figure, pareto_figure
+    from edgebench.agent.study_plots import lab_figure, pareto_figure
 
     names = sorted(path.name for path in (out / "plots").iterdir())
     assert names == ["gflops_vs_latency.png", "gflops_vs_top1.png", "latency_vs_top1.png", "pareto_energy.png",

@@ -46,9 +46,9 @@ def _common(function):
 
 
 def _config(data, methods, batch, precision, duration, sensor, meter, measure_args, probe, mean_text, std_text, bgr, out):
+    from edgebench.agent.study import StudyConfig
     from edgebench.engines.datasets import RESIZE_METHODS
     from edgebench.engines.eval_cli import _floats
-    from edgebench.host.study import StudyConfig
 
     names = tuple(_split(methods)) or ("area", "bilinear")
     unknown = [m for m in names if m not in RESIZE_METHODS]
@@ -62,7 +62,7 @@ def _config(data, methods, batch, precision, duration, sensor, meter, measure_ar
 
 
 def _show(points, out: Path) -> None:
-    from edgebench.host.study import format_rows
+    from edgebench.agent.study import format_rows
 
     for line in format_rows(points):
         click.echo(line)
@@ -87,8 +87,8 @@ def input_size(backbone, model_path, resolutions, refit, **common):
     The base model is fitted (or given) at the largest resolution; every resolution gets its engine; each
     engine is evaluated once per method and timed once (preprocessing is outside the timed region).
     """
+    from edgebench.agent.study import input_size_study
     from edgebench.engines.spec import parse_resolution
-    from edgebench.host.study import input_size_study
 
     if (backbone is None) == (model_path is None):
         raise BadInput("give exactly one of --backbone NAME or --model PATH.onnx")
@@ -106,9 +106,9 @@ def input_size(backbone, model_path, resolutions, refit, **common):
 @_common
 def model_size(backbones, family, model_paths, resolution, **common):
     """Two or more models of one family (built-in widths, backbones or your files) on the same axes."""
+    from edgebench.agent.study import model_size_study
     from edgebench.engines.backbones import MODEL_FAMILIES
     from edgebench.engines.spec import parse_resolution
-    from edgebench.host.study import model_size_study
 
     names = _split(backbones)
     if family:
@@ -126,8 +126,8 @@ def model_size(backbones, family, model_paths, resolution, **common):
 @click.argument("directory", type=click.Path(path_type=Path, exists=True))
 def plot(directory):
     """Draw (again) the plots of a study directory from its study.json."""
-    from edgebench.host.study import read_study
-    from edgebench.host.study_plots import plot_study
+    from edgebench.agent.study import read_study
+    from edgebench.agent.study_plots import plot_study
 
     kind, points = read_study(directory)
     for path in plot_study(points, kind, Path(directory) / "plots"):

@@ -201,7 +201,7 @@ def _time_here(config: StudyConfig, entries) -> dict[str, _Cost]:
 def _measure(config: StudyConfig, entries) -> dict[str, _Cost]:
     """Wall energy through `edgebench measure` (a subprocess), read back from its table.json."""
     out = config.out / "measure"
-    from edgebench.host.transport import edgebench_argv
+    from edgebench.cli import edgebench_argv
 
     command = [
         *edgebench_argv(), "measure", "--meter", str(config.meter),
@@ -398,7 +398,7 @@ def write_study(out: Path, study: str, points: Sequence[StudyPoint], config: Stu
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
     (out / "study.md").write_text("\n".join(format_markdown(points)) + "\n")
     written = [out / "study.json", out / "study.csv", out / "study.md"]
-    from edgebench.host.study_plots import plot_study
+    from edgebench.agent.study_plots import plot_study
 
     written.extend(plot_study(points, study, out / "plots"))
     return written
