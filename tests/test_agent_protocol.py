@@ -299,6 +299,7 @@ def test_tcp_agent_checks_the_token(tcp_agent):
         assert client.call("clock")["t_ns"] > 0
 
 
+@pytest.mark.slow
 def test_tcp_agent_serves_one_session_at_a_time(tcp_agent):
     spec = AgentSpec("tcp", host="127.0.0.1", port=tcp_agent)
     with connect(spec, engines_dir=".", token="s3cret") as first:

@@ -181,6 +181,7 @@ def test_bad_html_paths_are_one_line(measure_dir, tmp_path):
 
 
 @needs_matplotlib
+@pytest.mark.slow
 def test_the_results_stay_on_stdout_and_the_notes_on_stderr(measure_dir, tmp_path):
     res = invoke("report", measure_dir, "--format", "json", "--html", tmp_path / "r.html", "--plots", tmp_path / "p")
     assert res.exit_code == 0, res.output
@@ -223,23 +224,14 @@ def browser():
         b.close()
 
 
-class RampProfile:
-    """Watts rising with time, as test_measure's emulated meter."""
-
-    identity = "ramp"
-
-    def watts_at(self, t_s):
-        return 6.0 + 0.4 * t_s
-
-
 @pytest.fixture()
 def measured_for_real(tiny_engines, tmp_path):
     """A directory written by `edgebench measure` itself: an emulated meter on a pty, the local agent, two tiny
     engines, an idle window, two windows each, the estimate sensor for the on-board figure."""
-    from edgebench.host.meters.emulate import start_emulator
+    from edgebench.host.meters.emulate import RampProfile, start_emulator
 
     out = tmp_path / "m"
-    with start_emulator("lines", RampProfile(), interval_s=0.05) as meter:
+    with start_emulator("lines", RampProfile(6.0, 0.4), interval_s=0.05) as meter:
         res = CliRunner().invoke(cli, [
             "measure", "--meter", meter.port, "--protocol", "lines", "--engines", str(tiny_engines), "--duration", "1",
             "--idle", "1", "--repeat", "2", "--warmup", "0.2", "--threads", "1", "--sensor", "estimate",

@@ -157,6 +157,7 @@ def test_open_errors_are_plain():
     assert isinstance(error, PermissionDenied) and "usermod -aG dialout" in str(error)
 
 
+@pytest.mark.slow
 def test_killed_logger_keeps_committed_readings(tmp_path):
     out = tmp_path / "kill.sqlite"
     with start_emulator("lines", ConstantProfile(12.5), interval_s=0.05) as emu:
@@ -310,6 +311,7 @@ def test_unplug_is_said_on_stderr_in_any_mode(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_a_different_meter_on_the_same_path_is_not_logged(tmp_path, capsys):
     from edgebench.host.meters.emulate import UMEncoder
 

@@ -12,23 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from edgebench.cli import cli, edgebench_argv
-from edgebench.host.meters.emulate import start_emulator
+from edgebench.host.meters.emulate import RampProfile, start_emulator
 from edgebench.records import read_run_records
 
 INTERVAL_S = 0.05  # 20 readings/s: the shortest valid window is the 1 s floor
 FAST = ["--warmup", "0.2", "--sensor", "none", "--threads", "1"]
 
-
-class RampProfile:
-    """Watts rising linearly with time: trapezoid integration of it is exact, so any error is ours."""
-
-    identity = "ramp"
-
-    def __init__(self, watts0: float, watts_per_s: float) -> None:
-        self.watts0, self.slope = watts0, watts_per_s
-
-    def watts_at(self, t_s: float) -> float:
-        return self.watts0 + self.slope * t_s
 
 
 @pytest.fixture()
@@ -106,7 +95,11 @@ def _check_against_profile(out, handle, skew_ns=0, lost=()):
         row = table[name]
         assert row["status"] == "ok", row
         assert row["gross_j_per_inference"] == pytest.approx(gross, rel=0.01), name
-        assert row["net_j_per_inference"] == pytest.approx(net, rel=0.01), name
+        # net is gross minus idle: on a slow 6 W ramp it can be ~1/1000 of gross, and the arrival jitter of the
+        # readings (host timestamps vs the emulator's send times, ~5e-5 of gross seen under load) is then more
+        # than 1 % of it: net must be within 1 % or within 0.02 % of the gross energy, whichever is larger.
+        tolerance = max(0.01 * abs(net), 2e-4 * gross)
+        assert abs(row["net_j_per_inference"] - net) <= tolerance, (name, row["net_j_per_inference"], net, tolerance)
     return records, table
 
 
@@ -377,7 +370,10 @@ def test_several_kill_a_watts_on_one_receiver_need_an_address(tiny_engines, tmp_
     assert session["extra"]["meter_calibration"] == json.loads(calibration.read_text())  # what produced it
     assert session["extra"]["meter_address"] == "0002" and session["extra"]["meter_protocol"] == "tweetawatt"
     # each sensor sends every 0.05 s: the period is one sensor's, not the receiver's mixed stream
-    assert "a reading every 0.05 s" in result.output
+    import re
+
+    period = float(re.search(r"a reading every ([0-9.]+) s", result.output).group(1))
+    assert period == pytest.approx(0.05, rel=0.2)  # the mixed stream would read every 0.025 s
     assert _table(tmp_path / "c")["squeezenet1_1_1_32_32_fp32"]["wall_power_w"] == pytest.approx(60.0, abs=1.5)
 
 

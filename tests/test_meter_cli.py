@@ -66,6 +66,7 @@ def test_log_with_the_wrong_protocol_says_what_the_bytes_look_like(tmp_path):
     assert out.is_file()  # the (empty) log and its gap are kept
 
 
+@pytest.mark.slow
 def test_log_of_a_meter_that_never_speaks(tmp_path):
     import os
 

@@ -9,21 +9,12 @@ import pytest
 
 from edgebench.errors import BadInput
 from edgebench.host.carbon import egrid_factor
-from edgebench.host.meters.emulate import start_emulator
+from edgebench.host.meters.emulate import RampProfile, start_emulator
 from edgebench.host.monitor import Monitor
 from edgebench.records import read_run_records
 
 INTERVAL_S = 0.05
 
-
-class RampProfile:
-    identity = "ramp"
-
-    def __init__(self, watts0: float, watts_per_s: float) -> None:
-        self.watts0, self.slope = watts0, watts_per_s
-
-    def watts_at(self, t_s: float) -> float:
-        return self.watts0 + self.slope * t_s
 
 
 class SwitchedProfile:

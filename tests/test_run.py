@@ -12,23 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from edgebench.cli import cli, edgebench_argv
-from edgebench.host.meters.emulate import start_emulator
+from edgebench.host.meters.emulate import RampProfile, start_emulator
 from edgebench.records import read_run_records
 
 INTERVAL_S = 0.05
 SLEEP_S = 3.0
 
-
-class RampProfile:
-    """Watts rising linearly with time: the trapezoid rule is exact on it, so any error is ours."""
-
-    identity = "ramp"
-
-    def __init__(self, watts0: float, watts_per_s: float) -> None:
-        self.watts0, self.slope = watts0, watts_per_s
-
-    def watts_at(self, t_s: float) -> float:
-        return self.watts0 + self.slope * t_s
 
 
 def profile_energy(handle):

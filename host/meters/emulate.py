@@ -42,6 +42,21 @@ class ConstantProfile:
         return self.watts
 
 
+class RampProfile:
+    """Watts rising linearly with time, `watts0 + watts_per_s x t`: the trapezoid rule is exact on it, so a test
+    comparing integrated energy with the closed form sees only edgebench's own errors."""
+
+    def __init__(self, watts0: float, watts_per_s: float) -> None:
+        if not (math.isfinite(watts0) and math.isfinite(watts_per_s) and watts0 >= 0):
+            raise BadInput(f"ramp needs finite watts >= 0 and a finite slope, got {watts0}, {watts_per_s}")
+        self.watts0, self.slope = float(watts0), float(watts_per_s)
+        self.identity = f"emulated ramp {self.watts0:g} W + {self.slope:g} W/s"
+
+    def watts_at(self, t_s: float) -> float:
+        """Power at `t_s` seconds after the emulator started (never below 0 W)."""
+        return max(0.0, self.watts0 + self.slope * t_s)
+
+
 class StepsProfile:
     """Piecewise constant: [(t_s, watts), ...]; each level holds from its time until the next."""
 
