@@ -14,7 +14,7 @@ import click
 
 from edgebench.console import note, warn
 from edgebench.errors import BadInput
-from edgebench.options import finite, non_negative
+from edgebench.options import finite, non_negative, positive
 
 FORMAT_CHOICE = click.Choice(["table", "csv", "json", "md"])
 _OFFSET_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -199,6 +199,11 @@ def pair(
               help="Also write every report plot (first iterations, power trace, wall vs rails, ranked) as PNG and SVG into this directory.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write one self-contained HTML page (sortable table, plots, session, grid factor, notes).")
+@click.option("--per-day", "per_day", type=positive(), metavar="N",
+              help="Lifetime projection of the first-ranked engine: inferences per day (with --years).")
+@click.option("--years", type=positive(), help="Lifetime projection: years of service (with --per-day).")
+@click.option("--embodied", metavar="MASS",
+              help="The device's embodied (manufacturing) CO2, e.g. 20kg, amortised over the projected life.")
 def report(
     directory: Path,
     grid: str | None,
@@ -214,12 +219,18 @@ def report(
     y_col: str,
     plots_dir: Path | None = None,
     html_path: Path | None = None,
+    per_day: float | None = None,
+    years: float | None = None,
+    embodied: str | None = None,
 ) -> None:
     """Re-render the ranked table of a measure DIRECTORY (runs.jsonl, meter log, session.json, clock.json).
 
     The grid factor is the session's unless --grid/--country/--intensity names another. `--plot energy.png`
-    also draws a scatter of two columns, e.g. `--x gflops --y net_j` or `--x latency --y co2`.
+    also draws a scatter of two columns, e.g. `--x gflops --y net_j` or `--x latency --y co2`. `--per-day N
+    --years Y [--embodied 20kg]` projects the first-ranked engine over a deployment's life.
     """
+    if (per_day is None) != (years is None) or (embodied is not None and per_day is None):
+        raise BadInput("a lifetime projection needs --per-day and --years together (--embodied only with them)")
     from edgebench.host.carbon import resolve_grid
     from edgebench.host.measuredir import MeasureDir, metadata_conflicts
 
@@ -235,6 +246,15 @@ def report(
         warn(f"{directory}: {message}: the table mixes measurements of different set-ups")
     result = d.pair(session=session, records=records, grid=factor, pue=pue)
     _report_invalid(result)
+    projection = None
+    if per_day is not None and years is not None:
+        from edgebench.host.carbon import parse_mass
+        from edgebench.host.table import first_ranked
+
+        best = first_ranked(result, sort)
+        if best is None:
+            raise BadInput(f"{directory} has no engine with a valid window: nothing to project over a lifetime")
+        projection = (best, lifetime_of(best, result, per_day, years, parse_mass(embodied) if embodied else None))
     if plot_path is not None:
         from edgebench.host.plot import plot_result
 
@@ -247,8 +267,19 @@ def report(
     if html_path is not None:
         from edgebench.host.html import write_report
 
-        note(f"wrote {write_report(html_path, d, result, session=session, records=records, sort=sort)}")
+        note(f"wrote {write_report(html_path, d, result, session=session, records=records, sort=sort, lifetime=projection)}")
     _render(result, fmt, sort, directory if write else None)
+    if projection is not None and fmt == "table":
+        from edgebench.host.carbon import format_lifetime
+
+        _emit([f"{projection[0].engine} (rank 1) over its life, wall energy:", *format_lifetime(projection[1])])
+
+
+def lifetime_of(e, result, per_day: float, years: float, embodied_kg: float | None):
+    """The lifetime projection of engine result `e` (gross wall energy; the session's grid and PUE)."""
+    from edgebench.host.carbon import lifetime
+
+    return lifetime(e.gross_j_per_inference, per_day, years, result.grid, pue=result.pue, embodied_kg=embodied_kg)
 
 
 @click.command()

@@ -26,7 +26,7 @@ from edgebench.console import warn
 from edgebench.errors import BadInput, MissingDependency
 from edgebench.records import MeterTrace, RunRecord
 
-from .carbon import equivalents_data
+from .carbon import Lifetime, equivalents_data, format_lifetime
 from .measuredir import MeasureDir, Session
 from .pairing import EngineResult, PairingResult
 from .table import columns, default_sort, plus_minus, rank
@@ -325,8 +325,10 @@ def render_report(
     session: Session,
     directory: str | Path,
     sort: str | None = None,
+    lifetime: tuple[EngineResult, Lifetime] | None = None,
 ) -> str:
-    """The whole page as one string (UTF-8 HTML5, no external resource)."""
+    """The whole page as one string (UTF-8 HTML5, no external resource); `lifetime`: a projection of one engine
+    over a deployment's life (`report --per-day --years [--embodied]`)."""
     sort = sort or default_sort(result.engines)
     rank(result.engines, sort)  # an unknown sort column is BadInput before any drawing
     directory = Path(directory)
@@ -368,6 +370,7 @@ rank. Figures per inference; ± = 1 sigma.</p>
 {_grid(result)}
 <h3>Everyday equivalents of {PER:,} inferences</h3>
 {_equivalents(result, sort)}
+{_lifetime(lifetime)}
 </section>
 <section id="validity">
 <h2>Uncertainty and validity</h2>
@@ -385,6 +388,17 @@ methodology: docs/methodology.md of the edgebench sources.</p></footer>
 </html>
 """
     return body
+
+
+def _lifetime(lifetime: tuple[EngineResult, Lifetime] | None) -> str:
+    if lifetime is None:
+        return ""
+    engine, projection = lifetime
+    lines = "\n".join(format_lifetime(projection))
+    return (
+        f'<h3>Lifetime of {_esc(engine.engine)} (rank 1), wall energy</h3>'
+        f'<pre id="lifetime">{_esc(lines)}</pre>'
+    )
 
 
 def _energy(e: EngineResult) -> tuple[float, float]:
@@ -410,13 +424,17 @@ def write_report(
     session: Session | None = None,
     records: Sequence[RunRecord] | None = None,
     sort: str | None = None,
+    lifetime: tuple[EngineResult, Lifetime] | None = None,
 ) -> Path:
     """Render the page of measure directory `d` (already paired into `result`) into `path`; returns the path."""
     out = Path(path)
     _check_writable(out)  # before the drawing, which takes a while
     session = session or d.session()
     records = d.records() if records is None else records
-    text = render_report(result, records=records, trace=d.session_trace(session), session=session, directory=d.path, sort=sort)
+    text = render_report(
+        result, records=records, trace=d.session_trace(session), session=session, directory=d.path, sort=sort,
+        lifetime=lifetime,
+    )
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")

@@ -202,6 +202,12 @@ def _rows(result: PairingResult, sort: str | None) -> list[tuple[str, list[str],
     return rows
 
 
+def first_ranked(result: PairingResult, sort: str | None = None) -> EngineResult | None:
+    """The engine ranked first that has a CO2 figure (None when no engine has a valid window)."""
+    ranked = rank(result.engines, sort or default_sort(result.engines))
+    return next((e for _, e in ranked if e.ok and math.isfinite(e.co2_kg_per_inference)), None)
+
+
 def _footer(result: PairingResult, sort: str) -> list[str]:
     lines = []
     if result.idle is not None:
@@ -228,7 +234,7 @@ def _footer(result: PairingResult, sort: str) -> list[str]:
     )
     if any(e.rail_estimate for e in result.engines):
         lines.append("* rail figure modelled (estimate), not measured")
-    best = next((e for _, e in rank(result.engines, sort) if e.ok and math.isfinite(e.co2_kg_per_inference)), None)
+    best = first_ranked(result, sort)
     if best is not None:
         from .carbon import context_lines
 

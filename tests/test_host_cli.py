@@ -261,3 +261,28 @@ def test_pair_out_under_a_file_is_refused_before_writing(tmp_path, store):
     (tmp_path / "f").write_text("")
     res = invoke("pair", str(tmp_path / "runs.jsonl"), str(tmp_path / "meter.csv"), "--out", str(tmp_path / "f" / "o"))
     assert res.exit_code == 2 and "lies under the file" in res.output and "Traceback" not in res.output
+
+
+def test_report_projects_the_first_engine_over_a_lifetime(tmp_path, store):
+    from edgebench.host.carbon import kg_to_lb
+
+    d = tmp_path / "measure"
+    d.mkdir()
+    _write_meter_csv(d / "meter.csv", offset_s=0.0)
+    _records(d / "runs.jsonl", shift_s=1.0)
+    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", clock=ClockOffset(offset_ns=S)))
+    doc = json.loads(invoke("report", str(d), "--format", "json").stdout)
+    best = doc["engines"][0]
+    res = invoke("report", str(d), "--per-day", "1000", "--years", "3", "--embodied", "20kg",
+                 "--html", str(tmp_path / "r.html"))
+    assert res.exit_code == 0, res.output
+    assert f"{best['engine']} (rank 1) over its life, wall energy:" in res.stdout
+    assert "lifetime 1,000 inferences/day x 3 years = 1,095,750 inferences" in res.stdout
+    kwh = best["gross_j_per_inference"] * 1_095_750 / 3.6e6
+    assert f"energy {kwh:.4g} kWh" in res.stdout
+    co2 = egrid_factor("RFCW", 2019).co2_kg(best["gross_j_per_inference"] * 1_095_750)
+    assert f"operational CO2 {co2:.4g} kg = {kg_to_lb(co2):.4g} lbs" in res.stdout
+    page = (tmp_path / "r.html").read_text()
+    assert 'id="lifetime"' in page and "1,095,750 inferences" in page
+    bad = invoke("report", str(d), "--per-day", "1000")
+    assert bad.exit_code == 2 and "--per-day and --years together" in bad.output
