@@ -10,6 +10,9 @@ Format history (readers accept every version listed here):
 - 2: RunRecord gains `error`, `model` (ModelFacts, with the engine's Accuracy when evaluated) and `attempt`
   (0 for a window's first try, 1.. for a re-measurement after the meter invalidated it). Version-1 lines are
   read into the same fields.
+- 3: RunRecord gains `cpu_busy` (the device's CPU utilisation over the window, a fraction of all its CPUs, from
+  /proc/stat; None where it could not be read), so an idle window taken while the device was busy can be told
+  apart. Version-1 and -2 lines read with `cpu_busy` None.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import numpy as np
 
 from .errors import BadInput
 
-SCHEMA_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
 
 AGENT_CLOCK = "agent:realtime"
 HOST_CLOCK = "host:realtime"
+
+SAMPLINGS = ("continuous", "spot", "counter")  # how a meter trace was taken (MeterTrace.sampling)
 
 MetadataValue = str | int | float | bool | None
 Metadata = Mapping[str, MetadataValue]
@@ -107,6 +112,7 @@ class RunRecord:
     error: str = ""  # why the window did not run (load failure, crash); "" when it ran
     model: ModelFacts | None = None
     attempt: int = 0  # 0: first try of this window; n: its n-th re-measurement (`measure --retry`)
+    cpu_busy: float | None = None  # CPU utilisation over the window, 0..1 of all CPUs (/proc/stat); None: unknown
     schema: int = SCHEMA_VERSION
 
     @property
@@ -147,10 +153,16 @@ class MeterTrace:
     meter: str
     resolution_w: float = 0.0  # smallest step the meter reports; feeds the uncertainty
     gaps: tuple[tuple[int, int], ...] = ()  # (start_ns, end_ns) spans the logger knows it heard nothing
+    # "continuous": a sampled trace, integrated (trapezoid); "spot": readings a person took off a display, a
+    # window's power is the mean of the readings inside it; "counter": cumulative energy readings (energy_wh)
+    sampling: str = "continuous"
 
     def __post_init__(self) -> None:
         if len(self.t_ns) != len(self.power_w):
             raise ValueError("MeterTrace: t_ns and power_w differ in length")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"MeterTrace: sampling {self.sampling!r} is not one of {', '.join(SAMPLINGS)}")
+
 
 
 @dataclass(frozen=True)
@@ -236,6 +248,16 @@ def _int_list(data: Mapping[str, Any], key: str) -> tuple[int, ...]:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise RecordError(f"field {key!r} must be a list of integers (nanoseconds)")
     return tuple(values)
+
+
+def _fraction(data: Mapping[str, Any], key: str) -> float | None:
+    """An optional fraction 0..1 (None when absent or null)."""
+    value = _field(data, key, (int, float), None)
+    if value is None:
+        return None
+    if not 0.0 <= value <= 1.0:
+        raise RecordError(f"field {key!r} is {value!r}, not a fraction between 0 and 1")
+    return float(value)
 
 
 def _metadata(data: Mapping[str, Any], key: str) -> dict[str, MetadataValue]:
@@ -411,6 +433,7 @@ def run_record_from_dict(data: Mapping[str, Any]) -> RunRecord:
         error=error,
         model=model,
         attempt=_field(data, "attempt", int, 0),
+        cpu_busy=_fraction(data, "cpu_busy"),
         schema=SCHEMA_VERSION,
     )
 

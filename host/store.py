@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgebench.errors import BadInput, DeviceError
-from edgebench.records import MeterReading, MeterTrace
+from edgebench.records import SAMPLINGS, MeterReading, MeterTrace
 
 if TYPE_CHECKING:
     import numpy as np
@@ -383,7 +383,7 @@ def _read_sqlite(path: Path, start_ns, end_ns, address):
             f"meter log {path} holds a non-finite or negative power_w: give a file written by `meter log`"
         )
     res = meta.get("resolution_w")
-    return t, p, meters, addresses, gaps, (float(res) if res else None)
+    return t, p, meters, addresses, gaps, (float(res) if res else None), meta.get("sampling", "continuous")
 
 
 def _read_csv(path: Path, start_ns, end_ns, address):
@@ -438,7 +438,7 @@ def _read_csv(path: Path, start_ns, end_ns, address):
     gaps = _read_gaps(gaps_path(path))
     t = np.array(t_list, dtype=np.int64)
     p = np.array(p_list, dtype=np.float64)
-    return t, p, tuple(sorted(meters)), tuple(sorted(addresses)), tuple(gaps), None
+    return t, p, tuple(sorted(meters)), tuple(sorted(addresses)), tuple(gaps), None, "continuous"
 
 
 def _read_gaps(side: Path) -> list[Gap]:
@@ -473,7 +473,7 @@ def _read(path: str | Path, start_ns=None, end_ns=None, address=None):
 
 def summarize(path: str | Path) -> StoreSummary:
     """Counts, addresses, meters and gaps in a log (reads every row of a CSV)."""
-    t, _p, meters, addresses, gaps, _res = _read(path)
+    t, _p, meters, addresses, gaps, _res, _sampling = _read(path)
     return StoreSummary(readings=len(t), addresses=addresses, meters=meters, gaps=gaps)
 
 
@@ -506,12 +506,12 @@ def load_trace(
     """
     import numpy as np
 
-    t, p, meters, addresses, gaps, res = _read(path, start_ns, end_ns, address)
+    t, p, meters, addresses, gaps, res, sampling = _read(path, start_ns, end_ns, address)
     if address is not None and str(address) not in addresses:
         canonical = resolve_address(str(address), addresses)
         if canonical is not None:  # "1" or "0x1" for the stored "0001"
             address = canonical
-            t, p, meters, addresses, gaps, res = _read(path, start_ns, end_ns, address)
+            t, p, meters, addresses, gaps, res, sampling = _read(path, start_ns, end_ns, address)
     named = [a for a in addresses if a]  # "" is a reading from a meter without sensor addresses
     listed = ", ".join(a if a else "'' (no address)" for a in addresses)
     if address is None and len(addresses) > 1:
@@ -528,6 +528,11 @@ def load_trace(
         raise BadInput(
             f"meter log {path} has no sensor {address!r}: it has {listed}; pass one of them to --address"
         )
+    if sampling not in SAMPLINGS:
+        raise BadInput(
+            f"meter log {path} was taken with sampling {sampling!r}, which this edgebench does not know "
+            f"({', '.join(SAMPLINGS)}): upgrade edgebench"
+        )
     order = np.argsort(t, kind="stable")
     t, p = t[order], p[order]
     meter = ", ".join(m for m in meters if m) or "unknown"
@@ -540,4 +545,5 @@ def load_trace(
         meter=meter,
         resolution_w=res if res is not None else _resolution_for(meter, p),
         gaps=kept,
+        sampling=sampling,
     )

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgebench.cli import cli
-from edgebench.records import read_run_records
+from edgebench.records import SCHEMA_VERSION, read_run_records
 
 
 def _invoke(args):
@@ -115,7 +115,7 @@ def test_bench_json_lines_for_one_engine(engines_dir):
                       "--warmup-time", "0", "--json"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(rows) == 1 and rows[0]["type"] == "RunRecord" and rows[0]["schema"] == 2
+    assert len(rows) == 1 and rows[0]["type"] == "RunRecord" and rows[0]["schema"] == SCHEMA_VERSION
     assert rows[0]["engine"] == "squeezenet1_1_2_32_32_fp32" and rows[0]["iterations"] >= 10
     assert rows[0]["warmup_latencies_ns"] == []
     assert rows[0]["window_end_ns"] - rows[0]["window_start_ns"] >= 50_000_000

@@ -10,7 +10,7 @@ from edgebench.cli import cli
 from edgebench.errors import BadInput
 from edgebench.host.carbon import egrid_factor
 from edgebench.host.measuredir import MeasureDir, Session, make_writable_dir, metadata_conflicts
-from edgebench.records import ClockOffset, RunRecord, append_jsonl
+from edgebench.records import SCHEMA_VERSION, ClockOffset, RunRecord, append_jsonl
 
 GRID = egrid_factor("RFCW", 2019)
 
@@ -82,4 +82,4 @@ def test_resume_state_counts_valid_windows(tmp_path):
     state = d.resume_state(None)  # nothing paired: nothing valid, both windows to measure again
     assert state.engines["e_1_8_8_fp32"].windows == 2 and state.engines["e_1_8_8_fp32"].next_repeat == 2
     assert state.missing("e_1_8_8_fp32", 3) == 3 and state.missing("other", 2) == 2
-    assert json.loads(d.runs.read_text().splitlines()[0])["schema"] == 2
+    assert json.loads(d.runs.read_text().splitlines()[0])["schema"] == SCHEMA_VERSION

@@ -50,7 +50,7 @@ def test_run_record_round_trips_through_jsonl(tmp_path):
 def test_record_line_is_tagged_with_type_and_version():
     data = json.loads(dumps(_record()))
     assert data["type"] == "RunRecord"
-    assert data["schema"] == SCHEMA_VERSION == 2
+    assert data["schema"] == SCHEMA_VERSION == 3
 
 
 def test_newer_format_version_is_refused_with_advice(tmp_path):
