@@ -1,4 +1,4 @@
-"""The Pareto front of accuracy against a cost (joules per inference, latency).
+"""The Pareto front of accuracy against a cost (joules per sample, latency), with and without a margin.
 
 A point is on the front when no other point is at least as accurate for no more cost and strictly better in one
 of the two; points with a missing (NaN) accuracy or cost are never on it. Ties (the same cost and accuracy) are
@@ -38,3 +38,55 @@ def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[bo
 def dominates(cost_a: float, acc_a: float, cost_b: float, acc_b: float) -> bool:
     """Whether point a dominates point b (no worse in both, strictly better in one)."""
     return cost_a <= cost_b and acc_a >= acc_b and (cost_a < cost_b or acc_a > acc_b)
+
+
+ON = "on"  # on the front: no other point dominates it
+POSSIBLE = "possible"  # dominated, but not beyond uncertainty: possibly on the front
+OFF = "off"  # another point is better beyond uncertainty on both axes (or a figure is missing)
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def front_membership(
+    costs: Sequence[float],
+    accuracies: Sequence[float],
+    cost_u: Sequence[float] | None = None,
+    accuracy_u: Sequence[float] | None = None,
+    sigmas: float = 2.0,
+) -> list[str]:
+    """For each point: ON (on the front), POSSIBLE (dominated, but every point that dominates it is better by less
+    than `sigmas` combined standard uncertainties on at least one axis) or OFF (some point is better beyond
+    uncertainty on both axes: cost lower by more than sigmas x sqrt(u_i^2 + u_j^2), accuracy higher likewise).
+    Lower cost and higher accuracy are better; missing (NaN/None) figures are OFF. O(n^2) in the dominated points,
+    fine for the few hundred engines of a sweep."""
+    n = len(costs)
+    if len(accuracies) != n or (cost_u is not None and len(cost_u) != n) or (accuracy_u is not None and len(accuracy_u) != n):
+        raise ValueError("costs, accuracies and their uncertainties must have the same length")
+    cu = [u if _finite(u) else 0.0 for u in (cost_u or [0.0] * n)]
+    au = [u if _finite(u) else 0.0 for u in (accuracy_u or [0.0] * n)]
+    on = pareto_front(costs, accuracies)
+    member = []
+    for i in range(n):
+        if not (_finite(costs[i]) and _finite(accuracies[i])):
+            member.append(OFF)
+            continue
+        if on[i]:
+            member.append(ON)
+            continue
+        clearly_beaten = any(
+            _finite(costs[j]) and _finite(accuracies[j])
+            and costs[i] - costs[j] > sigmas * math.hypot(cu[i], cu[j])
+            and accuracies[j] - accuracies[i] > sigmas * math.hypot(au[i], au[j])
+            for j in range(n) if j != i
+        )  # fmt: skip
+        member.append(OFF if clearly_beaten else POSSIBLE)
+    return member
+
+
+def accuracy_u(top1: float, samples: int) -> float:
+    """The binomial standard error of a top-1 fraction measured on `samples` inputs (nan without samples)."""
+    if samples <= 0 or not _finite(top1):
+        return math.nan
+    return math.sqrt(max(top1 * (1 - top1), 0.0) / samples)

@@ -555,10 +555,12 @@ def context_lines(
     years: float | None = None,
     embodied_kg: float | None = None,
     per: float = 1e6,
+    unit: str = "inferences",
 ) -> list[str]:
-    """Footer lines for a table: the equivalents of `per` inferences (a million by default) and, given
-    inferences per day, years, the energy per inference and the grid, the lifetime projection."""
-    lines = [f"{per:,.0f} inferences emit {co2_kg_per_inference * per:.4g} kg CO2, about:"]
+    """Footer lines for a table: the equivalents of `per` inferences (a million by default; `unit` names what
+    is counted, e.g. "samples" when the figure is per sample) and, given inferences per day, years, the energy
+    per inference and the grid, the lifetime projection."""
+    lines = [f"{per:,.0f} {unit} emit {co2_kg_per_inference * per:.4g} kg CO2, about:"]
     lines += [f"  {line}" for line in equivalents(co2_kg_per_inference * per)]
     if inferences_per_day is not None and years is not None and energy_j_per_inference is not None:
         projection = lifetime(

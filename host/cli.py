@@ -50,6 +50,17 @@ def grid_options(f):
     return f
 
 
+SORT_HELP = (
+    "Rank by this column (default gross_j_sample: wall J per sample; net_j_sample, gross_j and net_j per "
+    "execution, latency, co2, any CSV column; -COL descending)."
+)
+
+
+def sort_option(f):
+    """--sort COLUMN: the ranked figure (`edgebench.host.table`), the same on pair, report and measure."""
+    return click.option("--sort", metavar="COLUMN", help=SORT_HELP)(f)
+
+
 def _emit(lines: list[str]) -> None:
     click.echo("\n".join(lines))
 
@@ -76,6 +87,10 @@ def _report_invalid(result) -> None:
         )
     if result.idle is None:
         warn("no valid idle window: net figures need an idle baseline (measure one with `edgebench measure`)")
+    from edgebench.host.table import result_warnings
+
+    for message in result_warnings(result):
+        warn(message)
 
 
 def _render(result, fmt: str, sort: str | None, out: Path | None) -> None:
@@ -122,9 +137,7 @@ def _render(result, fmt: str, sort: str | None, out: Path | None) -> None:
     help="Sensor address to use when the log holds several (Tweet-a-Watt receivers: e.g. 0001; "
     "`edgebench meter show` lists them).",
 )
-@click.option(
-    "--sort", metavar="COLUMN", help="Sort column (net_j, gross_j, latency, co2...; -COL descending)."
-)
+@sort_option
 @click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
 @click.option(
     "--out", type=click.Path(path_type=Path, file_okay=False), help="Also write table.csv/json/md here."
@@ -186,15 +199,14 @@ def pair(
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @grid_options
 @click.option("--pue", type=finite(min=1), help="Facility overhead multiplier (default: the session's).")
-@click.option(
-    "--sort", metavar="COLUMN", help="Sort column (net_j, gross_j, latency, co2...; -COL descending)."
-)
+@sort_option
 @click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
 @click.option("--write", is_flag=True, help="Also rewrite DIRECTORY/table.csv, table.json and table.md.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also draw --y against --x, one point per engine, into this .png/.svg/.pdf (needs matplotlib).")
 @click.option("--x", "x_col", default="gflops", show_default=True, help="Plot x column (gflops, params, latency...).")
-@click.option("--y", "y_col", default="net_j", show_default=True, help="Plot y column (net_j, gross_j, co2...).")
+@click.option("--y", "y_col", default="gross_j_sample", show_default=True,
+              help="Plot y column (gross_j_sample, net_j_sample, gross_j, net_j, co2...).")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Also write every report plot (first iterations, power trace, wall vs rails, ranked) as PNG and SVG into this directory.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -259,15 +271,30 @@ def report(
         from edgebench.host.plot import plot_result
 
         note(f"wrote {plot_result(result, plot_path, x=x_col, y=y_col)}")
-    if plots_dir is not None:
-        from edgebench.host.html import write_plot_files
+    if plots_dir is not None or html_path is not None:
+        from edgebench.host.html import render_figures, write_plot_files, write_report
+        from edgebench.host.table import DEFAULT_SORT, rank
 
-        written = write_plot_files(plots_dir, d, result, session=session, records=records, sort=sort)
-        note(f"wrote {len(written)} plots into {plots_dir}")
-    if html_path is not None:
-        from edgebench.host.html import write_report
+        rank(result.engines, sort)  # an unknown --sort is one line before the drawing
+        if html_path is not None:
+            from edgebench.host.html import check_html_path
 
-        note(f"wrote {write_report(html_path, d, result, session=session, records=records, sort=sort, lifetime=projection)}")
+            check_html_path(html_path)
+        figures = None
+        if plots_dir is not None:
+            from edgebench.host.plot import render_report_figures
+
+            # drawn once, rendered once to SVG and PNG: the files and the page share them
+            figures = render_report_figures(result, records, d.session_trace(session), sort=sort or DEFAULT_SORT,
+                                            png=True)
+            written = write_plot_files(plots_dir, d, result, figures=figures)
+            note(f"wrote {len(written)} plots into {plots_dir}")
+        elif html_path is not None:
+            figures = render_figures(result, records, d.session_trace(session), sort or DEFAULT_SORT)
+        if html_path is not None:
+            path = write_report(html_path, d, result, session=session, records=records, sort=sort,
+                                lifetime=projection, figures=figures)
+            note(f"wrote {path}")
     _render(result, fmt, sort, directory if write else None)
     if projection is not None and fmt == "table":
         from edgebench.host.carbon import format_lifetime

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,45 +25,36 @@ from edgebench import __version__
 from edgebench.console import warn
 from edgebench.errors import BadInput, MissingDependency
 from edgebench.records import MeterTrace, RunRecord
+from edgebench.units import visible
 
 from .carbon import Lifetime, equivalents_data, format_lifetime
 from .measuredir import MeasureDir, Session
-from .pairing import EngineResult, PairingResult
-from .table import columns, default_sort, plus_minus, rank
+from .pairing import SIGNIFICANCE, EngineResult, PairingResult
+from .table import (
+    COLUMNS,
+    DEFAULT_SORT,
+    FIGURES,
+    below_idle_lines,
+    columns,
+    idle_lines,
+    plus_minus,
+    rank,
+    rank_label,
+    ranked_words,
+    shared_ranks,
+    sort_getter,
+    summary_lines,
+)
 
-PER = 1_000_000  # equivalents are given for a million inferences, like the table's g/1M column
-
-# the full-precision value behind each table column (what a click on its header sorts by); other columns
-# (accuracy ones, added by the table when engines were evaluated) sort by the number their text starts with
-SORT_VALUES: dict[str, Callable[[EngineResult], Any]] = {
-    "engine": lambda e: e.engine,
-    "backbone": lambda e: e.backbone,
-    "batch": lambda e: e.batch,
-    "HxW": lambda e: _pixels(e.resolution),
-    "prec": lambda e: e.precision,
-    "params M": lambda e: e.params / 1e6 if e.params is not None else None,
-    "GFLOPs": lambda e: e.gflops_per_inference,
-    "latency ms": lambda e: e.latency_mean_ms,
-    "samples/s": lambda e: e.throughput_samples_s,
-    "wall W": lambda e: e.wall_power_w,
-    "net W": lambda e: e.net_power_w,
-    "rail W": lambda e: e.rail_power_w,
-    "J/inf wall": lambda e: e.gross_j_per_inference,
-    "J/inf net": lambda e: e.net_j_per_inference,
-    "J/inf rails": lambda e: e.rail_j_per_inference,
-    "CO2 lb/inf": lambda e: e.co2_lb_per_inference,
-    "CO2 g/1M inf": lambda e: e.co2_kg_per_inference * 1e9,
-    "windows": lambda e: e.valid_windows,
-}
-
-
-def _pixels(resolution: str) -> int | None:
-    match = re.fullmatch(r"(\d+)x(\d+)", resolution or "")
-    return int(match.group(1)) * int(match.group(2)) if match else None
+PER = 1_000_000  # equivalents are given for a million samples, like the table's g/1M column
+# column groups shown when the page opens (the others behind the column chooser), so that the ranked table fits
+# a 1280 px laptop screen with the engine and the ranked figure in view
+DEFAULT_GROUPS = ("engine", "speed", "energy", "energy per execution", "carbon", "windows", "accuracy")
 
 
 def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """Text from the data as HTML: escaped, with control and bidi-override characters written out visibly."""
+    return html.escape(visible(str(value)), quote=True)
 
 
 def _sort_value(value: Any) -> str:
@@ -77,30 +68,38 @@ def _sort_value(value: Any) -> str:
     return str(value)
 
 
-def _parsed(text: str) -> Any:
-    match = re.match(r"\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)", text)
-    return float(match.group(1)) if match else (None if text.strip() in ("", "-") else text)
-
-
 # --- sections -------------------------------------------------------------------------------------------------
 
 
 def _table(result: PairingResult, sort: str) -> str:
-    shown = columns(result.engines)
-    head = ['<th scope="col" data-type="n" aria-sort="ascending" title="rank by ' + _esc(sort) + '">rank</th>']
+    shown = columns(result.engines, sort, wide=True)
+    ranked = rank(result.engines, sort)
+    shared = shared_ranks(ranked)
+    key = sort.lstrip("-")
+    head = [
+        '<th scope="col" data-type="n" data-key="rank" data-group="engine" class="sticky rank" '
+        f'aria-sort="ascending" title="rank by {_esc(ranked_words(sort))}">rank</th>'
+    ]
     for c in shown:
         kind = "n" if c.numeric else "s"
-        head.append(f'<th scope="col" data-type="{kind}">{_esc(c.header)}</th>')
-    head.append('<th scope="col" data-type="s">status</th>')
+        css = ' class="sticky engine"' if c.key == "engine" else (' class="ranked"' if c.key == key else "")
+        head.append(
+            f'<th scope="col" data-type="{kind}" data-key="{_esc(c.key)}" data-group="{_esc(c.group)}"{css}>'
+            f"{_esc(c.header)}</th>"
+        )
+    head.append('<th scope="col" data-type="s" data-key="status" data-group="windows">status</th>')
     rows = []
-    for position, e in rank(result.engines, sort):
-        cells = [f'<td data-v="{_sort_value(position)}">{position if position else "-"}</td>']
+    for position, e in ranked:
+        label = rank_label(position, shared)
+        cells = [f'<td class="sticky rank" data-v="{_sort_value(position)}">{_esc(label)}</td>']
         for c in shown:
-            text = c.cell(e)
-            getter = SORT_VALUES.get(c.header)
-            value = getter(e) if getter is not None else _parsed(text)
-            css = "" if c.numeric else ' class="t"'
-            cells.append(f'<td{css} data-v="{_esc(_sort_value(value))}">{_esc(text)}</td>')
+            css = ["t"] if not c.numeric else []
+            if c.key == "engine":
+                css.append("sticky engine")
+            elif c.key == key:
+                css.append("ranked")
+            attr = f' class="{" ".join(css)}"' if css else ""
+            cells.append(f'<td{attr} data-v="{_esc(_sort_value(c.value(e)))}">{_esc(c.cell(e))}</td>')
         cells.append(f'<td class="t" data-v="{_esc(e.status)}">{_esc(e.status)}</td>')
         css = "" if e.ok else ' class="not-ok"'
         rows.append(f'<tr data-engine="{_esc(e.engine)}"{css}>' + "".join(cells) + "</tr>")
@@ -110,6 +109,19 @@ def _table(result: PairingResult, sort: str) -> str:
         '<table id="ranked" class="sortable">\n<thead><tr>' + "".join(head) + "</tr></thead>\n<tbody>\n"
         + "\n".join(rows) + "\n</tbody>\n</table>"
     )
+
+
+def _chooser(result: PairingResult, sort: str) -> str:
+    """Checkboxes that show or hide the table's column groups (the ranked figure's group always shown)."""
+    groups = list(dict.fromkeys(c.group for c in columns(result.engines, sort, wide=True) if c.group != "engine"))
+    ranked_group = next((c.group for c in COLUMNS if c.key == sort.lstrip("-")), "")
+    boxes = []
+    for g in groups:
+        checked = " checked" if g in DEFAULT_GROUPS or g == ranked_group else ""
+        boxes.append(
+            f'<label><input type="checkbox" data-group="{_esc(g)}"{checked}> {_esc(g)}</label>'
+        )
+    return '<p class="note" id="column-chooser">Columns: ' + " ".join(boxes) + "</p>"
 
 
 def _key_values(pairs: Sequence[tuple[str, Any]], css_id: str) -> str:
@@ -160,7 +172,7 @@ def _grid(result: PairingResult) -> str:
         ("source", g.source or "-"),
         ("edition", g.edition or "-"),
         ("PUE", f"{result.pue:g}"),
-        ("CO2 per inference", "gross (wall) J/inference x PUE / 3.6e6 J/kWh x factor"),
+        ("CO2 per sample", "gross (wall) J/sample x PUE / 3.6e6 J/kWh x factor"),
     ]
     return _key_values(pairs, "grid")
 
@@ -174,26 +186,49 @@ def _equivalents(result: PairingResult, sort: str) -> str:
     head = "".join(f'<th scope="col">{_esc(f["what"])}</th>' for f in factors)
     rows = []
     for e in ranked:
-        kg = e.co2_kg_per_inference * PER
+        kg = e.co2_kg_per_sample * PER
         cells = "".join(f"<td>{float(f['count']) * kg:.3g}</td>" for f in factors)
         rows.append(f'<tr><th scope="row">{_esc(e.engine)}</th><td>{kg:.4g}</td>{cells}</tr>')
     sources = sorted({f"{f['source']}, {f['year']}" for f in factors})
     notes = "; ".join(f"{_esc(f['what'])}: {float(f['kg_co2_per_unit']):.4g} kg CO2/{_esc(f['unit'])}" for f in factors)
     return (
         f'<div class="scroll"><table id="equivalents"><thead><tr><th scope="col">engine</th><th scope="col">kg CO2 per {PER:,} '
-        f"inferences</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f"samples (images)</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         f'<p class="note">Approximate, for a sense of scale ({_esc("; ".join(sources))}): {notes}.</p>'
     )
 
 
-def _notes(result: PairingResult, records: Sequence[RunRecord]) -> str:
+def grouped_warnings(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """Warnings as (engine, message) pairs, grouped by their kind (the text before the first colon) with a count
+    of engines and the range of the first percentage they quote: `unstable timings: 24 engines, 10-55 %`."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for engine, message in dict.fromkeys(pairs):
+        kind = message.split(":", 1)[0].strip()
+        groups.setdefault(kind, []).append((engine, message))
+    lines = []
+    for kind, items in groups.items():
+        engines = list(dict.fromkeys(e for e, _ in items))
+        if len(items) == 1:
+            lines.append(f"{engines[0]}: {items[0][1]}")
+            continue
+        numbers = [float(m.group(1)) for _, text in items if (m := re.search(r"(\d+(?:\.\d+)?) ?%", text))]
+        spread = f", {min(numbers):.0f}-{max(numbers):.0f} %" if numbers and min(numbers) != max(numbers) else (
+            f", {numbers[0]:.0f} %" if numbers else "")
+        shown = ", ".join(engines[:6]) + (f" and {len(engines) - 6} more" if len(engines) > 6 else "")
+        lines.append(f"{kind}: {len(engines)} engine{'s' if len(engines) != 1 else ''}{spread} ({shown}); "
+                     f"for example: {items[0][1]}")
+    return lines
+
+
+def _notes(result: PairingResult, records: Sequence[RunRecord], sort: str) -> str:
     t = result.thresholds
     items = [
         "± is one standard uncertainty (1 sigma), combining the meter's resolution over the readings of each "
         "window, the clock offset's uncertainty at the window edges and the spread of repeated windows; net "
         "figures add the idle baseline's uncertainty.",
-        "Inference = one engine execution (one batch); sample = one input of the batch. CO2 comes from the gross "
-        "(wall) energy.",
+        f"Ranked by {ranked_words(sort)}. Sample = one input (image); execution = one engine run of one batch. "
+        f"Engines equal within {SIGNIFICANCE:g} combined standard uncertainties share a rank (shown as 2=). CO2 "
+        "comes from the gross (wall) energy.",
     ]
     if t:
         items.append(
@@ -204,20 +239,21 @@ def _notes(result: PairingResult, records: Sequence[RunRecord]) -> str:
             "figure; an engine without a valid window is listed unranked."
         )
     if result.idle is not None:
-        i = result.idle
-        items.append(
-            f"Idle baseline: {i.power_w:.4g} ± {i.power_u_w:.2g} W (sd {i.spread_w:.2g} W over {i.windows} "
-            f"{i.source}); net = gross minus idle power x duration."
-        )
+        items += idle_lines(result)
+        items.append("Net = gross minus the idle power at the window's time x its duration; a net figure below "
+                     f"zero beyond {SIGNIFICANCE:g} sigma is shown as <0 !, one within it as ≈0 (± u).")
     else:
-        items.append("No idle baseline was measured, so there are no net figures; the table ranks by gross energy.")
+        items.append("No idle baseline was measured, so there are no net figures.")
+    items += below_idle_lines(result)
     if any(e.rail_estimate for e in result.engines):
         items.append("* rail figure modelled by the estimate sensor (CPU utilisation x TDP), not measured.")
     if any(e.accuracy is not None for e in result.engines):
         items.append(
-            "front: E = on the Pareto front of top-1 accuracy vs J/inference, L = of top-1 vs mean latency "
-            "(ok engines only)."
+            "front: E = on the Pareto front of top-1 accuracy vs the ranked energy figure, L = of top-1 vs mean "
+            f"latency; E?/L? = possibly on it (beaten, but not beyond {SIGNIFICANCE:g} sigma on both axes); fronts "
+            "compare only engines evaluated on the same dataset and preprocessing (ok engines only)."
         )
+    summary = summary_lines(result, sort)
     bad = [w for w in result.windows if not w.valid]
     if bad:
         rows = "".join(
@@ -232,34 +268,44 @@ def _notes(result: PairingResult, records: Sequence[RunRecord]) -> str:
         )
     else:
         windows = f"<p>All {len(result.windows)} windows are valid.</p>"
-    warned = dict.fromkeys((r.engine, w) for r in records for w in r.warnings)
+    grouped = grouped_warnings([(r.engine, w) for r in records for w in r.warnings])
     warnings = (
-        "<p>Warnings the agent recorded:</p><ul id=\"warnings\">"
-        + "".join(f"<li>{_esc(engine)}: {_esc(w)}</li>" for engine, w in warned)
+        "<p>Warnings the agent recorded (grouped by kind):</p><ul id=\"warnings\">"
+        + "".join(f"<li>{_esc(line)}</li>" for line in grouped)
         + "</ul>"
-        if warned
+        if grouped
         else ""
     )
-    return '<ul id="notes">' + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>" + windows + warnings
+    return (
+        '<ul id="notes">' + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
+        + (f'<pre id="summary-ratios">{_esc(chr(10).join(summary))}</pre>' if summary else "")
+        + windows + warnings
+    )
 
 
-def _figures(result: PairingResult, records: Sequence[RunRecord], trace: MeterTrace | None, sort: str) -> str:
+def _figures(figures: Sequence[Any] | MissingDependency) -> str:
+    """The report's plots inlined as SVG (`plot.RenderedFigure`s, drawn once for the page and `--plots`)."""
+    if isinstance(figures, MissingDependency):
+        return f'<p class="note" id="no-plots">No plots: {_esc(figures)}.</p>'
+    return "\n".join(
+        f'<figure id="plot-{_esc(f.name)}">{f.svg}<figcaption>{_esc(f.caption)}</figcaption></figure>'
+        for f in figures
+    )
+
+
+def render_figures(
+    result: PairingResult, records: Sequence[RunRecord], trace: MeterTrace | None, sort: str
+) -> list[Any] | MissingDependency:
+    """Every report plot drawn and rendered once (SVG text, and PNG bytes when `png`), or the MissingDependency
+    that says how to get matplotlib."""
     from . import plot
 
     empty = MeterTrace(t_ns=np.zeros(0, dtype=np.int64), power_w=np.zeros(0), meter=result.meter)
     try:
-        figures = plot.report_figures(result, records, trace if trace is not None else empty, sort=sort)
+        return plot.render_report_figures(result, records, trace if trace is not None else empty, sort=sort)
     except MissingDependency as exc:
         warn(f"{exc}: the page has no plots")
-        return f'<p class="note" id="no-plots">No plots: {_esc(exc)}.</p>'
-    parts = []
-    for f in figures:
-        svg = plot.svg_text(f.figure, f.name)
-        parts.append(
-            f'<figure id="plot-{_esc(f.name)}">{svg}<figcaption>{_esc(f.caption)}</figcaption></figure>'
-        )
-    plot.close(figures)
-    return "\n".join(parts)
+        return exc
 
 
 STYLE = """
@@ -280,6 +326,16 @@ table.sortable thead th { cursor: pointer; user-select: none; }
 table.sortable thead th[aria-sort="ascending"]::after { content: " \\25B2"; font-size: 0.7em; }
 table.sortable thead th[aria-sort="descending"]::after { content: " \\25BC"; font-size: 0.7em; }
 tr.not-ok td { color: #8a1c1c; background: #fff5f5; }
+#table-scroll { max-width: 100%; }
+#ranked .sticky { position: sticky; background: #fff; z-index: 1; }
+#ranked th.sticky { background: #f3f5f8; z-index: 2; }
+#ranked .sticky.rank { left: 0; min-width: 2.5rem; }
+#ranked .sticky.engine { left: 2.5rem; max-width: 18rem; overflow: hidden; text-overflow: ellipsis;
+                         box-shadow: 2px 0 0 #ddd; }
+#ranked .ranked { font-weight: 600; background: #f7fbff; }
+#ranked tr.not-ok td.sticky { background: #fff5f5; }
+#ranked .hidden { display: none; }
+#column-chooser label { margin-right: 0.6rem; white-space: nowrap; }
 figure { margin: 1rem 0; } figure svg { max-width: 100%; height: auto; }
 figcaption, .note { color: #555; font-size: 0.85rem; }
 """
@@ -289,6 +345,20 @@ SCRIPT = """
 (function () {
   var table = document.getElementById("ranked");
   if (!table) { return; }
+  function showGroup(group, shown) {
+    var heads = table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(heads, function (th, col) {
+      if (th.dataset.group !== group) { return; }
+      th.classList.toggle("hidden", !shown);
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+        if (row.cells[col]) { row.cells[col].classList.toggle("hidden", !shown); }
+      });
+    });
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("#column-chooser input"), function (box) {
+    showGroup(box.dataset.group, box.checked);
+    box.addEventListener("change", function () { showGroup(box.dataset.group, box.checked); });
+  });
   var heads = table.tHead.rows[0].cells;
   var body = table.tBodies[0];
   Array.prototype.forEach.call(body.rows, function (row, i) { row.dataset.i = i; });
@@ -317,6 +387,17 @@ SCRIPT = """
 """
 
 
+def ranked_value(e: EngineResult, sort: str) -> tuple[float, float, str]:
+    """The ranked figure of engine `e`: (value, uncertainty, unit text) for the page's summary line."""
+    key = sort.lstrip("-")
+    figure = FIGURES.get(key)
+    if figure is not None:
+        u = figure.u(e) if figure.u is not None else float("nan")
+        return figure.value(e), u, "J/sample" if figure.energy_per == "sample" else "J/execution"
+    value = sort_getter(key)(e)
+    return (float(value) if isinstance(value, (int, float)) else float("nan")), float("nan"), key
+
+
 def render_report(
     result: PairingResult,
     *,
@@ -326,18 +407,23 @@ def render_report(
     directory: str | Path,
     sort: str | None = None,
     lifetime: tuple[EngineResult, Lifetime] | None = None,
+    figures: Sequence[Any] | MissingDependency | None = None,
 ) -> str:
     """The whole page as one string (UTF-8 HTML5, no external resource); `lifetime`: a projection of one engine
-    over a deployment's life (`report --per-day --years [--embodied]`)."""
-    sort = sort or default_sort(result.engines)
+    over a deployment's life (`report --per-day --years [--embodied]`); `figures`: the plots already rendered
+    (`render_figures`), drawn here when not given."""
+    sort = sort or DEFAULT_SORT
     rank(result.engines, sort)  # an unknown sort column is BadInput before any drawing
     directory = Path(directory)
     ok = [e for e in result.engines if e.ok]
     best = next((e for position, e in rank(result.engines, sort) if position == 1), None)
-    summary = (
-        f"{len(result.engines)} engines, {len(ok)} with valid windows; ranked by {sort}"
-        + (f"; first: {best.engine} at {plus_minus(*_energy(best))} J/inference" if best is not None else "")
-    )
+    first = ""
+    if best is not None:
+        value, u, unit = ranked_value(best, sort)
+        first = f"; first: {best.engine} at {plus_minus(value, u)} {unit}"
+    summary = f"{len(result.engines)} engines, {len(ok)} with valid windows; ranked by {ranked_words(sort)}{first}"
+    if figures is None:
+        figures = render_figures(result, records, trace, sort)
     title = f"edgebench report: {directory.name or directory}"
     body = f"""<!DOCTYPE html>
 <html lang="en">
@@ -357,24 +443,26 @@ def render_report(
 <main>
 <section id="table-section">
 <h2>Ranked energy table</h2>
-<p class="note">Click a column header to sort by it (again to reverse); engines without a valid window have no
-rank. Figures per inference; ± = 1 sigma.</p>
-<div class="scroll">{_table(result, sort)}</div>
+<p class="note">Ranked by {_esc(ranked_words(sort))}; 2= marks engines equal within {SIGNIFICANCE:g} sigma. Click a
+column header to sort by it (again to reverse); engines without a valid window have no rank. Sample = one input
+image, exec = one execution (one batch); ± = 1 sigma.</p>
+{_chooser(result, sort)}
+<div class="scroll" id="table-scroll">{_table(result, sort)}</div>
 </section>
 <section id="plots">
 <h2>Plots</h2>
-{_figures(result, records, trace, sort)}
+{_figures(figures)}
 </section>
 <section id="carbon">
 <h2>Grid factor and CO2</h2>
 {_grid(result)}
-<h3>Everyday equivalents of {PER:,} inferences</h3>
+<h3>Everyday equivalents of {PER:,} samples (images)</h3>
 {_equivalents(result, sort)}
 {_lifetime(lifetime)}
 </section>
 <section id="validity">
 <h2>Uncertainty and validity</h2>
-{_notes(result, records)}
+{_notes(result, records, sort)}
 </section>
 <section id="session">
 <h2>Session</h2>
@@ -401,13 +489,8 @@ def _lifetime(lifetime: tuple[EngineResult, Lifetime] | None) -> str:
     )
 
 
-def _energy(e: EngineResult) -> tuple[float, float]:
-    if math.isfinite(e.net_j_per_inference):
-        return e.net_j_per_inference, e.net_j_per_inference_u
-    return e.gross_j_per_inference, e.gross_j_per_inference_u
-
-
-def _check_writable(out: Path) -> None:
+def check_html_path(out: Path) -> None:
+    """BadInput unless `out` can be written as the page (checked before any drawing)."""
     if out.is_dir():
         raise BadInput(f"--html {out} is a directory: give a file path such as {out / 'report.html'}")
     if not out.parent.is_dir():
@@ -425,15 +508,19 @@ def write_report(
     records: Sequence[RunRecord] | None = None,
     sort: str | None = None,
     lifetime: tuple[EngineResult, Lifetime] | None = None,
+    figures: Sequence[Any] | MissingDependency | None = None,
 ) -> Path:
-    """Render the page of measure directory `d` (already paired into `result`) into `path`; returns the path."""
+    """Render the page of measure directory `d` (already paired into `result`) into `path`; returns the path.
+    `figures`: the plots already rendered (shared with `--plots`), drawn here when not given."""
     out = Path(path)
-    _check_writable(out)  # before the drawing, which takes a while
+    check_html_path(out)  # before the drawing, which takes a while
     session = session or d.session()
     records = d.records() if records is None else records
+    if figures is None:
+        figures = render_figures(result, records, d.session_trace(session), sort or DEFAULT_SORT)
     text = render_report(
-        result, records=records, trace=d.session_trace(session), session=session, directory=d.path, sort=sort,
-        lifetime=lifetime,
+        result, records=records, trace=None, session=session, directory=d.path, sort=sort, lifetime=lifetime,
+        figures=figures,
     )
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -452,10 +539,14 @@ def write_plot_files(
     session: Session | None = None,
     records: Sequence[RunRecord] | None = None,
     sort: str | None = None,
+    figures: Sequence[Any] | None = None,
 ) -> list[Path]:
-    """`report --plots DIR`: every report plot of measure directory `d` as PNG and SVG; returns the paths."""
-    from .plot import write_plots
+    """`report --plots DIR`: every report plot of measure directory `d` as PNG and SVG; returns the paths.
+    `figures`: the plots already rendered with PNG (shared with the page), drawn here when not given."""
+    from .plot import render_report_figures, write_rendered
 
-    session = session or d.session()
-    records = d.records() if records is None else records
-    return write_plots(out_dir, result, records, d.session_trace(session), sort=sort)
+    if figures is None:
+        session = session or d.session()
+        records = d.records() if records is None else records
+        figures = render_report_figures(result, records, d.session_trace(session), sort=sort, png=True)
+    return write_rendered(out_dir, figures)

@@ -49,12 +49,12 @@ from edgebench.records import (
     RunRecord,
     run_record_from_dict,
 )
-from edgebench.units import count, duration, plus_minus
+from edgebench.units import count, duration, plus_minus, signed_figure
 
 from .carbon import GridFactor
-from .cli import grid_options
+from .cli import grid_options, sort_option
 from .measuredir import KEY_DEVICE, VERSION_PREFIX, MeasureDir, ResumeState, Session, metadata_conflicts
-from .pairing import PairingResult
+from .pairing import BUSY_IDLE_CPU, EngineResult, PairingResult
 
 MIN_WINDOW_FLOOR_S = 1.0  # no window shorter than this, whatever the meter's rate (edge and clock effects)
 WINDOW_MARGIN = 1.2  # 20 % over the bare minimum so a late reading does not drop a window below 10 samples
@@ -626,8 +626,15 @@ class MeasureSession:
         result = self.client.call(
             "idle", duration_s=plan.idle_s, run_id=self.run_id, repeat=repeat, timeout_s=plan.idle_s + 60
         )
-        self._record(result)
+        record = self._record(result)
         progress.done(time.monotonic() - t0)
+        if record.cpu_busy is not None and record.cpu_busy >= BUSY_IDLE_CPU:
+            # said at once: the user can stop what else is running before the engines are measured against it
+            progress.clear()
+            warn(
+                f"idle window {repeat + 1} was not idle: CPU {record.cpu_busy * 100:.0f} % busy; its baseline is "
+                "suspect: stop other work on the device (--idle-every measures it again later), or rank by gross"
+            )
 
     def window(self, row: EngineRow, plan: Plan, repeat: int, attempt: int) -> str:
         """One window of one engine: "" when it ran, else the failure (recorded as a failed window)."""
@@ -782,16 +789,18 @@ class MeasureSession:
         return self.export()
 
 
-def engine_line(e) -> str:
-    """One engine's result as the note printed when it is done."""
+def engine_line(e: EngineResult) -> str:
+    """One engine's result as the note printed when it is done: wall J per sample (what the table ranks), per
+    execution beside it, net where there is a baseline (never a negative number shown as a result)."""
     if not e.ok:
         return f"  {e.engine}: {e.status}"
-    net = plus_minus(e.net_j_per_inference, e.net_j_per_inference_u)
+    net = signed_figure(e.net_j_per_sample, e.net_j_per_sample_u, below=e.net_below_idle)
     retried = f", {count(e.retried, 'window')} measured again" if e.retried else ""
+    per_exec = f" ({plus_minus(e.gross_j_per_inference, e.gross_j_per_inference_u)} J/execution of {e.batch})" if e.batch > 1 else ""
     return (
-        f"  {e.engine}: {plus_minus(e.gross_j_per_inference, e.gross_j_per_inference_u)} J/inference at the wall"
-        f"{f', net {net} J' if net != '-' else ''}, {e.wall_power_w:.3g} W, {e.valid_windows}/{e.windows} windows "
-        f"valid{retried}"
+        f"  {e.engine}: {plus_minus(e.gross_j_per_sample, e.gross_j_per_sample_u)} J/sample at the wall{per_exec}"
+        f"{f', net {net} J/sample' if net != '-' else ''}, {e.wall_power_w:.3g} W, {e.valid_windows}/{e.windows} "
+        f"windows valid{retried}"
     )
 
 
@@ -886,7 +895,7 @@ def _salvage(session: MeasureSession) -> None:
 @click.option("--min-samples", type=click.IntRange(min=2), default=10, show_default=True,
               help="Meter readings a window needs to be valid.")
 @click.option("--allow-short", is_flag=True, help="Measure windows shorter than the meter's minimum anyway.")
-@click.option("--sort", metavar="COLUMN", help="Sort column (net_j, gross_j, latency, co2...; -COL descending).")
+@sort_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("measure-out"), show_default=True,
               help="Directory for runs.jsonl, meter.sqlite, session.json, clock.json and table.csv/json/md.")
 @click.option("--resume", is_flag=True,
@@ -920,6 +929,11 @@ def measure(**options: Any) -> None:
         raise DeviceError(f"{exc}; every window before it is in {config.out} (`--resume` continues)") from None
     if result.idle is None:
         warn("no valid idle window: net figures need an idle baseline (--idle S)")
+    from .table import result_warnings
+
+    for message in result_warnings(result):
+        if not message.startswith("idle window"):  # said live, when the idle window was measured
+            warn(message)
     bad = [w for w in result.windows if not w.valid]
     if bad:
         warn(f"{len(bad)} of {len(result.windows)} windows are invalid or failed; the status column says why")

@@ -9,11 +9,17 @@
 - `sources_figure`: J/inference per engine from the wall meter (integrated), from mean wall power x mean latency
   (lab 9's "energy draw x inference time" estimate) and from the on-board rails (measured, or the estimate
   sensor's model), side by side (lab 9 part 3.3: the Kill-a-Watt against command-line readings).
-- `ranked_figure`: J/inference and CO2 per engine as ranked horizontal bars, in the table's order.
+- `ranked_figure`: the ranked figure (wall J per sample by default: whatever the table is sorted by) and CO2 per
+  million samples per engine as ranked horizontal bars, in the table's order.
 
 Builders return a matplotlib Figure (so tests read the drawn values back from its artists); `save_figure` writes
-PNG, SVG or PDF by suffix; `report_figures` / `write_plots` give every report plot at once. Only valid windows
-and ok engines carry numbers; invalid windows are shaded hatched on the power trace so they can be seen.
+PNG, SVG or PDF by suffix; `report_figures` gives every report plot at once and `render_report_figures` renders
+each of them once (SVG text for the HTML page, PNG bytes for `--plots`). Only valid windows and ok engines carry
+numbers; invalid windows are shaded hatched on the power trace so they can be seen. Text from the data (engine
+names) is drawn as plain text: a `$` never starts mathtext, control characters are written out.
+
+The module never imports pyplot or chooses a backend: figures are `matplotlib.figure.Figure`s saved through their
+own canvas, so a notebook that imports edgebench keeps its inline backend.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ import numpy as np
 
 from edgebench.errors import BadInput, MissingDependency
 from edgebench.records import MeterTrace, RunRecord
+from edgebench.units import visible
 
 from .pairing import EngineResult, PairingResult
-from .table import default_sort, rank, sort_getter
+from .table import DEFAULT_SORT, FIGURES, front_figure, rank, ranked_words, sort_getter
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -54,10 +61,12 @@ AXES: dict[str, tuple[str, object]] = {
     "wall_w": ("mean wall power (W)", None),
     "net_w": ("net wall power above idle (W)", None),
     "rail_w": ("mean on-board power (W)", None),
-    "gross_j": ("J per inference at the wall", lambda e: e.gross_j_per_inference_u),
-    "net_j": ("J per inference above idle", lambda e: e.net_j_per_inference_u),
-    "rail_j": ("J per inference, on-board rails", lambda e: e.rail_j_per_inference_u),
-    "j_per_sample": ("J per sample above idle", None),
+    "gross_j_sample": ("J per sample (image) at the wall", lambda e: e.gross_j_per_sample_u),
+    "net_j_sample": ("J per sample (image) above idle", lambda e: e.net_j_per_sample_u),
+    "gross_j": ("J per execution (batch) at the wall", lambda e: e.gross_j_per_inference_u),
+    "net_j": ("J per execution (batch) above idle", lambda e: e.net_j_per_inference_u),
+    "rail_j": ("J per execution (batch), on-board rails", lambda e: e.rail_j_per_inference_u),
+    "j_per_sample": ("J per sample (image) above idle", lambda e: e.net_j_per_sample_u),
     "co2": ("lb CO2 per inference", None),
 }
 MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "bf16": "D", "tf32": "v", "fp8": "P"}
@@ -65,22 +74,32 @@ SOURCE_COLOURS = {"wall": "#1f77b4", "lab": "#aec7e8", "rails": "#2ca02c", "mode
 
 
 def _matplotlib() -> Any:
-    """The Figure class, or a one-line MissingDependency (exit 2) saying how to install matplotlib."""
+    """The Figure class, or a one-line MissingDependency (exit 2) saying how to install matplotlib. No backend is
+    chosen: a Figure saves through its own canvas, and the caller's backend (a notebook's inline one) stays."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed on a headless device
         from matplotlib.figure import Figure
     except ImportError:
         raise MissingDependency(f"plots need matplotlib: {PLOT_EXTRA} (or pip install matplotlib)") from None
     return Figure
 
 
+IDLE_COLOUR = "#7f7f7f"  # idle windows and the baseline: a grey no engine is given
+
+
 def _colours(names: Sequence[str]) -> dict[str, Any]:
+    """A colour per name from tab10/tab20, leaving out the greys (idle's colour)."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 9 else "tab20"]
+    palette = [cmap(i) for i in range(cmap.N)]
+    palette = [c for c in palette if not (abs(c[0] - c[1]) < 0.02 and abs(c[1] - c[2]) < 0.02)]  # drop greys
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+
+def label(text: str) -> str:
+    """Text from the data as a plot label: plain text (a `$` is a dollar sign, never mathtext), control and
+    bidirectional-override characters written out."""
+    return visible(str(text)).replace("$", r"\$")
 
 
 def _finite(value: float | None) -> bool:
@@ -120,15 +139,24 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def svg_text(fig: Figure, salt: str) -> str:
-    """`fig` as an `<svg>` element (no XML prologue) for inlining into HTML."""
+def svg_document(fig: Figure, salt: str) -> str:
+    """`fig` as a whole SVG file's text (XML prologue included); text stays text, no date, ids salted."""
     import matplotlib
 
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         fig.savefig(buffer, format="svg", metadata=_no_date(".svg"), bbox_inches="tight")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    return buffer.getvalue()
+
+
+def inline_svg(document: str) -> str:
+    """An SVG document as an `<svg>` element (no XML prologue) for inlining into HTML."""
+    return document[document.index("<svg") :]
+
+
+def svg_text(fig: Figure, salt: str) -> str:
+    """`fig` as an `<svg>` element (no XML prologue) for inlining into HTML."""
+    return inline_svg(svg_document(fig, salt))
 
 
 def _no_date(suffix: str) -> dict[str, Any]:
@@ -146,8 +174,35 @@ def _value(e: EngineResult, column: str) -> float:
     return float(value) if value is not None else math.nan
 
 
-def scatter_figure(result: PairingResult, *, x: str = "gflops", y: str = "net_j") -> Figure:
-    """`y` against `x` (keys of AXES), one point per ok engine."""
+MAX_SCATTER_LABELS = 12  # more points than this: only the best few (lowest y) are labelled
+
+
+def _place_labels(ax: Any, points: Sequence[tuple[str, float, float]], fontsize: float = 7) -> None:
+    """Label points without piling labels up: each label tries a few offsets around its point and takes the first
+    whose box (estimated in display pixels) overlaps no label placed before it; a label that fits nowhere is
+    left out (the table names every point)."""
+    fig = ax.figure
+    ax.autoscale_view()
+    to_px = ax.transData.transform
+    char_w, line_h = fontsize * 0.6 * fig.dpi / 72, fontsize * 1.3 * fig.dpi / 72
+    offsets = [(5, 4), (5, -10), (-5, 4), (-5, -10), (5, 14), (5, -20)]
+    placed: list[tuple[float, float, float, float]] = []
+    for name, x, y in points:
+        px, py = to_px((x, y))
+        width = len(name) * char_w
+        for dx, dy in offsets:
+            left = px + dx if dx > 0 else px + dx - width
+            box = (left, py + dy, left + width, py + dy + line_h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                placed.append(box)
+                ax.annotate(label(name), (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
+                            ha="left" if dx > 0 else "right", gid=f"label:{name}")
+                break
+
+
+def scatter_figure(result: PairingResult, *, x: str = "gflops", y: str = DEFAULT_SORT) -> Figure:
+    """`y` against `x` (keys of AXES), one point per ok engine; the legend outside the axes, labels placed so they
+    do not overlap (only the best MAX_SCATTER_LABELS by `y` when there are more points)."""
     for name, column in (("--x", x), ("--y", y)):
         if column not in AXES:
             raise BadInput(f"{name} {column!r} cannot be plotted: use one of {', '.join(AXES)}")
@@ -156,10 +211,10 @@ def scatter_figure(result: PairingResult, *, x: str = "gflops", y: str = "net_j"
     points = [(e, _value(e, x), _value(e, y)) for e in engines]
     points = [(e, a, b) for e, a, b in points if math.isfinite(a) and math.isfinite(b)]
     if not points:
-        raise BadInput(f"no engine has both {x} and {y}: pick other columns (net_j needs an idle baseline)")
+        raise BadInput(f"no engine has both {x} and {y}: pick other columns (net figures need an idle baseline)")
     backbones = sorted({e.backbone for e, _, _ in points})
     colours = _colours(backbones)
-    fig = figure_class(figsize=(8, 5.5), dpi=120)
+    fig = figure_class(figsize=(9, 5.5), dpi=120)
     ax = fig.subplots()
     y_label, y_u = AXES[y]
     for e, a, b in points:
@@ -169,23 +224,24 @@ def scatter_figure(result: PairingResult, *, x: str = "gflops", y: str = "net_j"
             color=colours[e.backbone], capsize=3, markersize=7,
         )
         drawn.lines[0].set_gid(f"point:{e.engine}")
-        # fp16 labels below their point, others above: an engine's two precisions often sit close together
-        below = e.precision == "fp16"
-        ax.annotate(e.engine, (a, b), textcoords="offset points", xytext=(5, -10 if below else 4), fontsize=7)
+    labelled = sorted(points, key=lambda p: p[2])[:MAX_SCATTER_LABELS]
+    _place_labels(ax, [(e.engine, a, b) for e, a, b in labelled])
     for backbone in backbones:
-        ax.plot([], [], "o", color=colours[backbone], label=backbone)
+        ax.plot([], [], "o", color=colours[backbone], label=label(backbone))
     for precision in sorted({e.precision for e, _, _ in points}):
-        ax.plot([], [], MARKERS.get(precision, "o"), color="grey", label=precision)
+        ax.plot([], [], MARKERS.get(precision, "o"), color="grey", label=label(precision))
     ax.set_xlabel(AXES[x][0])
     ax.set_ylabel(y_label)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(_subtitle(result), fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    more = len(points) - len(labelled)
+    ax.set_title(label(_subtitle(result)) + (f" · best {len(labelled)} labelled, {more} more in the table" if more else ""),
+                 fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_result(result: PairingResult, path: str | Path, *, x: str = "gflops", y: str = "net_j") -> Path:
+def plot_result(result: PairingResult, path: str | Path, *, x: str = "gflops", y: str = DEFAULT_SORT) -> Path:
     """Draw `y` against `x` for every valid engine into `path` (PNG, SVG or PDF by suffix); returns the path."""
     return save_figure(scatter_figure(result, x=x, y=y), path)
 
@@ -213,7 +269,7 @@ def warmup_figure(records: Sequence[RunRecord], *, first: int = FIRST_ITERATIONS
         raise BadInput("no engine window has latencies to plot: pass a directory where engines ran")
     figure_class = _matplotlib()
     colours = _colours(list(windows))
-    fig = figure_class(figsize=(8, 5), dpi=100)
+    fig = figure_class(figsize=(10, 5), dpi=100)
     ax = fig.subplots()
     spread = []
     for engine, r in windows.items():
@@ -221,8 +277,8 @@ def warmup_figure(records: Sequence[RunRecord], *, first: int = FIRST_ITERATIONS
         x = np.arange(1, len(sequence_ms) + 1)
         warm = min(len(r.warmup_latencies_ns), len(sequence_ms))
         colour = colours[engine]
-        label = engine if len(windows) <= MAX_LEGEND_ENGINES else None
-        (line,) = ax.plot(x, sequence_ms, "-", color=colour, alpha=0.6, label=label)
+        name = label(engine) if len(windows) <= MAX_LEGEND_ENGINES else None
+        (line,) = ax.plot(x, sequence_ms, "-", color=colour, alpha=0.6, label=name)
         line.set_gid(f"latency:{engine}")
         ax.plot(x[:warm], sequence_ms[:warm], "o", mfc="white", color=colour, markersize=6)
         ax.plot(x[warm:], sequence_ms[warm:], "o", color=colour, markersize=6)
@@ -240,7 +296,7 @@ def warmup_figure(records: Sequence[RunRecord], *, first: int = FIRST_ITERATIONS
     ax.set_title(f"first {first} iterations of each engine's first window, warm-up included", fontsize=9)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 
@@ -271,7 +327,8 @@ def trace_envelope(t_ns: np.ndarray, power_w: np.ndarray, max_points: int = MAX_
 
 def power_figure(trace: MeterTrace, result: PairingResult) -> Figure:
     """Wall power (W) against time since the first reading (s); each engine's windows shaded in its colour
-    (hatched where invalid), idle windows in grey, the idle baseline as a dashed line with its 1-sigma band."""
+    (hatched where invalid), idle windows in grey (cross-hatched when the device was busy during them), the idle
+    baseline as a dashed line (through the idle windows when it is interpolated in time) with its 1-sigma band."""
     if len(trace.t_ns) == 0:
         raise BadInput("the meter log holds no readings: nothing to plot; check the meter's log file")
     figure_class = _matplotlib()
@@ -279,39 +336,52 @@ def power_figure(trace: MeterTrace, result: PairingResult) -> Figure:
     fig = figure_class(figsize=(10, 4.5), dpi=100)
     ax = fig.subplots()
     t, p = trace_envelope(trace.t_ns, trace.power_w)
-    (line,) = ax.plot((t - t0) / 1e9, p, color="black", linewidth=0.8, label=f"wall power ({trace.meter})")
+    (line,) = ax.plot((t - t0) / 1e9, p, color="black", linewidth=0.8, label=label(f"wall power ({trace.meter})"))
     line.set_gid("wall-power")
     engines = list(dict.fromkeys(w.engine for w in result.windows if w.kind == "run"))
     colours = _colours(engines)
     labelled: set[str] = set()
     for w in result.windows:
-        if w.status.startswith("failed") or w.end_host_ns <= w.start_host_ns:
+        if w.failed or w.end_host_ns <= w.start_host_ns:
             continue  # a window that never ran has no span to shade
         key = "idle" if w.kind == "idle" else w.engine
-        label = None if key in labelled else ("idle window" if key == "idle" else w.engine)
+        name = None if key in labelled else ("idle window" if key == "idle" else label(w.engine))
         if key != "idle" and len(engines) > MAX_LEGEND_ENGINES:
-            label = None  # a legend of 72 engines hides the plot: the table says which window is whose
+            name = None  # a legend of 72 engines hides the plot: the table says which window is whose
         labelled.add(key)
+        hatch = "xx" if w.not_idle else (None if w.valid else "//")
         span = ax.axvspan(
             (w.start_host_ns - t0) / 1e9, (w.end_host_ns - t0) / 1e9,
-            color="grey" if key == "idle" else colours[key], alpha=0.25, linewidth=0,
-            hatch=None if w.valid else "//", label=label,
+            color=IDLE_COLOUR if key == "idle" else colours[key], alpha=0.25, linewidth=0, hatch=hatch, label=name,
         )
         span.set_gid(f"window:{w.kind}:{w.engine}:{w.repeat}:{w.attempt}")
-    if result.idle is not None:
-        idle = result.idle
-        ax.axhline(idle.power_w, color="dimgrey", linestyle="--", linewidth=1.2,
-                   label=f"idle baseline {idle.power_w:.3g} ± {idle.power_u_w:.2g} W", gid="idle-baseline")
-        if idle.power_u_w > 0:
-            ax.axhspan(idle.power_w - idle.power_u_w, idle.power_w + idle.power_u_w, color="dimgrey", alpha=0.15)
+    idle = result.idle
+    if idle is not None:
+        knots = sorted((w.mid_host_ns, w.mean_power_w, w.mean_power_u_w) for w in result.windows
+                       if w.kind == "idle" and w.valid)
+        words = f"idle baseline {idle.power_w:.3g} ± {idle.power_u_w:.2g} W"
+        if idle.interpolated and len(knots) > 1:
+            xs = [(int(trace.t_ns[0]) - t0) / 1e9] + [(k[0] - t0) / 1e9 for k in knots] + [(int(trace.t_ns[-1]) - t0) / 1e9]
+            ys = [knots[0][1]] + [k[1] for k in knots] + [knots[-1][1]]
+            us = [knots[0][2]] + [k[2] for k in knots] + [knots[-1][2]]
+            ax.plot(xs, ys, color="dimgrey", linestyle="--", linewidth=1.2, gid="idle-baseline",
+                    label=f"idle baseline, interpolated between {len(knots)} idle windows")
+            ax.fill_between(xs, [y - u for y, u in zip(ys, us, strict=True)], [y + u for y, u in zip(ys, us, strict=True)],
+                            color="dimgrey", alpha=0.15, linewidth=0)
+        else:
+            ax.axhline(idle.power_w, color="dimgrey", linestyle="--", linewidth=1.2, label=words, gid="idle-baseline")
+            if idle.power_u_w > 0:
+                ax.axhspan(idle.power_w - idle.power_u_w, idle.power_w + idle.power_u_w, color="dimgrey", alpha=0.15)
     handles, _ = ax.get_legend_handles_labels()
-    if any(not w.valid and not w.status.startswith("failed") for w in result.windows):
-        from matplotlib.patches import Patch
+    from matplotlib.patches import Patch
 
+    if any(not w.valid and not w.failed for w in result.windows):
         handles.append(Patch(facecolor="none", hatch="//", edgecolor="grey", label="invalid window"))
+    if result.busy_idle_windows:
+        handles.append(Patch(facecolor="none", hatch="xx", edgecolor=IDLE_COLOUR, label="idle window, device busy"))
     ax.set_xlabel("time since the first meter reading (s)")
     ax.set_ylabel("wall power (W)")
-    ax.set_title(f"wall power over the session · {_subtitle(result)}", fontsize=9)
+    ax.set_title(label(f"wall power over the session · {_subtitle(result)}"), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
@@ -345,23 +415,32 @@ SOURCE_LABELS = {
 }
 
 
+def _per(sort: str | None) -> str:
+    """"sample" when the ranked energy figure is per sample, else "execution": what the energy plots show."""
+    return front_figure(sort).energy_per
+
+
 def source_bars(result: PairingResult, sort: str | None = None) -> list[SourceBar]:
-    """The bars of the sources plot, ok engines in the table's order; NaN figures are left out."""
+    """The bars of the sources plot, ok engines in the table's order; NaN figures are left out. Per sample when
+    the table ranks a per-sample figure (each engine's figures divided by its batch), else per execution."""
+    per_sample = _per(sort) == "sample"
     bars = []
     for _, e in rank([e for e in result.engines if e.ok], sort):
+        d = e.batch if per_sample and e.batch else 1
         candidates = [
-            SourceBar(e.engine, "wall", e.gross_j_per_inference, e.gross_j_per_inference_u),
-            SourceBar(e.engine, "lab", lab_estimate_j(e), math.nan),
-            SourceBar(e.engine, "model" if e.rail_estimate else "rails", e.rail_j_per_inference,
-                      e.rail_j_per_inference_u),
+            SourceBar(e.engine, "wall", e.gross_j_per_inference / d, e.gross_j_per_inference_u / d),
+            SourceBar(e.engine, "lab", lab_estimate_j(e) / d, math.nan),
+            SourceBar(e.engine, "model" if e.rail_estimate else "rails", e.rail_j_per_inference / d,
+                      e.rail_j_per_inference_u / d),
         ]
         bars += [b for b in candidates if _finite(b.j_per_inference)]
     return bars
 
 
 def sources_figure(result: PairingResult, sort: str | None = None) -> Figure:
-    """Grouped bars, one group per ok engine: J/inference from the wall meter, lab 9's power x latency estimate,
-    and the on-board rails (or the estimate sensor's model), with 1-sigma error bars where there is one."""
+    """Grouped bars, one group per ok engine: J per sample (or per execution, as the table ranks) from the wall
+    meter, lab 9's power x latency estimate, and the on-board rails (or the estimate sensor's model), with 1-sigma
+    error bars where there is one."""
     bars = source_bars(result, sort)
     if not bars:
         raise BadInput("no engine has a valid window: nothing to compare; measure again with longer windows")
@@ -370,7 +449,7 @@ def sources_figure(result: PairingResult, sort: str | None = None) -> Figure:
     sources = [s for s in SOURCE_LABELS if any(b.source == s for b in bars)]
     unit, scale = energy_unit([b.j_per_inference for b in bars])
     width = 0.8 / len(sources)
-    fig = figure_class(figsize=(min(30.0, max(6.0, 1.2 * len(engines) + 3)), 5), dpi=100)
+    fig = figure_class(figsize=(min(30.0, max(6.0, 0.5 * len(engines) + 5)), 5), dpi=100)
     ax = fig.subplots()
     for k, source in enumerate(sources):
         mine = {b.engine: b for b in bars if b.source == source}
@@ -383,49 +462,70 @@ def sources_figure(result: PairingResult, sort: str | None = None) -> Figure:
         )
         for patch, name in zip(container.patches, [n for n in engines if n in mine], strict=True):
             patch.set_gid(f"bar:{source}:{name}")
-    ax.set_xticks(range(len(engines)), engines, rotation=30, ha="right", fontsize=7)
+    ax.set_xticks(range(len(engines)), [label(e) for e in engines], rotation=30 if len(engines) <= 12 else 90,
+                  ha="right" if len(engines) <= 12 else "center", fontsize=7)
     ax.set_xlabel("engine (table order)")
-    ax.set_ylabel(f"energy per inference ({unit})")
-    ax.set_title(f"wall meter vs estimate vs on-board rails · {_subtitle(result)}", fontsize=9)
+    ax.set_ylabel(f"energy per {_per(sort)} ({unit})")
+    ax.set_title(label(f"wall meter vs estimate vs on-board rails · {_subtitle(result)}"), fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 
 
-# --- ranked J/inference and CO2 -------------------------------------------------------------------------------
+# --- the ranked figure and CO2 --------------------------------------------------------------------------------
+
+
+def ranked_values(result: PairingResult, sort: str | None = None) -> tuple[list[EngineResult], list[float], list[float]]:
+    """The ok engines in rank order, their ranked figure and its uncertainty (nan where it has none)."""
+    key = (sort or DEFAULT_SORT).lstrip("-")
+    getter = sort_getter(key)
+    figure = FIGURES.get(key)
+    ranked = [e for _, e in rank([e for e in result.engines if e.ok], sort)]
+    values = [float(getter(e)) if isinstance(getter(e), (int, float)) else math.nan for e in ranked]
+    us = [figure.u(e) if figure is not None and figure.u is not None else math.nan for e in ranked]
+    return ranked, values, us
 
 
 def ranked_figure(result: PairingResult, sort: str | None = None) -> Figure:
-    """Two panels of horizontal bars sharing the engine axis, in the table's rank order (best at the top):
-    J/inference (net when an idle baseline gave one, else gross; 1-sigma error bars) and g CO2 per million
-    inferences (from wall energy x PUE, as in the table)."""
-    ranked = [e for _, e in rank([e for e in result.engines if e.ok], sort)]
+    """Two panels of horizontal bars sharing the engine axis, in the table's rank order (best at the top): the
+    figure the table is ranked by (wall J per sample by default; 1-sigma error bars) and g CO2 per million samples
+    (from wall energy x PUE, as in the table)."""
+    sort = sort or DEFAULT_SORT
+    ranked, values_raw, us = ranked_values(result, sort)
     if not ranked:
         raise BadInput("no engine has a valid window: nothing to rank; measure again with longer windows")
     figure_class = _matplotlib()
-    net = default_sort(result.engines) == "net_j"
-    energy = [(e.net_j_per_inference, e.net_j_per_inference_u) if net
-              else (e.gross_j_per_inference, e.gross_j_per_inference_u) for e in ranked]
-    co2_g_per_million = [e.co2_kg_per_inference * 1e9 for e in ranked]
+    key = sort.lstrip("-")
+    figure = FIGURES.get(key)
+    co2_g_per_million = [e.co2_g_per_million_samples for e in ranked]
+    positions = rank([e for e in result.engines if e.ok], sort)
     names = [e.engine for e in ranked]
     y = np.arange(len(ranked))
-    fig = figure_class(figsize=(11, max(2.5, 0.45 * len(ranked) + 1.5)), dpi=100)
+    fig = figure_class(figsize=(11, max(2.5, 0.3 * len(ranked) + 1.5)), dpi=100)
     left, right = fig.subplots(1, 2, sharey=True)
-    unit, scale = energy_unit([v for v, _ in energy])
-    values = [v * scale if _finite(v) else 0.0 for v, _ in energy]
-    errors = [u * scale if _finite(u) else 0.0 for _, u in energy]
-    left.barh(y, values, xerr=errors if any(errors) else None, capsize=2, color="#1f77b4")
+    if figure is not None:
+        unit, scale = energy_unit(values_raw)
+        xlabel = f"{figure.words.replace('J per', 'energy per')} ({unit})"
+    else:
+        unit, scale = "", 1.0
+        xlabel = AXES[key][0] if key in AXES else key
+    values = [v * scale if _finite(v) else 0.0 for v in values_raw]
+    errors = [u * scale if _finite(u) else 0.0 for u in us]
+    bars = left.barh(y, values, xerr=errors if any(errors) else None, capsize=2, color="#1f77b4")
+    for patch, name in zip(bars.patches, names, strict=True):
+        patch.set_gid(f"ranked:{name}")
     right.barh(y, [v if _finite(v) else 0.0 for v in co2_g_per_million], color="#8c564b")
-    left.set_yticks(y, [f"{i}. {name}" for i, name in enumerate(names, 1)], fontsize=7)
+    shared = {p for p, _ in positions if p is not None and sum(1 for q, _ in positions if q == p) > 1}
+    left.set_yticks(y, [label(f"{p}{'=' if p in shared else ''}. {name}") for (p, _), name in zip(positions, names, strict=True)],
+                    fontsize=7)
     left.invert_yaxis()  # rank 1 at the top
-    left.set_xlabel(f"{'net (above idle)' if net else 'gross (wall)'} energy per inference ({unit})")
+    left.set_xlabel(xlabel)
     left.set_ylabel("engine, by rank")
-    right.set_xlabel(f"CO2 per million inferences (g; {result.grid.region or 'grid'} factor, PUE {result.pue:g})")
+    right.set_xlabel(f"CO2 per million samples (g; {result.grid.region or 'grid'} factor, PUE {result.pue:g})")
     for ax in (left, right):
         ax.grid(True, axis="x", alpha=0.3)
-    sort_name = sort or default_sort(result.engines)
-    fig.suptitle(f"ranked by {sort_name} · {_subtitle(result)}", fontsize=9)
+    fig.suptitle(label(f"ranked by {ranked_words(sort)} · {_subtitle(result)}"), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -446,7 +546,9 @@ def report_figures(
     result: PairingResult, records: Sequence[RunRecord], trace: MeterTrace, *, sort: str | None = None
 ) -> list[ReportFigure]:
     """The report's plots that the data allows (a directory with no timed window has no latency plot, one with
-    no valid window no bars), in reading order."""
+    no valid window no bars), in reading order; the energy plots follow the figure the table is ranked by."""
+    sort = sort or DEFAULT_SORT
+    per = _per(sort)
     out = []
     if first_windows(records):
         out.append(ReportFigure(
@@ -459,27 +561,28 @@ def report_figures(
         out.append(ReportFigure(
             "wall-power",
             "Wall power over the session; shaded: each engine's measured windows (hatched: invalid), grey: idle "
-            "windows; dashed: the idle baseline with its 1-sigma band.",
+            "windows (cross-hatched: the device was busy); dashed: the idle baseline with its 1-sigma band.",
             power_figure(trace, result),
         ))
     if any(e.ok for e in result.engines):
         out.append(ReportFigure(
             "energy-sources",
-            "J/inference per engine: the wall meter integrated over the windows, lab 9's wall power x latency "
+            f"J per {per} for each engine: the wall meter integrated over the windows, lab 9's wall power x latency "
             "estimate, and the on-board rails (hatched: modelled by the estimate sensor, not measured).",
             sources_figure(result, sort),
         ))
         out.append(ReportFigure(
             "ranked-energy-co2",
-            "J/inference (1-sigma error bars) and CO2 per million inferences per engine, in the table's rank order.",
+            f"Ranked by {ranked_words(sort)} (1-sigma error bars; n= marks a shared rank) and CO2 per million "
+            "samples per engine, in the table's rank order.",
             ranked_figure(result, sort),
         ))
-    y = default_sort(result.engines)
+    y = front_figure(sort).key
     if any(e.ok and _finite(e.gflops_per_inference) and _finite(sort_getter(y)(e)) for e in result.engines):
         out.append(ReportFigure(
             "gflops-energy",
-            f"{'Net' if y == 'net_j' else 'Gross'} J/inference against GFLOPs per inference (from the engines' "
-            "manifest), one point per engine: colour = backbone, marker = precision, error bars = 1 sigma.",
+            f"{FIGURES[y].words} against GFLOPs per inference (from the engines' manifest), one point per engine: "
+            "colour = backbone, marker = precision, error bars = 1 sigma.",
             scatter_figure(result, x="gflops", y=y),
         ))
     return out
@@ -491,6 +594,73 @@ def close(figures: Sequence[ReportFigure]) -> None:
         f.figure.clear()
 
 
+@dataclass(frozen=True)
+class RenderedFigure:
+    """One report plot rendered once: the SVG file's text (written as <name>.svg, inlined by the HTML page) and,
+    when asked for, PNG bytes (<name>.png)."""
+
+    name: str
+    caption: str
+    svg_document: str
+    png: bytes | None = None
+
+    @property
+    def svg(self) -> str:
+        """The `<svg>` element, for inlining."""
+        return inline_svg(self.svg_document)
+
+
+def render_report_figures(
+    result: PairingResult,
+    records: Sequence[RunRecord],
+    trace: MeterTrace,
+    *,
+    sort: str | None = None,
+    png: bool = False,
+) -> list[RenderedFigure]:
+    """Every report plot built once and rendered once to SVG (and PNG when `png`), the figures then let go."""
+    rendered = []
+    for f in report_figures(result, records, trace, sort=sort):
+        svg = svg_document(f.figure, f.name)
+        data = None
+        if png:
+            buffer = io.BytesIO()
+            f.figure.savefig(buffer, format="png", bbox_inches="tight")
+            data = buffer.getvalue()
+        f.figure.clear()
+        rendered.append(RenderedFigure(f.name, f.caption, svg, data))
+    return rendered
+
+
+def _plots_dir(out_dir: str | Path) -> Path:
+    directory = Path(out_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot create {directory} ({exc.strerror}): give a directory you can write to") from None
+    return directory
+
+
+def write_rendered(
+    out_dir: str | Path, figures: Sequence[RenderedFigure], suffixes: Sequence[str] = (".png", ".svg")
+) -> list[Path]:
+    """Rendered plots into `out_dir` as <name>.svg and, where rendered, <name>.png; returns the paths."""
+    directory = _plots_dir(out_dir)
+    written = []
+    for f in figures:
+        outputs = [(".png", f.png)] if f.png is not None and ".png" in suffixes else []
+        if ".svg" in suffixes:
+            outputs.append((".svg", f.svg_document.encode("utf-8")))
+        for suffix, data in outputs:
+            path = directory / f"{f.name}{suffix}"
+            try:
+                path.write_bytes(data)
+            except OSError as exc:
+                raise BadInput(f"cannot write plot {path} ({exc.strerror}): give a directory you can write to") from None
+            written.append(path)
+    return written
+
+
 def write_plots(
     out_dir: str | Path,
     result: PairingResult,
@@ -500,16 +670,11 @@ def write_plots(
     sort: str | None = None,
     suffixes: Sequence[str] = (".png", ".svg"),
 ) -> list[Path]:
-    """Every report plot into `out_dir` as <name>.png and <name>.svg; returns the paths written."""
-    directory = Path(out_dir)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInput(f"cannot create {directory} ({exc.strerror}): give a directory you can write to") from None
-    written = []
-    figures = report_figures(result, records, trace, sort=sort)
-    for f in figures:
-        for suffix in suffixes:
-            written.append(save_figure(f.figure, directory / f"{f.name}{suffix}"))
-    close(figures)
-    return written
+    """Every report plot into `out_dir` as <name>.png and <name>.svg (`suffixes`: which of the two); returns the
+    paths written."""
+    unknown = set(suffixes) - {".png", ".svg"}
+    if unknown:
+        raise BadInput(f"cannot write plots as {', '.join(sorted(unknown))}: use .png or .svg")
+    _plots_dir(out_dir)
+    rendered = render_report_figures(result, records, trace, sort=sort, png=".png" in suffixes)
+    return write_rendered(out_dir, rendered, suffixes)

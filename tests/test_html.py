@@ -78,19 +78,26 @@ def test_the_table_on_the_page_is_the_directorys_table(page, measure_dir):
     rows = _table_rows(page)
     assert [engine for engine, _ in rows] == [e["engine"] for e in doc["engines"]]
     headers = _headers(page)
-    assert headers[0] == "rank" and headers[-1] == "status" and "J/inf wall" in headers
+    assert headers[0] == "rank" and headers[-1] == "status" and "J/sample wall" in headers and "J/exec wall" in headers
     for (_, cells), row in zip(rows, doc["engines"], strict=True):
         cell = dict(zip(headers, cells, strict=True))
-        assert cell["rank"] == (str(row["rank"]) if row["rank"] else "", str(row["rank"] or "-"))
+        label = f"{row['rank']}{'=' if row['tied'] else ''}" if row["rank"] else "-"
+        assert cell["rank"] == (str(row["rank"]) if row["rank"] else "", label)
         assert cell["status"][1] == row["status"]
-        wall_value, wall_text = cell["J/inf wall"]
+        for header, key in (("J/sample wall", "gross_j_per_sample"), ("J/exec wall", "gross_j_per_inference")):
+            value, text = cell[header]
+            if row[key] is None:
+                assert (value, text) == ("", "-")
+                continue
+            assert float(value) == row[key]  # full precision behind the cell
+            assert text == plus_minus(row[key], row[key + "_u"])
         if row["gross_j_per_inference"] is None:
-            assert (wall_value, wall_text) == ("", "-")
             continue
-        assert float(wall_value) == row["gross_j_per_inference"]  # full precision behind the cell
-        assert wall_text == plus_minus(row["gross_j_per_inference"], row["gross_j_per_inference_u"])
         assert float(cell["latency ms"][0]) == row["latency_mean_ms"]
-        assert float(cell["CO2 lb/inf"][0]) == pytest.approx(row["co2_lb_per_inference"], rel=1e-12)
+        assert float(cell["CO2 lb/exec"][0]) == pytest.approx(row["co2_lb_per_inference"], rel=1e-12)
+    # the sort keys come from the table's column definitions: each header names its key
+    keys = re.findall(r'<th scope="col"[^>]*data-key="([^"]*)"', page[page.index('<table id="ranked"'):])
+    assert keys[:3] == ["rank", "engine", "backbone"] and "gross_j_sample" in keys and "net_j" in keys
     assert [e for e, _ in rows][-1] == "broken_1_8_8_fp32"  # invalid: unranked, last, with its reason
     assert 'class="not-ok"' in page
 
@@ -104,7 +111,7 @@ def test_grid_factor_session_and_validity_notes(page, measure_dir):
     assert "at least 10 meter readings" in page and "99%" in page
     invalid = page[page.index('<table id="invalid-windows"') :]
     assert "broken_1_8_8_fp32" in invalid and "need &gt;= 10" in invalid
-    assert "Idle baseline: 2 ±" in page
+    assert "idle baseline: 2 ±" in page and "(one window)" in page
     assert "* rail figure modelled by the estimate sensor" in page
     session = page[page.index('<table id="session-metadata"') :]
     for text in ("wattsup PRO", "0.1 W", "session: agent", "local", "NVIDIA Jetson Nano Developer Kit", "r1"):
@@ -285,12 +292,21 @@ def test_the_page_in_a_real_browser(browser, measured_for_real, measure_dir, tmp
     # the table read back from the page equals table.json
     engines = [e["engine"] for e in doc["engines"]]
     assert [v for v, _ in _cells(page_, "engine")] == engines
-    for (value, text), row in zip(_cells(page_, "J/inf net"), doc["engines"], strict=True):
-        assert float(value) == row["net_j_per_inference"]
-        assert text == plus_minus(row["net_j_per_inference"], row["net_j_per_inference_u"])
+    for (value, text), row in zip(_cells(page_, "J/sample wall"), doc["engines"], strict=True):
+        assert float(value) == row["gross_j_per_sample"]
+        assert text == plus_minus(row["gross_j_per_sample"], row["gross_j_per_sample_u"])
     for (value, _), row in zip(_cells(page_, "latency ms"), doc["engines"], strict=True):
         assert float(value) == row["latency_mean_ms"]
-    assert [t for _, t in _cells(page_, "rank")] == [str(row["rank"]) for row in doc["engines"]]
+    assert [t for _, t in _cells(page_, "rank")] == [f"{row['rank']}{'=' if row['tied'] else ''}" for row in doc["engines"]]
+    # on a 1280 px screen the engine and the ranked figure are in view without scrolling sideways
+    for selector in ("#ranked thead th.engine", "#ranked thead th.ranked"):
+        box = page_.locator(selector).bounding_box()
+        assert box is not None and box["width"] > 0 and box["x"] >= 0 and box["x"] + box["width"] <= 1280, (selector, box)
+    # the column chooser hides a group and shows it again
+    power = page_.locator('#column-chooser input[data-group="power"]')
+    assert not power.is_checked() and not page_.locator('#ranked thead th[data-key="wall_w"]').is_visible()
+    power.check()
+    assert page_.locator('#ranked thead th[data-key="wall_w"]').is_visible()
     # a click sorts by the column, a second click reverses; the order changes from the ranked one
     _click(page_, "engine")
     ascending = [t for _, t in _cells(page_, "engine")]
@@ -310,8 +326,8 @@ def test_the_page_in_a_real_browser(browser, measured_for_real, measure_dir, tmp
     page_ = browser.new_page()
     page_.goto(other.as_uri())
     initial = [t for _, t in _cells(page_, "engine")]
-    _click(page_, "J/inf wall")
-    _click(page_, "J/inf wall")  # descending
+    _click(page_, "J/exec wall")
+    _click(page_, "J/exec wall")  # descending
     descending = [t for _, t in _cells(page_, "engine")]
     assert descending == ["sp_squeeze_2_120_392_FP16_seq_4", "resnet18_1_224_224_fp32", "mbv2_4_120_392_fp16",
                           "broken_1_8_8_fp32"]  # fmt: skip

@@ -110,7 +110,7 @@ def test_plot_writes_the_format_its_suffix_names(paired_result, tmp_path, suffix
 def test_the_scatter_draws_each_engines_two_columns(paired_result):
     fig = plot.scatter_figure(paired_result, x="latency", y="net_j")
     (ax,) = fig.axes
-    assert _labels(ax) == ("mean latency (ms)", "J per inference above idle")
+    assert _labels(ax) == ("mean latency (ms)", "J per execution (batch) above idle")
     points = {line.get_gid(): line.get_data() for line in ax.lines if (line.get_gid() or "").startswith("point:")}
     ok = [e for e in paired_result.engines if e.ok]
     assert set(points) == {f"point:{e.engine}" for e in ok}  # the invalid engine is not drawn
@@ -230,20 +230,24 @@ def test_a_long_trace_is_drawn_as_an_envelope_that_keeps_its_spikes():
 @needs_matplotlib
 def test_wall_estimate_and_rails_side_by_side(measured):
     _, _, _, result = measured
-    fig = plot.sources_figure(result)
+    fig = plot.sources_figure(result)  # per sample, as the table ranks by default
     (ax,) = fig.axes
-    assert _labels(ax) == ("engine (table order)", "energy per inference (J)")
+    assert _labels(ax) == ("engine (table order)", "energy per sample (J)")
     bars = {p.get_gid(): p for p in ax.patches if (p.get_gid() or "").startswith("bar:")}
     engines = {e.engine: e for e in result.engines}
     for name, (gross, _, rails) in EXPECTED.items():
-        assert bars[f"bar:wall:{name}"].get_height() == pytest.approx(gross, rel=1e-6)
         e = engines[name]
-        assert bars[f"bar:lab:{name}"].get_height() == pytest.approx(e.wall_power_w * e.latency_mean_ms / 1e3)
+        assert bars[f"bar:wall:{name}"].get_height() == pytest.approx(gross / e.batch, rel=1e-6)
+        assert bars[f"bar:lab:{name}"].get_height() == pytest.approx(e.wall_power_w * e.latency_mean_ms / 1e3 / e.batch)
         source = "model" if name.startswith("sp_squeeze") else "rails"
         if math.isnan(rails):
             assert f"bar:rails:{name}" not in bars and f"bar:model:{name}" not in bars
         else:
-            assert bars[f"bar:{source}:{name}"].get_height() == pytest.approx(rails, rel=1e-6)
+            assert bars[f"bar:{source}:{name}"].get_height() == pytest.approx(rails / e.batch, rel=1e-6)
+    (per_execution,) = plot.sources_figure(result, sort="gross_j").axes
+    assert per_execution.get_ylabel() == "energy per execution (J)"
+    heights = {p.get_gid(): p.get_height() for p in per_execution.patches if p.get_gid()}
+    assert heights["bar:wall:mbv2_4_120_392_fp16"] == pytest.approx(EXPECTED["mbv2_4_120_392_fp16"][0], rel=1e-6)
     assert bars["bar:model:sp_squeeze_2_120_392_FP16_seq_4"].get_hatch() == "//"  # modelled, not measured
     assert "bar:wall:broken_1_8_8_fp32" not in bars  # invalid: no figure to compare
     ticks = [t.get_text() for t in ax.get_xticklabels()]
@@ -260,18 +264,25 @@ def test_ranked_bars_follow_the_table(measured):
     _, _, _, result = measured
     fig = plot.ranked_figure(result)
     left, right = fig.axes
-    assert left.get_xlabel() == "net (above idle) energy per inference (J)"
-    assert right.get_xlabel().startswith("CO2 per million inferences (g;")
+    assert left.get_xlabel() == "wall (gross) energy per sample (J)"
+    assert right.get_xlabel().startswith("CO2 per million samples (g;")
     assert left.get_ylabel() == "engine, by rank"
+    assert fig._suptitle.get_text().startswith("ranked by wall (gross) J per sample, lowest first")
     ranked = [e for position, e in rank(result.engines) if position is not None]
     names = [t.get_text() for t in left.get_yticklabels()]
     assert names == [f"{i}. {e.engine}" for i, e in enumerate(ranked, 1)]
     assert [n.split(". ", 1)[1] for n in names] == ["mbv2_4_120_392_fp16", "resnet18_1_224_224_fp32",
                                                      "sp_squeeze_2_120_392_FP16_seq_4"]
     widths = [p.get_width() for p in left.patches]
-    assert widths == pytest.approx([EXPECTED[e.engine][1] for e in ranked], rel=1e-6)
+    assert widths == pytest.approx([EXPECTED[e.engine][0] / e.batch for e in ranked], rel=1e-6)
     co2 = [p.get_width() for p in right.patches]
-    assert co2 == pytest.approx([e.co2_kg_per_inference * 1e9 for e in ranked])
+    assert co2 == pytest.approx([e.co2_kg_per_inference / e.batch * 1e9 for e in ranked])
+    # the bars follow --sort: net J per execution draws the net figures, in that order
+    net = plot.ranked_figure(result, sort="net_j")
+    assert net.axes[0].get_xlabel() == "net (above idle) energy per execution (J)"
+    assert [p.get_width() for p in net.axes[0].patches] == pytest.approx(
+        [EXPECTED[e.engine][1] for _, e in rank(result.engines, "net_j") if e.ok], rel=1e-6)
+    assert net._suptitle.get_text().startswith("ranked by net (above idle) J per execution")
     # resnet18: 0.6 J = 0.6 / 3.6e9 MWh, x the RFCW 2019 factor (lb/MWh) x 453.59237 g/lb, x 1e6 inferences
     resnet = ranked[1]
     assert co2[1] == pytest.approx(0.6 / 3.6e9 * egrid_factor("RFCW", 2019).lb_co2_per_mwh * 453.59237 * 1e6, rel=1e-6)
@@ -321,14 +332,15 @@ def test_small_energies_are_drawn_in_millijoules(measured):
     tiny = replace(result, engines=tuple(
         replace(e, gross_j_per_inference=e.gross_j_per_inference / 1000, net_j_per_inference=e.net_j_per_inference / 1000,
                 gross_j_per_inference_u=e.gross_j_per_inference_u / 1000, net_j_per_inference_u=e.net_j_per_inference_u / 1000,
+                gross_j_per_sample=e.gross_j_per_sample / 1000, gross_j_per_sample_u=e.gross_j_per_sample_u / 1000,
                 rail_j_per_inference=e.rail_j_per_inference / 1000, latency_mean_ms=e.latency_mean_ms / 1000)
         for e in result.engines
     ))  # fmt: skip
     left, _ = plot.ranked_figure(tiny).axes
-    assert left.get_xlabel() == "net (above idle) energy per inference (mJ)"
-    assert [p.get_width() for p in left.patches] == pytest.approx([0.08, 0.4, 1.12], rel=1e-6)  # mJ, as labelled
+    assert left.get_xlabel() == "wall (gross) energy per sample (mJ)"
+    assert [p.get_width() for p in left.patches] == pytest.approx([0.04, 0.6, 0.72], rel=1e-6)  # mJ, as labelled
     (ax,) = plot.sources_figure(tiny).axes
-    assert ax.get_ylabel() == "energy per inference (mJ)"
+    assert ax.get_ylabel() == "energy per sample (mJ)"
     bars = {p.get_gid(): p.get_height() for p in ax.patches if p.get_gid()}
     assert bars["bar:wall:resnet18_1_224_224_fp32"] == pytest.approx(0.6, rel=1e-6)
 
@@ -346,8 +358,9 @@ def test_engines_with_flops_add_the_energy_against_gflops_scatter(measured):
     ))  # fmt: skip
     figures = {f.name: f.figure for f in plot.report_figures(with_flops, records, trace)}
     (ax,) = figures["gflops-energy"].axes
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("GFLOPs per inference", "J per inference above idle")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("GFLOPs per inference", "J per sample (image) at the wall")
     points = {line.get_gid(): line.get_data() for line in ax.lines if (line.get_gid() or "").startswith("point:")}
+    batch = {e.engine: e.batch for e in result.engines}
     for name, g in gflops.items():
         (x,), (y,) = points[f"point:{name}"]
-        assert (x, y) == pytest.approx((g, EXPECTED[name][1]), rel=1e-6)
+        assert (x, y) == pytest.approx((g, EXPECTED[name][0] / batch[name]), rel=1e-6)

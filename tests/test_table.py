@@ -17,7 +17,8 @@ def _order(result, sort=None):
     return [e.engine for _, e in rank(result.engines, sort)]
 
 
-def test_default_sort_is_net_j_ascending_with_invalid_last(result):
+def test_default_sort_is_wall_j_per_sample_ascending_with_invalid_last(result):
+    # gross J/sample: mbv2 (batch 4) 0.04, resnet18 0.6, sp_squeeze (batch 2) 0.72
     assert _order(result) == [
         "mbv2_4_120_392_fp16",
         "resnet18_1_224_224_fp32",
@@ -51,7 +52,9 @@ def test_sort_direction_and_field_names(result):
 def test_terminal_table_is_aligned_with_units_and_marks_invalid(result):
     lines = render(result, "table")
     header, rule = lines[0], lines[1]
-    assert "J/inf net" in header and "wall W" in header and "CO2 lb/inf" in header
+    assert "J/sample wall" in header and "J/exec wall" in header and "J/sample net" in header
+    assert "wall W" in header and "CO2 lb/exec" in header and "CO2 g/1M samples" in header
+    assert any(line.startswith("ranked by wall (gross) J per sample, lowest first") for line in lines)
     # every column starts where the header's rule segment starts
     starts = [i for i in range(len(rule)) if rule[i] == "-" and (i == 0 or rule[i - 1] == " ")]
     for row in lines[2:6]:
@@ -81,9 +84,9 @@ def test_csv_parses_back_with_units_in_columns(result):
 
 def test_json_is_versioned_and_nan_free(result):
     doc = json.loads("\n".join(render(result, "json")))
-    assert doc["format"] == "edgebench-table" and doc["version"] == 2
+    assert doc["format"] == "edgebench-table" and doc["version"] == 3
     assert "pareto" not in doc and "top1" not in doc["engines"][0]  # no engine evaluated: no accuracy columns
-    assert doc["sort"] == "net_j"
+    assert doc["sort"] == "gross_j_sample" and doc["ranked"] == "wall (gross) J per sample, lowest first"
     assert doc["grid"]["region"] == "RFCW"
     assert doc["device"] == {"board.model": "NVIDIA Jetson Nano Developer Kit", "jetson.nvpmodel": "MAXN"}
     assert doc["idle"]["power_w"] == pytest.approx(2.0)
@@ -155,7 +158,7 @@ def test_accuracy_columns_and_front_marker_in_every_format(result):
     assert "EL" in marks["mbv2_4_120_392_fp16"] and "80.00" in marks["mbv2_4_120_392_fp16"]
     assert "EL" in marks["resnet18_1_224_224_fp32"]
     assert "EL" not in marks["sp_squeeze_2_120_392_FP16_seq_4"]  # dominated by resnet18: dearer and worse
-    assert any(line.startswith("front: E = on the Pareto front of top-1 vs net J/inference") for line in lines)
+    assert any(line.startswith("front: E = on the Pareto front of top-1 vs wall (gross) J per sample") for line in lines)
 
     rows = {r["engine"]: r for r in csv.DictReader(render(evaluated, "csv"))}
     assert rows["resnet18_1_224_224_fp32"]["top1"] == "0.9" and rows["resnet18_1_224_224_fp32"]["pareto_energy"] == "True"
@@ -164,7 +167,7 @@ def test_accuracy_columns_and_front_marker_in_every_format(result):
     doc = json.loads("\n".join(render(evaluated, "json")))
     by_name = {e["engine"]: e for e in doc["engines"]}
     assert by_name["mbv2_4_120_392_fp16"]["pareto_energy"] is True and by_name["mbv2_4_120_392_fp16"]["top5"] == 0.99
-    assert doc["pareto"]["energy"].startswith("top1 vs net_j_per_inference")
+    assert doc["pareto"]["energy"].startswith("top1 vs gross_j_sample")
     md = render(evaluated, "md")
     assert "| top-1 % | top-5 % | front |" in md[0]
     assert [e.engine for _, e in rank(evaluated.engines, "-top1")][0] == "resnet18_1_224_224_fp32"
@@ -181,8 +184,8 @@ def test_footer_gives_the_first_ranked_engines_equivalents(result):
 
     lines = render(result, "table")
     best = next(e for _, e in rank(result.engines) if e.ok)
-    assert f"{best.engine} (rank 1), at the wall:" in lines
-    million = best.co2_kg_per_inference * 1e6
-    assert f"1,000,000 inferences emit {million:.4g} kg CO2, about:" in lines
+    assert f"{best.engine} (rank 1), at the wall, per million samples (images):" in lines
+    million = best.co2_kg_per_inference / best.batch * 1e6
+    assert f"1,000,000 samples emit {million:.4g} kg CO2, about:" in lines
     miles = next(f for f in equivalence_factors() if "mile" in f.what)
     assert any(line.strip().startswith(f"~{miles.of(million):.3g} {miles.what}") for line in lines)
