@@ -333,8 +333,12 @@ class Plan:
     idle_every: int = 0  # another idle window after every N engines (0: only the first)
 
     def idle_after(self, index: int) -> bool:
-        """Whether an idle window follows the index-th engine (1-based)."""
-        return bool(self.idle_s > 0 and self.idle_every and index % self.idle_every == 0 and index < len(self.engines))
+        """Whether an idle window follows the index-th engine (1-based): after every N-th engine, and after the
+        last one, so that every engine window lies between two idle windows and its baseline is interpolated,
+        never extrapolated."""
+        if not (self.idle_s > 0 and self.idle_every):
+            return False
+        return index % self.idle_every == 0 or index == len(self.engines)
 
     @property
     def windows(self) -> int:
@@ -880,7 +884,8 @@ def _salvage(session: MeasureSession) -> None:
 @click.option("--idle", "idle_s", type=finite(min=0, max=3600),
               help="Idle baseline seconds (default: the meter's minimum, at least 10 s; 0 skips net figures).")
 @click.option("--idle-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-              help="Measure the idle baseline again after every N engines (drift, warming up); 0: only first.")
+              help="Measure the idle baseline again after every N engines and after the last (drift, warming up): each "
+                   "window's baseline is interpolated in time between the idle windows around it; 0: only first.")
 @click.option("--repeat", type=click.IntRange(min=1), default=DEFAULT_REPEAT, show_default=True,
               help="Windows per engine.")
 @click.option("--retry", type=click.IntRange(min=0, max=10), default=DEFAULT_RETRY, show_default=True,

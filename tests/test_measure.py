@@ -119,8 +119,9 @@ def test_measure_end_to_end_matches_the_emulated_profile(tiny_engines, ramp_mete
                        "--intensity", "1000lb/MWh", *FAST])
     assert result.exit_code == 0, result.output
     records, table = _check_against_profile(out, ramp_meter)
-    assert [r.kind for r in records] == ["idle", "run", "run", "idle", "run", "run"]  # idle again after engine 1
-    assert [r.repeat for r in records if r.kind == "idle"] == [0, 1]
+    # idle again after engine 1 and after the last: every engine window lies between two idle windows
+    assert [r.kind for r in records] == ["idle", "run", "run", "idle", "run", "run", "idle"]
+    assert [r.repeat for r in records if r.kind == "idle"] == [0, 1, 2]
     assert {w for r in records for w in r.warnings if "no samples" in w} == set()
     assert "shortest valid window 1 s" in result.output and "clock: agent is" in result.output
     # the ranked table on stdout, ranked by wall J per sample (ties share a rank: `1=`)

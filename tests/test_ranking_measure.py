@@ -1,0 +1,157 @@
+"""The ranking's claims through the real path: an emulated meter on a pty -> the serial logger -> the local agent ->
+pairing -> the table, with the meter's watts switched by the session's own progress reporter (which is called as
+each window starts), so the emulated power follows what the device is doing:
+
+- a busy baseline (the idle windows read higher than the engines): a warning naming the cause, a gross-per-sample
+  ranking in the right order, no negative net shown as a number;
+- a baseline that drifts (a ramp over the session) with --idle-every: nets within 1 % of the closed form, where
+  one global baseline is off by more;
+- the HTML page and its plots follow --sort.
+"""
+
+import json
+import re
+import threading
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgebench.cli import cli
+from edgebench.host.meters.emulate import start_emulator
+from edgebench.records import read_run_records
+
+INTERVAL_S = 0.05
+
+
+class Switchable:
+    """An emulator profile: a base (constant or ramp) plus `extra_w` while an engine window is open; the test's
+    progress reporter sets `extra_w`. It logs every change (host ns, extra W) so the closed form can be computed."""
+
+    def __init__(self, base_w, slope_w_per_s=0.0):
+        self.base_w, self.slope = base_w, slope_w_per_s
+        self.extra_w = 0.0
+        self.lock = threading.Lock()
+        self.identity = f"emulated {base_w:g} W + {slope_w_per_s:g} W/s, switched by the session"
+
+    def watts_at(self, t_s):
+        with self.lock:
+            return self.base_w + self.slope * t_s + self.extra_w
+
+
+def _session(tmp_path, tiny_engines, profile, on_window, **config_args):
+    """A measure session from Python (the CLI's parts) whose progress reporter calls on_window(label) at each
+    window's start; returns (result, out directory, emulator handle)."""
+    from edgebench.host.carbon import egrid_factor
+    from edgebench.host.measure import MeasureConfig, MeasureSession, MeterSource, Progress, agent_connector
+    from edgebench.host.measuredir import MeasureDir
+
+    class Switch(Progress):
+        def window(self, label):
+            on_window(label)
+            super().window(label)
+
+    with start_emulator("lines", profile, interval_s=INTERVAL_S) as meter:
+        config = MeasureConfig(
+            meter=meter.port, protocol="lines", out=tmp_path / "m", grid=egrid_factor(), engines_dir=tiny_engines,
+            warmup_s=0.2, sensor="none", threads=1, **config_args,
+        )
+        out = MeasureDir.create(config.out, resume=False)
+        source = MeterSource.start(config, out.new_meter_path)
+        session = MeasureSession(config, out, source, agent_connector(config),
+                                 progress=lambda plan: Switch(source.latest_watts, plan, live=False))
+        try:
+            result = session.run()
+        finally:
+            session.close_agent()
+            source.stop()
+        return result, tmp_path / "m", meter
+
+
+@pytest.mark.slow
+def test_a_busy_baseline_warns_ranks_by_gross_per_sample_and_shows_no_negative_net(tiny_engines, tmp_path, capsys):
+    profile = Switchable(9.0)  # idle windows read 9 W (the device was busy), engines 6 W
+
+    def on_window(label):
+        with profile.lock:
+            profile.extra_w = 0.0 if label.startswith("idle") else -3.0
+
+    result, out, _ = _session(tmp_path, tiny_engines, profile, on_window, duration_s=1.0, idle_s=1.0, repeat=2)
+    assert all(e.ok and e.net_below_idle for e in result.engines)
+    table = json.loads((out / "table.json").read_text())
+    assert table["sort"] == "gross_j_sample" and table["net_below_idle"]
+    ranked = [row["engine"] for row in table["engines"]]
+    assert ranked == [row["engine"] for row in sorted(table["engines"], key=lambda r: r["gross_j_per_sample"])]
+    # the report says it once on stderr, and its table shows no negative net as a number
+    report = CliRunner().invoke(cli, ["report", str(out)])
+    assert report.exit_code == 0, report.output
+    assert report.stderr.count("idle baseline is above this window") == 1
+    rows = [line for line in report.stdout.splitlines() if re.match(r"\s*\d+=?\s+squeezenet", line)]
+    assert len(rows) == 2 and all("<0 !" in row for row in rows)
+    assert not any(re.search(r"\s-\d", row) for row in rows)
+
+
+@pytest.mark.slow
+def test_a_drifting_baseline_with_idle_every_gives_nets_within_1_percent(tiny_engines, tmp_path):
+    # the base drifts 0.3 W/s over the session (a device warming up); engines draw 2 W above it
+    profile = Switchable(5.0, slope_w_per_s=0.3)
+
+    def on_window(label):
+        with profile.lock:
+            profile.extra_w = 0.0 if label.startswith("idle") else 2.0
+
+    result, out, meter = _session(tmp_path, tiny_engines, profile, on_window, duration_s=1.0, idle_s=1.0,
+                                  idle_every=1, repeat=1)
+    records = read_run_records(out / "runs.jsonl")
+    assert [r.kind for r in records] == ["idle", "run", "idle", "run", "idle"]  # each engine between two idles
+    table = {row["engine"]: row for row in json.loads((out / "table.json").read_text())["engines"]}
+    idle_w = [w.mean_power_w for w in result.windows if w.kind == "idle"]
+    global_idle = sum(idle_w) / len(idle_w)
+    off = []
+    for r in (r for r in records if r.kind == "run"):
+        seconds = r.duration_ns / 1e9
+        closed_form = 2.0 * seconds / r.iterations  # 2 W above the drifting base, whatever the base
+        row = table[r.engine]
+        assert row["net_j_per_inference"] == pytest.approx(closed_form, rel=0.01), r.engine
+        # what one global baseline (the mean of the idle windows) would have said
+        one_baseline = (row["gross_j_per_inference"] * r.iterations - global_idle * seconds) / r.iterations
+        off.append(abs(one_baseline / closed_form - 1))
+    # the first engine is measured low on the ramp, the last high: one baseline misses both by far more than 1 %
+    assert min(off) > 0.01, off
+    assert json.loads((out / "table.json").read_text())["idle"]["interpolated"] is True
+
+
+@pytest.fixture(scope="module")
+def html_dir(tmp_path_factory):
+    from test_plot import write_measure_dir
+
+    return write_measure_dir(tmp_path_factory.mktemp("sorted") / "m").path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sort, words", [("gross_j_sample", "wall (gross) J per sample"),
+                                         ("net_j", "net (above idle) J per execution"),
+                                         ("-throughput", "throughput, highest first")])
+def test_the_page_and_its_plots_follow_sort(html_dir, tmp_path, sort, words):
+    pytest.importorskip("matplotlib")
+    page = tmp_path / "r.html"
+    res = CliRunner().invoke(cli, ["report", str(html_dir), "--sort", sort, "--html", str(page),
+                                   "--plots", str(tmp_path / "plots")])
+    assert res.exit_code == 0, res.output
+    text = page.read_text()
+    summary = re.search(r'<p class="sub" id="summary">(.*?)</p>', text).group(1)
+    assert f"ranked by {words}" in summary
+    doc = json.loads(CliRunner().invoke(cli, ["report", str(html_dir), "--sort", sort, "--format", "json"]).stdout)
+    first = doc["engines"][0]
+    assert f"first: {first['engine']}" in summary
+    ranked_svg = (tmp_path / "plots" / "ranked-energy-co2.svg").read_text()
+    assert f"ranked by {words}" in ranked_svg
+    # the bars' order is the table's
+    order = [m for m in re.findall(r"\d+=?\. ([\w]+)", ranked_svg)]
+    assert order == [row["engine"] for row in doc["engines"] if row["rank"] is not None]
+    # the page inlines the very SVG written to --plots (drawn once)
+    inline = ranked_svg[ranked_svg.index("<svg"):]
+    assert inline in text
+    values = np.array([row["gross_j_per_sample"] for row in doc["engines"] if row["rank"] is not None])
+    if sort == "gross_j_sample":
+        assert (np.diff(values) >= 0).all()
