@@ -38,7 +38,7 @@ from edgebench.records import MeterTrace, RunRecord
 from edgebench.units import visible
 
 from .pairing import EngineResult, PairingResult
-from .table import DEFAULT_SORT, FIGURES, front_figure, rank, ranked_words, sort_getter
+from .table import DEFAULT_SORT, FIGURES, front_figure, rank, ranked_words, shared_ranks, sort_getter
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -47,6 +47,10 @@ PLOT_EXTRA = "pip install 'edgebench[plot]'"
 SUFFIXES = (".png", ".svg", ".pdf")
 FIRST_ITERATIONS = 10  # lab 2: the first ten iterations, warm-up included
 MAX_LEGEND_ENGINES = 16  # more engines than this: no per-engine legend entries (colours still differ)
+# the bar charts show the first engines in rank order only: past a few dozen bars nobody reads them, and each
+# bar's label costs drawing time (measured: 72 engines took most of `report --html --plots`); the table has all
+MAX_SOURCE_ENGINES = 24
+MAX_RANKED_ENGINES = 40
 MAX_TRACE_POINTS = 4000  # above this the power trace is drawn as a per-bin min/max envelope
 
 # column -> (axis label with units, uncertainty getter or None)
@@ -69,6 +73,9 @@ AXES: dict[str, tuple[str, object]] = {
     "j_per_sample": ("J per sample (image) above idle", lambda e: e.net_j_per_sample_u),
     "co2": ("lb CO2 per inference", None),
 }
+# fixed margins instead of tight_layout (which lays every text out once more per figure): labels that reach past
+# them are kept by the tight bounding box the figures are saved with (`tight_bbox`)
+LAYOUT = {"left": 0.1, "right": 0.97, "bottom": 0.12, "top": 0.9, "wspace": 0.08}
 MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "bf16": "D", "tf32": "v", "fp8": "P"}
 SOURCE_COLOURS = {"wall": "#1f77b4", "lab": "#aec7e8", "rails": "#2ca02c", "model": "#ff7f0e"}
 
@@ -139,14 +146,23 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def svg_document(fig: Figure, salt: str) -> str:
-    """`fig` as a whole SVG file's text (XML prologue included); text stays text, no date, ids salted."""
+def svg_document(fig: Figure, salt: str, bbox: Any = "tight") -> str:
+    """`fig` as a whole SVG file's text (XML prologue included); text stays text, no date, ids salted. `bbox`:
+    the saved area (`tight_bbox`, computed once for several formats), or "tight"."""
     import matplotlib
 
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
-        fig.savefig(buffer, format="svg", metadata=_no_date(".svg"), bbox_inches="tight")
+        fig.savefig(buffer, format="svg", metadata=_no_date(".svg"), bbox_inches=bbox)
     return buffer.getvalue()
+
+
+def tight_bbox(fig: Figure) -> Any:
+    """The area `bbox_inches="tight"` would save (everything drawn, padded 0.1 in), computed once: each savefig
+    with "tight" draws the whole figure an extra time to find it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer()).padded(0.1)
 
 
 def inline_svg(document: str) -> str:
@@ -217,13 +233,17 @@ def scatter_figure(result: PairingResult, *, x: str = "gflops", y: str = DEFAULT
     fig = figure_class(figsize=(9, 5.5), dpi=120)
     ax = fig.subplots()
     y_label, y_u = AXES[y]
+    groups: dict[tuple[str, str], list[tuple[EngineResult, float, float]]] = {}
     for e, a, b in points:
-        err = y_u(e) if callable(y_u) else None
-        drawn = ax.errorbar(
-            a, b, yerr=err if err is not None and math.isfinite(err) else None, fmt=MARKERS.get(e.precision, "o"),
-            color=colours[e.backbone], capsize=3, markersize=7,
-        )
-        drawn.lines[0].set_gid(f"point:{e.engine}")
+        groups.setdefault((e.backbone, e.precision), []).append((e, a, b))
+        (marker,) = ax.plot([a], [b], MARKERS.get(e.precision, "o"), color=colours[e.backbone], markersize=7)
+        marker.set_gid(f"point:{e.engine}")
+    for (backbone, _), members in groups.items():  # one errorbar call per group: 72 calls cost most of the plot
+        errors = [y_u(e) if callable(y_u) else math.nan for e, _, _ in members]
+        if any(math.isfinite(u) for u in errors):
+            ax.errorbar([a for _, a, _ in members], [b for _, _, b in members],
+                        yerr=[u if math.isfinite(u) else 0.0 for u in errors], fmt="none", ecolor=colours[backbone],
+                        capsize=3)
     labelled = sorted(points, key=lambda p: p[2])[:MAX_SCATTER_LABELS]
     _place_labels(ax, [(e.engine, a, b) for e, a, b in labelled])
     for backbone in backbones:
@@ -237,7 +257,7 @@ def scatter_figure(result: PairingResult, *, x: str = "gflops", y: str = DEFAULT
     more = len(points) - len(labelled)
     ax.set_title(label(_subtitle(result)) + (f" · best {len(labelled)} labelled, {more} more in the table" if more else ""),
                  fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(**LAYOUT)
     return fig
 
 
@@ -258,13 +278,18 @@ def first_windows(records: Sequence[RunRecord]) -> dict[str, RunRecord]:
     return first
 
 
-def warmup_figure(records: Sequence[RunRecord], *, first: int = FIRST_ITERATIONS) -> Figure:
+def warmup_figure(
+    records: Sequence[RunRecord], *, first: int = FIRST_ITERATIONS, engines: Sequence[str] | None = None
+) -> Figure:
     """Latency (ms) of the first `first` iterations of each engine's first window, warm-up included: hollow
     markers for warm-up iterations (discarded), filled for measured ones, a dashed line at the median of the
-    measured window."""
+    measured window. `engines`: only these, in this order (the report draws the first MAX_LEGEND_ENGINES ranked:
+    past a dozen or so lines nobody can tell them apart)."""
     if first < 1:
         raise BadInput(f"first {first}: plot at least 1 iteration")
     windows = first_windows(records)
+    if engines is not None:
+        windows = {name: windows[name] for name in engines if name in windows}
     if not windows:
         raise BadInput("no engine window has latencies to plot: pass a directory where engines ran")
     figure_class = _matplotlib()
@@ -297,7 +322,7 @@ def warmup_figure(records: Sequence[RunRecord], *, first: int = FIRST_ITERATIONS
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
+    fig.subplots_adjust(**LAYOUT)
     return fig
 
 
@@ -384,7 +409,7 @@ def power_figure(trace: MeterTrace, result: PairingResult) -> Figure:
     ax.set_title(label(f"wall power over the session · {_subtitle(result)}"), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
+    fig.subplots_adjust(**LAYOUT)
     return fig
 
 
@@ -425,7 +450,7 @@ def source_bars(result: PairingResult, sort: str | None = None) -> list[SourceBa
     the table ranks a per-sample figure (each engine's figures divided by its batch), else per execution."""
     per_sample = _per(sort) == "sample"
     bars = []
-    for _, e in rank([e for e in result.engines if e.ok], sort):
+    for _, e in rank([e for e in result.engines if e.ok], sort)[:MAX_SOURCE_ENGINES]:
         d = e.batch if per_sample and e.batch else 1
         candidates = [
             SourceBar(e.engine, "wall", e.gross_j_per_inference / d, e.gross_j_per_inference_u / d),
@@ -464,12 +489,14 @@ def sources_figure(result: PairingResult, sort: str | None = None) -> Figure:
             patch.set_gid(f"bar:{source}:{name}")
     ax.set_xticks(range(len(engines)), [label(e) for e in engines], rotation=30 if len(engines) <= 12 else 90,
                   ha="right" if len(engines) <= 12 else "center", fontsize=7)
-    ax.set_xlabel("engine (table order)")
+    shown = len(engines)
+    total = sum(1 for e in result.engines if e.ok)
+    ax.set_xlabel("engine (table order)" + (f"; the first {shown} of {total}, the table has all" if total > shown else ""))
     ax.set_ylabel(f"energy per {_per(sort)} ({unit})")
     ax.set_title(label(f"wall meter vs estimate vs on-board rails · {_subtitle(result)}"), fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
+    fig.subplots_adjust(**LAYOUT)
     return fig
 
 
@@ -481,7 +508,7 @@ def ranked_values(result: PairingResult, sort: str | None = None) -> tuple[list[
     key = (sort or DEFAULT_SORT).lstrip("-")
     getter = sort_getter(key)
     figure = FIGURES.get(key)
-    ranked = [e for _, e in rank([e for e in result.engines if e.ok], sort)]
+    ranked = [e for _, e in rank([e for e in result.engines if e.ok], sort)][:MAX_RANKED_ENGINES]
     values = [float(getter(e)) if isinstance(getter(e), (int, float)) else math.nan for e in ranked]
     us = [figure.u(e) if figure is not None and figure.u is not None else math.nan for e in ranked]
     return ranked, values, us
@@ -499,7 +526,10 @@ def ranked_figure(result: PairingResult, sort: str | None = None) -> Figure:
     key = sort.lstrip("-")
     figure = FIGURES.get(key)
     co2_g_per_million = [e.co2_g_per_million_samples for e in ranked]
-    positions = rank([e for e in result.engines if e.ok], sort)
+    every = rank([e for e in result.engines if e.ok], sort)
+    total = len(every)
+    shared = shared_ranks(every)
+    positions = every[: len(ranked)]
     names = [e.engine for e in ranked]
     y = np.arange(len(ranked))
     fig = figure_class(figsize=(11, max(2.5, 0.3 * len(ranked) + 1.5)), dpi=100)
@@ -516,17 +546,17 @@ def ranked_figure(result: PairingResult, sort: str | None = None) -> Figure:
     for patch, name in zip(bars.patches, names, strict=True):
         patch.set_gid(f"ranked:{name}")
     right.barh(y, [v if _finite(v) else 0.0 for v in co2_g_per_million], color="#8c564b")
-    shared = {p for p, _ in positions if p is not None and sum(1 for q, _ in positions if q == p) > 1}
     left.set_yticks(y, [label(f"{p}{'=' if p in shared else ''}. {name}") for (p, _), name in zip(positions, names, strict=True)],
                     fontsize=7)
     left.invert_yaxis()  # rank 1 at the top
     left.set_xlabel(xlabel)
-    left.set_ylabel("engine, by rank")
+    left.set_ylabel("engine, by rank" + (f" (the first {len(ranked)} of {total})" if total > len(ranked) else ""))
     right.set_xlabel(f"CO2 per million samples (g; {result.grid.region or 'grid'} factor, PUE {result.pue:g})")
     for ax in (left, right):
         ax.grid(True, axis="x", alpha=0.3)
     fig.suptitle(label(f"ranked by {ranked_words(sort)} · {_subtitle(result)}"), fontsize=9)
-    fig.tight_layout()
+    height = fig.get_figheight()  # a tall figure keeps the same room in inches for its title and axis labels
+    fig.subplots_adjust(**{**LAYOUT, "top": 1 - 0.45 / height, "bottom": 0.55 / height})
     return fig
 
 
@@ -550,12 +580,17 @@ def report_figures(
     sort = sort or DEFAULT_SORT
     per = _per(sort)
     out = []
-    if first_windows(records):
+    timed = first_windows(records)
+    if timed:
+        order = [e.engine for _, e in rank(result.engines, sort) if e.engine in timed]
+        order += [name for name in timed if name not in order]
+        shown = order[:MAX_LEGEND_ENGINES]
+        some = f" (the first {len(shown)} of {len(order)} in the table's order)" if len(order) > len(shown) else ""
         out.append(ReportFigure(
             "latency-first-iterations",
-            f"Latency of the first {FIRST_ITERATIONS} iterations of each engine, warm-up included (hollow: warm-up, "
-            "discarded from every figure); dashed: the median of the measured window.",
-            warmup_figure(records),
+            f"Latency of the first {FIRST_ITERATIONS} iterations of each engine{some}, warm-up included (hollow: "
+            "warm-up, discarded from every figure); dashed: the median of the measured window.",
+            warmup_figure(records, engines=shown),
         ))
     if len(trace.t_ns):
         out.append(ReportFigure(
@@ -621,11 +656,12 @@ def render_report_figures(
     """Every report plot built once and rendered once to SVG (and PNG when `png`), the figures then let go."""
     rendered = []
     for f in report_figures(result, records, trace, sort=sort):
-        svg = svg_document(f.figure, f.name)
+        bbox = tight_bbox(f.figure)
+        svg = svg_document(f.figure, f.name, bbox)
         data = None
         if png:
             buffer = io.BytesIO()
-            f.figure.savefig(buffer, format="png", bbox_inches="tight")
+            f.figure.savefig(buffer, format="png", bbox_inches=bbox)
             data = buffer.getvalue()
         f.figure.clear()
         rendered.append(RenderedFigure(f.name, f.caption, svg, data))
