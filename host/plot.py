@@ -212,7 +212,7 @@ def _place_labels(ax: Any, points: Sequence[tuple[str, float, float]], fontsize:
             if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
                 placed.append(box)
                 ax.annotate(label(name), (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
-                            ha="left" if dx > 0 else "right", gid=f"label:{name}")
+                            ha="left" if dx > 0 else "right", gid=visible(f"label:{name}"))
                 break
 
 
@@ -237,7 +237,7 @@ def scatter_figure(result: PairingResult, *, x: str = "gflops", y: str = DEFAULT
     for e, a, b in points:
         groups.setdefault((e.backbone, e.precision), []).append((e, a, b))
         (marker,) = ax.plot([a], [b], MARKERS.get(e.precision, "o"), color=colours[e.backbone], markersize=7)
-        marker.set_gid(f"point:{e.engine}")
+        marker.set_gid(visible(f"point:{e.engine}"))
     for (backbone, _), members in groups.items():  # one errorbar call per group: 72 calls cost most of the plot
         errors = [y_u(e) if callable(y_u) else math.nan for e, _, _ in members]
         if any(math.isfinite(u) for u in errors):
@@ -304,11 +304,11 @@ def warmup_figure(
         colour = colours[engine]
         name = label(engine) if len(windows) <= MAX_LEGEND_ENGINES else None
         (line,) = ax.plot(x, sequence_ms, "-", color=colour, alpha=0.6, label=name)
-        line.set_gid(f"latency:{engine}")
+        line.set_gid(visible(f"latency:{engine}"))
         ax.plot(x[:warm], sequence_ms[:warm], "o", mfc="white", color=colour, markersize=6)
         ax.plot(x[warm:], sequence_ms[warm:], "o", color=colour, markersize=6)
         median_ms = float(np.median(np.asarray(r.latencies_ns, dtype=np.float64))) / 1e6
-        ax.axhline(median_ms, color=colour, linestyle="--", linewidth=0.8, gid=f"median:{engine}")
+        ax.axhline(median_ms, color=colour, linestyle="--", linewidth=0.8, gid=visible(f"median:{engine}"))
         spread += [float(sequence_ms.min()), float(sequence_ms.max()), median_ms]
     positive = [v for v in spread if v > 0]
     if positive and max(positive) / min(positive) > 20:  # a cold first iteration 100x slower flattens the rest
@@ -379,7 +379,7 @@ def power_figure(trace: MeterTrace, result: PairingResult) -> Figure:
             (w.start_host_ns - t0) / 1e9, (w.end_host_ns - t0) / 1e9,
             color=IDLE_COLOUR if key == "idle" else colours[key], alpha=0.25, linewidth=0, hatch=hatch, label=name,
         )
-        span.set_gid(f"window:{w.kind}:{w.engine}:{w.repeat}:{w.attempt}")
+        span.set_gid(visible(f"window:{w.kind}:{w.engine}:{w.repeat}:{w.attempt}"))
     idle = result.idle
     if idle is not None:
         knots = sorted((w.mid_host_ns, w.mean_power_w, w.mean_power_u_w) for w in result.windows
@@ -486,7 +486,7 @@ def sources_figure(result: PairingResult, sort: str | None = None) -> Figure:
             color=SOURCE_COLOURS[source], hatch="//" if source == "model" else None, edgecolor="white",
         )
         for patch, name in zip(container.patches, [n for n in engines if n in mine], strict=True):
-            patch.set_gid(f"bar:{source}:{name}")
+            patch.set_gid(visible(f"bar:{source}:{name}"))
     ax.set_xticks(range(len(engines)), [label(e) for e in engines], rotation=30 if len(engines) <= 12 else 90,
                   ha="right" if len(engines) <= 12 else "center", fontsize=7)
     shown = len(engines)
@@ -544,7 +544,7 @@ def ranked_figure(result: PairingResult, sort: str | None = None) -> Figure:
     errors = [u * scale if _finite(u) else 0.0 for u in us]
     bars = left.barh(y, values, xerr=errors if any(errors) else None, capsize=2, color="#1f77b4")
     for patch, name in zip(bars.patches, names, strict=True):
-        patch.set_gid(f"ranked:{name}")
+        patch.set_gid(visible(f"ranked:{name}"))
     right.barh(y, [v if _finite(v) else 0.0 for v in co2_g_per_million], color="#8c564b")
     left.set_yticks(y, [label(f"{p}{'=' if p in shared else ''}. {name}") for (p, _), name in zip(positions, names, strict=True)],
                     fontsize=7)
