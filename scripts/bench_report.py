@@ -6,7 +6,10 @@ an idle window, then 72 engines (6 backbones x 3 batches x 2 resolutions x 2 pre
 alternating with the table alone (`report DIR`) for the ratio, and the script prints min/median/max of wall and
 CPU time (user + system of the child) for each.
 
-    python scripts/bench_report.py [--repeat 5] [--engines 72] [--keep DIR]
+    python scripts/bench_report.py [--repeat 5] [--engines 72] [--keep DIR] [--compare OTHER_PYTHON]
+
+`--compare` also times the same commands with another interpreter's edgebench (an older checkout installed in its
+own venv), alternating with this one; runs.jsonl is then written in record format 2, which both read.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ S = 1_000_000_000
 BACKBONES = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1", "efficientnet_b0", "shufflenet")
 
 
-def write_directory(path: Path, engines: int) -> int:
+def write_directory(path: Path, engines: int, format2: bool = False) -> int:
     """A measure directory of `engines` engines x 3 windows; returns the number of meter readings."""
     rng = np.random.default_rng(1)
     d = MeasureDir(path)
@@ -70,6 +73,10 @@ def write_directory(path: Path, engines: int) -> int:
         for ts, w in zip(t_s, p, strict=True):
             log.add(MeterReading(t_ns=EPOCH + int(ts * S), power_w=float(w), meter="wattsup PRO"))
     d.append(records)
+    if format2:  # for an older edgebench: drop the format-3 field (None everywhere here) and say format 2
+        lines = d.runs.read_text().splitlines()
+        d.runs.write_text("".join(line.replace(',"cpu_busy":null', "").replace('"schema":3', '"schema":2') + "\n"
+                                  for line in lines))
     d.write_session(Session(grid=egrid_factor("RFCW", 2019), meter="wattsup PRO", resolution_w=0.1, clock=ClockOffset(0)))
     return len(t_s)
 
@@ -89,7 +96,8 @@ def timed(argv: list[str]) -> tuple[float, float]:
     """(wall s, CPU s of the child) of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # run outside any checkout: `python -m` puts the working directory first on sys.path
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -100,21 +108,25 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--engines", type=int, default=72)
     parser.add_argument("--keep", type=Path, help="write the directory here and keep it")
+    parser.add_argument("--compare", metavar="PYTHON", help="also time another interpreter's edgebench")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="edgebench-bench-report-"))
     directory = base / "m"
-    readings = write_directory(directory, args.engines)
+    readings = write_directory(directory, args.engines, format2=bool(args.compare))
     print(f"{args.engines} engines x 3 windows, {readings} meter readings; {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
-    report = [*edgebench_argv(), "report", str(directory)]
-    full = [*report, "--html", str(base / "report.html"), "--plots", str(base / "plots")]
-    results: dict[str, list[tuple[float, float]]] = {"table only": [], "--html --plots": []}
-    for _ in range(args.repeat):  # alternating, so a change in the machine's load hits both
-        results["table only"].append(timed(report))
-        results["--html --plots"].append(timed(full))
+    commands = {}
+    for who, argv in [("", edgebench_argv())] + ([("other: ", [args.compare, "-m", "edgebench"])] if args.compare else []):
+        report = [*argv, "report", str(directory)]
+        commands[f"{who}table only"] = report
+        commands[f"{who}--html --plots"] = [*report, "--html", str(base / "report.html"), "--plots", str(base / "plots")]
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(args.repeat):  # alternating, so a change in the machine's load hits each alike
+        for name, argv in commands.items():
+            results[name].append(timed(argv))
     for name, runs in results.items():
         walls, cpus = [w for w, _ in runs], [c for _, c in runs]
-        print(f"{name:15s} wall min/median/max {min(walls):.2f}/{statistics.median(walls):.2f}/{max(walls):.2f} s; "
+        print(f"{name:22s} wall min/median/max {min(walls):.2f}/{statistics.median(walls):.2f}/{max(walls):.2f} s; "
               f"CPU {min(cpus):.2f}/{statistics.median(cpus):.2f}/{max(cpus):.2f} s")
     page = base / "report.html"
     print(f"page {page.stat().st_size / 1e6:.2f} MB; load now {os.getloadavg()[0]:.2f}")
