@@ -14,7 +14,6 @@ import html
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from .table import (
     FIGURES,
     below_idle_lines,
     columns,
+    grouped_warnings,
     idle_lines,
     plus_minus,
     rank,
@@ -196,28 +196,6 @@ def _equivalents(result: PairingResult, sort: str) -> str:
         f"samples (images)</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         f'<p class="note">Approximate, for a sense of scale ({_esc("; ".join(sources))}): {notes}.</p>'
     )
-
-
-def grouped_warnings(pairs: Sequence[tuple[str, str]]) -> list[str]:
-    """Warnings as (engine, message) pairs, grouped by their kind (the text before the first colon) with a count
-    of engines and the range of the first percentage they quote: `unstable timings: 24 engines, 10-55 %`."""
-    groups: dict[str, list[tuple[str, str]]] = {}
-    for engine, message in dict.fromkeys(pairs):
-        kind = message.split(":", 1)[0].strip()
-        groups.setdefault(kind, []).append((engine, message))
-    lines = []
-    for kind, items in groups.items():
-        engines = list(dict.fromkeys(e for e, _ in items))
-        if len(items) == 1:
-            lines.append(f"{engines[0]}: {items[0][1]}")
-            continue
-        numbers = [float(m.group(1)) for _, text in items if (m := re.search(r"(\d+(?:\.\d+)?) ?%", text))]
-        spread = f", {min(numbers):.0f}-{max(numbers):.0f} %" if numbers and min(numbers) != max(numbers) else (
-            f", {numbers[0]:.0f} %" if numbers else "")
-        shown = ", ".join(engines[:6]) + (f" and {len(engines) - 6} more" if len(engines) > 6 else "")
-        lines.append(f"{kind}: {len(engines)} engine{'s' if len(engines) != 1 else ''}{spread} ({shown}); "
-                     f"for example: {items[0][1]}")
-    return lines
 
 
 def _notes(result: PairingResult, records: Sequence[RunRecord], sort: str) -> str:

@@ -54,7 +54,7 @@ from edgebench.units import count, duration, plus_minus, signed_figure
 from .carbon import GridFactor
 from .cli import grid_options, sort_option
 from .measuredir import KEY_DEVICE, VERSION_PREFIX, MeasureDir, ResumeState, Session, metadata_conflicts
-from .pairing import BUSY_IDLE_CPU, EngineResult, PairingResult
+from .pairing import BUSY_IDLE_CPU, EngineResult, PairingResult, busy_idle_message
 
 MIN_WINDOW_FLOOR_S = 1.0  # no window shorter than this, whatever the meter's rate (edge and clock effects)
 WINDOW_MARGIN = 1.2  # 20 % over the bare minimum so a late reading does not drop a window below 10 samples
@@ -508,6 +508,8 @@ class MeasureSession:
         self.first_sync: Any = None
         self.clocks: dict[str, ClockOffset] = {}
         self.warned: dict[str, int] = {}  # engine -> windows with warnings after its first warned one
+        self.warning_kinds: set[str] = set()  # kinds said in full once ("unstable timings"); the rest are counted
+        self.warnings: list[tuple[str, str]] = []  # (engine, message) of every window, grouped at the end
         self.earlier = earlier  # what the directory held before (--resume)
         if earlier is not None:
             self.clocks.update(earlier.clocks)
@@ -615,12 +617,16 @@ class MeasureSession:
         self.out.append([record])
         if record.warnings:
             # the first window's warnings in full; later windows of the engine only counted (runs.jsonl has all)
+            self.warnings += [(record.engine, message) for message in record.warnings]
             if record.engine in self.warned:
                 self.warned[record.engine] += 1
             else:
                 self.warned[record.engine] = 0
                 for message in record.warnings:
-                    warn(f"{record.engine}: {message}")
+                    kind = message.split(":", 1)[0]
+                    if kind not in self.warning_kinds:  # each kind in full once; grouped with a count at the end
+                        self.warning_kinds.add(kind)
+                        warn(f"{record.engine}: {message}")
         return record
 
     def idle(self, plan: Plan, progress: Progress, repeat: int) -> None:
@@ -738,13 +744,11 @@ class MeasureSession:
         session = self.session()
         self.out.write_session(session)
         self.result = self.out.pair(session=session)
+        busy = [busy_idle_message(n, w) for n, w in self.result.busy_idle_windows]
+        if busy:  # what the idle windows were worth, beside what produced them
+            self.out.write_session(replace(session, extra={**session.extra, "busy_idle": busy}))
         self.out.write_tables(self.result, self.config.sort)
         return self.result
-
-    def warnings_summary(self, engine: str) -> None:
-        more = self.warned.get(engine, 0)
-        if more:
-            note(f"  ({count(more, 'more window')} of {engine} had warnings: see {self.out.runs})")
 
     def run(self) -> PairingResult:
         """The whole session (see the module docstring); returns the final PairingResult."""
@@ -787,7 +791,6 @@ class MeasureSession:
                 done = next((e for e in result.engines if e.engine == item.row.name), None)
                 if done is not None:
                     note(engine_line(done))
-                self.warnings_summary(item.row.name)
         if not plan.engines:
             self.meter.wait_past(time.time_ns() - 1)
         return self.export()
@@ -939,6 +942,12 @@ def measure(**options: Any) -> None:
     for message in result_warnings(result):
         if not message.startswith("idle window"):  # said live, when the idle window was measured
             warn(message)
+    if len(session.warnings) > len(session.warning_kinds):  # the first of each kind was said live
+        from .table import grouped_warnings
+
+        warn(f"the agent's warnings, by kind (every one is in {config.out}/runs.jsonl):")
+        for line in grouped_warnings(session.warnings):
+            warn(f"  {line}")
     bad = [w for w in result.windows if not w.valid]
     if bad:
         warn(f"{len(bad)} of {len(result.windows)} windows are invalid or failed; the status column says why")

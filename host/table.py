@@ -425,6 +425,28 @@ def result_warnings(result: PairingResult) -> list[str]:
     return out
 
 
+def grouped_warnings(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """Warnings as (engine, message) pairs, grouped by their kind (the text before the first colon) with a count
+    of engines and the range of the first percentage they quote: `unstable timings: 24 engines, 10-55 %`."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for engine, message in dict.fromkeys(pairs):
+        kind = message.split(":", 1)[0].strip()
+        groups.setdefault(kind, []).append((engine, message))
+    lines = []
+    for kind, items in groups.items():
+        engines = list(dict.fromkeys(e for e, _ in items))
+        if len(items) == 1:
+            lines.append(f"{engines[0]}: {items[0][1]}")
+            continue
+        numbers = [float(m.group(1)) for _, text in items if (m := re.search(r"(\d+(?:\.\d+)?) ?%", text))]
+        spread = f", {min(numbers):.0f}-{max(numbers):.0f} %" if numbers and min(numbers) != max(numbers) else (
+            f", {numbers[0]:.0f} %" if numbers else "")
+        shown = ", ".join(engines[:6]) + (f" and {len(engines) - 6} more" if len(engines) > 6 else "")
+        lines.append(f"{kind}: {len(engines)} engine{'s' if len(engines) != 1 else ''}{spread} ({shown}); "
+                     f"for example: {items[0][1]}")
+    return lines
+
+
 def summary_lines(result: PairingResult, sort: str, limit: int = SUMMARY_LINES) -> list[str]:
     """hyperfine-style: how many times less energy (or less of the ranked figure) the first engine used than each
     of the next ones, with the ratio's uncertainty; engines equal within uncertainty are said to be."""
