@@ -428,13 +428,28 @@ def _session_parts(config):
     return out, MeterSource.start(config, out.new_meter_path), agent_connector(config)
 
 
+def _run_session(config, progress):
+    """Run a session built from its parts with `progress` (a Progress subclass) as its reporter; the agent and
+    the meter are always stopped."""
+    from edgebench.host.measure import MeasureSession
+
+    out, source, connect_agent = _session_parts(config)
+    session = MeasureSession(config, out, source, connect_agent,
+                             progress=lambda plan: progress(source.latest_watts, plan, live=False))
+    try:
+        return session.run()
+    finally:
+        session.close_agent()
+        source.stop()
+
+
 @pytest.mark.slow
 def test_a_window_the_meter_left_silent_is_measured_again(tiny_engines, tmp_path):
     """--retry from Python: the meter falls silent for exactly the first window (the progress reporter, one of
     the session's parts, switches the emulator's silence on and off around it); the window is invalid for the
     meter's sake, measured again, and the engine counts one retried window."""
     from edgebench.host.carbon import egrid_factor
-    from edgebench.host.measure import MeasureConfig, MeasureSession, Progress
+    from edgebench.host.measure import MeasureConfig, Progress
     from edgebench.host.meters.emulate import Faults
 
     faults = Faults()
@@ -455,14 +470,7 @@ def test_a_window_the_meter_left_silent_is_measured_again(tiny_engines, tmp_path
             engine_names=(engine,), duration_s=1.0, idle_s=1.0, warmup_s=0.2, repeat=1, retry=1, sensor="none",
             threads=1,
         )
-        out, source, connect_agent = _session_parts(config)
-        session = MeasureSession(config, out, source, connect_agent,
-                                 progress=lambda plan: SilenceTheFirstWindow(source.latest_watts, plan, live=False))
-        try:
-            result = session.run()
-        finally:
-            session.close_agent()
-            source.stop()
+        result = _run_session(config, SilenceTheFirstWindow)
     (e,) = result.engines
     assert e.ok and e.windows == 2 and e.valid_windows == 1 and e.retried == 1
     first, again = [w for w in result.windows if w.kind == "run"]

@@ -42,9 +42,10 @@ class Switchable:
 def _session(tmp_path, tiny_engines, profile, on_window, **config_args):
     """A measure session from Python (the CLI's parts) whose progress reporter calls on_window(label) at each
     window's start; returns (result, out directory, emulator handle)."""
+    from test_measure import _run_session
+
     from edgebench.host.carbon import egrid_factor
-    from edgebench.host.measure import MeasureConfig, MeasureSession, MeterSource, Progress, agent_connector
-    from edgebench.host.measuredir import MeasureDir
+    from edgebench.host.measure import MeasureConfig, Progress
 
     class Switch(Progress):
         def window(self, label):
@@ -56,16 +57,7 @@ def _session(tmp_path, tiny_engines, profile, on_window, **config_args):
             meter=meter.port, protocol="lines", out=tmp_path / "m", grid=egrid_factor(), engines_dir=tiny_engines,
             warmup_s=0.2, sensor="none", threads=1, **config_args,
         )
-        out = MeasureDir.create(config.out, resume=False)
-        source = MeterSource.start(config, out.new_meter_path)
-        session = MeasureSession(config, out, source, agent_connector(config),
-                                 progress=lambda plan: Switch(source.latest_watts, plan, live=False))
-        try:
-            result = session.run()
-        finally:
-            session.close_agent()
-            source.stop()
-        return result, tmp_path / "m", meter
+        return _run_session(config, Switch), tmp_path / "m", meter
 
 
 @pytest.mark.slow
