@@ -6,6 +6,10 @@ window is bracketed in agent realtime (`time.time_ns()`, clock `agent:realtime`)
 after the last measured iteration, so the host can lay it over its wall-meter trace. Warm-up iterations run
 before the window and are kept separately.
 
+Every window, engine or idle, also records `cpu_busy`: the device's CPU utilisation over it (a fraction of all
+its CPUs, from /proc/stat under the metadata root, read right before and right after the window; see
+sensors/cpuload.py), so an idle baseline taken while something else loaded the device can be told apart.
+
 Defaults follow trtexec: 200 ms of warm-up, then 3 s of measurement with at least 10 iterations.
 The loop is kept lean: bound methods hoisted out of the loop, one list append per iteration, no logging.
 """
@@ -22,6 +26,7 @@ from edgebench.engines.runner import Runner, RunOptions
 from edgebench.records import AGENT_CLOCK, ModelFacts, PowerSample, RailEnergy, RunRecord
 
 from . import metadata as md
+from .sensors.cpuload import CpuLoad
 from .stats import MIN_ITERATIONS, LatencyStats, latency_warnings
 
 DEFAULT_WARMUP_S = 0.2  # trtexec --warmUp default (200 ms)
@@ -161,7 +166,9 @@ def run_engine(
     `sampler`, on-board power is sampled from before the warm-up ends to after the window and the window's rail
     energy attached. With `metadata`, device metadata is read under `metadata_root` before warm-up and after
     the window, and a throttling check compares the two. `model` (the manifest entry's `model_facts()`: params,
-    MACs, FLOPs, accuracy) is carried in the record's `model` field. Raises ValueError for contradictory arguments.
+    MACs, FLOPs, accuracy) is carried in the record's `model` field. `cpu_busy` is the whole device's CPU
+    utilisation over the window (/proc/stat under `metadata_root`; the engine's own threads and the sampler's
+    included). Raises ValueError for contradictory arguments.
     """
     _check_modes(warmup_iterations, warmup_s, iterations, duration_s)
     if warmup_iterations is None and warmup_s is None:
@@ -172,8 +179,10 @@ def run_engine(
     device = md.collect_metadata(metadata_root) if metadata else {}
     warm = _warmup(runner, warmup_iterations, warmup_s or 0.0)
 
+    cpu = CpuLoad(metadata_root)
     if sampler is not None:
         sampler.start()
+    cpu.start()  # after the sampler's first read, right before the window: its cost stays outside the window
     try:
         if iterations is not None:
             start_ns, end_ns, lat = _measure_count(runner, iterations)
@@ -181,6 +190,7 @@ def run_engine(
             assert duration_s is not None
             start_ns, end_ns, lat = _measure_duration(runner, duration_s, min_iterations)
     finally:
+        cpu_busy = cpu.stop()
         samples = sampler.stop() if sampler is not None else ()
     sensor, power_samples, rail_energy = _sampler_results(sampler, samples, start_ns, end_ns)
 
@@ -227,6 +237,7 @@ def run_engine(
         run_id=run_id,
         repeat=repeat,
         warnings=tuple(warnings),
+        cpu_busy=cpu_busy,
     )
 
 
@@ -242,13 +253,16 @@ def idle_window(
     """An idle baseline window: nothing runs for `duration_s` while the sampler (if any) samples power.
 
     Returns RunRecord(kind="idle", engine="idle", backend="none", iterations=0, batch=0) whose window is
-    bracketed in agent realtime like an engine window.
+    bracketed in agent realtime like an engine window; its `cpu_busy` says how idle the device really was
+    (/proc/stat under `metadata_root`, None when unreadable or the window was too short to tell).
     """
     if duration_s <= 0:
         raise ValueError("idle_window: duration_s must be > 0")
     device = md.collect_metadata(metadata_root) if metadata else {}
+    cpu = CpuLoad(metadata_root)
     if sampler is not None:
         sampler.start()
+    cpu.start()
     try:
         start_ns = time.time_ns()
         deadline = time.perf_counter_ns() + int(duration_s * 1e9)
@@ -257,6 +271,7 @@ def idle_window(
             time.sleep(min(left / 1e9, 0.05))
         end_ns = time.time_ns()
     finally:
+        cpu_busy = cpu.stop()
         samples = sampler.stop() if sampler is not None else ()
     sensor, power_samples, rail_energy = _sampler_results(sampler, samples, start_ns, end_ns)
     device_end = md.collect_dynamic(metadata_root) if metadata else {}
@@ -286,4 +301,5 @@ def idle_window(
         run_id=run_id,
         repeat=repeat,
         warnings=tuple(warnings),
+        cpu_busy=cpu_busy,
     )

@@ -93,8 +93,15 @@ class AgentService:
 
     def hello(self, args: Mapping[str, Any]) -> dict[str, Any]:
         from .metadata import collect_metadata
+        from .sensors.cpuload import busy_since_boot
 
         version = wire.negotiate(args.get("versions"))
+        device = collect_metadata(self.metadata_root)
+        # Once per session, a hint of the device's quiet CPU level for the host's busy-baseline check: the
+        # utilisation since boot (one read). A device that mostly idles shows a few percent here.
+        since_boot = busy_since_boot(self.metadata_root)
+        if since_boot is not None:
+            device["cpu.busy_since_boot"] = round(since_boot, 4)
         return {
             "protocol": version,
             "edgebench": __version__,
@@ -104,7 +111,7 @@ class AgentService:
             "engines_dir": str(self.engines_dir),
             "engines": len(self.manifest.entries),
             "sensor": dict(self.sensor_info),
-            "device": collect_metadata(self.metadata_root),
+            "device": device,
         }
 
     def clock(self, args: Mapping[str, Any]) -> dict[str, Any]:
