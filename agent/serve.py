@@ -129,7 +129,8 @@ class AgentService:
         from edgebench.engines.backends import open_runner
         from edgebench.engines.runner import RunOptions
 
-        from .harness import run_engine
+        from .harness import run_engine, time_limits
+        from .watchdog import WindowStopped
 
         name = args["engine"]
         self.refresh_manifest()
@@ -158,7 +159,15 @@ class AgentService:
                 run_id=args.get("run_id", ""),
                 repeat=args.get("repeat", 0),
                 model=entry.model_facts(),
+                limits=time_limits(
+                    args.get("inference_timeout_s"), args.get("window_timeout_s"), warmup_s=args.get("warmup_s"),
+                    duration_s=args.get("duration_s"), iterations=args.get("iterations"),
+                ),
             )
+        except WindowStopped as exc:
+            if exc.interrupted:  # Ctrl-C on the agent (stdio, main thread): the agent stops, as it would idle
+                raise KeyboardInterrupt from exc
+            raise wire.EngineFailed(f"{name} failed: {exc}") from exc
         except Exception as exc:
             raise wire.EngineFailed(f"{name} failed while running: {type(exc).__name__}: {exc}") from exc
         finally:

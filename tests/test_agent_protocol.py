@@ -43,7 +43,8 @@ def test_messages_round_trip_and_bad_bytes_are_named():
 
 
 def test_version_negotiation():
-    assert wire.negotiate([1, 2, 7]) == 1
+    assert wire.negotiate([1, 2, 7]) == 2
+    assert wire.negotiate([1]) == 1  # a version-1 host is still served
     with pytest.raises(BadInput, match="upgrade the agent"):
         wire.negotiate([9])
     with pytest.raises(BadInput, match="versions"):
@@ -259,7 +260,7 @@ def test_agent_specs_parse():
 
 def test_local_stdio_agent_end_to_end(tiny_engines):
     with connect(AgentSpec("local"), engines_dir=tiny_engines, sensor="none") as client:
-        assert client.hello["protocol"] == 1 and client.hello["sensor"] == {"name": "none"}
+        assert client.hello["protocol"] == wire.PROTOCOL_VERSION and client.hello["sensor"] == {"name": "none"}
         engines = client.call("engines")["engines"]
         result = client.call("run", engine=engines[0]["name"], iterations=12, warmup_s=0.0)
         assert run_record_from_dict(result["record"]).iterations == 12
