@@ -177,6 +177,7 @@ def test_ctrl_c_stops_bench_inside_an_inference_that_never_ends(forever_engines,
     assert "interrupted" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_the_agent_reports_a_stopped_engine_as_failed_and_serves_the_rest(forever_engines):
     with connect(AgentSpec("local"), engines_dir=forever_engines, sensor="none") as client:
         assert client.hello["protocol"] == 2
