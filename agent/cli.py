@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edgebench.console import is_interactive, note, warn
-from edgebench.errors import BadInput
+from edgebench.errors import BadInput, EdgebenchError
 from edgebench.options import non_negative, positive
 
 DEFAULT_ENGINES_DIR = "engines-out"
@@ -96,6 +96,15 @@ def _select_entries(engines_dir: Path, names: tuple[str, ...]):
     "--tegrastats", "tegrastats_cmd", default="tegrastats", show_default=True, metavar="CMD",
     help="tegrastats command line for --sensor tegrastats/auto, e.g. \"sudo -n tegrastats\" (rails need root).",
 )
+@click.option(
+    "--inference-timeout", type=positive(), default=60.0, show_default=True, metavar="SECONDS",
+    help="Stop an engine whose one inference (warm-up included) runs longer; it is recorded as failed.",
+)
+@click.option(
+    "--window-timeout", type=positive(), metavar="SECONDS",
+    help="Stop an engine whose whole window (warm-up + measured) runs longer "
+    "[default: its warm-up and measured seconds + 120 s; none for --iterations].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print RunRecords as JSON lines instead of tables.")
 @click.option(
     "--sort", type=click.Choice(["mean", "name", "throughput"]), default="mean", show_default=True,
@@ -116,6 +125,8 @@ def bench(
     sensor_period_ms: float,
     sensor_root: Path,
     tegrastats_cmd: str,
+    inference_timeout: float,
+    window_timeout: float | None,
     as_json: bool,
     sort: str,
 ) -> None:
@@ -123,7 +134,8 @@ def bench(
 
     Every engine gets a warm-up (discarded, first iteration shown), then a measured window of back-to-back
     run_once() calls timed with perf_counter_ns. Prints mean ± sd, range, percentiles and throughput per
-    engine and a table across engines; `--out runs.jsonl` keeps the full RunRecords.
+    engine and a table across engines; `--out runs.jsonl` keeps the full RunRecords. An engine that passes a
+    time limit is stopped, recorded as failed and the rest go on (exit code 1); Ctrl-C stops the run (130).
     """
     if warmup is not None and warmup_time is not None:
         raise BadInput("--warmup and --warmup-time both given: pass one (a count or seconds)")
@@ -134,16 +146,26 @@ def bench(
 
     from edgebench.engines.runner import RunOptions
 
+    from .harness import time_limits
+
+    limits = time_limits(inference_timeout, window_timeout, warmup_s=warmup_time, warmup_iterations=warmup,
+                         duration_s=duration, iterations=iterations)
     options = RunOptions(
         intra_op_threads=threads, inter_op_threads=inter_op_threads, include_copies=include_copies
     )
     sampler, power_sensor = _open_sampler(sensor, sensor_period_ms / 1000.0, sensor_root, tegrastats_cmd)
     try:
-        _bench_entries(entries, engines_dir, options, warmup, warmup_time, iterations, duration, threads,
-                       inter_op_threads, out, as_json, sort, sampler)
+        failed = _bench_entries(entries, engines_dir, options, warmup, warmup_time, iterations, duration, threads,
+                                inter_op_threads, out, as_json, sort, sampler, limits)
+    except KeyboardInterrupt:
+        kept = f"; the engines finished before it are in {out}" if out is not None else ""
+        warn(f"interrupted{kept}")
+        raise SystemExit(130) from None
     finally:
         if power_sensor is not None:
             power_sensor.close()
+    if failed:
+        raise EdgebenchError(f"{len(failed)} of {len(entries)} engines failed: {', '.join(failed)}")
 
 
 def _open_sampler(sensor: str, period_s: float, root: Path, tegrastats_cmd: str = "tegrastats"):
@@ -177,15 +199,30 @@ def _energy_line(record, sampler) -> str | None:
     )
 
 
+def _failed_record(entry, message: str):
+    """The RunRecord of an engine whose window was stopped: no iterations, the reason in `error`."""
+    import time
+
+    from edgebench.records import AGENT_CLOCK, RunRecord
+
+    now = time.time_ns()
+    return RunRecord(engine=entry.name, backend=entry.backend, clock=AGENT_CLOCK, window_start_ns=now,
+                     window_end_ns=now, iterations=0, batch=entry.spec.batch, latencies_ns=(), error=message,
+                     model=entry.model_facts())
+
+
 def _bench_entries(entries, engines_dir, options, warmup, warmup_time, iterations, duration, threads,
-                   inter_op_threads, out, as_json, sort, sampler) -> None:
+                   inter_op_threads, out, as_json, sort, sampler, limits) -> list[str]:
+    """Run every entry; the names of those that were stopped by a time limit (recorded as failed)."""
     from edgebench.engines.backends import open_runner
     from edgebench.records import append_jsonl, dumps
 
     from .harness import run_engine
     from .stats import LatencyStats, format_block, format_table
+    from .watchdog import WindowStopped
 
     results: list[tuple[str, LatencyStats]] = []
+    failed: list[str] = []
     shown_region: str | None = None
     for k, entry in enumerate(entries, 1):
         if is_interactive():
@@ -201,7 +238,19 @@ def _bench_entries(entries, engines_dir, options, warmup, warmup_time, iteration
                 options=options,
                 sampler=sampler,
                 model=entry.model_facts(),
+                limits=limits,
             )
+        except WindowStopped as exc:
+            if exc.interrupted:
+                raise KeyboardInterrupt from exc
+            warn(f"{entry.name} failed: {exc}; recorded as failed, going on")
+            failed.append(entry.name)
+            stopped = _failed_record(entry, str(exc))
+            if out is not None:
+                append_jsonl(out, [stopped])
+            if as_json:
+                click.echo(dumps(stopped))
+            continue
         finally:
             runner.close()
         if out is not None:
@@ -232,6 +281,7 @@ def _bench_entries(entries, engines_dir, options, warmup, warmup_time, iteration
             click.echo(line)
     if out is not None:
         note(f"{len(entries)} run record{'s' if len(entries) != 1 else ''} appended to {out}")
+    return failed
 
 
 @click.command()

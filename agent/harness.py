@@ -6,6 +6,10 @@ window is bracketed in agent realtime (`time.time_ns()`, clock `agent:realtime`)
 after the last measured iteration, so the host can lay it over its wall-meter trace. Warm-up iterations run
 before the window and are kept separately.
 
+Every window, engine or idle, also records `cpu_busy`: the device's CPU utilisation over it (a fraction of all
+its CPUs, from /proc/stat under the metadata root, read right before and right after the window; see
+sensors/cpuload.py), so an idle baseline taken while something else loaded the device can be told apart.
+
 Defaults follow trtexec: 200 ms of warm-up, then 3 s of measurement with at least 10 iterations.
 The loop is kept lean: bound methods hoisted out of the loop, one list append per iteration, no logging.
 """
@@ -22,7 +26,9 @@ from edgebench.engines.runner import Runner, RunOptions
 from edgebench.records import AGENT_CLOCK, ModelFacts, PowerSample, RailEnergy, RunRecord
 
 from . import metadata as md
+from .sensors.cpuload import CpuLoad
 from .stats import MIN_ITERATIONS, LatencyStats, latency_warnings
+from .watchdog import DEFAULT_INFERENCE_TIMEOUT_S, TimeLimits, Watchdog, WindowStopped, default_window_s
 
 DEFAULT_WARMUP_S = 0.2  # trtexec --warmUp default (200 ms)
 DEFAULT_DURATION_S = 3.0  # trtexec --duration default (3 s)
@@ -61,7 +67,11 @@ def _check_modes(
         raise ValueError("run_engine: duration_s must be > 0")
 
 
-def _warmup(runner: Runner, iterations: int | None, seconds: float) -> list[int]:
+# Every loop below writes the end of each iteration into `mark[0]` (one list store, outside the timed interval):
+# the watchdog's "this inference started at" (see watchdog.py).
+
+
+def _warmup(runner: Runner, iterations: int | None, seconds: float, mark: list[int]) -> list[int]:
     """Warm-up latencies (ns): a fixed count, or as many as fit in `seconds` (at least one when seconds > 0)."""
     run = runner.run_once
     pc = time.perf_counter_ns
@@ -71,7 +81,9 @@ def _warmup(runner: Runner, iterations: int | None, seconds: float) -> list[int]
         for _ in range(iterations):
             t0 = pc()
             run()
-            append(pc() - t0)
+            t1 = pc()
+            append(t1 - t0)
+            mark[0] = t1
         return out
     if seconds <= 0:
         return out
@@ -81,11 +93,12 @@ def _warmup(runner: Runner, iterations: int | None, seconds: float) -> list[int]
         run()
         t1 = pc()
         append(t1 - t0)
+        mark[0] = t1
         if t1 >= deadline:
             return out
 
 
-def _measure_count(runner: Runner, iterations: int) -> tuple[int, int, list[int]]:
+def _measure_count(runner: Runner, iterations: int, mark: list[int]) -> tuple[int, int, list[int]]:
     """Exactly `iterations` timed iterations: (window start ns, window end ns, latencies ns)."""
     run = runner.run_once
     pc = time.perf_counter_ns
@@ -94,12 +107,16 @@ def _measure_count(runner: Runner, iterations: int) -> tuple[int, int, list[int]
     for i in range(iterations):
         t0 = pc()
         run()
-        lat[i] = pc() - t0
+        t1 = pc()
+        lat[i] = t1 - t0
+        mark[0] = t1
     end_ns = time.time_ns()
     return start_ns, end_ns, lat
 
 
-def _measure_duration(runner: Runner, duration_s: float, min_iterations: int) -> tuple[int, int, list[int]]:
+def _measure_duration(
+    runner: Runner, duration_s: float, min_iterations: int, mark: list[int]
+) -> tuple[int, int, list[int]]:
     """Timed iterations until `duration_s` has passed and at least `min_iterations` ran."""
     run = runner.run_once
     pc = time.perf_counter_ns
@@ -114,6 +131,7 @@ def _measure_duration(runner: Runner, duration_s: float, min_iterations: int) ->
         run()
         t1 = pc()
         append(t1 - t0)
+        mark[0] = t1
         n += 1
         # The end-of-iteration timestamp doubles as the clock check: no extra timer call per iteration.
         if t1 >= deadline and n >= min_iterations:
@@ -137,6 +155,26 @@ def _sampler_results(
     return sampler.name, tuple(samples), energy
 
 
+def time_limits(
+    inference_s: float | None = None,
+    window_s: float | None = None,
+    *,
+    warmup_s: float | None = None,
+    warmup_iterations: int | None = None,
+    duration_s: float | None = None,
+    iterations: int | None = None,
+) -> TimeLimits:
+    """The limits of one window with run_engine's defaults filled in: `inference_s` (default 60 s) and
+    `window_s` (default: the window's warm-up and measured seconds plus 120 s when it is given in seconds, i.e.
+    neither `iterations` nor only `warmup_iterations`; else no window limit), the warm-up and measurement taking
+    run_engine's defaults (0.2 s, 3 s) where neither a count nor seconds is given."""
+    if window_s is None and iterations is None:
+        warm = warmup_s if warmup_s is not None else (0.0 if warmup_iterations is not None else DEFAULT_WARMUP_S)
+        window_s = default_window_s(warm, duration_s if duration_s is not None else DEFAULT_DURATION_S)
+    return TimeLimits(inference_s=DEFAULT_INFERENCE_TIMEOUT_S if inference_s is None else inference_s,
+                      window_s=window_s)
+
+
 def run_engine(
     runner: Runner,
     *,
@@ -152,6 +190,8 @@ def run_engine(
     run_id: str = "",
     repeat: int = 0,
     model: ModelFacts | None = None,
+    limits: TimeLimits | None = None,
+    watch_sigint: bool = True,
 ) -> RunRecord:
     """Warm up, time one measured window of `runner`, and return its RunRecord.
 
@@ -161,7 +201,13 @@ def run_engine(
     `sampler`, on-board power is sampled from before the warm-up ends to after the window and the window's rail
     energy attached. With `metadata`, device metadata is read under `metadata_root` before warm-up and after
     the window, and a throttling check compares the two. `model` (the manifest entry's `model_facts()`: params,
-    MACs, FLOPs, accuracy) is carried in the record's `model` field. Raises ValueError for contradictory arguments.
+    MACs, FLOPs, accuracy) is carried in the record's `model` field. `cpu_busy` is the whole device's CPU
+    utilisation over the window (/proc/stat under `metadata_root`; the engine's own threads and the sampler's
+    included). `limits` bound one inference and the whole window (warm-up included); the default is 60 s per
+    inference and, for a window given in seconds, its warm-up and measured seconds plus 120 s (watchdog.py).
+    A limit that passes, or SIGINT (with `watch_sigint`, in the main thread), stops the runner from outside
+    where it can be stopped (`interrupt()`) and raises WindowStopped with the reason; after SIGINT the usual
+    KeyboardInterrupt may overtake it. Raises ValueError for contradictory arguments.
     """
     _check_modes(warmup_iterations, warmup_s, iterations, duration_s)
     if warmup_iterations is None and warmup_s is None:
@@ -169,19 +215,34 @@ def run_engine(
     if iterations is None and duration_s is None:
         duration_s = DEFAULT_DURATION_S
 
-    device = md.collect_metadata(metadata_root) if metadata else {}
-    warm = _warmup(runner, warmup_iterations, warmup_s or 0.0)
+    if limits is None:
+        limits = time_limits(warmup_s=warmup_s, warmup_iterations=warmup_iterations, duration_s=duration_s,
+                             iterations=iterations)
 
-    if sampler is not None:
-        sampler.start()
+    device = md.collect_metadata(metadata_root) if metadata else {}
+    watchdog = Watchdog(runner.engine, limits, getattr(runner, "interrupt", None), watch_sigint=watch_sigint)
+    cpu = CpuLoad(metadata_root)
     try:
-        if iterations is not None:
-            start_ns, end_ns, lat = _measure_count(runner, iterations)
-        else:
-            assert duration_s is not None
-            start_ns, end_ns, lat = _measure_duration(runner, duration_s, min_iterations)
-    finally:
-        samples = sampler.stop() if sampler is not None else ()
+        with watchdog:
+            warm = _warmup(runner, warmup_iterations, warmup_s or 0.0, watchdog.mark)
+            if sampler is not None:
+                sampler.start()
+            cpu.start()  # after the sampler's first read, right before the window: its cost stays outside
+            try:
+                if iterations is not None:
+                    start_ns, end_ns, lat = _measure_count(runner, iterations, watchdog.mark)
+                else:
+                    assert duration_s is not None
+                    start_ns, end_ns, lat = _measure_duration(runner, duration_s, min_iterations, watchdog.mark)
+            finally:
+                cpu_busy = cpu.stop()
+                samples = sampler.stop() if sampler is not None else ()
+    except Exception as exc:
+        if watchdog.fired:  # the runner's own error is only the way it was stopped
+            raise WindowStopped(watchdog.reason, interrupted=watchdog.interrupted) from exc
+        raise
+    if watchdog.fired:  # a runner that could not be stopped, returning late
+        raise WindowStopped(watchdog.reason, interrupted=watchdog.interrupted)
     sensor, power_samples, rail_energy = _sampler_results(sampler, samples, start_ns, end_ns)
 
     device_end = md.collect_dynamic(metadata_root) if metadata else {}
@@ -204,6 +265,7 @@ def run_engine(
         f"{iterations} iterations" if iterations is not None else f"{duration_s} s, at least {min_iterations} iterations"
     )
     settings["harness.timer"] = "time.perf_counter_ns around run_once()"
+    settings["harness.time_limits"] = limits.words()
 
     return RunRecord(
         engine=runner.engine,
@@ -227,6 +289,7 @@ def run_engine(
         run_id=run_id,
         repeat=repeat,
         warnings=tuple(warnings),
+        cpu_busy=cpu_busy,
     )
 
 
@@ -242,13 +305,16 @@ def idle_window(
     """An idle baseline window: nothing runs for `duration_s` while the sampler (if any) samples power.
 
     Returns RunRecord(kind="idle", engine="idle", backend="none", iterations=0, batch=0) whose window is
-    bracketed in agent realtime like an engine window.
+    bracketed in agent realtime like an engine window; its `cpu_busy` says how idle the device really was
+    (/proc/stat under `metadata_root`, None when unreadable or the window was too short to tell).
     """
     if duration_s <= 0:
         raise ValueError("idle_window: duration_s must be > 0")
     device = md.collect_metadata(metadata_root) if metadata else {}
+    cpu = CpuLoad(metadata_root)
     if sampler is not None:
         sampler.start()
+    cpu.start()
     try:
         start_ns = time.time_ns()
         deadline = time.perf_counter_ns() + int(duration_s * 1e9)
@@ -257,6 +323,7 @@ def idle_window(
             time.sleep(min(left / 1e9, 0.05))
         end_ns = time.time_ns()
     finally:
+        cpu_busy = cpu.stop()
         samples = sampler.stop() if sampler is not None else ()
     sensor, power_samples, rail_energy = _sampler_results(sampler, samples, start_ns, end_ns)
     device_end = md.collect_dynamic(metadata_root) if metadata else {}
@@ -286,4 +353,5 @@ def idle_window(
         run_id=run_id,
         repeat=repeat,
         warnings=tuple(warnings),
+        cpu_busy=cpu_busy,
     )

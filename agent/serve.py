@@ -6,8 +6,9 @@ start) the protocol owns the process's stdout: anything else that writes to file
 stray print) is sent to stderr instead, so it can never corrupt a response. Over TCP (`--listen HOST:PORT`) the
 agent serves one session at a time (two measurements at once would spoil both); it listens on loopback by default
 and refuses to listen elsewhere without a token. A TCP connection takes the session slot only once it has sent a
-valid hello (with the token): until then it has HELLO_TIMEOUT_S in all, and up to MAX_PENDING_HELLOS such
-connections are handled side by side, so silent or trickling clients cannot keep a real one out. Whatever the
+valid hello (with the token): until then it has HELLO_TIMEOUT_S in all, up to MAX_PENDING_HELLOS such
+connections (MAX_PENDING_PER_PEER from one address) are read side by side, and a newcomer that finds no room
+pushes out the oldest silent one, so silent, trickling or flooding clients cannot keep a real one out. Whatever the
 transport, only engines of its manifest can be run, a request line is at most 64 KiB, and every argument is
 checked by `edgebench.protocol.parse_request` before an operation sees it.
 """
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import io
 import ipaddress
 import os
+import selectors
 import socket
 import sys
 import threading
@@ -37,8 +40,9 @@ from edgebench.options import positive
 from edgebench.protocol import TOKEN_ENV
 from edgebench.records import AGENT_CLOCK, PowerSample, RunRecord, to_dict, with_changes
 
-HELLO_TIMEOUT_S = 5.0  # a TCP connection must send its hello line within this long, in all (a trickle cannot stretch it)
-MAX_PENDING_HELLOS = 16  # TCP connections that have not said hello yet, handled side by side; more are turned away
+HELLO_TIMEOUT_S = 2.0  # a TCP connection must send its hello line within this long, in all (a trickle cannot stretch it)
+MAX_PENDING_HELLOS = 64  # TCP connections that have not said hello yet, read side by side
+MAX_PENDING_PER_PEER = 16  # of those, from one address; a newcomer over either cap pushes out the oldest silent one
 IDLE_TIMEOUT_S = 3600.0  # an authenticated TCP session that says nothing for this long is dropped
 BUSY_GRACE_S = 2.0  # how long a new TCP client waits for the previous session to end before it is refused
 BUSY_MESSAGE = "the agent is busy with another session: one measurement at a time; wait for it to end"
@@ -93,8 +97,15 @@ class AgentService:
 
     def hello(self, args: Mapping[str, Any]) -> dict[str, Any]:
         from .metadata import collect_metadata
+        from .sensors.cpuload import busy_since_boot
 
         version = wire.negotiate(args.get("versions"))
+        device = collect_metadata(self.metadata_root)
+        # Once per session, a hint of the device's quiet CPU level for the host's busy-baseline check: the
+        # utilisation since boot (one read). A device that mostly idles shows a few percent here.
+        since_boot = busy_since_boot(self.metadata_root)
+        if since_boot is not None:
+            device["cpu.busy_since_boot"] = round(since_boot, 4)
         return {
             "protocol": version,
             "edgebench": __version__,
@@ -104,7 +115,7 @@ class AgentService:
             "engines_dir": str(self.engines_dir),
             "engines": len(self.manifest.entries),
             "sensor": dict(self.sensor_info),
-            "device": collect_metadata(self.metadata_root),
+            "device": device,
         }
 
     def clock(self, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,7 +129,8 @@ class AgentService:
         from edgebench.engines.backends import open_runner
         from edgebench.engines.runner import RunOptions
 
-        from .harness import run_engine
+        from .harness import run_engine, time_limits
+        from .watchdog import WindowStopped
 
         name = args["engine"]
         self.refresh_manifest()
@@ -147,7 +159,15 @@ class AgentService:
                 run_id=args.get("run_id", ""),
                 repeat=args.get("repeat", 0),
                 model=entry.model_facts(),
+                limits=time_limits(
+                    args.get("inference_timeout_s"), args.get("window_timeout_s"), warmup_s=args.get("warmup_s"),
+                    duration_s=args.get("duration_s"), iterations=args.get("iterations"),
+                ),
             )
+        except WindowStopped as exc:
+            if exc.interrupted:  # Ctrl-C on the agent (stdio, main thread): the agent stops, as it would idle
+                raise KeyboardInterrupt from exc
+            raise wire.EngineFailed(f"{name} failed: {exc}") from exc
         except Exception as exc:
             raise wire.EngineFailed(f"{name} failed while running: {type(exc).__name__}: {exc}") from exc
         finally:
@@ -284,128 +304,252 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _read_hello_line(conn: socket.socket, rfile: IO[bytes], timeout_s: float) -> bytes | None:
-    """The connection's first non-blank line, read within `timeout_s` in all, or None when it did not come in
-    time. A watchdog shuts the reading side at the deadline, so a client trickling a byte at a time gains nothing
-    (a socket timeout alone restarts with every byte)."""
-    lock = threading.Lock()
-    expired: list[bool] = []
+class _PrefixedReader(io.RawIOBase):
+    """A socket's input with the bytes that arrived behind the hello line put back in front."""
 
-    def expire() -> None:
-        with lock:
-            expired.append(True)
-            try:
-                conn.shutdown(socket.SHUT_RD)  # wakes the blocked read; the writing side stays open for the error
-            except OSError:
-                pass
+    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
+        super().__init__()
+        self._sock = sock
+        self._prefix = prefix
 
-    timer = threading.Timer(timeout_s, expire)
-    timer.daemon = True
-    timer.start()
-    line = b""
-    try:
-        while True:
-            line = rfile.readline(wire.MAX_LINE_BYTES + 1)
-            if not line or line.strip() or len(line) > wire.MAX_LINE_BYTES:
-                break
-    except OSError:  # the backstop socket timeout, or a reset
-        line = b""
-    finally:
-        with lock:
-            timer.cancel()
-            late = bool(expired)
-    return None if late else line
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        return self._sock.recv_into(buffer)
 
 
-def _send(wfile: IO[bytes], response: Mapping[str, Any]) -> None:
-    try:
-        wfile.write(wire.encode(response))
-        wfile.flush()
-    except OSError:
-        pass
+class _Pending:
+    """A TCP connection that has not sent its hello line yet."""
+
+    __slots__ = ("conn", "peer", "who", "accepted", "deadline", "buf", "heard")
+
+    def __init__(self, conn: socket.socket, peer: tuple, timeout_s: float) -> None:
+        self.conn = conn
+        self.peer = str(peer[0])  # the address alone: every connection of one machine counts against its cap
+        self.who = f"{peer[0]}:{peer[1]}"
+        self.accepted = time.monotonic()
+        self.deadline = self.accepted + timeout_s
+        self.buf = b""
+        self.heard = False  # any byte received (a silent connection is dropped before one that talks)
 
 
-def _serve_connection(
-    service: AgentService,
-    conn: socket.socket,
-    peer: tuple,
-    slot: threading.Lock,
-    release_pending: Callable[[], None],
-    hello_timeout_s: float = HELLO_TIMEOUT_S,
-) -> bool:
-    """One TCP connection: its hello (token and all) within `hello_timeout_s`, then, once the session slot is
-    free, the session. Calls `release_pending` once the hello phase is over. True when a session was served."""
-    rfile, wfile = conn.makefile("rb"), conn.makefile("wb")
-    try:
-        return _converse(service, conn, f"{peer[0]}:{peer[1]}", rfile, wfile, slot, release_pending,
-                         hello_timeout_s)
-    finally:
-        for stream in (wfile, rfile, conn):
-            with contextlib.suppress(OSError):  # a reset peer cannot take the flush of an error line
-                stream.close()
-
-
-def _converse(
-    service: AgentService,
-    conn: socket.socket,
-    who: str,
-    rfile: IO[bytes],
-    wfile: IO[bytes],
-    slot: threading.Lock,
-    release_pending: Callable[[], None],
-    hello_timeout_s: float,
-) -> bool:
-    """The hello phase, then the session (see _serve_connection)."""
-    session = Session(service)
-    response: dict[str, Any] | None = None
-    try:
-        conn.settimeout(hello_timeout_s + 1.0)  # a backstop per read; the watchdog bounds the total
-        line = _read_hello_line(conn, rfile, hello_timeout_s)
-        if line is None:
-            response = wire.error(0, "protocol", f"no hello within {hello_timeout_s:g} s: closing")
-        elif not line:
-            return False
-        elif len(line) > wire.MAX_LINE_BYTES:
-            response = wire.error(0, "protocol", f"request longer than {wire.MAX_LINE_BYTES} bytes")
-        else:
-            try:
-                data = wire.decode(line)
-            except ProtocolError as exc:
-                response = wire.error(0, "protocol", str(exc))
-            else:
-                response = session.admit(data)
-    finally:
-        release_pending()
-    if response is None and not slot.acquire(timeout=BUSY_GRACE_S):
-        # the grace: the previous client may have said bye a moment before its session thread has ended
-        note(f"agent: refused {who}: busy")
-        response = wire.error(wire.request_id(data), "bad-input", BUSY_MESSAGE)
-    if response is not None:
-        _send(wfile, response)
-        return False
-    try:
-        note(f"agent: session from {who}")
-        conn.settimeout(IDLE_TIMEOUT_S)
-        try:
-            wfile.write(_answer(session, line))
-            wfile.flush()
-            serve_stream(service, rfile, wfile, session)
-        except OSError as exc:  # TimeoutError included
-            note(f"agent: session from {who} ended: {exc}")
-        note(f"agent: session from {who} closed")
-    finally:
-        slot.release()
-    return True
-
-
-def _turn_away(conn: socket.socket, message: str) -> None:
-    """Close a connection at once with an error line, never blocking the accepting thread."""
+def _close_quietly(conn: socket.socket, response: Mapping[str, Any] | None = None) -> None:
+    """Send `response` (if any) without blocking and close; unread input is drained first (bounded), so the
+    close is a clean end of stream rather than a reset that could overtake the error line."""
     with conn:
         try:
             conn.setblocking(False)
-            conn.send(wire.encode(wire.error(0, "bad-input", message)))
+            if response is not None:
+                conn.send(wire.encode(response))
+            conn.shutdown(socket.SHUT_WR)
+            for _ in range(16):
+                if not conn.recv(65536):
+                    break
         except OSError:
             pass
+
+
+class _Listener:
+    """The TCP listener: one thread accepts connections and reads their hello lines (non-blocking, all side by
+    side); a connection whose hello is valid gets a thread of its own that waits for the session slot.
+
+    The hello phase is bounded three ways, so a flood of silent connections cannot keep a client with the token
+    out: each connection has `hello_timeout_s` in all (a trickle cannot stretch it); at most `max_pending`
+    connections wait, and at most `max_per_peer` of them from one address; and when a new connection finds no
+    room, one already waiting is dropped instead of the newcomer being turned away: of the address at its cap
+    (or, when all are full, of the address with the most waiting), the oldest connection that has sent nothing,
+    else its oldest. A flooder thus only ever pushes out its own connections, and a client that sends its hello
+    at once is read before later connections can push it out: hello lines already received are read before new
+    connections are accepted, at most ACCEPT_BATCH at a time, and each newcomer is read as soon as it is accepted.
+    """
+
+    ACCEPT_BATCH = 4
+
+    def __init__(
+        self,
+        service: AgentService,
+        server: socket.socket,
+        *,
+        hello_timeout_s: float,
+        max_pending: int,
+        max_per_peer: int,
+        once: bool,
+        finished: threading.Event,
+    ) -> None:
+        self.service = service
+        self.server = server
+        self.hello_timeout_s = hello_timeout_s
+        self.max_pending = max(1, max_pending)
+        self.max_per_peer = max(1, min(max_per_peer, self.max_pending))
+        self.once = once
+        self.finished = finished
+        self.slot = threading.Lock()
+        self.pending: dict[socket.socket, _Pending] = {}  # in accept order, so the first has the first deadline
+        self.selector = selectors.DefaultSelector()
+        self.dropped = 0  # connections pushed out to make room (for the log)
+
+    def run(self) -> None:
+        self.server.setblocking(False)
+        self.selector.register(self.server, selectors.EVENT_READ, None)
+        try:
+            while not self.finished.is_set():
+                events = self.selector.select(self._wait_s())
+                accept = False
+                for key, _ in events:  # hello lines already here first: they are not pushed out by newcomers
+                    if key.data is None:
+                        accept = True
+                    elif key.fileobj in self.pending:
+                        self._read(key.data)
+                self._expire()
+                if accept:
+                    self._accept()
+        finally:
+            for waiting in list(self.pending.values()):
+                self._forget(waiting)
+                _close_quietly(waiting.conn)
+            self.selector.close()
+
+    def _wait_s(self) -> float:
+        if not self.pending:
+            return 0.5  # wake up now and then to notice `finished`
+        first = next(iter(self.pending.values()))
+        return min(0.5, max(0.0, first.deadline - time.monotonic()))
+
+    def _accept(self) -> None:
+        for _ in range(self.ACCEPT_BATCH):
+            try:
+                conn, peer = self.server.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, a connection reset before it was accepted
+                note(f"agent: accept failed: {exc}")
+                return
+            conn.setblocking(False)
+            waiting = _Pending(conn, peer, self.hello_timeout_s)
+            self._make_room(waiting.peer)
+            self.pending[conn] = waiting
+            self.selector.register(conn, selectors.EVENT_READ, waiting)
+            self._read(waiting)  # a hello sent right after connecting is usually here already
+
+    def _make_room(self, peer: str) -> None:
+        mine = [w for w in self.pending.values() if w.peer == peer]
+        if len(mine) >= self.max_per_peer:
+            candidates = mine
+        elif len(self.pending) >= self.max_pending:
+            counts: dict[str, int] = {}
+            for w in self.pending.values():
+                counts[w.peer] = counts.get(w.peer, 0) + 1
+            most = max(counts.values())
+            candidates = [w for w in self.pending.values() if counts[w.peer] == most]
+        else:
+            return
+        victim = min(candidates, key=lambda w: (w.heard, w.accepted))  # silent before talking, then oldest
+        self.dropped += 1
+        if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+            note(f"agent: {self.dropped} connection(s) dropped before their hello to make room (a flood?)")
+        self._drop(victim, wire.error(
+            0, "bad-input",
+            f"dropped before hello: {len(candidates)} connections from this address were waiting "
+            f"({self.max_per_peer} at most per address, {self.max_pending} in all) and this one had waited "
+            "longest; connect again and send hello at once",
+        ))
+
+    def _read(self, waiting: _Pending) -> None:
+        try:
+            data = waiting.conn.recv(wire.MAX_LINE_BYTES + 1 - len(waiting.buf))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the peer went away before its hello
+            self._forget(waiting)
+            _close_quietly(waiting.conn)
+            return
+        waiting.heard = True
+        buf = waiting.buf + data
+        while (nl := buf.find(b"\n")) >= 0 and not buf[:nl].strip():
+            buf = buf[nl + 1:]  # blank lines before the hello are skipped
+        waiting.buf = buf
+        nl = buf.find(b"\n")
+        if nl < 0 and len(buf) <= wire.MAX_LINE_BYTES:
+            return  # more to come, within the deadline
+        if nl < 0 or nl + 1 > wire.MAX_LINE_BYTES:
+            self._drop(waiting, wire.error(0, "protocol", f"request longer than {wire.MAX_LINE_BYTES} bytes"))
+            return
+        self._forget(waiting)
+        self._hello(waiting, buf[: nl + 1], buf[nl + 1:])
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for waiting in list(self.pending.values()):
+            if waiting.deadline > now:
+                break  # accept order is deadline order
+            self._drop(waiting, wire.error(0, "protocol", f"no hello within {self.hello_timeout_s:g} s: closing"))
+
+    def _forget(self, waiting: _Pending) -> None:
+        self.pending.pop(waiting.conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(waiting.conn)
+
+    def _drop(self, waiting: _Pending, response: Mapping[str, Any]) -> None:
+        self._forget(waiting)
+        _close_quietly(waiting.conn, response)
+
+    def _hello(self, waiting: _Pending, line: bytes, rest: bytes) -> None:
+        """A complete first line: answered and closed here when it is no valid hello, else handed to a session
+        thread (which waits for the slot)."""
+        session = Session(self.service)
+        try:
+            data = wire.decode(line)
+        except ProtocolError as exc:
+            _close_quietly(waiting.conn, wire.error(0, "protocol", str(exc)))
+            return
+        try:
+            refusal = session.admit(data)
+        except Exception as exc:  # never stop the listener over one connection
+            refusal = wire.error(wire.request_id(data), "failure", f"{type(exc).__name__}: {exc}")
+        if refusal is not None:
+            _close_quietly(waiting.conn, refusal)
+            return
+        threading.Thread(
+            target=self._session, args=(waiting, session, line, rest, data), name="agent-session", daemon=True
+        ).start()
+
+    def _session(self, waiting: _Pending, session: Session, line: bytes, rest: bytes, data: Mapping) -> None:
+        conn, who = waiting.conn, waiting.who
+        conn.setblocking(True)
+        if not self.slot.acquire(timeout=BUSY_GRACE_S):
+            # the grace: the previous client may have said bye a moment before its session thread has ended
+            note(f"agent: refused {who}: busy")
+            _close_quietly(conn, wire.error(wire.request_id(data), "bad-input", BUSY_MESSAGE))
+            return
+        rfile = io.BufferedReader(_PrefixedReader(conn, rest))
+        wfile = conn.makefile("wb")
+        try:
+            note(f"agent: session from {who}")
+            conn.settimeout(IDLE_TIMEOUT_S)
+            try:
+                wfile.write(_answer(session, line))
+                wfile.flush()
+                serve_stream(self.service, rfile, wfile, session)
+            except OSError as exc:  # TimeoutError included
+                note(f"agent: session from {who} ended: {exc}")
+            except Exception as exc:  # one session's trouble never stops the agent
+                warn(f"agent: session from {who} failed: {type(exc).__name__}: {exc}")
+            note(f"agent: session from {who} closed")
+        finally:
+            for stream in (wfile, rfile, conn):
+                with contextlib.suppress(OSError):  # a reset peer cannot take the flush of an error line
+                    stream.close()
+            self.slot.release()
+        if self.once:
+            self.finished.set()
 
 
 def serve_tcp(
@@ -417,11 +561,13 @@ def serve_tcp(
     announce: Callable[[str], Any] = print,
     hello_timeout_s: float = HELLO_TIMEOUT_S,
     max_pending: int = MAX_PENDING_HELLOS,
+    max_pending_per_peer: int = MAX_PENDING_PER_PEER,
     stop: threading.Event | None = None,
 ) -> None:
     """Serve sessions on HOST:PORT, one at a time: a client that has said hello while one runs is told so and
-    closed (two measurements at once would spoil both). Connections that have not said hello yet are handled
-    side by side (at most `max_pending`, each for at most `hello_timeout_s`) and never hold the session slot.
+    closed (two measurements at once would spoil both). Connections that have not said hello yet are read side
+    by side, each for at most `hello_timeout_s`, at most `max_pending` of them and `max_pending_per_peer` from
+    one address, the oldest silent one dropped to make room (see _Listener); they never hold the session slot.
     `once` stops after the first session; setting `stop` stops accepting (within half a second)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
@@ -431,45 +577,16 @@ def serve_tcp(
     except OSError as exc:
         server.close()
         raise BadInput(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --listen port") from None
-    server.listen(max_pending)
-    server.settimeout(0.5)  # wake up now and then to notice the end of a --once session
+    # a deep accept queue: a full one makes the kernel drop connection attempts, and the client's retry comes
+    # a second later; the listener empties the queue quickly and bounds what it holds itself
+    server.listen(socket.SOMAXCONN)
     announce(f"edgebench agent listening on {host}:{server.getsockname()[1]}")
-    slot = threading.Lock()
-    pending = threading.BoundedSemaphore(max_pending)
-    finished = stop or threading.Event()
-
-    def connection(conn: socket.socket, peer: tuple) -> None:
-        released = threading.Event()
-
-        def release_pending() -> None:
-            if not released.is_set():
-                released.set()
-                pending.release()
-
-        try:
-            served = _serve_connection(service, conn, peer, slot, release_pending, hello_timeout_s)
-        except OSError as exc:  # a reset while closing: the peer's business
-            note(f"agent: connection from {peer[0]}:{peer[1]} ended: {exc}")
-            served = False
-        except Exception as exc:  # one connection's trouble never stops the listener
-            warn(f"agent: connection from {peer[0]}:{peer[1]} failed: {type(exc).__name__}: {exc}")
-            served = False
-        finally:
-            release_pending()
-        if served and once:
-            finished.set()
-
+    listener = _Listener(
+        service, server, hello_timeout_s=hello_timeout_s, max_pending=max_pending,
+        max_per_peer=max_pending_per_peer, once=once, finished=stop or threading.Event(),
+    )
     with server:
-        while not finished.is_set():
-            try:
-                conn, peer = server.accept()
-            except TimeoutError:
-                continue
-            if not pending.acquire(blocking=False):
-                _turn_away(conn, f"{max_pending} connections are already waiting to say hello: try again in "
-                                 f"{hello_timeout_s:g} s")
-                continue
-            threading.Thread(target=connection, args=(conn, peer), name="agent-connection", daemon=True).start()
+        listener.run()
 
 
 def _sensor_info(sensor) -> dict[str, Any]:

@@ -154,6 +154,22 @@ def latency_warnings(stats: LatencyStats) -> list[str]:
     return out
 
 
+def timing_warnings(
+    latencies_ns: Sequence[int],
+    *,
+    batch: int = 1,
+    warmup_ns: Sequence[int] = (),
+    window_ns: int | None = None,
+) -> list[str]:
+    """The warnings `bench` prints for one window, from its measured latencies in ns (and the warm-up's, when
+    there was one): too few iterations, unstable timings (with the CV), outliers (with their count and share), a
+    slow first iteration (with its ratio). Each says what to do; returned, not printed. The same rules as the
+    harness's (latency_warnings over LatencyStats.from_ns), for code that has latencies but no RunRecord, such
+    as a study's points. ValueError for an empty list."""
+    stats = LatencyStats.from_ns(latencies_ns, batch=batch, window_ns=window_ns, warmup_ns=warmup_ns)
+    return latency_warnings(stats)
+
+
 # --- formatting (numbers themselves: edgebench.units) ----------------------------------------------------------
 
 

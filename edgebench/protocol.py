@@ -20,6 +20,9 @@ decoder or the checks refuse is answered `protocol` or `bad-input`, never a trac
 
 Version history (the server answers hello with the highest version both sides speak):
 - 1: first version.
+- 2: `run` takes time limits, `inference_timeout_s` and `window_timeout_s`; a window that passes one is
+  answered `engine-failed` with the reason. (A version-2 agent accepts them whatever was negotiated; a host
+  sends them only to an agent that answered 2, since a version-1 agent refuses unknown arguments.)
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from typing import Any
 
 from .errors import BadInput, EdgebenchError, ProtocolError
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 MAX_LINE_BYTES = 64 * 1024  # a request never needs more; a longer line is refused before it is parsed
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # a RunRecord with every latency and power sample of a long window
 MAX_DEPTH = 32  # nesting of objects and lists in one message; a request needs 3, a RunRecord fewer than 10
@@ -52,6 +55,8 @@ MAX_REPEAT = 1_000_000
 MAX_ENGINE_CHARS = 256
 MAX_RUN_ID_CHARS = 128
 MAX_TOKEN_CHARS = 1024
+MIN_TIME_LIMIT_S = 1e-3  # run's inference_timeout_s and window_timeout_s
+MAX_TIME_LIMIT_S = 86_400.0  # a day: longer than any window (MAX_WINDOW_S + MAX_WARMUP_S) may need
 MAX_VERSIONS = 16
 
 ERROR_KINDS = ("bad-input", "engine-failed", "protocol", "failure")
@@ -164,6 +169,8 @@ ARGUMENTS: dict[str, tuple[Arg, ...]] = {
         Arg("warmup_s", "number", 0, MAX_WARMUP_S),
         Arg("threads", "integer", 1, MAX_THREADS),
         Arg("inter_op_threads", "integer", 1, MAX_THREADS),
+        Arg("inference_timeout_s", "number", MIN_TIME_LIMIT_S, MAX_TIME_LIMIT_S),
+        Arg("window_timeout_s", "number", MIN_TIME_LIMIT_S, MAX_TIME_LIMIT_S),
         _RUN_ID,
         _REPEAT,
     ),

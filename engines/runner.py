@@ -39,3 +39,7 @@ class Runner(Protocol):
 
     def close(self) -> None:
         """Release the engine and its buffers."""
+
+
+# Optional: a runner that can be stopped from another thread also has `interrupt() -> None`, which makes a
+# run_once() in progress raise (onnxruntime: RunOptions.terminate); the harness's time limits and Ctrl-C use it.

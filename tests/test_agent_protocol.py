@@ -1,5 +1,6 @@
 """The agent protocol: wire format, the server's sessions, the stdio and TCP transports, the token, the limits."""
 
+import contextlib
 import io
 import json
 import os
@@ -42,7 +43,8 @@ def test_messages_round_trip_and_bad_bytes_are_named():
 
 
 def test_version_negotiation():
-    assert wire.negotiate([1, 2, 7]) == 1
+    assert wire.negotiate([1, 2, 7]) == 2
+    assert wire.negotiate([1]) == 1  # a version-1 host is still served
     with pytest.raises(BadInput, match="upgrade the agent"):
         wire.negotiate([9])
     with pytest.raises(BadInput, match="versions"):
@@ -258,7 +260,7 @@ def test_agent_specs_parse():
 
 def test_local_stdio_agent_end_to_end(tiny_engines):
     with connect(AgentSpec("local"), engines_dir=tiny_engines, sensor="none") as client:
-        assert client.hello["protocol"] == 1 and client.hello["sensor"] == {"name": "none"}
+        assert client.hello["protocol"] == wire.PROTOCOL_VERSION and client.hello["sensor"] == {"name": "none"}
         engines = client.call("engines")["engines"]
         result = client.call("run", engine=engines[0]["name"], iterations=12, warmup_s=0.0)
         assert run_record_from_dict(result["record"]).iterations == 12
@@ -356,16 +358,15 @@ def test_silent_and_trickling_clients_do_not_keep_a_real_client_out(tcp_agent):
             sock.close()
 
 
-@pytest.fixture()
-def quick_agent(tiny_engines):
-    """serve_tcp in this process with a 0.6 s hello deadline and room for 2 pending hellos; yields the port."""
+@contextlib.contextmanager
+def _agent_in_thread(tiny_engines, **kwargs):
+    """serve_tcp in this process (token s3cret) with the given limits; yields the port."""
     ports: list[int] = []
     stop = threading.Event()
     service = AgentService(engines_dir=tiny_engines, token="s3cret")
     thread = threading.Thread(
         target=serve_tcp, args=(service, "127.0.0.1", 0),
-        kwargs={"announce": lambda line: ports.append(int(line.rsplit(":", 1)[1])), "hello_timeout_s": 0.6,
-                "max_pending": 2, "stop": stop},
+        kwargs={"announce": lambda line: ports.append(int(line.rsplit(":", 1)[1])), "stop": stop, **kwargs},
         daemon=True,
     )
     thread.start()
@@ -373,10 +374,19 @@ def quick_agent(tiny_engines):
         if ports:
             break
         time.sleep(0.02)
-    yield ports[0]
-    stop.set()
-    thread.join(5)
-    assert not thread.is_alive()
+    try:
+        yield ports[0]
+    finally:
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+@pytest.fixture()
+def quick_agent(tiny_engines):
+    """serve_tcp in this process with a 0.6 s hello deadline and room for 2 pending hellos; yields the port."""
+    with _agent_in_thread(tiny_engines, hello_timeout_s=0.6, max_pending=2) as port:
+        yield port
 
 
 def _reply_and_close(sock):
@@ -409,20 +419,60 @@ def test_the_hello_deadline_is_total_so_a_trickle_cannot_stretch_it(quick_agent)
         assert "no hello within 0.6 s" in reply["error"]["message"]
 
 
-def test_pending_hellos_are_bounded_and_the_rest_turned_away_at_once(quick_agent):
-    silent = [socket.create_connection(("127.0.0.1", quick_agent), timeout=10) for _ in range(2)]
+def test_a_newcomer_pushes_out_the_oldest_silent_connection_not_itself(quick_agent):
+    talking = socket.create_connection(("127.0.0.1", quick_agent), timeout=10)
+    talking.sendall(b'{"id": 1, "op": "hel')  # before the next connects: the agent has heard it first
+    silent = socket.create_connection(("127.0.0.1", quick_agent), timeout=10)
     try:
-        time.sleep(0.2)
-        with socket.create_connection(("127.0.0.1", quick_agent), timeout=10) as third:
-            reply, waited = _reply_and_close(third)
-        assert "2 connections are already waiting to say hello" in reply["error"]["message"] and waited < 0.5
-        # once those time out, a real client gets in
-        time.sleep(0.8)
+        with socket.create_connection(("127.0.0.1", quick_agent), timeout=10):
+            # room for 2: the third pushes out the one that has said nothing, although the talking one is older
+            # (at the newcomer's arrival: the words say so, where the 0.6 s deadline would say "no hello within")
+            reply, _ = _reply_and_close(silent)
+        assert "dropped before hello" in reply["error"]["message"] and "send hello at once" in reply["error"]["message"]
+        # and a client with the token gets in, the oldest waiting one making room for it
         with connect(AgentSpec("tcp", host="127.0.0.1", port=quick_agent), engines_dir=".", token="s3cret") as c:
             assert c.call("clock")["t_ns"] > 0
     finally:
-        for sock in silent:
-            sock.close()
+        talking.close()
+        silent.close()
+
+
+def _from(address, port):
+    """A connection to the agent on 127.0.0.1 from another loopback address (Linux routes all of 127/8)."""
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(address, 0))
+
+
+def _still_waiting(sock):
+    """True when the agent has neither written to nor closed this connection."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1)
+    except BlockingIOError:
+        return True
+    finally:
+        sock.setblocking(True)
+    return False
+
+
+def test_a_flooding_address_only_pushes_out_its_own_connections(tiny_engines):
+    # 3 waiting in all, 2 per address; a deadline far away, so only the caps act
+    with _agent_in_thread(tiny_engines, hello_timeout_s=60, max_pending=3, max_pending_per_peer=2) as port:
+        other = _from("127.0.0.3", port)
+        flood = [_from("127.0.0.2", port) for _ in range(3)]
+        try:
+            reply, _ = _reply_and_close(flood[0])  # the flooder's third took the place of its own first
+            assert "dropped before hello" in reply["error"]["message"]
+            assert "2 at most per address" in reply["error"]["message"]
+            # all 3 places taken (other, flood 1, flood 2): a client from a third address gets in, and the place
+            # is taken from the address with the most waiting, not from the other, older, quiet one
+            with connect(AgentSpec("tcp", host="127.0.0.1", port=port), engines_dir=".", token="s3cret") as c:
+                assert c.call("clock")["t_ns"] > 0
+            reply, _ = _reply_and_close(flood[1])
+            assert "dropped before hello" in reply["error"]["message"]
+            assert _still_waiting(other) and _still_waiting(flood[2])
+        finally:
+            for sock in [other, *flood]:
+                sock.close()
 
 
 @pytest.mark.parametrize(

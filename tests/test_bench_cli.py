@@ -132,3 +132,19 @@ def test_bench_unknown_engine_and_empty_manifest(engines_dir, tmp_path):
     (empty / "manifest.json").write_text('{"schema": 1, "engines": []}')
     result = _invoke(["bench", str(empty)])
     assert result.exit_code == 2 and "lists no engines" in result.output
+
+
+def test_bench_prints_each_window_s_timing_warnings_with_their_figures(engines_dir, tmp_path):
+    from edgebench.agent.stats import timing_warnings
+
+    out = tmp_path / "runs.jsonl"
+    result = _invoke(["bench", str(engines_dir), "--engine", "squeezenet1_1_1_32_32_fp32", "--iterations", "3",
+                      "--warmup", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (record,) = read_run_records(out)
+    expected = timing_warnings(record.latencies_ns, batch=record.batch, warmup_ns=record.warmup_latencies_ns,
+                               window_ns=record.duration_ns)
+    assert any("only 3 measured iterations" in w for w in expected)
+    for warning in expected:  # on stderr, named by engine, figures and all; results stay on stdout
+        assert f"warning: squeezenet1_1_1_32_32_fp32: {warning}" in result.stderr
+        assert warning not in result.stdout

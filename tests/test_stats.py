@@ -144,3 +144,19 @@ def test_table_cells_keep_sub_millisecond_precision():
     s = LatencyStats.from_ns(_ns([0.07423] * 10))
     row = format_table([("tiny", s)])[2].split()
     assert row[2] == "0.07423" and row[6] == "0.07423"
+
+
+def test_timing_warnings_from_bare_latencies_are_the_harness_rules():
+    from edgebench.agent.stats import timing_warnings
+
+    ms = [10.0, 12.0] * 20  # cv about 9 %
+    w = timing_warnings(_ns(ms))
+    assert w == latency_warnings(LatencyStats.from_ns(_ns(ms)))
+    assert len(w) == 1 and "unstable timings: coefficient of variation 9.2 % (> 5 %)" in w[0]
+    assert timing_warnings(_ns([10.0] * 20), warmup_ns=_ns([45.0])) == [
+        x for x in latency_warnings(LatencyStats.from_ns(_ns([10.0] * 20), warmup_ns=_ns([45.0])))
+    ]
+    assert "only 3 measured iterations" in timing_warnings(_ns([10.0] * 3))[0]
+    assert timing_warnings(_ns([10.0] * 20)) == []
+    with pytest.raises(ValueError):
+        timing_warnings([])

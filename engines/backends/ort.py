@@ -191,6 +191,10 @@ class OnnxRuntimeRunner:
                 raise BadInput(f"engine {self.engine} input {value.name!r} has type {value.type}: only float inputs are fed")
             self.inputs[value.name] = rng.standard_normal(value.shape).astype(dtype)
         self.output_names = [value.name for value in self.session.get_outputs()]
+        # interrupt() sets its terminate flag from another thread: the run in progress then fails (the harness's
+        # time limits and Ctrl-C); ORT's own log line of that failure would only repeat the exception
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = 4
         self.input_shapes = [tuple(array.shape) for array in self.inputs.values()]  # what infer() takes
         self._binding = None
         if options.io_binding:
@@ -226,9 +230,13 @@ class OnnxRuntimeRunner:
 
     def run_once(self) -> None:
         if self._binding is not None:
-            self.session.run_with_iobinding(self._binding)
+            self.session.run_with_iobinding(self._binding, self._run_options)
         else:
-            self.session.run(self.output_names, self.inputs)
+            self.session.run(self.output_names, self.inputs, self._run_options)
+
+    def interrupt(self) -> None:
+        """Stop a run_once() in progress, from another thread: it raises; later runs fail at once."""
+        self._run_options.terminate = True
 
     def outputs(self) -> list:
         """One run's outputs as numpy arrays (for checks, not timed), through the same path as run_once."""
