@@ -147,3 +147,42 @@ def test_the_page_and_its_plots_follow_sort(html_dir, tmp_path, sort, words):
     values = np.array([row["gross_j_per_sample"] for row in doc["engines"] if row["rank"] is not None])
     if sort == "gross_j_sample":
         assert (np.diff(values) >= 0).all()
+
+
+@pytest.mark.slow
+def test_an_idle_window_taken_while_the_cpu_is_busy_is_flagged_live_in_session_and_table(tiny_engines, tmp_path,
+                                                                                          capsys):
+    """The device is busy during the idle window (a CPU-bound process beside the agent): the agent records the
+    CPU utilisation, `measure` says so the moment the window is measured, and session.json, table.json and the
+    table's footer carry the flag."""
+    import subprocess
+    import sys
+
+    from edgebench.host.pairing import BUSY_IDLE_CPU
+
+    hogs = []
+
+    def on_window(label):
+        if label.startswith("idle") and not hogs:  # the first idle window only
+            hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        elif hogs and hogs[0].poll() is None and not label.startswith("idle"):
+            hogs[0].kill()
+            hogs[0].wait()
+
+    try:
+        _, out, _ = _session(tmp_path, tiny_engines, Switchable(5.0), on_window, duration_s=1.0, idle_s=2.0, repeat=1,
+                             engine_names=("squeezenet1_1_1_32_32_fp32",))
+    finally:
+        for hog in hogs:
+            hog.kill()
+    (idle_record,) = [r for r in read_run_records(out / "runs.jsonl") if r.kind == "idle"]
+    # one busy loop on this machine's CPUs: at least its own share, whatever else runs
+    assert idle_record.cpu_busy is not None and idle_record.cpu_busy >= BUSY_IDLE_CPU
+    err = capsys.readouterr().err
+    assert f"idle window 1 was not idle: CPU {idle_record.cpu_busy * 100:.0f} % busy" in err
+    session = json.loads((out / "session.json").read_text())
+    assert session["extra"]["busy_idle"] == [f"idle window 1 was not idle: CPU {idle_record.cpu_busy * 100:.0f} % busy"]
+    table = json.loads((out / "table.json").read_text())
+    assert table["busy_idle"] == session["extra"]["busy_idle"] and table["engines"][0]["busy_baseline"] is True
+    report = CliRunner().invoke(cli, ["report", str(out)])
+    assert "! idle window 1 was not idle" in report.stdout
