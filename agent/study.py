@@ -149,7 +149,9 @@ def _accuracy(config: StudyConfig, entries, method: str, write: bool) -> dict[st
     found = {}
     note(f"evaluating {len(entries)} engine(s) on {test.description} with {method} resize")
     for entry in entries:
-        accuracy = evaluate_entry(engines_dir, entry, test, _preprocess(config, method))
+        # the input-size study evaluates the base model with every resize method on purpose: the rows of the
+        # methods it was not fitted with are labelled, not refused
+        accuracy = evaluate_entry(engines_dir, entry, test, _preprocess(config, method), allow_other_preprocessing=True)
         found[entry.name] = accuracy
         if write:  # the manifest holds the first method's accuracy, so measure's table shows it
             manifest.put(dataclasses.replace(manifest.get(entry.name), accuracy=accuracy))
@@ -260,6 +262,22 @@ def _points(study: str, config: StudyConfig, entries, models: dict[str, _Model],
     return with_fronts(points)
 
 
+def check_inputs(backbones: Sequence[str], model_paths: Sequence[Path], resolutions: Sequence[tuple[int, int]]) -> None:
+    """The one resolution check (edgebench.engines.spec.check_resolution) for every model and resolution of a
+    study, before anything is fitted, built or timed: a built-in's minimum, the maximum, and a user's file by
+    shape inference."""
+    from edgebench.engines.backbones import load_user_model
+    from edgebench.engines.spec import check_resolution
+
+    for height, width in resolutions:
+        for backbone in backbones:
+            check_resolution(backbone, height, width)
+    for path in model_paths:
+        model, _ = load_user_model(Path(path))
+        for height, width in resolutions:
+            check_resolution(None, height, width, model=model)
+
+
 def input_size_study(config: StudyConfig, backbone: str | None, model_path: Path | None,
                      resolutions: Sequence[tuple[int, int]]) -> list[StudyPoint]:
     """Lab 2 part 8: one base model at three or more resolutions, test images resized by two or more methods."""
@@ -267,6 +285,7 @@ def input_size_study(config: StudyConfig, backbone: str | None, model_path: Path
         raise BadInput("the input-size study takes three or more resolutions: e.g. --resolution 32x32,48x48,64x64")
     if len(config.methods) < 2:
         raise BadInput("the input-size study compares two or more resize methods: e.g. --method area,bilinear")
+    check_inputs([backbone] if backbone else [], [model_path] if model_path else [], resolutions)
     resolutions = sorted(set(resolutions), key=lambda r: r[0] * r[1])
     if config.refit:
         return _refit_study(config, backbone, model_path, resolutions)
@@ -304,6 +323,7 @@ def model_size_study(config: StudyConfig, backbones: Sequence[str], model_paths:
     if len(backbones) + len(model_paths) < 2:
         raise BadInput("the model-size study compares two or more models: e.g. --family mobilenet_v2, or "
                        "--backbone mobilenet_v2_x0.5,mobilenet_v2")
+    check_inputs(backbones, model_paths, [resolution])
     height, width = resolution
     models = []
     for backbone in backbones:

@@ -93,8 +93,8 @@ def test_a_failing_point_does_not_stop_the_sweep(tmp_path):
 
 
 def test_sweep_errors_are_raised_before_anything_is_built(tmp_path):
-    with pytest.raises(BadInput, match="too small for resnet18"):
-        build_sweep(Sweep(["superpoint", "resnet18"], resolutions=["16x16"]), tmp_path)
+    with pytest.raises(BadInput, match="too small for squeezenet1_1"):
+        build_sweep(Sweep(["superpoint", "squeezenet1_1"], resolutions=["16x16"]), tmp_path)
     with pytest.raises(BadInput, match="unknown backend"):
         build_sweep(Sweep(["squeezenet1_1"]), tmp_path, backend="tflite")
     assert not (tmp_path / "manifest.json").exists()

@@ -141,3 +141,23 @@ def test_study_bad_input_exits_2(tmp_path, args, message):
 def test_study_plot_refuses_a_directory_without_a_study(tmp_path):
     done = CliRunner().invoke(cli, ["study", "plot", str(tmp_path)])
     assert done.exit_code == 2 and "not an edgebench study" in done.output
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        (["input-size", "--backbone", "squeezenet1_1", "--resolution", "16x16,24x24,32x32"], "at least 17x17"),
+        (["model-size", "--backbone", "squeezenet1_1,resnet18", "--resolution", "1x1"], "at least 17x17"),
+        (["model-size", "--backbone", "squeezenet1_1,resnet18", "--resolution", "99999x99999"], "at most 4096"),
+    ],
+)
+def test_study_checks_every_resolution_before_any_work(tmp_path, study, message):
+    # a subprocess: squeezenet1_1 at 16x16 killed the study with SIGFPE (rc 136 in a shell) while fitting its probe
+    import subprocess
+
+    from edgebench.cli import edgebench_argv
+
+    done = subprocess.run([*edgebench_argv(), "study", *study, "--out", str(tmp_path / "o"), *FAST],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and message in done.stderr, (done.returncode, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "o" / "models").exists()

@@ -181,6 +181,8 @@ class OnnxRuntimeRunner:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EdgebenchError(f"onnxruntime could not load {artifact}: {first}; rebuild with --force") from exc
+        # the model's own metadata (a probe's fit record travels in it; see edgebench.engines.provenance)
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         rng = np.random.default_rng(INPUT_SEED)
         self.inputs = {}
         for value in self.session.get_inputs():
