@@ -22,6 +22,7 @@ replicated to the model's channels, channel order RGB or BGR, then (x - mean) / 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -152,8 +153,10 @@ def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
     raise BadInput(f"images have {have} channels but the model takes {channels}: convert the dataset")
 
 
+@functools.lru_cache(maxsize=64)
 def _resize_matrix(size_in: int, size_out: int, method: str) -> np.ndarray:
-    """size_out x size_in weights: output index i is the weighted sum of input pixels."""
+    """size_out x size_in weights: output index i is the weighted sum of input pixels (cached: an image folder
+    asks for the same sizes image after image). Read-only, since callers share it."""
     matrix = np.zeros((size_out, size_in), np.float64)
     scale = size_in / size_out
     for i in range(size_out):
@@ -172,7 +175,19 @@ def _resize_matrix(size_in: int, size_out: int, method: str) -> np.ndarray:
             matrix[i, j1] += frac
         elif method == "nearest":
             matrix[i, min(int(np.floor(i * scale)), size_in - 1)] = 1.0
+    matrix.flags.writeable = False
     return matrix
+
+
+@functools.lru_cache(maxsize=64)
+def _selection(size_in: int, size_out: int, method: str) -> np.ndarray | None:
+    """The input index of each output pixel when the resize only picks pixels (every weight row a single 1.0:
+    nearest, and area or bilinear by some integer upscales), else None. Picking gives exactly the weighted sum's
+    values (one product by 1.0, the rest exact zeros), without the float64 matrix products."""
+    matrix = _resize_matrix(size_in, size_out, method)
+    if not np.all((matrix == 0.0) | (matrix == 1.0)) or not np.all(np.count_nonzero(matrix, axis=1) == 1):
+        return None
+    return np.argmax(matrix, axis=1)
 
 
 def resize(images: np.ndarray, height: int, width: int, method: str) -> np.ndarray:
@@ -189,6 +204,9 @@ def resize(images: np.ndarray, height: int, width: int, method: str) -> np.ndarr
             )
         top, left = (h - height) // 2, (w - width) // 2
         return images[:, :, top : top + height, left : left + width].astype(np.float32)
+    pick_rows, pick_cols = _selection(h, height, method), _selection(w, width, method)
+    if pick_rows is not None and pick_cols is not None:
+        return images[:, :, pick_rows][:, :, :, pick_cols].astype(np.float32)
     rows = _resize_matrix(h, height, method)
     cols = _resize_matrix(w, width, method)
     return np.einsum("ih,nchw,jw->ncij", rows, images.astype(np.float64), cols, optimize=True).astype(np.float32)

@@ -271,3 +271,25 @@ def test_fuzz_damaged_pngs_in_an_image_folder(tmp_path):
             continue
         assert len(loaded) == 3 and all(image.dtype == np.uint8 for image in loaded.images)
     assert refused > 20
+
+
+def test_resizing_by_picking_pixels_equals_the_weighted_sum_exactly():
+    """The fast path (nearest, and area/bilinear at ratios whose weights are all 0 or 1) gives the very values
+    the general matrix product gives, for every size pair up to 40 -> 70 where it applies."""
+    from edgebench.engines.datasets import _resize_matrix, _selection, resize
+
+    rng = np.random.default_rng(16)
+    applied = 0
+    for method in ("area", "bilinear", "nearest"):
+        for size_in in range(1, 41):
+            for size_out in range(1, 71):
+                pick = _selection(size_in, size_out, method)
+                if pick is None:
+                    continue
+                x = rng.random((2, 3, size_in, 4), dtype=np.float32)
+                weighted = np.einsum("ih,nchw->nciw", _resize_matrix(size_in, size_out, method), x.astype(np.float64))
+                assert np.array_equal(weighted.astype(np.float32), x[:, :, pick]), (method, size_in, size_out)
+                applied += 1
+    assert applied > 1000
+    digits = load_dataset("digits:test").images[:5]  # 8 -> 32 by area: each pixel repeated 4 x 4
+    assert np.array_equal(resize(digits, 32, 32, "area"), np.repeat(np.repeat(digits, 4, axis=2), 4, axis=3))
