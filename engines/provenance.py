@@ -177,6 +177,18 @@ def _options(fit: ProbeFit) -> str:
     return options + (" --bgr" if fit.channel_order == "bgr" else "")
 
 
+LABEL_PREFIXES = ("holds the probe's", "differs from the probe's fit")
+
+
 def labelled(text: str, label: str) -> str:
     """`text` with `label` appended in brackets (the form every reader of Accuracy shows as is)."""
     return f"{text} [{label}]" if label else text
+
+
+def label_of(text: str) -> str:
+    """The label `labelled` appended to an Accuracy's dataset or preprocessing, or "" when it has none."""
+    for prefix in LABEL_PREFIXES:
+        at = text.rfind(f" [{prefix}")
+        if at >= 0 and text.endswith("]"):
+            return text[at + 2 : -1]
+    return ""
