@@ -21,7 +21,7 @@ import numpy as np
 from edgebench.engines.datasets import Dataset, Preprocess
 from edgebench.engines.manifest import Manifest, ManifestEntry
 from edgebench.engines.provenance import Labels, ProbeFit, check_fit, labelled
-from edgebench.errors import BadInput
+from edgebench.errors import BadInput, MissingDependency
 from edgebench.records import Accuracy
 
 
@@ -103,7 +103,10 @@ def evaluate_entry(
     if len(data) == 0:
         raise BadInput(f"dataset {data.description} is empty: give labelled images")
     labels = check_fit_of(entry, data, preprocess, allow_train_images, allow_other_preprocessing)
-    runner = open_runner(engines_dir, entry)
+    try:
+        runner = open_runner(engines_dir, entry)
+    except MissingDependency as exc:  # an engine of another backend in the folder (a TensorRT plan off its GPU)
+        raise NotEvaluable(f"{entry.name} cannot run here ({exc}): skipped") from None
     try:
         if entry.probe is None:
             # built before the manifest carried the probe's record: the artifact's own metadata may hold it

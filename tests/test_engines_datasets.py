@@ -293,3 +293,36 @@ def test_resizing_by_picking_pixels_equals_the_weighted_sum_exactly():
     assert applied > 1000
     digits = load_dataset("digits:test").images[:5]  # 8 -> 32 by area: each pixel repeated 4 x 4
     assert np.array_equal(resize(digits, 32, 32, "area"), np.repeat(np.repeat(digits, 4, axis=2), 4, axis=3))
+
+
+def test_fuzz_well_formed_archives_of_every_array_kind(tmp_path):
+    """Seeded random arrays (dtypes, shapes, values) in valid archives: each loads as the stated contract says
+    (uint8 or 0..1 floats, N x C x H x W with C 1 or 3, one label per image) or is BadInput, never another error."""
+    rng = np.random.default_rng(1234)
+    dtypes = [np.uint8, np.int16, np.uint16, np.float16, np.float32, np.float64, np.bool_, np.complex64, "M8[s]",
+              [("a", np.uint8)]]
+    path = tmp_path / "a.npz"
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(200):
+        ndim = int(rng.integers(0, 6))
+        shape = tuple(int(v) for v in rng.choice([0, 1, 2, 3, 4, 5, 8], ndim))
+        dtype = np.dtype(dtypes[int(rng.integers(len(dtypes)))])
+        x = np.zeros(shape, dtype)
+        if dtype.kind in "fiu" and x.size:
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN and 1e30 cast to integers: garbage, on purpose
+                x = (rng.random(shape) * rng.choice([1.0, 255.0, 1e30, np.nan, -1.0])).astype(dtype)
+        n = shape[0] if shape else 1
+        y = rng.integers(-1, 12, max(0, n + int(rng.integers(-1, 2)))).astype(rng.choice([np.int64, np.uint8, np.float32]))
+        extra = {"classes": np.array(["a", "b"])} if rng.random() < 0.2 else {}
+        np.savez(path, x=x, y=y, **extra)
+        try:
+            loaded = load_dataset(str(path))
+        except BadInput:
+            outcomes["refused"] += 1
+            continue
+        outcomes["loaded"] += 1
+        images = loaded.images
+        assert images.ndim == 4 and images.shape[1] in (1, 3) and len(images) == len(loaded.labels) > 0
+        assert images.dtype == np.uint8 or (np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1)
+        assert loaded.labels.min() >= 0 and loaded.labels.max() < loaded.class_count
+    assert outcomes["loaded"] and outcomes["refused"]

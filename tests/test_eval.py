@@ -1,5 +1,6 @@
 """edgebench eval and train-probe: accuracy computed on real labelled data, checked against a plain ORT loop."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -13,6 +14,7 @@ from edgebench.cli import cli, edgebench_argv
 from edgebench.engines.datasets import Preprocess, load_dataset, resize, split_indices
 from edgebench.engines.evaluate import topk_correct
 from edgebench.engines.manifest import Manifest
+from edgebench.engines.spec import EngineSpec
 
 
 @pytest.fixture(scope="module")
@@ -239,13 +241,27 @@ def test_eval_on_a_mixed_folder_scores_what_it_can_and_says_progress_without_a_t
     report = build_sweep(Sweep(models={"digits_probe": root / "digits_probe.onnx"}, resolutions=((32, 32),)), mixed)
     assert report.ok
     assert build_sweep(Sweep(("squeezenet1_1", "superpoint"), resolutions=((32, 32),)), mixed).ok
+    # and a TensorRT plan copied from a Jetson: its backend is absent here
+    from edgebench.engines.backends import get_backend
+
+    trt_missing = not get_backend("tensorrt").available()
+    if trt_missing:
+        manifest = Manifest.load(mixed)
+        probe_entry = manifest.get("digits_probe_1_32_32_fp32")
+        (mixed / "digits_probe_2_32_32_fp16.plan").write_bytes(b"a serialized engine")
+        manifest.put(dataclasses.replace(
+            probe_entry, name="digits_probe_2_32_32_fp16", spec=EngineSpec.parse("digits_probe_2_32_32_fp16"),
+            backend="tensorrt", artifact="digits_probe_2_32_32_fp16.plan",
+        ))
     done = CliRunner().invoke(cli, ["eval", "--engines", str(mixed), "--data", "digits:test", "--method", "bilinear"])
     assert done.exit_code == 0, done.output
     assert [line.split(":")[0] for line in done.stdout.splitlines()[:1]] == ["digits_probe_1_32_32_fp32"]
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 2  # squeezenet's 1000 classes and superpoint's grey input: one line each
+    assert len(warnings) == 2 + trt_missing  # one line for each engine that cannot be scored, then the next one
     assert "squeezenet1_1_1_32_32_fp32 scores 1000 classes but the dataset has 10: skipped" in warnings[0]
     assert "superpoint_1_32_32_fp32 takes 1-channel images" in warnings[1] and "skipped" in warnings[1]
+    if trt_missing:
+        assert "digits_probe_2_32_32_fp16 cannot run here (tensorrt" in warnings[2] and "skipped" in warnings[2]
     # CliRunner's stderr is not a terminal: a line per engine with its time instead of a bar
     assert re.search(r"evaluated digits_probe_1_32_32_fp32 in \d+\.\d\d s \([\d,]+ images/s\)", done.stderr)
     manifest = Manifest.load(mixed)
