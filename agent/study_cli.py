@@ -26,7 +26,10 @@ def _common(function):
         click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True),
         click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True),
         click.option("--duration", type=positive(), default=1.0, show_default=True,
-                     help="Seconds timed per engine (without --meter)."),
+                     help="Seconds timed per window (without --meter)."),
+        click.option("--repeat", type=click.IntRange(min=1, max=100), default=1, show_default=True,
+                     help="Timing windows per engine (with --meter: `edgebench measure --repeat`); the energy's "
+                     "uncertainty is their spread."),
         click.option("--sensor", default="auto", show_default=True, metavar="auto|none|NAME",
                      help="On-board power source for energy without a meter (auto falls back to an estimate)."),
         click.option("--meter", metavar="PORT", help="Measure wall energy with `edgebench measure --meter PORT`."),
@@ -45,7 +48,8 @@ def _common(function):
     return function
 
 
-def _config(data, methods, batch, precision, duration, sensor, meter, measure_args, probe, mean_text, std_text, bgr, out):
+def _config(data, methods, batch, precision, duration, repeat, sensor, meter, measure_args, probe, mean_text, std_text,
+            bgr, out):
     from edgebench.agent.study import StudyConfig
     from edgebench.engines.datasets import RESIZE_METHODS
     from edgebench.engines.eval_cli import _floats
@@ -56,22 +60,27 @@ def _config(data, methods, batch, precision, duration, sensor, meter, measure_ar
         raise BadInput(f"unknown resize method {unknown[0]!r}: use {', '.join(RESIZE_METHODS)}")
     return StudyConfig(
         out=out, data=data, methods=tuple(dict.fromkeys(names)), batch=batch, precision=precision,
-        duration_s=duration, sensor=sensor, meter=meter, meter_args=tuple(measure_args), probe=probe,
+        duration_s=duration, repeat=repeat, sensor=sensor, meter=meter, meter_args=tuple(measure_args), probe=probe,
         mean=_floats(mean_text, "--mean"), std=_floats(std_text, "--std"), channel_order="bgr" if bgr else "rgb",
     )
 
 
 def _show(points, out: Path) -> None:
-    from edgebench.agent.study import format_rows
+    from edgebench.agent.study import energy_source_of, format_rows
 
-    for line in format_rows(points):
+    for line in format_rows(points, energy_source_of(out)):
         click.echo(line)
     click.echo(f"results: {out}/study.csv, study.json, study.md; plots in {out}/plots/")
 
 
 @click.group()
 def study() -> None:
-    """Lab 2's studies: accuracy, FLOPs, latency and energy across input sizes or model sizes."""
+    """Lab 2's studies: accuracy, FLOPs, latency and energy across input sizes or model sizes.
+
+    Every row's energy is the same figure, gross (wall) J per sample (per input image), from the wall meter
+    (--meter), the on-board sensor or the estimate, stated once below the table. Running the same study again
+    resumes: probes, accuracies and timings already done are kept (OUT/study-state.json).
+    """
 
 
 @study.command("input-size")

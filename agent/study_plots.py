@@ -1,5 +1,6 @@
 """The studies' plots: lab 2's three (FLOPs vs accuracy, latency vs accuracy, FLOPs vs latency, one series per
-resize method) and the Pareto fronts (accuracy vs energy per inference, accuracy vs latency), as PNG files.
+resize method) and the Pareto fronts (accuracy vs gross energy per sample, accuracy vs latency; one front per
+group of rows evaluated on the same dataset with the same preprocessing), as PNG files.
 
 matplotlib is optional (`pip install 'edgebench[plot]'`) and imported only here, with the Agg backend so it
 draws without a display.
@@ -32,7 +33,7 @@ AXES = {
     "gflops": ("GFLOPs per inference", lambda p: p.gflops_per_inference),
     "latency": ("mean latency per inference (ms)", lambda p: p.latency_mean_ms),
     "top1": ("top-1 accuracy (%)", lambda p: p.top1 * 100),
-    "energy": ("energy per inference (mJ)", lambda p: p.energy_j_per_inference * 1e3),
+    "energy": ("energy per sample, gross (mJ)", lambda p: p.energy_j_per_sample * 1e3),
 }
 LAB_PLOTS = (("gflops", "top1"), ("latency", "top1"), ("gflops", "latency"))
 
@@ -71,7 +72,10 @@ def lab_figure(points: Sequence, study: str, x_key: str, y_key: str):
 
 
 def pareto_figure(points: Sequence, study: str, cost_key: str):
-    """Accuracy against `cost_key` ("energy" or "latency"), every point, the Pareto front as a step line."""
+    """Accuracy against `cost_key` ("energy" or "latency"), every point, and the Pareto front of each group of
+    comparable rows (same dataset and preprocessing: one per resize method in an input-size study) as a step line."""
+    from edgebench.agent.study import comparable
+
     plt = _pyplot()
     flag = "pareto_energy" if cost_key == "energy" else "pareto_latency"
     x_label, x_of = AXES[cost_key]
@@ -80,10 +84,16 @@ def pareto_figure(points: Sequence, study: str, cost_key: str):
     for k, (method, members) in enumerate(_series(shown).items()):
         ax.scatter([x_of(p) for p in members], [p.top1 * 100 for p in members], marker=MARKERS[k % len(MARKERS)],
                    label=f"{method} resize", alpha=0.6)
-    front = sorted((p for p in shown if getattr(p, flag)), key=x_of)
-    if front:
+    groups: dict[tuple[str, str], list] = {}
+    for p in shown:
+        if getattr(p, flag):
+            groups.setdefault(comparable(p), []).append(p)
+    for k, front in enumerate(groups.values()):
+        front = sorted(front, key=x_of)
+        methods = sorted({p.method for p in front})
+        label = "Pareto front" if len(groups) == 1 else f"Pareto front, {', '.join(methods)} resize"
         ax.step([x_of(p) for p in front], [p.top1 * 100 for p in front], where="post", color="black",
-                linewidth=1.2, label="Pareto front")
+                linestyle=("-", "--", ":", "-.")[k % 4], linewidth=1.2, label=label)
         for p in front:
             ax.annotate(f"{_label(p, study)} {p.method}", (x_of(p), p.top1 * 100), textcoords="offset points",
                         xytext=(4, -10), fontsize=7)

@@ -264,6 +264,8 @@ def _build_or_reuse(spec, key, sources, engine_backend, manifest, versions, out_
     build_time_s = time.perf_counter() - started
     import onnx
 
+    from edgebench.engines.provenance import ProbeFit
+
     entry = ManifestEntry(
         name=spec.name,
         spec=spec,
@@ -279,6 +281,7 @@ def _build_or_reuse(spec, key, sources, engine_backend, manifest, versions, out_
         versions={**versions, "onnx": onnx.__version__},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         options=options,
+        probe=ProbeFit.from_metadata({prop.key: prop.value for prop in model.metadata_props}),
     )
     manifest.put(entry)
     return BuildResult(spec.name, BUILT, entry)

@@ -140,8 +140,9 @@ def _numel(dims: list[int]) -> int:
     return total
 
 
-def count_macs(model: onnx.ModelProto) -> int:
-    """MACs of one run of a model whose input shape is concrete (see `fix_input_shape`)."""
+def _inferred_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[int]]]:
+    """(shape-inferred model, concrete shape of every tensor that has one); BadInput when inference fails or a
+    tensor would have a side below 1 (an input too small for the network's downsampling)."""
     import onnx
 
     try:
@@ -161,6 +162,26 @@ def count_macs(model: onnx.ModelProto) -> int:
                     f"would be {'x'.join(map(str, dims))}; use a larger resolution"
                 )
             shapes[value.name] = dims
+    return inferred, shapes
+
+
+def check_input_fits(model: onnx.ModelProto, height: int, width: int) -> None:
+    """BadInput naming the tensor when a height x width input cannot go through `model` (some tensor would be
+    empty): checked by shape inference, before onnxruntime runs it (an empty pooling window there can kill the
+    process with SIGFPE instead of raising)."""
+    inputs = [value for value in model.graph.input if value.name not in {i.name for i in model.graph.initializer}]
+    dims = inputs[0].type.tensor_type.shape.dim if inputs else []
+    batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 1
+    fixed = fix_input_shape(model, batch, height, width)  # BadInput of its own for a wrong input or fixed size
+    try:
+        _inferred_shapes(fixed)
+    except BadInput as exc:
+        raise BadInput(f"resolution {height}x{width} does not fit {model.graph.name or 'the model'}: {exc}") from None
+
+
+def count_macs(model: onnx.ModelProto) -> int:
+    """MACs of one run of a model whose input shape is concrete (see `fix_input_shape`)."""
+    inferred, shapes = _inferred_shapes(model)
     for init in inferred.graph.initializer:
         shapes[init.name] = list(init.dims)
 

@@ -88,31 +88,52 @@ def accuracy_text(accuracy) -> str:
 )
 @click.option("--engine", "engine_names", multiple=True, metavar="NAME", help="Engine to evaluate (repeatable); default all.")
 @preprocess_options
+@click.option(
+    "--allow-train-images", is_flag=True,
+    help="Score a probe on data that holds its training images anyway (refused otherwise); the result is labelled.",
+)
+@click.option(
+    "--allow-other-preprocessing", is_flag=True,
+    help="Score a probe with other preprocessing than it was fitted with (refused otherwise); the result is labelled.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per engine.")
-def eval_engines(engines_dir, data, engine_names, method, mean_text, std_text, bgr, as_json):
+def eval_engines(engines_dir, data, engine_names, method, mean_text, std_text, bgr, allow_train_images,
+                 allow_other_preprocessing, as_json):
     """Top-1 (and top-5) accuracy of every engine on a labelled dataset, written into the manifest.
 
     Each engine runs the whole dataset in batches of its own batch size (fp16 engines get inputs of their own
-    type). `edgebench measure`, `report` and the tables then show accuracy beside energy.
+    type). A probe's engines are checked against what it was fitted on (`train-probe` records it): data holding
+    its training images, or other preprocessing, is refused unless allowed. An engine that scores another number
+    of classes than the dataset has is skipped with one line. `edgebench measure`, `report` and the tables then
+    show accuracy beside energy.
     """
     import dataclasses
 
+    from edgebench.console import note, warn
     from edgebench.engines.datasets import load_dataset
     from edgebench.engines.evaluate import evaluate_manifest
 
     preprocess = make_preprocess(method, mean_text, std_text, bgr)
     dataset = load_dataset(data)
 
-    def show(entry, accuracy) -> None:
+    def show(entry, accuracy, seconds) -> None:
         if as_json:
             click.echo(json.dumps({"engine": entry.name, **dataclasses.asdict(accuracy)}))
         else:
             click.echo(f"{entry.name}: {accuracy_text(accuracy)}")
+        rate = accuracy.samples / seconds if seconds > 0 else float("inf")
+        note(f"evaluated {entry.name} in {seconds:.2f} s ({rate:,.0f} images/s)")
 
-    results = evaluate_manifest(engines_dir, dataset, preprocess, tuple(engine_names), on_engine=show, progress=_bar)
+    def skip(skipped) -> None:
+        warn(skipped.reason)
+
+    results = evaluate_manifest(
+        engines_dir, dataset, preprocess, tuple(engine_names), on_engine=show, progress=_bar, on_skip=skip,
+        allow_train_images=allow_train_images, allow_other_preprocessing=allow_other_preprocessing,
+    )
     if not as_json and results:
-        classes = len(dataset.classes)
-        click.echo(f"dataset: {dataset.description}; {classes} classes (chance {100 / classes:.1f} %)")
+        classes = dataset.class_count
+        click.echo(f"dataset: {results[-1][1].dataset}; {classes} classes (chance {100 / classes:.1f} %)")
         click.echo(f"preprocessing: {results[-1][1].preprocessing}")
         click.echo(f"accuracy written to {Path(engines_dir) / 'manifest.json'}")
 
@@ -133,16 +154,24 @@ def train_probe(backbone, model_path, data, test_data, resolution, method, mean_
     """Make a model that really classifies: a linear probe on a backbone's pooled features, in its ONNX graph.
 
     Fits a logistic regression (scikit-learn) on the features of the last global average pool, appends it as a
-    Gemm, writes --out, and prints its top-1 on the fitting and held-out images. Build it with
+    Gemm, writes --out, and prints its top-1 on the fitting and held-out images. The probe records what it was
+    fitted on (dataset, split, preprocessing), which `edgebench eval` checks. Build it with
     `edgebench build-engines --model OUT.onnx` and evaluate with `edgebench eval`.
     """
     from edgebench.engines.datasets import load_dataset
     from edgebench.engines.probe import train_probe as fit
-    from edgebench.engines.spec import parse_resolution
+    from edgebench.engines.probe import writable_output
+    from edgebench.engines.spec import check_resolution, parse_resolution
 
-    model, source = load_source(backbone, model_path)
+    # everything that can be checked without the model or the images is checked first: minutes of work must not
+    # end in a usage error
+    if (backbone is None) == (model_path is None):
+        raise BadInput("give exactly one of --backbone NAME or --model PATH.onnx")
     height, width = parse_resolution(resolution)
+    check_resolution(backbone, height, width)
     preprocess = make_preprocess(method, mean_text, std_text, bgr)
+    writable_output(out_path)
+    model, source = load_source(backbone, model_path)
     train = load_dataset(data)
     if test_data is None and data.endswith(":train"):
         test_data = data[: -len(":train")] + ":test"

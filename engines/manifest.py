@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgebench.engines.provenance import ProbeFit
 from edgebench.engines.spec import EngineSpec
 from edgebench.errors import BadInput
 from edgebench.records import Accuracy, ModelFacts
@@ -40,6 +41,7 @@ class ManifestEntry:
     created: str = ""  # ISO 8601 UTC
     options: dict[str, str | int | float | bool] = field(default_factory=dict)  # build options as recorded
     accuracy: Accuracy | None = None  # set by `edgebench eval`; None until the engine is evaluated
+    probe: ProbeFit | None = None  # what the model's linear probe was fitted on (from its ONNX metadata)
 
     @property
     def batch(self) -> int:
@@ -68,6 +70,8 @@ class ManifestEntry:
         fields["spec"] = EngineSpec(**fields["spec"])
         if fields.get("accuracy") is not None:
             fields["accuracy"] = Accuracy(**fields["accuracy"])
+        if fields.get("probe") is not None:
+            fields["probe"] = ProbeFit.from_dict(fields["probe"])
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in fields.items() if key in known})
 

@@ -16,6 +16,9 @@ from edgebench.errors import BadInput
 from edgebench.names import EngineName, parse_engine_name
 
 PRECISIONS = ("fp32", "fp16")
+# The largest input side edgebench builds, fits or studies: a 4K frame (3840x2160) fits. One 4096x4096 image is
+# 192 MiB as float32 RGB and a backbone's first feature maps several GiB, so larger sides are a typo, not a plan.
+MAX_SIDE = 4096
 
 _BACKBONE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _EXTRA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -73,26 +76,51 @@ class EngineSpec(EngineName):
         `user_models` are the names of the user's ONNX files in the sweep; their shape limits are checked when the
         model is specialised, since only the graph knows them.
         """
-        from edgebench.engines.backbones import BUILTINS
+        check_resolution(None if self.backbone in user_models else self.backbone, self.height, self.width)
 
-        if self.backbone in user_models:
-            return
-        info = BUILTINS.get(self.backbone)
-        if info is None:
-            known = ", ".join(sorted(BUILTINS))
-            raise BadInput(
-                f"unknown backbone {self.backbone!r}: built-in backbones are {known}; "
-                "or pass your own file with --model PATH.onnx"
-            )
-        info.check_resolution(self.height, self.width)
+
+def check_resolution(backbone: str | None, height: int, width: int, model=None) -> None:
+    """The one resolution check of build-engines, train-probe and the studies: BadInput (one line, naming the limit)
+    when height x width exceeds MAX_SIDE, is below a built-in `backbone`'s minimum (derived from its downsampling
+    path, see `BackboneInfo.min_side`) or does not fit a given ONNX `model` (shape inference; only the graph knows a
+    user's model's limits). `backbone` None with no `model` checks the maximum only (a user's file not parsed yet).
+    """
+    _check_sides(height, width)
+    if model is not None:
+        from edgebench.engines.counting import check_input_fits
+
+        check_input_fits(model, height, width)
+        return
+    if backbone is None:
+        return
+    from edgebench.engines.backbones import BUILTINS
+
+    info = BUILTINS.get(backbone)
+    if info is None:
+        known = ", ".join(sorted(BUILTINS))
+        raise BadInput(
+            f"unknown backbone {backbone!r}: built-in backbones are {known}; or pass your own file with --model PATH.onnx"
+        )
+    info.check_resolution(height, width)
+
+
+def _check_sides(height: int, width: int, text: str | None = None) -> None:
+    shown = text if text is not None else f"{height}x{width}"
+    if height < 1 or width < 1:
+        raise BadInput(f"resolution {shown!r} is impossible: height and width must be at least 1, e.g. 224x224")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise BadInput(
+            f"resolution {shown!r} is too large: height and width are at most {MAX_SIDE} (a 4K frame fits), "
+            "e.g. 224x224 or 2160x3840"
+        )
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
     """`"120x392"` -> (120, 392); BadInput on anything else (including zero or negative sides)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
     if match is None:
         raise BadInput(f"resolution {text!r} is not HxW: write it like 224x224 or 120x392")
-    height, width = int(match.group(1)), int(match.group(2))
-    if height < 1 or width < 1:
-        raise BadInput(f"resolution {text!r} is impossible: height and width must be at least 1, e.g. 224x224")
+    # a side of more than 9 digits is beyond any limit; int() of thousands of digits would raise ValueError
+    height, width = (int(g) if len(g.lstrip("0")) <= 9 else MAX_SIDE + 1 for g in match.groups())
+    _check_sides(height, width, str(text).strip())
     return height, width

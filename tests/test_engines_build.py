@@ -93,8 +93,8 @@ def test_a_failing_point_does_not_stop_the_sweep(tmp_path):
 
 
 def test_sweep_errors_are_raised_before_anything_is_built(tmp_path):
-    with pytest.raises(BadInput, match="too small for resnet18"):
-        build_sweep(Sweep(["superpoint", "resnet18"], resolutions=["16x16"]), tmp_path)
+    with pytest.raises(BadInput, match="too small for squeezenet1_1"):
+        build_sweep(Sweep(["superpoint", "squeezenet1_1"], resolutions=["16x16"]), tmp_path)
     with pytest.raises(BadInput, match="unknown backend"):
         build_sweep(Sweep(["squeezenet1_1"]), tmp_path, backend="tflite")
     assert not (tmp_path / "manifest.json").exists()
@@ -217,10 +217,19 @@ def test_a_fully_cached_sweep_imports_neither_onnx_nor_generates_models(tmp_path
         "from edgebench.engines.sweep import Sweep\n"
         f"sweep = Sweep(['mobilenet_v3_small'], [1], ['32x32'], ['fp32'], models={{'tiny': {str(model)!r}}})\n"
         f"report = build_sweep(sweep, {str(out)!r})\n"
-        "print([r.status for r in report.results], 'onnx' in sys.modules, 'onnxruntime.transformers' in sys.modules)\n"
+        "print([r.status for r in report.results], *(m in sys.modules for m in ('onnx', 'onnxruntime', 'numpy')))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["['cached',", "'cached']", "False", "False"]
+    assert done.stdout.split() == ["['cached',", "'cached']", "False", "False", "False"]
+    # the whole command too: the backend's presence is found (importlib.util.find_spec), not imported
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "edgebench", "build-engines", "--backbone", "mobilenet_v3_small",
+         "--model", str(model), "--resolution", "32x32", "--precision", "fp32", "--out", str(out)],
+        capture_output=True, text=True, check=True,
+    )
+    assert "0 built, 2 cached" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert imported and not imported & {"numpy", "onnxruntime", "onnx", "sklearn"}
     # a damaged memo costs one generation, not a rebuild: the model's digest is the same
     (out / ".sources.json").write_text("{not json")
     assert [r.status for r in build_sweep(sweep, out).results] == [CACHED, CACHED]

@@ -149,3 +149,25 @@ def test_mobilenet_v2_width_multipliers_match_the_papers_table(width, mmacs, mpa
     cost = count_cost(builtin_model(f"mobilenet_v2_x{width:g}"), 1, 224, 224)
     assert round(cost.macs_per_inference / 1e6) == mmacs
     assert abs(cost.params / 1e6 - mparams) / mparams < 0.02
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "squeezenet1_1", "mobilenet_v3_small", "superpoint"])
+def test_each_builtins_derived_minimum_is_the_real_graphs(name):
+    """`BackboneInfo.min_side` comes from the declared downsampling path; the generated graph must agree: shape
+    inference and onnxruntime pass at the minimum, and shape inference refuses the side below it."""
+    import onnxruntime as ort
+
+    from edgebench.engines.counting import check_input_fits
+
+    info = BUILTINS[name]
+    model = builtin_model(name)
+    side = info.min_side
+    check_input_fits(model, side, side)
+    fixed = fix_input_shape(model, 1, side, side)
+    session = ort.InferenceSession(fixed.SerializeToString(), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {session.get_inputs()[0].name: np.zeros((1, info.channels, side, side), np.float32)})
+    assert all(out.size > 0 and np.isfinite(out).all() for out in outputs)
+    below = side - info.multiple  # the next smaller side the backbone's size rules allow
+    if below >= 1:
+        with pytest.raises(BadInput, match="too small"):
+            check_input_fits(model, below, below)

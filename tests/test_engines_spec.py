@@ -58,8 +58,10 @@ def test_spec_validation(kwargs, message):
 def test_check_backbone_names_known_backbones_and_minimum_sizes():
     with pytest.raises(BadInput, match="unknown backbone 'resnet19'.*mobilenet_v2.*resnet18"):
         EngineSpec("resnet19", 1, 224, 224, "fp32").check_backbone()
-    with pytest.raises(BadInput, match="too small for resnet18.*32x32"):
-        EngineSpec("resnet18", 1, 16, 224, "fp32").check_backbone()
+    with pytest.raises(BadInput, match="too small for squeezenet1_1.*17x17"):
+        EngineSpec("squeezenet1_1", 1, 16, 224, "fp32").check_backbone()
+    EngineSpec("squeezenet1_1", 1, 17, 17, "fp32").check_backbone()
+    EngineSpec("resnet18", 1, 1, 1, "fp32").check_backbone()  # padded convolutions and pools: any side works
     with pytest.raises(BadInput, match="multiples of 8"):
         EngineSpec("superpoint", 1, 120, 390, "fp32").check_backbone()
     EngineSpec("superpoint", 1, 120, 392, "fp32").check_backbone()

@@ -1,16 +1,20 @@
 """edgebench eval and train-probe: accuracy computed on real labelled data, checked against a plain ORT loop."""
 
+import dataclasses
 import json
+import re
+import subprocess
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
-from edgebench.cli import cli
+from edgebench.cli import cli, edgebench_argv
 from edgebench.engines.datasets import Preprocess, load_dataset, resize, split_indices
 from edgebench.engines.evaluate import topk_correct
 from edgebench.engines.manifest import Manifest
+from edgebench.engines.spec import EngineSpec
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,7 @@ def test_eval_accuracy_matches_a_plain_onnxruntime_loop_and_lands_in_the_manifes
     done = CliRunner().invoke(cli, ["eval", "--engines", str(engines), "--data", "digits:test", "--method", "bilinear",
                                     "--json"])
     assert done.exit_code == 0, done.output
-    rows = {row["engine"]: row for row in map(json.loads, done.output.splitlines())}
+    rows = {row["engine"]: row for row in map(json.loads, done.stdout.splitlines())}
     test = load_dataset("digits:test")
     expected = plain_ort_top1(root / "digits_probe.onnx", test.images, test.labels, 32, "bilinear")
     assert expected > 0.5  # ten classes: chance is 0.1, and this is a fitted classifier on held-out images
@@ -82,7 +86,7 @@ def test_eval_reads_npz_and_image_folders_the_same(probed, tmp_path):
     for k, (image, label) in enumerate(zip(images, test.labels[pick], strict=True)):
         (folder / f"class{label}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / f"class{label}" / f"{k}.png")
-    engine = ["--engine", "digits_probe_4_32_32_fp32", "--engines", str(root / "engines"), "--json"]
+    engine = ["--engine", "digits_probe_4_32_32_fp32", "--engines", str(root / "engines"), "--json", "--method", "bilinear"]
     a = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "d.npz"), *engine]).stdout)
     b = json.loads(CliRunner().invoke(cli, ["eval", "--data", str(folder), *engine]).stdout)
     assert a["samples"] == b["samples"] == len(pick)
@@ -138,20 +142,23 @@ def test_resize_choices_of_the_cli_are_the_datasets_methods():
 
 
 @pytest.mark.slow
-def test_few_classes_no_top5_and_too_few_outputs_is_bad_input(probed, tmp_path):
+def test_a_model_with_another_class_count_is_skipped_with_one_line_not_scored(probed, tmp_path):
     root, _ = probed
     test = load_dataset("digits:test")
-    keep = test.labels < 3  # three classes: top-5 would always be 100 %, so it is not reported
+    keep = test.labels < 3
+    engine = ["--engine", "digits_probe_1_32_32_fp32", "--engines", str(root / "engines"), "--json", "--method",
+              "bilinear"]
+    # three classes: the ten-class probe is skipped (not scored, not 0 %), and with nothing left it is bad input
     np.savez(tmp_path / "three.npz", x=test.images[keep], y=test.labels[keep])
-    engine = ["--engine", "digits_probe_1_32_32_fp32", "--engines", str(root / "engines"), "--json"]
     done = CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "three.npz"), *engine])
-    assert "scores 10 classes but the dataset has 3" in done.stderr  # said, since index k is read as class k
+    assert done.exit_code == 2 and done.stdout == ""
+    assert "scores 10 classes but the dataset has 3: skipped" in done.stderr and "train-probe" in done.stderr
+    # the same images named as a subset of the ten digit classes: scored
+    names = np.array([str(k) for k in range(10)])
+    np.savez(tmp_path / "named.npz", x=test.images[keep], y=test.labels[keep], classes=names)
+    done = CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "named.npz"), *engine])
     row = json.loads(done.stdout)
-    assert row["top5"] is None and row["top1"] > 0.5 and row["samples"] == int(keep.sum())
-    # labels beyond the model's ten outputs: refused, naming the fix
-    np.savez(tmp_path / "many.npz", x=test.images[:5], y=np.array([0, 1, 2, 3, 12]))
-    done = CliRunner().invoke(cli, ["eval", "--data", str(tmp_path / "many.npz"), *engine])
-    assert done.exit_code == 2 and "train-probe" in done.output
+    assert row["top5"] is not None and row["top1"] > 0.5 and row["samples"] == int(keep.sum())
 
 
 def test_images_of_different_sizes_are_resized_one_by_one():
@@ -195,3 +202,128 @@ def test_train_probe_on_a_user_model_with_a_fixed_batch(tmp_path):
     assert float(test_line.split()[2]) > 20  # percent; chance is 10
     wrong = CliRunner().invoke(cli, ["train-probe", "--model", str(model), "--resolution", "32x32", "--out", str(out)])
     assert wrong.exit_code == 2 and "--resolution 16x16" in wrong.output
+
+
+@pytest.mark.slow
+def test_eval_refuses_the_probes_training_images_and_other_preprocessing_unless_told(probed):
+    root, _ = probed
+    engines = root / "engines"
+    before = (engines / "manifest.json").read_text()
+    for data, right in (("digits", "evaluate on digits:test"), ("digits:train", "evaluate on digits:test")):
+        done = CliRunner().invoke(cli, ["eval", "--engines", str(engines), "--data", data, "--method", "bilinear"])
+        assert done.exit_code == 2 and right in done.stderr and "--allow-train-images" in done.stderr, done.output
+        assert "fitted on digits:train (1258 images)" in done.stderr
+    done = CliRunner().invoke(cli, ["eval", "--engines", str(engines), "--data", "digits:test"])  # area, not bilinear
+    assert done.exit_code == 2 and "--method bilinear" in done.stderr and "--allow-other-preprocessing" in done.stderr
+    assert (engines / "manifest.json").read_text() == before  # refused before any engine ran
+    # told: scored, and the result says how it was obtained, in the manifest too
+    done = CliRunner().invoke(cli, ["eval", "--engines", str(engines), "--data", "digits", "--engine",
+                                    "digits_probe_4_32_32_fp32", "--allow-train-images", "--allow-other-preprocessing",
+                                    "--json"])
+    assert done.exit_code == 0, done.output
+    row = json.loads(done.stdout)
+    assert row["samples"] == 1797 and "[holds the probe's 1258 training images" in row["dataset"]
+    assert "[differs from the probe's fit: resize area, fitted with bilinear" in row["preprocessing"]
+    accuracy = Manifest.load(engines).get("digits_probe_4_32_32_fp32").accuracy
+    assert accuracy.dataset == row["dataset"] and accuracy.preprocessing == row["preprocessing"]
+    # the fit is recorded in the manifest by build-engines, from the probe's ONNX metadata
+    fit = Manifest.load(engines).get("digits_probe_1_32_32_fp16").probe
+    assert (fit.dataset, fit.part, fit.images, fit.method, fit.height) == ("digits:train", "train", 1258, "bilinear", 32)
+
+
+@pytest.mark.slow
+def test_eval_on_a_mixed_folder_scores_what_it_can_and_says_progress_without_a_terminal(probed, tmp_path):
+    from edgebench.engines.build import build_sweep
+    from edgebench.engines.sweep import Sweep
+
+    root, _ = probed
+    mixed = tmp_path / "mixed"
+    report = build_sweep(Sweep(models={"digits_probe": root / "digits_probe.onnx"}, resolutions=((32, 32),)), mixed)
+    assert report.ok
+    assert build_sweep(Sweep(("squeezenet1_1", "superpoint"), resolutions=((32, 32),)), mixed).ok
+    # and a TensorRT plan copied from a Jetson: its backend is absent here
+    from edgebench.engines.backends import get_backend
+
+    trt_missing = not get_backend("tensorrt").available()
+    if trt_missing:
+        manifest = Manifest.load(mixed)
+        probe_entry = manifest.get("digits_probe_1_32_32_fp32")
+        (mixed / "digits_probe_2_32_32_fp16.plan").write_bytes(b"a serialized engine")
+        manifest.put(dataclasses.replace(
+            probe_entry, name="digits_probe_2_32_32_fp16", spec=EngineSpec.parse("digits_probe_2_32_32_fp16"),
+            backend="tensorrt", artifact="digits_probe_2_32_32_fp16.plan",
+        ))
+    done = CliRunner().invoke(cli, ["eval", "--engines", str(mixed), "--data", "digits:test", "--method", "bilinear"])
+    assert done.exit_code == 0, done.output
+    assert [line.split(":")[0] for line in done.stdout.splitlines()[:1]] == ["digits_probe_1_32_32_fp32"]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 + trt_missing  # one line for each engine that cannot be scored, then the next one
+    assert "squeezenet1_1_1_32_32_fp32 scores 1000 classes but the dataset has 10: skipped" in warnings[0]
+    assert "superpoint_1_32_32_fp32 takes 1-channel images" in warnings[1] and "skipped" in warnings[1]
+    if trt_missing:
+        assert "digits_probe_2_32_32_fp16 cannot run here (tensorrt" in warnings[2] and "skipped" in warnings[2]
+    # CliRunner's stderr is not a terminal: a line per engine with its time instead of a bar
+    assert re.search(r"evaluated digits_probe_1_32_32_fp32 in \d+\.\d\d s \([\d,]+ images/s\)", done.stderr)
+    manifest = Manifest.load(mixed)
+    assert manifest.get("squeezenet1_1_1_32_32_fp32").accuracy is None  # skipped, not written as 0 %
+    assert manifest.get("digits_probe_1_32_32_fp32").accuracy.top1 > 0.5
+
+
+@pytest.mark.parametrize(
+    ("resolution", "message"),
+    [("16x16", "too small for squeezenet1_1: its downsampling needs at least 17x17"),
+     ("1x1", "too small for squeezenet1_1"), ("99999x99999", "at most 4096")],
+)
+def test_train_probe_checks_the_resolution_before_onnxruntime_runs(tmp_path, resolution, message):
+    # a subprocess: at 16x16 onnxruntime died of SIGFPE (rc -8, no message) inside squeezenet's empty pooling
+    done = subprocess.run(
+        [*edgebench_argv(), "train-probe", "--backbone", "squeezenet1_1", "--resolution", resolution, "--out",
+         str(tmp_path / "p.onnx")], capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr.strip().splitlines() == [f"edgebench: error: resolution {resolution} is {message}"] or (
+        message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    )
+    assert not (tmp_path / "p.onnx").exists()
+
+
+def test_train_probe_on_a_user_model_too_small_for_it_is_one_line(tmp_path):
+    model = _fixed_user_model(tmp_path / "fixed.onnx")
+    _pooled_user_model(tmp_path / "pooled.onnx")
+    done = subprocess.run(
+        [*edgebench_argv(), "train-probe", "--model", str(tmp_path / "pooled.onnx"), "--resolution", "2x2", "--out",
+         str(tmp_path / "p.onnx")], capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2 and "does not fit pooled" in done.stderr and "would be" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and model.exists()
+
+
+def _pooled_user_model(path):
+    """A user's model with an unpadded 3x3 convolution before its pool: inputs under 3x3 leave nothing."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.ones((4, 3, 3, 3), np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+        helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "pooled", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], [numpy_helper.from_array(w, "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["under a file", "a folder", "a device"])
+def test_train_probe_checks_out_before_any_work(tmp_path, kind):
+    (tmp_path / "file").write_text("x")
+    out = {"under a file": tmp_path / "file" / "sub" / "p.onnx", "a folder": tmp_path, "a device": "/dev/null"}[kind]
+    # --data names a file that does not exist: the --out error comes first, so --out is checked before any work
+    done = CliRunner().invoke(cli, ["train-probe", "--backbone", "squeezenet1_1", "--data", "nowhere.npz", "--out",
+                                    str(out)])
+    assert done.exit_code == 2 and "--out" in done.stderr and "nowhere" not in done.stderr, done.output
+    if kind != "a folder":  # a folder is click's own usage error (dir_okay=False), also exit 2
+        assert len(done.stderr.strip().splitlines()) == 1

@@ -30,16 +30,59 @@ INPUT_DIMS = ("batch", "channels", "height", "width")
 
 
 @dataclass(frozen=True)
+class Window:
+    """One spatial downsampling step of a network (a strided convolution or pooling), as ONNX computes its output
+    side: floor((n + 2 pad - kernel) / stride) + 1, or ceil(...) with `ceil` (MaxPool's ceil_mode)."""
+
+    kernel: int
+    stride: int
+    pad: int = 0
+    ceil: bool = False
+
+    def output_side(self, side: int) -> int:
+        span = side + 2 * self.pad - self.kernel
+        steps = -(-span // self.stride) if self.ceil else span // self.stride  # Python's // floors negatives too
+        out = steps + 1
+        if self.ceil and out > 0 and (out - 1) * self.stride >= side + self.pad:
+            out -= 1  # the last window would start in the right padding: dropped (PyTorch's and ORT's rule)
+        return out
+
+
+def smallest_side(windows: tuple[Window, ...], multiple: int = 1) -> int:
+    """The smallest input side (a multiple of `multiple`) for which every window leaves at least one pixel."""
+    side = multiple
+    while True:
+        current = side
+        for window in windows:
+            current = window.output_side(current)
+            if current < 1:
+                break
+        else:
+            return side
+        side += multiple
+
+
+def _same(kernel: int, stride: int = 2) -> Window:
+    # torchvision's convolutions pad (k - 1) // 2: a stride-2 one halves the side, rounding up
+    return Window(kernel, stride, (kernel - 1) // 2)
+
+
+@dataclass(frozen=True)
 class BackboneInfo:
     """What the builder needs to know about a built-in backbone before generating it."""
 
     name: str
     module: str  # module in this package holding `build() -> onnx.ModelProto`
     channels: int  # input channels (NCHW)
-    min_side: int  # smallest height/width that survives the network's downsampling
+    windows: tuple[Window, ...]  # the downsampling path, input to pooled features (what limits the input side)
     multiple: int = 1  # height and width must be multiples of this (SuperPoint's 8x8 cells)
     published_params: int = 0  # the reference figure users compare against (torchvision / MagicLeap)
     published_gmacs_224: float | None = None  # torchvision's "GFLOPS" column (really GMACs) at 224x224
+
+    @property
+    def min_side(self) -> int:
+        """Smallest height/width that survives the network's downsampling (derived from `windows`)."""
+        return smallest_side(self.windows, self.multiple)
 
     def check_resolution(self, height: int, width: int) -> None:
         """BadInput naming the limit when height x width cannot go through this backbone."""
@@ -56,20 +99,32 @@ class BackboneInfo:
             )
 
 
+# the downsampling paths of the generated graphs (classification.py, superpoint.py); a test checks each derived
+# minimum against the real graph: shape inference and onnxruntime pass at min_side and fail below it
+_RESNET = (Window(7, 2, 3), Window(3, 2, 1), _same(3), _same(3), _same(3))
+_MOBILENET_V2 = (_same(3),) * 5  # the stem and the four stride-2 stages of the inverted-residual table
+_MOBILENET_V3_SMALL = (_same(3), _same(3), _same(3), _same(5), _same(5))
+_SQUEEZENET = (Window(3, 2, 0), *(Window(3, 2, 0, ceil=True),) * 3)  # unpadded stem, three ceil-mode pools
+_SUPERPOINT = (Window(2, 2),) * 3  # three 2x2 max-pools: 8x8 cells
+
 BUILTINS: dict[str, BackboneInfo] = {
     info.name: info
     for info in (
-        # 32: five stride-2 stages reduce 32 to 1; smaller inputs hit zero-sized maps or padding-only windows.
-        BackboneInfo("resnet18", "classification", 3, 32, published_params=11_689_512, published_gmacs_224=1.81),
-        BackboneInfo("mobilenet_v2", "classification", 3, 32, published_params=3_504_872, published_gmacs_224=0.30),
-        BackboneInfo("squeezenet1_1", "classification", 3, 32, published_params=1_235_496, published_gmacs_224=0.35),
+        BackboneInfo("resnet18", "classification", 3, _RESNET, published_params=11_689_512, published_gmacs_224=1.81),
         BackboneInfo(
-            "mobilenet_v3_small", "classification", 3, 32, published_params=2_542_856, published_gmacs_224=0.06
+            "mobilenet_v2", "classification", 3, _MOBILENET_V2, published_params=3_504_872, published_gmacs_224=0.30
         ),
-        BackboneInfo("superpoint", "superpoint", 1, 16, multiple=8, published_params=1_300_865),
+        BackboneInfo(
+            "squeezenet1_1", "classification", 3, _SQUEEZENET, published_params=1_235_496, published_gmacs_224=0.35
+        ),
+        BackboneInfo(
+            "mobilenet_v3_small", "classification", 3, _MOBILENET_V3_SMALL, published_params=2_542_856,
+            published_gmacs_224=0.06,
+        ),
+        BackboneInfo("superpoint", "superpoint", 1, _SUPERPOINT, multiple=8, published_params=1_300_865),
         # mobilenet_v2 at other width multipliers (torchvision's width_mult; no published torchvision counts)
         *(
-            BackboneInfo(f"mobilenet_v2_x{width:g}", "classification", 3, 32)
+            BackboneInfo(f"mobilenet_v2_x{width:g}", "classification", 3, _MOBILENET_V2)
             for width in (0.35, 0.5, 0.75, 1.3, 1.4)
         ),
     )

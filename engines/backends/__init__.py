@@ -62,6 +62,17 @@ class Backend(Protocol):
         """Load the engine and prepare its inputs; the returned Runner is ready to time."""
 
 
+def module_found(name: str) -> bool:
+    """Whether the top-level module `name` can be imported here, found by `importlib.util.find_spec` without
+    importing it (a backend's availability is probed this way first: imports cost hundreds of milliseconds)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken namespace or a module whose __spec__ is None
+        return False
+
+
 def backend_names() -> list[str]:
     """Every backend edgebench knows, available here or not."""
     return sorted(BACKENDS)

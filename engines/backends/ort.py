@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgebench.engines.backends import Availability
+from edgebench.engines.backends import Availability, module_found
 from edgebench.errors import BadInput, EdgebenchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,9 +97,9 @@ class OnnxRuntimeBackend:
     run_optimization_level = "all"
 
     def available(self) -> Availability:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
+        # found, not imported: importing onnxruntime costs a few hundred milliseconds, and a fully cached sweep
+        # never runs it (a broken install is reported by the build or runner that imports it)
+        if not module_found("onnxruntime"):
             return Availability(False, "onnxruntime is not installed: pip install onnxruntime")
         return Availability(True)
 
@@ -181,6 +181,8 @@ class OnnxRuntimeRunner:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EdgebenchError(f"onnxruntime could not load {artifact}: {first}; rebuild with --force") from exc
+        # the model's own metadata (a probe's fit record travels in it; see edgebench.engines.provenance)
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         rng = np.random.default_rng(INPUT_SEED)
         self.inputs = {}
         for value in self.session.get_inputs():

@@ -59,6 +59,14 @@ class TensorRTBackend:
     artifact_suffix = ".plan"
 
     def available(self) -> Availability:
+        from edgebench.engines.backends import module_found
+
+        # absent packages are found absent without an import; present ones are imported, since only loading
+        # libnvinfer and asking the CUDA driver tells whether this machine can run an engine
+        if not module_found("tensorrt"):
+            return Availability(False, NOT_INSTALLED)
+        if not module_found("pycuda"):
+            return Availability(False, NO_PYCUDA)
         try:
             import tensorrt  # noqa: F401
         except ImportError:
