@@ -38,7 +38,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import tempfile
@@ -49,6 +48,7 @@ from typing import Any
 
 from edgebench.console import note, warn
 from edgebench.errors import BadInput, DeviceError
+from edgebench.pareto import comparable as comparable_setting
 from edgebench.pareto import pareto_front
 
 STUDY_FORMAT = "edgebench-study"
@@ -439,13 +439,12 @@ def _costs(config: StudyConfig, state: StudyState, entries) -> Costs:
 
 # --- rows and fronts --------------------------------------------------------------------------------------------
 
-_RESIZE_TO = re.compile(r"resize to \d+x\d+")
 
 
 def comparable(point: StudyPoint) -> tuple[str, str]:
-    """What rows must share to be compared on one Pareto front: the dataset and the preprocessing, the resolution
-    left out (the input-size study's axis)."""
-    return point.dataset, _RESIZE_TO.sub("resize", point.preprocessing)
+    """What rows must share to be compared on one Pareto front (`edgebench.pareto.comparable`): the dataset and
+    the preprocessing, the resolution left out (the input-size study's axis)."""
+    return comparable_setting(point.dataset, point.preprocessing)
 
 
 def with_fronts(points: list[StudyPoint]) -> list[StudyPoint]:

@@ -8,6 +8,7 @@ all on the front: neither dominates the other.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 
@@ -90,3 +91,13 @@ def accuracy_u(top1: float, samples: int) -> float:
     if samples <= 0 or not _finite(top1):
         return math.nan
     return math.sqrt(max(top1 * (1 - top1), 0.0) / samples)
+
+
+_RESIZE_TO = re.compile(r"resize to \d+x\d+")
+
+
+def comparable(dataset: str, preprocessing: str) -> tuple[str, str]:
+    """What engines must share to be compared on one front: the dataset and the preprocessing (both as
+    `edgebench eval` recorded them), the resolution left out of the preprocessing: an input-size study's engines
+    differ in it on purpose."""
+    return dataset, _RESIZE_TO.sub("resize", preprocessing)

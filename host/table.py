@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.errors import BadInput
-from edgebench.pareto import ON, POSSIBLE, accuracy_u, front_membership
+from edgebench.pareto import ON, POSSIBLE, accuracy_u, comparable, front_membership
 from edgebench.units import num as _num
 from edgebench.units import plus_minus, ratio, signed_figure
 
@@ -321,7 +321,7 @@ def fronts(engines: Sequence[EngineResult], sort: str | None = None) -> Fronts:
     groups: dict[tuple[str, str], list[EngineResult]] = {}
     for e in ok:
         assert e.accuracy is not None
-        groups.setdefault((e.accuracy.dataset, e.accuracy.preprocessing), []).append(e)
+        groups.setdefault(comparable(e.accuracy.dataset, e.accuracy.preprocessing), []).append(e)
     found: dict[str, set[str]] = {"energy": set(), "energy?": set(), "latency": set(), "latency?": set()}
     for members in groups.values():
         acc = [e.accuracy.top1 for e in members if e.accuracy is not None]

@@ -259,3 +259,22 @@ def test_fronts_only_compare_engines_evaluated_on_the_same_data():
     found = fronts(engines)
     # c is dearer and less accurate than both, but on other data: it is on its own group's front
     assert found.energy == {"a_1_8_8_fp32", "b_1_8_8_fp32", "c_1_8_8_fp32"} and found.groups == 2
+
+
+def test_engines_of_different_resolutions_share_a_front_when_only_the_resize_differs():
+    import dataclasses
+
+    from edgebench.host.table import fronts
+    from edgebench.pareto import comparable
+    from edgebench.records import Accuracy
+
+    assert comparable("digits", "area resize to 32x32; 1 channel(s)") == comparable("digits", "area resize to 64x64; 1 channel(s)")
+    assert comparable("digits", "area resize to 32x32") != comparable("digits", "bilinear resize to 32x32")
+    result = _three(spread=1.0)
+    top1 = {"a_1_8_8_fp32": (32, 0.5), "b_1_8_8_fp32": (48, 0.9), "c_1_8_8_fp32": (64, 0.4)}
+    engines = tuple(dataclasses.replace(e, accuracy=Accuracy(top1[e.engine][1], None, 500, "digits, test split",
+                                                             f"area resize to {top1[e.engine][0]}x{top1[e.engine][0]}"))
+                    for e in result.engines)
+    found = fronts(engines)
+    # one group: c (dearest, least accurate) is beaten by a and b beyond uncertainty
+    assert found.groups == 1 and "c_1_8_8_fp32" not in found.energy | found.energy_possible
