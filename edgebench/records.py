@@ -156,6 +156,12 @@ class MeterTrace:
     # "continuous": a sampled trace, integrated (trapezoid); "spot": readings a person took off a display, a
     # window's power is the mean of the readings inside it; "counter": cumulative energy readings (energy_wh)
     sampling: str = "continuous"
+    # What the log's metadata says of the meter's period (None when it says nothing). A trace loaded for some
+    # windows (`store.load_windows`) holds only the readings around them, so a period measured on it is the
+    # period around the windows, not the log's.
+    nominal_period_s: float | None = None
+    bad_readings: int = 0  # stored readings left out: not finite, negative or beyond the meter's limit
+    duplicate_readings: int = 0  # stored readings left out: a second reading of the same sensor at the same t_ns
 
     def __post_init__(self) -> None:
         if len(self.t_ns) != len(self.power_w):
@@ -244,10 +250,19 @@ def _short(value: Any) -> str:
 
 
 def _int_list(data: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    """A list of durations in ns: integers 0..2**63-1. A window holds thousands, so the check runs in C: the set of
+    the values' types (True is a bool, not an int, so a `true` in the list is refused) and their min and max."""
     values = _field(data, key, list, [])
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise RecordError(f"field {key!r} must be a list of integers (nanoseconds)")
+    if values and (not set(map(type, values)) <= {int} or min(values) < 0 or max(values) >= 2**63):
+        raise RecordError(f"field {key!r} must be a list of integers 0..2**63-1 (nanoseconds)")
     return tuple(values)
+
+
+def _sensor_figure(data: Mapping[str, Any], key: str) -> float:
+    """A sensor's figure: a number, or NaN where it was NaN (written as null: JSON has no NaN)."""
+    if data.get(key, 0) is None:
+        return math.nan
+    return float(_field(data, key, (int, float)))
 
 
 def _fraction(data: Mapping[str, Any], key: str) -> float | None:

@@ -25,6 +25,7 @@ def _good_dir(d, meter="sqlite"):
     d.mkdir(parents=True, exist_ok=True)
     log = d / f"meter.{meter}"
     with open_store(log) as store:
+        store.set_meta(resolution_w=0.1)  # so no reading is read to infer it: only the windows' are read
         for t in np.arange(0, 60, 0.1):
             store.add(MeterReading(t_ns=EPOCH + int(round(t * S)), power_w=2.0 if t < 20 else 6.0, meter="test"))
 
@@ -138,9 +139,14 @@ CLOCK = [
 ]
 
 METER = [
-    ("power text", _sqlite("UPDATE readings SET power_w = 'lots' WHERE rowid = 5"), "meter.sqlite"),
+    # rowid 100 is at 9.9 s, inside the idle window (a reading outside every window is not read)
+    ("power text", _sqlite("UPDATE readings SET power_w = 'lots' WHERE rowid = 100"), "meter.sqlite"),
     ("time text", _sqlite("UPDATE readings SET t_ns = 'noon' WHERE rowid = 5"), "meter.sqlite"),
-    ("power blob", _sqlite("UPDATE readings SET power_w = x'00ff' WHERE rowid = 5"), "meter.sqlite"),
+    ("time blob", _sqlite("UPDATE readings SET t_ns = x'00ff' WHERE rowid = 100"), "meter.sqlite"),
+    ("time 1e300", _sqlite("UPDATE readings SET t_ns = 1e300 WHERE rowid = 100"), "meter.sqlite"),
+    ("power blob", _sqlite("UPDATE readings SET power_w = x'00ff' WHERE rowid = 100"), "meter.sqlite"),
+    ("resolution text", _sqlite("INSERT OR REPLACE INTO meta VALUES ('resolution_w', 'fine')"), "meter.sqlite"),
+    ("sampling unknown", _sqlite("INSERT OR REPLACE INTO meta VALUES ('sampling', 'psychic')"), "meter.sqlite"),
     ("gap text", _sqlite("INSERT INTO gaps VALUES ('a', 'b', 'unplugged')"), "meter.sqlite"),
     ("no readings table", _sqlite("DROP TABLE readings"), "meter.sqlite"),
     ("not sqlite", _raw("meter.sqlite", b"SQLite format 3\x00" + b"\x13" * 200), "meter.sqlite"),
