@@ -20,14 +20,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import BadInput
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made, so the CLI front and `carbon` start without it
+    import numpy as np
 
 SCHEMA_VERSION = 3
 SUPPORTED_VERSIONS = (1, 2, 3)
@@ -207,11 +209,17 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
+    if _is_numpy_scalar(value):
         return value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _is_numpy_scalar(value: Any) -> bool:
+    # without numpy imported no value can be one of its scalars, and the check must not import it
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.generic)
 
 
 def to_dict(record: Any) -> dict[str, Any]:
@@ -511,4 +519,6 @@ def with_changes(record: Any, **changes: Any) -> Any:
 
 def latencies_ms(values_ns: Sequence[int]) -> np.ndarray:
     """Latencies in milliseconds as a float array (the one place ns become ms for display)."""
+    import numpy as np
+
     return np.asarray(values_ns, dtype=np.float64) / 1e6
