@@ -432,7 +432,7 @@ def run_record_from_dict(data: Mapping[str, Any]) -> RunRecord:
     warnings = _field(data, "warnings", list, [])
     if not all(isinstance(w, str) for w in warnings):
         raise RecordError("field 'warnings' must be a list of strings")
-    return RunRecord(
+    record = RunRecord(
         engine=_field(data, "engine", str),
         backend=_field(data, "backend", str, ""),
         clock=_field(data, "clock", str),
@@ -459,6 +459,24 @@ def run_record_from_dict(data: Mapping[str, Any]) -> RunRecord:
         cpu_busy=_fraction(data, "cpu_busy"),
         schema=SCHEMA_VERSION,
     )
+    _check_window(record)
+    return record
+
+
+def _check_window(r: RunRecord) -> None:
+    """What no writer of a RunRecord produces: RecordError naming the field. An engine window processes batches
+    of at least one input (an idle window is written with batch 0); one that ran (no error) completed at least one
+    iteration; no window ends before it starts (a failed one is stamped at one instant: end == start)."""
+    if r.iterations < 0:
+        raise RecordError(f"field 'iterations' is {r.iterations}, below 0")
+    if r.batch < (1 if r.kind == "run" else 0):
+        raise RecordError(f"field 'batch' is {r.batch}, below {1 if r.kind == 'run' else 0} for a {r.kind} window")
+    if not r.error and r.kind == "run" and r.iterations < 1:
+        raise RecordError("field 'iterations' is 0 in an engine window with no error: it completed no iteration")
+    if r.window_end_ns < r.window_start_ns:
+        raise RecordError(f"window_end_ns {r.window_end_ns} is before window_start_ns {r.window_start_ns}")
+    if not all(-(2**63) <= t < 2**63 for t in (r.window_start_ns, r.window_end_ns)):
+        raise RecordError("window_start_ns/window_end_ns are beyond int64 nanoseconds")
 
 
 def dumps(record: Any) -> str:

@@ -109,6 +109,24 @@ RUNS = [
     ("schema text", _append_line("runs.jsonl", b'{"type":"RunRecord","schema":"two"}\n'), "runs.jsonl:4"),
     ("huge int", _append_line("runs.jsonl", RUN_LINE.replace(":1,", ":" + "9" * 5000 + ",", 1).encode() + b"}\n"),
      "runs.jsonl:4"),
+    # values no writer produces (issue 18 item 5): an engine window of batch 0 or -1 (samples/s -4.6), no
+    # iteration in a window that says it ran, edges out of order, latencies that are no durations
+    ("batch 0", _append_line("runs.jsonl", RUN_LINE.replace('"batch":1', '"batch":0').encode() + b"}\n"),
+     "runs.jsonl:4"),
+    ("batch -1", _append_line("runs.jsonl", RUN_LINE.replace('"batch":1', '"batch":-1').encode() + b"}\n"),
+     "runs.jsonl:4"),
+    ("iterations 0, no error", _append_line("runs.jsonl", RUN_LINE.replace('"iterations":1', '"iterations":0')
+                                            .encode() + b"}\n"), "runs.jsonl:4"),
+    ("iterations -3", _append_line("runs.jsonl", RUN_LINE.replace('"iterations":1', '"iterations":-3')
+                                   .encode() + b',"error":"crashed"}\n'), "runs.jsonl:4"),
+    ("end before start", _append_line("runs.jsonl", RUN_LINE.replace('"window_end_ns":2', '"window_end_ns":0')
+                                      .encode() + b"}\n"), "runs.jsonl:4"),
+    ("latency negative", _append_line("runs.jsonl", RUN_LINE.encode() + b',"latencies_ns":[5,-1]}\n'), "runs.jsonl:4"),
+    ("latency true", _append_line("runs.jsonl", RUN_LINE.encode() + b',"latencies_ns":[5,true]}\n'), "runs.jsonl:4"),
+    ("latency 2**63", _append_line("runs.jsonl", RUN_LINE.encode() + b',"latencies_ns":[9223372036854775808]}\n'),
+     "runs.jsonl:4"),
+    ("idle batch -1", _append_line("runs.jsonl", RUN_LINE.replace('"batch":1', '"batch":-1').encode()
+                                   + b',"kind":"idle"}\n'), "runs.jsonl:4"),
 ]
 
 SESSION = [
