@@ -258,8 +258,14 @@ class SqliteWriter(StoreWriter):
             self._db.executescript(_SCHEMA)
             self._db.commit()
             _upgrade(self._db)
-            last = self._db.execute("SELECT max(last_ns) FROM sources").fetchone()[0]
-            self.reopened_after_ns = int(last) if isinstance(last, int) else None
+            # the latest reading stored (each sensor's, on the index): not the sources' last_ns, which rows
+            # deleted by hand would leave behind
+            latest = [
+                self._db.execute("SELECT max(t_ns) FROM readings WHERE address = ?", (address,)).fetchone()[0]
+                for (address,) in self._db.execute("SELECT DISTINCT address FROM sources").fetchall()
+            ]
+            latest = [t for t in latest if isinstance(t, int)]
+            self.reopened_after_ns = max(latest) if latest else None
         except (sqlite3.Error, OSError) as exc:
             raise BadInput(
                 f"cannot open meter store {path} ({exc}): give a writable .sqlite or .csv path"
