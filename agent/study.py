@@ -213,7 +213,12 @@ def _measure(config: StudyConfig, entries) -> dict[str, _Cost]:
     if done.returncode != 0 or not table.is_file():
         raise DeviceError(f"`edgebench measure` exited with {done.returncode}: see its messages above; "
                           f"fix the meter set-up and run the study again (built engines are kept)")
-    rows = {row["engine"]: row for row in json.loads(table.read_text())["engines"]}
+    from edgebench.records import read_versioned_json
+
+    measured = read_versioned_json(
+        table, format="edgebench-table", newest=2, what="a table of `edgebench measure`", advice="run the study again"
+    )
+    rows = {row["engine"]: row for row in measured["engines"]}
     costs = {}
     for entry in entries:
         row = rows.get(entry.name, {})
@@ -406,16 +411,17 @@ def write_study(out: Path, study: str, points: Sequence[StudyPoint], config: Stu
 
 def read_study(path: Path) -> tuple[str, list[StudyPoint]]:
     """(study kind, points) from a study directory's study.json; BadInput when it is not one."""
+    from edgebench.records import read_versioned_json
+
     file = Path(path) / "study.json" if Path(path).is_dir() else Path(path)
+    advice = "run `edgebench study input-size|model-size` first"
+    doc = read_versioned_json(file, format=STUDY_FORMAT, newest=STUDY_VERSION, what="an edgebench study", advice=advice)
     try:
-        doc = json.loads(file.read_text())
-        if doc.get("format") != STUDY_FORMAT:
-            raise ValueError(f"format {doc.get('format')!r}")
         points = [
             StudyPoint(**{k: (math.nan if v is None and k in ("latency_mean_ms", "energy_j_per_inference") else v)
                           for k, v in row.items()})
             for row in doc["points"]
         ]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"{file} is not an edgebench study ({exc}): run `edgebench study input-size|model-size` first") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{file} is not an edgebench study ({exc}): {advice}") from exc
     return doc["study"], points

@@ -388,19 +388,23 @@ def _power_sample(data: Any) -> PowerSample:
     if not isinstance(data, Mapping):
         raise RecordError("power_samples must hold objects")
     rails = _field(data, "rails_mw", dict)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rails.values()):
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in rails.values()):
         raise RecordError("power_samples rails_mw must map rail names to numbers")
     return PowerSample(
-        t_ns=_field(data, "t_ns", int), rails_mw=dict(rails), total_mw=float(_field(data, "total_mw", (int, float)))
+        t_ns=_field(data, "t_ns", int),
+        rails_mw={str(k): math.nan if v is None else float(v) for k, v in rails.items()},
+        total_mw=_sensor_figure(data, "total_mw"),
     )
 
 
 def _rail_energy(data: Mapping[str, Any]) -> RailEnergy:
+    if not isinstance(data, Mapping):
+        raise RecordError("rail_energy must be an object")
     return RailEnergy(
         sensor=_field(data, "sensor", str),
         total_rule=_field(data, "total_rule", str),
-        energy_j=float(_field(data, "energy_j", (int, float))),
-        mean_power_w=float(_field(data, "mean_power_w", (int, float))),
+        energy_j=_sensor_figure(data, "energy_j"),
+        mean_power_w=_sensor_figure(data, "mean_power_w"),
         samples=_field(data, "samples", int),
         estimate=_field(data, "estimate", bool, False),
     )
@@ -528,6 +532,37 @@ def iter_run_records(path: str | Path) -> Iterator[RunRecord]:
 def read_run_records(path: str | Path) -> list[RunRecord]:
     """All RunRecords of a JSON-lines file."""
     return list(iter_run_records(path))
+
+
+def read_versioned_json(path: str | Path, *, format: str, newest: int, what: str, advice: str) -> dict[str, Any]:
+    """A JSON document that says what it is and its version (`{"format": FORMAT, "version": N, ...}`, as
+    table.json and study.json do), checked before it is used: one BadInput naming `path` when it cannot be read
+    or is not `what` (`advice` says what to do then), or is a newer version than its reader knows (`newest`):
+    then the edgebench that wrote it is newer than this one, and upgrading this one is what to do."""
+    p = Path(path)
+
+    def not_it(reason: str) -> BadInput:
+        return BadInput(f"{p} is not {what} ({reason}): {advice}")
+
+    try:
+        data = json.loads(p.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise not_it(f"cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise not_it("not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise not_it(f"not JSON: {exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__}") from None
+    if not isinstance(data, dict) or data.get("format") != format:
+        raise not_it(f"format {_short(data.get('format') if isinstance(data, dict) else type(data).__name__)}")
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise not_it(f"version {_short(version)} is not a format version")
+    if version > newest:
+        raise BadInput(
+            f"{p} is {what} of format version {version}, newer than this edgebench reads ({newest}): upgrade "
+            "edgebench (pip install -U edgebench) to read it"
+        )
+    return data
 
 
 def with_changes(record: Any, **changes: Any) -> Any:
