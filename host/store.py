@@ -938,6 +938,10 @@ def _trace(log: _Log, address: str, rows: _Rows, spans: list[tuple[int, int]] | 
             f"meter log {log.path}: {rows.bad} stored reading{'s' if rows.bad != 1 else ''} of {meter} not finite, "
             f"negative or above its {log.limit_w(address):g} W limit: left out (a damaged or edited log?)"
         )
+    try:
+        period_s = _meta_number(log, "nominal_period_s")
+    except BadInput:  # nothing edgebench computes rests on it: a damaged entry is no reason to refuse the log
+        period_s = None
     return MeterTrace(
         t_ns=rows.t_ns,
         power_w=rows.power_w,
@@ -945,7 +949,7 @@ def _trace(log: _Log, address: str, rows: _Rows, spans: list[tuple[int, int]] | 
         resolution_w=resolution,
         gaps=_gaps_over(log.gaps, spans),
         sampling=sampling,
-        nominal_period_s=_meta_number(log, "nominal_period_s"),
+        nominal_period_s=period_s,
         bad_readings=rows.bad,
         duplicate_readings=rows.duplicates,
     )

@@ -321,3 +321,17 @@ def test_a_log_read_between_commits_agrees_with_its_metadata(tmp_path):
             assert summarize(path).readings == len(window.t_ns) == batch * 100
     finally:
         store.close()
+
+
+def test_the_logs_nominal_period_is_on_the_trace(tmp_path):
+    """A windowed trace's own spacing is the spacing around its windows: the log's period rides along."""
+    path = tmp_path / "log.sqlite"
+    with open_store(path) as store:
+        store.set_meta(nominal_period_s=0.1)
+        store.add(MeterReading(t_ns=EPOCH, power_w=1.0, meter="UM25C"))
+    assert load_windows(path, [(EPOCH, EPOCH)]).nominal_period_s == 0.1
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = 'often' WHERE key = 'nominal_period_s'")
+    db.commit()
+    db.close()
+    assert load_windows(path, [(EPOCH, EPOCH)]).nominal_period_s is None  # damaged: not needed to pair
