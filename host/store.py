@@ -606,7 +606,11 @@ def _not_numbers(path: Path, what: str) -> BadInput:
 
 
 # Rows whose time is no int64 (text, a blob, a huge REAL) sort past every time on the index: two probes find them.
-_NOT_TIMES = f"SELECT 1 FROM readings WHERE address = ? AND (t_ns > {INT64_MAX} OR t_ns < {INT64_MIN}) LIMIT 1"
+# Two ranges, not one OR: SQLite walks the whole index for an OR of two ranges.
+_NOT_TIMES = (
+    f"SELECT 1 FROM readings WHERE address = ? AND t_ns > {INT64_MAX} "
+    f"UNION ALL SELECT 1 FROM readings WHERE address = ? AND t_ns < {INT64_MIN} LIMIT 1"
+)
 
 
 class _SqliteLog(_Log):
@@ -685,7 +689,7 @@ class _SqliteLog(_Log):
     def _check_times(self, address: str) -> None:
         """A reading whose time is not a number belongs to no window: say the log is damaged rather than read
         around it (a whole read would fail on it too)."""
-        if self.db.execute(_NOT_TIMES, (address,)).fetchone() is not None:
+        if self.db.execute(_NOT_TIMES, (address, address)).fetchone() is not None:
             raise _not_numbers(self.path, "readings whose t_ns are not numbers")
 
     def _limit(self, address: str, lo: int, hi: int) -> _Rows:

@@ -7,13 +7,14 @@ the files are what `meter log` and `measure` leave: a UM25C USB meter read 10 ti
 latencies of its iterations.
 
     python scripts/bench_pairing.py generate DIR [--days 30] [--hz 10] [--windows 1000] [--window-s 60]
-    python scripts/bench_pairing.py pair DIR [--edgebench CMD ...] [--repeat 5]
+    python scripts/bench_pairing.py pair DIR [DIR ...] [--edgebench CMD ...] [--repeat 5]
     python scripts/bench_pairing.py help-time [--edgebench CMD ...] [--repeat 10]
     python scripts/bench_pairing.py migrate DIR
 
 `generate` uses whichever edgebench is importable, so the interpreter of an older checkout writes a log in that
 checkout's format. `pair` and `help-time` take several `--edgebench` commands (e.g. an older checkout's console
-script and this one's) and run them alternately, `--repeat` times each, then print min/median/max per command.
+script and this one's, each with its own DIR when several are given, e.g. a log the older checkout wrote) and run
+them alternately, `--repeat` times each, then print min/median/max per command and whether their outputs agree.
 Each run is a fresh process; wall time and peak RSS are the child's own (os.wait4). `migrate` times the one-off
 indexing of a log written before the store kept a time index.
 """
@@ -147,9 +148,9 @@ def _alternate(commands: list[list[str]], repeat: int, what: str) -> None:
     for i, argv in enumerate(commands):
         walls = [w for w, _ in results[i]]
         rss = [r for _, r in results[i]]
-        print(f"| `{' '.join(argv[:2])} ...` | {_summary(walls)} | {_summary(rss)} |")
-    if len(set(outputs.values())) > 1:
-        print("the commands' stdout differ", file=sys.stderr)
+        print(f"| `{argv[0]}` | {_summary(walls)} | {_summary(rss)} |")
+    if len(commands) > 1:
+        print(f"stdout identical across the commands: {'yes' if len(set(outputs.values())) == 1 else 'NO'}")
 
 
 def _edgebench_default() -> list[str]:
@@ -167,10 +168,11 @@ def main() -> None:
     g.add_argument("--windows", type=int, default=1000)
     g.add_argument("--window-s", type=float, default=60.0)
     p = sub.add_parser("pair", help="time `edgebench pair DIR/runs.jsonl DIR/meter.sqlite` (subprocesses)")
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, nargs="+", help="one session directory, or one per --edgebench")
     p.add_argument("--edgebench", action="append", help="an edgebench command (repeatable); default: this one")
     p.add_argument("--repeat", type=int, default=5)
-    h = sub.add_parser("help-time", help="time `edgebench --help` and `edgebench carbon --energy 1J`")
+    h = sub.add_parser("help-time", help="time `edgebench --help`, `edgebench carbon --energy 1J` and importing "
+                       "edgebench.records")
     h.add_argument("--edgebench", action="append", help="an edgebench command (repeatable); default: this one")
     h.add_argument("--repeat", type=int, default=10)
     m = sub.add_parser("migrate", help="time indexing a copy of DIR/meter.sqlite written by an older edgebench")
@@ -183,13 +185,21 @@ def main() -> None:
         generate(args.dir, args.days, args.hz, args.windows, args.window_s)
     elif args.what == "pair":
         commands = [c.split() for c in args.edgebench] if args.edgebench else [_edgebench_default()]
-        tail = ["pair", str(args.dir / "runs.jsonl"), str(args.dir / "meter.sqlite"), "--clock-offset",
-                f"{OFFSET_NS}", "--clock-uncertainty", "200us"]  # fmt: skip
-        _alternate([c + tail for c in commands], args.repeat, f"edgebench pair of {args.dir}")
+        dirs = args.dir if len(args.dir) == len(commands) else [args.dir[0]] * len(commands)
+
+        def tail(d: Path) -> list[str]:
+            return ["pair", str(d / "runs.jsonl"), str(d / "meter.sqlite"), "--clock-offset", f"{OFFSET_NS}",
+                    "--clock-uncertainty", "200us"]  # fmt: skip
+
+        what = "edgebench pair of " + ", ".join(str(d) for d in dict.fromkeys(dirs))
+        _alternate([c + tail(d) for c, d in zip(commands, dirs, strict=True)], args.repeat, what)
     elif args.what == "help-time":
         commands = [c.split() for c in args.edgebench] if args.edgebench else [_edgebench_default()]
         _alternate([c + ["--help"] for c in commands], args.repeat, "edgebench --help")
         _alternate([c + ["carbon", "--energy", "1J"] for c in commands], args.repeat, "edgebench carbon --energy 1J")
+        # what every command pays before it runs: importing the records module (numpy, before issue 16)
+        pythons = [[str(Path(c[0]).with_name("python")), "-c", "import edgebench.records"] for c in commands]
+        _alternate(pythons, args.repeat, "python -c 'import edgebench.records'")
     elif args.what == "migrate":
         from edgebench.host.store import load_windows
 

@@ -335,3 +335,24 @@ def test_the_logs_nominal_period_is_on_the_trace(tmp_path):
     db.commit()
     db.close()
     assert load_windows(path, [(EPOCH, EPOCH)]).nominal_period_s is None  # damaged: not needed to pair
+
+
+def test_every_windowed_query_is_a_range_search_on_the_time_index(tmp_path):
+    """What makes a window's cost independent of the log's length, checked in SQLite's own plan (not a timer):
+    each query a windowed read runs searches the index by address and a time bound; none scans."""
+    from edgebench.host import store
+
+    path = tmp_path / "log.sqlite"
+    with open_store(path) as log:
+        log.add(MeterReading(t_ns=EPOCH, power_w=1.0, meter="UM25C"))
+    db = sqlite3.connect(path)
+    for sql, args in [(store._RANGE, ("", 1, 2)), (store._BEFORE, ("", 1, 120.0)), (store._AFTER, ("", 1, 120.0)),
+                      (store._NOT_TIMES, ("", ""))]:  # fmt: skip
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, args)]
+        searches = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
+        assert searches and all(
+            step.startswith("SEARCH readings USING") and "INDEX readings_by_time (address=? AND t_ns" in step
+            for step in searches
+        ), (sql, plan)
+        assert not any("TEMP B-TREE" in step for step in plan), (sql, plan)  # rows come sorted off the index
+    db.close()
