@@ -223,23 +223,25 @@ def _upgrade(db: sqlite3.Connection) -> None:
     """Bring a store to schema 2 in one transaction: the time index, and the sources table filled from the rows
     (a log of schema 1 is scanned once; a new one costs nothing). Safe to repeat and to race: the second waits
     for the first's lock, then finds nothing to do."""
-    db.execute("BEGIN IMMEDIATE")
+    db.execute("BEGIN IMMEDIATE")  # the write lock first, so what is read below is what gets changed
     try:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("schema") != SCHEMA_VERSION or "sources_rowid" not in meta:
-            for statement in _INDEX.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            if "sources_rowid" not in meta:
-                db.execute("DELETE FROM sources")
-                db.execute(_TOP_UP, (0,))
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('sources_rowid', (SELECT coalesce(max(rowid), 0) FROM readings))"
-                )
+        had_sources = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sources'").fetchone() is not None
+        for statement in _INDEX.split(";"):  # IF NOT EXISTS: nothing to do on a schema-2 store
+            if statement.strip():
+                db.execute(statement)
+        if not had_sources or "sources_rowid" not in meta:
+            db.execute("DELETE FROM sources")
+            db.execute(_TOP_UP, (0,))
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('sources_rowid', (SELECT coalesce(max(rowid), 0) FROM readings))"
+            )
+        if meta.get("schema") != SCHEMA_VERSION:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
 
 

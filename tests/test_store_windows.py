@@ -356,3 +356,22 @@ def test_every_windowed_query_is_a_range_search_on_the_time_index(tmp_path):
         ), (sql, plan)
         assert not any("TEMP B-TREE" in step for step in plan), (sql, plan)  # rows come sorted off the index
     db.close()
+
+
+def test_a_dropped_index_is_built_again(tmp_path, capsys):
+    path = tmp_path / "log.sqlite"
+    rows = _session_rows(50)
+    with open_store(path) as store:
+        for t, p, m, a in rows:
+            store.add(MeterReading(t_ns=t, power_w=p, meter=m, address=a))
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX readings_by_time")
+    db.commit()
+    db.close()
+    spans = [(EPOCH + 2 * S, EPOCH + 3 * S)]
+    assert pairs(load_windows(path, spans)) == expected(rows, "", 120.0, spans)
+    assert "indexing it (once)" in capsys.readouterr().err
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'readings_by_time'").fetchone() == (1,)
+    assert db.execute("SELECT readings FROM sources").fetchall() == [(50,)]  # not counted twice
+    db.close()
