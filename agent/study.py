@@ -413,9 +413,15 @@ def _measure(config: StudyConfig, entries) -> Costs:
             f"`edgebench measure` exited with {done.returncode}; its message is above. The study's models, engines "
             f"and accuracies are kept in {config.out}: fix what it says and run the study again, it resumes"
         )
+    from edgebench.records import TABLE_FORMAT, TABLE_VERSION, read_versioned_json
+
+    measured = read_versioned_json(
+        table, format=TABLE_FORMAT, newest=TABLE_VERSION, what="a table of `edgebench measure`",
+        advice="run the study again",
+    )
     try:
-        rows = {row["engine"]: row for row in json.loads(table.read_text())["engines"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        rows = {row["engine"]: row for row in measured["engines"]}
+    except (KeyError, TypeError) as exc:
         raise DeviceError(f"{table} is not a measure table ({exc}): run the study again") from None
     costs = {}
     for entry in entries:
@@ -704,20 +710,20 @@ def _from_v1(row: dict[str, Any]) -> dict[str, Any]:
 
 def read_study(path: Path) -> tuple[str, list[StudyPoint]]:
     """(study kind, points) from a study directory's study.json (version 1 or 2); BadInput when it is not one."""
+    from edgebench.records import read_versioned_json
+
     file = Path(path) / "study.json" if Path(path).is_dir() else Path(path)
+    advice = "run `edgebench study input-size|model-size` first"
+    doc = read_versioned_json(file, format=STUDY_FORMAT, newest=STUDY_VERSION, what="an edgebench study", advice=advice)
     try:
-        doc = json.loads(file.read_text())
-        if doc.get("format") != STUDY_FORMAT:
-            raise ValueError(f"format {doc.get('format')!r}")
         version = doc.get("version")
-        if version not in (1, STUDY_VERSION):
-            raise ValueError(f"version {version!r} (this edgebench reads 1 and {STUDY_VERSION})")
         rows = [_from_v1(row) if version == 1 else row for row in doc["points"]]
         points = [StudyPoint(**{k: (math.nan if v is None and k in _FLOAT_FIELDS else v) for k, v in row.items()})
                   for row in rows]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise BadInput(f"{file} is not an edgebench study ({exc}): run `edgebench study input-size|model-size` first") from exc
-    return doc["study"], points
+        kind = doc["study"]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BadInput(f"{file} is not an edgebench study ({exc}): {advice}") from exc
+    return kind, points
 
 
 def energy_source_of(path: Path) -> str:

@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .errors import BadInput
 
-if TYPE_CHECKING:  # numpy is imported where arrays are made: a cached build-engines reads records without it
+if TYPE_CHECKING:  # numpy is imported where arrays are made: the CLI front, `carbon` and a cached build start without it
     import numpy as np
 
 SCHEMA_VERSION = 3
@@ -158,6 +158,12 @@ class MeterTrace:
     # "continuous": a sampled trace, integrated (trapezoid); "spot": readings a person took off a display, a
     # window's power is the mean of the readings inside it; "counter": cumulative energy readings (energy_wh)
     sampling: str = "continuous"
+    # What the log's metadata says of the meter's period (None when it says nothing). A trace loaded for some
+    # windows (`store.load_windows`) holds only the readings around them, so a period measured on it is the
+    # period around the windows, not the log's.
+    nominal_period_s: float | None = None
+    bad_readings: int = 0  # stored readings left out: not finite, negative or beyond the meter's limit
+    duplicate_readings: int = 0  # stored readings left out: a second reading of the same sensor at the same t_ns
 
     def __post_init__(self) -> None:
         if len(self.t_ns) != len(self.power_w):
@@ -203,12 +209,17 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    numpy = sys.modules.get("numpy")  # a numpy scalar exists only once numpy is imported
-    if numpy is not None and isinstance(value, numpy.generic):
+    if _is_numpy_scalar(value):
         return value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _is_numpy_scalar(value: Any) -> bool:
+    # without numpy imported no value can be one of its scalars, and the check must not import it
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.generic)
 
 
 def to_dict(record: Any) -> dict[str, Any]:
@@ -247,10 +258,19 @@ def _short(value: Any) -> str:
 
 
 def _int_list(data: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    """A list of durations in ns: integers 0..2**63-1. A window holds thousands, so the check runs in C: the set of
+    the values' types (True is a bool, not an int, so a `true` in the list is refused) and their min and max."""
     values = _field(data, key, list, [])
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise RecordError(f"field {key!r} must be a list of integers (nanoseconds)")
+    if values and (not set(map(type, values)) <= {int} or min(values) < 0 or max(values) >= 2**63):
+        raise RecordError(f"field {key!r} must be a list of integers 0..2**63-1 (nanoseconds)")
     return tuple(values)
+
+
+def _sensor_figure(data: Mapping[str, Any], key: str) -> float:
+    """A sensor's figure: a number, or NaN where it was NaN (written as null: JSON has no NaN)."""
+    if data.get(key, 0) is None:
+        return math.nan
+    return float(_field(data, key, (int, float)))
 
 
 def _fraction(data: Mapping[str, Any], key: str) -> float | None:
@@ -368,19 +388,23 @@ def _power_sample(data: Any) -> PowerSample:
     if not isinstance(data, Mapping):
         raise RecordError("power_samples must hold objects")
     rails = _field(data, "rails_mw", dict)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rails.values()):
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in rails.values()):
         raise RecordError("power_samples rails_mw must map rail names to numbers")
     return PowerSample(
-        t_ns=_field(data, "t_ns", int), rails_mw=dict(rails), total_mw=float(_field(data, "total_mw", (int, float)))
+        t_ns=_field(data, "t_ns", int),
+        rails_mw={str(k): math.nan if v is None else float(v) for k, v in rails.items()},
+        total_mw=_sensor_figure(data, "total_mw"),
     )
 
 
 def _rail_energy(data: Mapping[str, Any]) -> RailEnergy:
+    if not isinstance(data, Mapping):
+        raise RecordError("rail_energy must be an object")
     return RailEnergy(
         sensor=_field(data, "sensor", str),
         total_rule=_field(data, "total_rule", str),
-        energy_j=float(_field(data, "energy_j", (int, float))),
-        mean_power_w=float(_field(data, "mean_power_w", (int, float))),
+        energy_j=_sensor_figure(data, "energy_j"),
+        mean_power_w=_sensor_figure(data, "mean_power_w"),
         samples=_field(data, "samples", int),
         estimate=_field(data, "estimate", bool, False),
     )
@@ -412,7 +436,7 @@ def run_record_from_dict(data: Mapping[str, Any]) -> RunRecord:
     warnings = _field(data, "warnings", list, [])
     if not all(isinstance(w, str) for w in warnings):
         raise RecordError("field 'warnings' must be a list of strings")
-    return RunRecord(
+    record = RunRecord(
         engine=_field(data, "engine", str),
         backend=_field(data, "backend", str, ""),
         clock=_field(data, "clock", str),
@@ -439,6 +463,24 @@ def run_record_from_dict(data: Mapping[str, Any]) -> RunRecord:
         cpu_busy=_fraction(data, "cpu_busy"),
         schema=SCHEMA_VERSION,
     )
+    _check_window(record)
+    return record
+
+
+def _check_window(r: RunRecord) -> None:
+    """What no writer of a RunRecord produces: RecordError naming the field. An engine window processes batches
+    of at least one input (an idle window is written with batch 0); one that ran (no error) completed at least one
+    iteration; no window ends before it starts (a failed one is stamped at one instant: end == start)."""
+    if r.iterations < 0:
+        raise RecordError(f"field 'iterations' is {r.iterations}, below 0")
+    if r.batch < (1 if r.kind == "run" else 0):
+        raise RecordError(f"field 'batch' is {r.batch}, below {1 if r.kind == 'run' else 0} for a {r.kind} window")
+    if not r.error and r.kind == "run" and r.iterations < 1:
+        raise RecordError("field 'iterations' is 0 in an engine window with no error: it completed no iteration")
+    if r.window_end_ns < r.window_start_ns:
+        raise RecordError(f"window_end_ns {r.window_end_ns} is before window_start_ns {r.window_start_ns}")
+    if not all(-(2**63) <= t < 2**63 for t in (r.window_start_ns, r.window_end_ns)):
+        raise RecordError("window_start_ns/window_end_ns are beyond int64 nanoseconds")
 
 
 def dumps(record: Any) -> str:
@@ -490,6 +532,42 @@ def iter_run_records(path: str | Path) -> Iterator[RunRecord]:
 def read_run_records(path: str | Path) -> list[RunRecord]:
     """All RunRecords of a JSON-lines file."""
     return list(iter_run_records(path))
+
+
+# The measure table's JSON form (written by host/table.py, read back by the studies on the agent side).
+TABLE_FORMAT = "edgebench-table"
+TABLE_VERSION = 3
+
+
+def read_versioned_json(path: str | Path, *, format: str, newest: int, what: str, advice: str) -> dict[str, Any]:
+    """A JSON document that says what it is and its version (`{"format": FORMAT, "version": N, ...}`, as
+    table.json and study.json do), checked before it is used: one BadInput naming `path` when it cannot be read
+    or is not `what` (`advice` says what to do then), or is a newer version than its reader knows (`newest`):
+    then the edgebench that wrote it is newer than this one, and upgrading this one is what to do."""
+    p = Path(path)
+
+    def not_it(reason: str) -> BadInput:
+        return BadInput(f"{p} is not {what} ({reason}): {advice}")
+
+    try:
+        data = json.loads(p.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise not_it(f"cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise not_it("not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise not_it(f"not JSON: {exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__}") from None
+    if not isinstance(data, dict) or data.get("format") != format:
+        raise not_it(f"format {_short(data.get('format') if isinstance(data, dict) else type(data).__name__)}")
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise not_it(f"version {_short(version)} is not a format version")
+    if version > newest:
+        raise BadInput(
+            f"{p} is {what} of format version {version}, newer than this edgebench reads ({newest}): upgrade "
+            "edgebench (pip install -U edgebench) to read it"
+        )
+    return data
 
 
 def with_changes(record: Any, **changes: Any) -> Any:

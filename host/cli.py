@@ -65,14 +65,20 @@ def _emit(lines: list[str]) -> None:
     click.echo("\n".join(lines))
 
 
-def _load_trace(path: Path, resolution_w: float | None, address: str | None = None):
+def _load_trace(path: Path, resolution_w: float | None, address: str | None = None, records=None, clock=None):
     """The meter log through the store's loader (SQLite or CSV), one sensor's readings when `address` is given
-    (a log with several must name one), with the resolution overridden if given."""
+    (a log with several must name one), with the resolution overridden if given. Given the run records and their
+    clock, only what their windows need (`store.load_windows`): a month-long log costs what the windows hold."""
     import dataclasses
 
-    from edgebench.host.store import load_trace
+    from edgebench.host.store import load_trace, load_windows
 
-    trace = load_trace(path, address=address)
+    if records is None:
+        trace = load_trace(path, address=address)
+    else:
+        from edgebench.host.measuredir import host_spans
+
+        trace = load_windows(path, host_spans(records, clock), address=address)
     if resolution_w is not None:
         trace = dataclasses.replace(trace, resolution_w=resolution_w)
     return trace
@@ -189,7 +195,7 @@ def pair(
     errors, version_warnings = metadata_conflicts(records)
     for message in errors + version_warnings:
         warn(f"{runs}: {message}: the table mixes measurements of different set-ups")
-    trace = _load_trace(meter_log, resolution_w, address)
+    trace = _load_trace(meter_log, resolution_w, address, records, clock)
     result = pair_runs(records, trace, clock, grid=factor, min_samples=min_samples, pue=pue)
     _report_invalid(result)
     _render(result, fmt, sort, out)

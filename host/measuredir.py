@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -290,21 +290,34 @@ class MeasureDir:
             version=version,
         )
 
-    def trace(self, *, address: str | None = None, resolution_w: float | None = None, meter: str = "") -> MeterTrace:
-        """The meter log (one sensor's readings when `address` is given), with the resolution and name given."""
-        from .store import load_trace
+    def trace(
+        self,
+        *,
+        address: str | None = None,
+        resolution_w: float | None = None,
+        meter: str = "",
+        spans: Sequence[tuple[int, int]] | None = None,
+    ) -> MeterTrace:
+        """The meter log (one sensor's readings when `address` is given), with the resolution and name given;
+        only what windows `spans` (host ns) need when given (`store.load_windows`), else all of it."""
+        from .store import load_trace, load_windows
 
-        trace = load_trace(self.meter_log(), address=address)
+        log = self.meter_log()
+        trace = load_trace(log, address=address) if spans is None else load_windows(log, spans, address=address)
         if resolution_w is not None:
             trace = replace(trace, resolution_w=resolution_w)
         if meter:
             trace = replace(trace, meter=meter)
         return trace
 
-    def session_trace(self, session: Session) -> MeterTrace:
-        """The meter log as the session recorded it: its sensor address, resolution and meter name."""
+    def session_trace(self, session: Session, spans: Sequence[tuple[int, int]] | None = None) -> MeterTrace:
+        """The meter log as the session recorded it: its sensor address, resolution and meter name (only what
+        windows `spans` need, when given)."""
         return self.trace(
-            address=session.extra.get("meter_address") or None, resolution_w=session.resolution_w, meter=session.meter
+            address=session.extra.get("meter_address") or None,
+            resolution_w=session.resolution_w,
+            meter=session.meter,
+            spans=spans,
         )
 
     # --- writing ------------------------------------------------------------------------------------------
@@ -341,7 +354,7 @@ class MeasureDir:
         clock = session.clock if session.clock is not None else clock
         if clock is None:
             clock = ZERO_OFFSET
-        trace = self.session_trace(session)
+        trace = self.session_trace(session, spans=host_spans(records, clock))
         return pair(
             records,
             trace,
@@ -376,6 +389,23 @@ class MeasureDir:
             valid_idle=valid_idle,
             idle_windows=sum(1 for r in records if r.kind == "idle"),
         )
+
+
+def host_spans(
+    records: Iterable[RunRecord], clock: ClockOffset | Mapping[str, ClockOffset]
+) -> list[tuple[int, int]]:
+    """Each window pairing will integrate, on the host clock: what to ask the meter log for. Windows that never
+    ran (pairing looks at no reading for them) have none; a window with no clock offset raises the BadInput that
+    pairing would."""
+    from .pairing import _to_host  # the one mapping of window edges to the host clock
+
+    spans = []
+    for r in records:
+        if r.failed or r.window_end_ns <= r.window_start_ns:
+            continue
+        start, end, _clock_u_s = _to_host(r, clock)
+        spans.append((start, end))
+    return spans
 
 
 def key_metadata(records: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:

@@ -43,14 +43,12 @@ from typing import Any
 
 from edgebench.errors import BadInput
 from edgebench.pareto import ON, POSSIBLE, accuracy_u, comparable, front_membership
+from edgebench.records import TABLE_FORMAT, TABLE_VERSION
 from edgebench.units import num as _num
 from edgebench.units import plus_minus, ratio, signed_figure
 
 from .pairing import NET_BELOW_IDLE, SIGNIFICANCE, EngineResult, PairingResult, busy_idle_message
 
-TABLE_FORMAT = "edgebench-table"
-TABLE_VERSION = 3
-SUPPORTED_TABLE_VERSIONS = (1, 2, 3)
 FORMATS = ("table", "csv", "json", "md")
 DEFAULT_SORT = "gross_j_sample"
 SUMMARY_LINES = 5  # engines compared with the first in the footer's summary before "... and N more"

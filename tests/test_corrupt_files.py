@@ -25,6 +25,7 @@ def _good_dir(d, meter="sqlite"):
     d.mkdir(parents=True, exist_ok=True)
     log = d / f"meter.{meter}"
     with open_store(log) as store:
+        store.set_meta(resolution_w=0.1)  # so no reading is read to infer it: only the windows' are read
         for t in np.arange(0, 60, 0.1):
             store.add(MeterReading(t_ns=EPOCH + int(round(t * S)), power_w=2.0 if t < 20 else 6.0, meter="test"))
 
@@ -108,6 +109,24 @@ RUNS = [
     ("schema text", _append_line("runs.jsonl", b'{"type":"RunRecord","schema":"two"}\n'), "runs.jsonl:4"),
     ("huge int", _append_line("runs.jsonl", RUN_LINE.replace(":1,", ":" + "9" * 5000 + ",", 1).encode() + b"}\n"),
      "runs.jsonl:4"),
+    # values no writer produces (issue 18 item 5): an engine window of batch 0 or -1 (samples/s -4.6), no
+    # iteration in a window that says it ran, edges out of order, latencies that are no durations
+    ("batch 0", _append_line("runs.jsonl", RUN_LINE.replace('"batch":1', '"batch":0').encode() + b"}\n"),
+     "runs.jsonl:4"),
+    ("batch -1", _append_line("runs.jsonl", RUN_LINE.replace('"batch":1', '"batch":-1').encode() + b"}\n"),
+     "runs.jsonl:4"),
+    ("iterations 0, no error", _append_line("runs.jsonl", RUN_LINE.replace('"iterations":1', '"iterations":0')
+                                            .encode() + b"}\n"), "runs.jsonl:4"),
+    ("iterations -3", _append_line("runs.jsonl", RUN_LINE.replace('"iterations":1', '"iterations":-3')
+                                   .encode() + b',"error":"crashed"}\n'), "runs.jsonl:4"),
+    ("end before start", _append_line("runs.jsonl", RUN_LINE.replace('"window_end_ns":2', '"window_end_ns":0')
+                                      .encode() + b"}\n"), "runs.jsonl:4"),
+    ("latency negative", _append_line("runs.jsonl", RUN_LINE.encode() + b',"latencies_ns":[5,-1]}\n'), "runs.jsonl:4"),
+    ("latency true", _append_line("runs.jsonl", RUN_LINE.encode() + b',"latencies_ns":[5,true]}\n'), "runs.jsonl:4"),
+    ("latency 2**63", _append_line("runs.jsonl", RUN_LINE.encode() + b',"latencies_ns":[9223372036854775808]}\n'),
+     "runs.jsonl:4"),
+    ("idle batch -1", _append_line("runs.jsonl", RUN_LINE.replace('"batch":1', '"batch":-1').encode()
+                                   + b',"kind":"idle"}\n'), "runs.jsonl:4"),
 ]
 
 SESSION = [
@@ -138,9 +157,14 @@ CLOCK = [
 ]
 
 METER = [
-    ("power text", _sqlite("UPDATE readings SET power_w = 'lots' WHERE rowid = 5"), "meter.sqlite"),
+    # rowid 100 is at 9.9 s, inside the idle window (a reading outside every window is not read)
+    ("power text", _sqlite("UPDATE readings SET power_w = 'lots' WHERE rowid = 100"), "meter.sqlite"),
     ("time text", _sqlite("UPDATE readings SET t_ns = 'noon' WHERE rowid = 5"), "meter.sqlite"),
-    ("power blob", _sqlite("UPDATE readings SET power_w = x'00ff' WHERE rowid = 5"), "meter.sqlite"),
+    ("time blob", _sqlite("UPDATE readings SET t_ns = x'00ff' WHERE rowid = 100"), "meter.sqlite"),
+    ("time 1e300", _sqlite("UPDATE readings SET t_ns = 1e300 WHERE rowid = 100"), "meter.sqlite"),
+    ("power blob", _sqlite("UPDATE readings SET power_w = x'00ff' WHERE rowid = 100"), "meter.sqlite"),
+    ("resolution text", _sqlite("INSERT OR REPLACE INTO meta VALUES ('resolution_w', 'fine')"), "meter.sqlite"),
+    ("sampling unknown", _sqlite("INSERT OR REPLACE INTO meta VALUES ('sampling', 'psychic')"), "meter.sqlite"),
     ("gap text", _sqlite("INSERT INTO gaps VALUES ('a', 'b', 'unplugged')"), "meter.sqlite"),
     ("no readings table", _sqlite("DROP TABLE readings"), "meter.sqlite"),
     ("not sqlite", _raw("meter.sqlite", b"SQLite format 3\x00" + b"\x13" * 200), "meter.sqlite"),

@@ -136,3 +136,19 @@ def test_corrupt_lines_are_one_line_errors_naming_file_and_line(tmp_path, line, 
         read_run_records(path)
     message = str(err.value)
     assert message.startswith(f"{path}:2: ") and words in message and "\n" not in message
+
+
+def test_windows_as_their_writers_write_them_read_back(tmp_path):
+    """The limits on reading (issue 18 item 5) refuse nothing a writer writes: an idle window of batch 0 (the
+    agent's), a failed window stamped at one instant with no iteration (measure's), a one-iteration window."""
+    from edgebench.records import append_jsonl, read_run_records
+
+    common = dict(backend="onnxruntime", clock="agent:realtime", latencies_ns=())
+    records = [
+        RunRecord(engine="idle", window_start_ns=1, window_end_ns=9, iterations=0, batch=0, kind="idle", **common),
+        RunRecord(engine="e_1_8_8_fp32", window_start_ns=5, window_end_ns=5, iterations=0, batch=1,
+                  error="out of memory", **common),
+        RunRecord(engine="e_1_8_8_fp32", window_start_ns=5, window_end_ns=6, iterations=1, batch=1, **common),
+    ]  # fmt: skip
+    append_jsonl(tmp_path / "runs.jsonl", records)
+    assert read_run_records(tmp_path / "runs.jsonl") == records
