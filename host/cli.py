@@ -291,12 +291,12 @@ def report(
             from edgebench.host.plot import render_report_figures
 
             # drawn once, rendered once to SVG and PNG: the files and the page share them
-            figures = render_report_figures(result, records, d.session_trace(session), sort=sort or DEFAULT_SORT,
+            figures = render_report_figures(result, records, d.plot_trace(session, records), sort=sort or DEFAULT_SORT,
                                             png=True)
             written = write_plot_files(plots_dir, d, result, figures=figures)
             note(f"wrote {len(written)} plots into {plots_dir}")
         elif html_path is not None:
-            figures = render_figures(result, records, d.session_trace(session), sort or DEFAULT_SORT)
+            figures = render_figures(result, records, d.plot_trace(session, records), sort or DEFAULT_SORT)
         if html_path is not None:
             path = write_report(html_path, d, result, session=session, records=records, sort=sort,
                                 lifetime=projection, figures=figures)

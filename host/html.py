@@ -495,7 +495,7 @@ def write_report(
     session = session or d.session()
     records = d.records() if records is None else records
     if figures is None:
-        figures = render_figures(result, records, d.session_trace(session), sort or DEFAULT_SORT)
+        figures = render_figures(result, records, d.plot_trace(session, records), sort or DEFAULT_SORT)
     text = render_report(
         result, records=records, trace=None, session=session, directory=d.path, sort=sort, lifetime=lifetime,
         figures=figures,
@@ -526,5 +526,5 @@ def write_plot_files(
     if figures is None:
         session = session or d.session()
         records = d.records() if records is None else records
-        figures = render_report_figures(result, records, d.session_trace(session), sort=sort, png=True)
+        figures = render_report_figures(result, records, d.plot_trace(session, records), sort=sort, png=True)
     return write_rendered(out_dir, figures)

@@ -116,6 +116,7 @@ class MeasureConfig:
     agent_args: tuple[str, ...] = ()
     duration_s: float | None = None
     warmup_s: float = DEFAULT_WARMUP_S
+    settle_s: float | None = None  # rest before each idle window; None: as long as the warm-up
     idle_s: float | None = None
     idle_every: int = 0
     repeat: int = DEFAULT_REPEAT
@@ -136,7 +137,7 @@ class MeasureConfig:
             raise BadInput(f"--pue {self.pue} is below 1: pass 1 for a device on a desk, more for a facility")
         if self.repeat < 1 or self.retry < 0 or self.min_samples < 2 or self.idle_every < 0:
             raise BadInput("--repeat >= 1, --retry >= 0, --min-samples >= 2 and --idle-every >= 0, please")
-        for name in ("duration_s", "warmup_s", "idle_s", "resolution_w", "meter_timeout_s"):
+        for name in ("duration_s", "warmup_s", "settle_s", "idle_s", "resolution_w", "meter_timeout_s"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise BadInput(f"{name} {value!r} is not a finite number >= 0")
@@ -245,8 +246,9 @@ class MeterSource:
 
         from .store import load_trace
 
+        since = time.time_ns() - int(LISTEN_TIMEOUT_S * 2e9)  # this logger's readings: a resumed log may be long
         while True:
-            t = load_trace(self.path, address=self.address).t_ns
+            t = load_trace(self.path, start_ns=since, address=self.address).t_ns
             if len(t) >= 5 or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
@@ -331,6 +333,7 @@ class Plan:
     skipped: list[str] = field(default_factory=list)  # --resume: enough valid windows already
     idle_first: bool = True  # False on --resume when DIR already holds a valid idle baseline
     idle_every: int = 0  # another idle window after every N engines (0: only the first)
+    settle_s: float = 0.0  # rest before each idle window, so the engine's power has fallen when it starts
 
     def idle_after(self, index: int) -> bool:
         """Whether an idle window follows the index-th engine (1-based): after every N-th engine, and after the
@@ -385,6 +388,7 @@ def make_plan(
         engines=engines,
         duration_s=duration_s,
         warmup_s=config.warmup_s,
+        settle_s=config.warmup_s if config.settle_s is None else config.settle_s,
         idle_s=idle_s,
         repeat=config.repeat,
         threads=config.threads,
@@ -633,6 +637,9 @@ class MeasureSession:
         self.meter.check()
         progress.window(f"idle baseline {plan.idle_s:g} s")
         t0 = time.monotonic()
+        # the device rests first, as an engine warms up before its window: the power of the engine just run (and
+        # the meter's own averaging, and readings still in flight) must not reach into the baseline
+        time.sleep(plan.settle_s)
         result = self.client.call(
             "idle", duration_s=plan.idle_s, run_id=self.run_id, repeat=repeat, timeout_s=plan.idle_s + 60
         )
@@ -767,7 +774,7 @@ class MeasureSession:
             note(f"resume: measuring again {', '.join(e.row.name for e in redo)} (fewer valid windows than --repeat)")
         idle_words = ""
         if plan.idle_s > 0:
-            idle_words = f", idle baseline {plan.idle_s:g} s" + (
+            idle_words = f", idle baseline {plan.idle_s:g} s after {plan.settle_s:g} s of rest" + (
                 f" (again after every {plan.idle_every} engines)" if plan.idle_every else ""
             )
         note(
@@ -882,6 +889,8 @@ def _salvage(session: MeasureSession) -> None:
 @click.option("--engine", "engine_names", multiple=True, metavar="NAME", help="Only this engine (repeatable).")
 @click.option("--duration", "duration_s", type=finite(min=0, max=3600, min_open=True),
               help="Seconds per measured window (default: the meter's minimum, at least 3 s).")
+@click.option("--settle", "settle_s", type=finite(min=0, max=600), metavar="S",
+              help="Seconds the device rests before each idle window (default: the warm-up's).")
 @click.option("--warmup", "warmup_s", type=finite(min=0, max=600), default=DEFAULT_WARMUP_S, show_default=True,
               help="Warm-up seconds before each window (not measured).")
 @click.option("--idle", "idle_s", type=finite(min=0, max=3600),

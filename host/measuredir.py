@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.errors import BadInput
-from edgebench.records import ClockOffset, MeterTrace, RunRecord, read_run_records, to_dict
+from edgebench.records import ZERO_OFFSET, ClockOffset, MeterTrace, RunRecord, read_run_records, to_dict
 
 from .carbon import GridFactor, egrid_factor
 from .pairing import MIN_SAMPLES, PairingResult, pair
@@ -32,6 +32,7 @@ SESSION_FILE = "session.json"
 CLOCK_FILE = "clock.json"
 TABLE_STEM = "table"  # table.csv, table.json, table.md
 SESSION_VERSION = 1
+PLOT_MARGIN_S = 30.0  # the power plot shows this much of the log before the first window and after the last
 
 # Device metadata that must agree between runs combined into one table (another board, CPU or power mode makes
 # another measurement), and metadata where a difference is worth a warning (pyperf's check, for energy).
@@ -320,6 +321,18 @@ class MeasureDir:
             spans=spans,
         )
 
+    def plot_trace(self, session: Session, records: Sequence[RunRecord]) -> MeterTrace:
+        """The meter log over the session's windows, first to last, with PLOT_MARGIN_S either side: what the power
+        plot draws (a log kept for weeks is not read whole for one session's page)."""
+        clock = session.clock if session.clock is not None else ZERO_OFFSET
+        spans = host_spans(records, clock)
+        if not spans:
+            return self.session_trace(session)
+        margin = int(PLOT_MARGIN_S * 1e9)
+        return self.session_trace(
+            session, spans=[(min(a for a, _ in spans) - margin, max(b for _, b in spans) + margin)]
+        )
+
     # --- writing ------------------------------------------------------------------------------------------
 
     def write_session(self, session: Session) -> None:
@@ -347,8 +360,6 @@ class MeasureDir:
     ) -> PairingResult:
         """Pair everything the directory holds with its meter log, as the session recorded it (overrides:
         another grid factor or PUE, a clock when the directory has none yet)."""
-        from edgebench.records import ZERO_OFFSET
-
         session = session or self.session()
         records = self.records() if records is None else records
         clock = session.clock if session.clock is not None else clock
