@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.errors import BadInput
+from edgebench.files import write_atomic
 from edgebench.records import ClockOffset, MeterTrace, RunRecord, read_run_records, to_dict
 
 from .carbon import GridFactor, egrid_factor
@@ -132,9 +133,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)  # edgebench/files.py: refuses device nodes and FIFOs, follows symlinks
 
 
 def check_writable_dir(path: Path, option: str = "--out") -> None:
