@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgebench.errors import MissingDependency
+from edgebench.errors import BadInput, MissingDependency
+from edgebench.files import open_append, output_path
 
 # codecarbon.output_methods.emissions_data.EmissionsData fields, in order (checked against codecarbon 3.3.2 by
 # tests/test_codecarbon.py when codecarbon is installed)
@@ -156,11 +157,33 @@ def pairing_rows(result: Any, *, use_net: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
+def check_emissions_csv(path: str | Path) -> bool:
+    """True when `path` is new or empty (a header is due); BadInput, one line, when it is not a regular file or
+    its header is not CodeCarbon's columns (rows appended under another header would be read as garbage)."""
+    target = output_path(path, "--emissions-csv")
+    if not target.exists() or target.stat().st_size == 0:
+        return True
+    try:
+        with target.open(encoding="utf-8", newline="") as stream:
+            header = next(csv.reader(stream), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(getattr(exc, "strerror", "") or exc)
+        raise BadInput(f"--emissions-csv {path}: cannot read its header ({why}): append to another file") from None
+    if tuple(header) != EMISSIONS_COLUMNS:
+        shown = ",".join(header)[:60]
+        raise BadInput(
+            f"--emissions-csv {path} has other columns than CodeCarbon's emissions.csv ({shown}...): append to "
+            "another file, or move this one away"
+        )
+    return False
+
+
 def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Append rows to a CodeCarbon-style emissions.csv (the header is written when the file is new or empty)."""
+    """Append rows to a CodeCarbon-style emissions.csv (the header is written when the file is new or empty;
+    an existing file must have CodeCarbon's header: `check_emissions_csv`)."""
     path = Path(path)
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="", encoding="utf-8") as stream:
+    new = check_emissions_csv(path)
+    with open_append(path, "--emissions-csv", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=EMISSIONS_COLUMNS)
         if new:
             writer.writeheader()

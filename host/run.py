@@ -20,6 +20,7 @@ import click
 
 from edgebench.console import note, warn
 from edgebench.errors import BadInput
+from edgebench.files import write_atomic
 from edgebench.options import finite, non_negative, positive
 
 from .cli import grid_options
@@ -120,10 +121,14 @@ def run(
     if not argv:
         raise BadInput("no command to measure: put it after `--`, e.g. edgebench run --meter PORT -- python train.py")
     factor = resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
-    if emissions_csv is not None and not emissions_csv.parent.is_dir():
-        raise BadInput(
-            f"--emissions-csv {emissions_csv}: no folder {emissions_csv.parent} to write it in; create it or pick another"
-        )
+    if emissions_csv is not None:
+        if not emissions_csv.parent.is_dir():
+            raise BadInput(
+                f"--emissions-csv {emissions_csv}: no folder {emissions_csv.parent} to write it in; create it or pick another"
+            )
+        from .codecarbon_bridge import check_emissions_csv
+
+        check_emissions_csv(emissions_csv)  # its header, before the meter opens
     if codecarbon:
         from .codecarbon_bridge import require_codecarbon
 
@@ -140,7 +145,7 @@ def run(
     finally:
         monitor.stop()
     data = _json_safe({"command": argv, "exit_status": status, **result.to_dict()})
-    (out / RESULT_JSON).write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    write_atomic(out / RESULT_JSON, json.dumps(data, indent=1, default=str) + "\n")
     if emissions_csv is not None:
         from .codecarbon_bridge import write_emissions_csv
 

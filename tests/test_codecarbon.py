@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from edgebench.cli import edgebench_argv
+from edgebench.errors import BadInput
 from edgebench.host.carbon import country_factor, egrid_factor
 from edgebench.host.codecarbon_bridge import EMISSIONS_COLUMNS, pairing_rows, write_emissions_csv
 from edgebench.host.meters.emulate import ConstantProfile, start_emulator
@@ -119,3 +120,24 @@ def test_codecarbon_side_by_side_over_the_same_window(tmp_path):
     assert cc["energy_kwh"] > 0 and cc["emissions_kg"] > 0
     assert data["gross_energy_j"] == pytest.approx(40.0 * data["duration_s"], rel=0.01)
     assert "codecarbon" in proc.stdout and "not a wall figure" in proc.stdout
+
+
+def test_appending_to_an_emissions_csv_with_other_columns_is_refused_in_one_line(tmp_path):
+    other = tmp_path / "emissions.csv"
+    other.write_text("timestamp,project_name,duration,emissions\n2024-01-01T00:00:00,x,1.0,0.1\n")
+    before = other.read_text()
+    # said by `run` before the meter opens, not after the command ran
+    res = subprocess.run(
+        [*edgebench_argv(), "run", "--meter", str(tmp_path / "no-port"), "--emissions-csv", str(other), "--", "true"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert "other columns" in res.stderr and "no serial port" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    with pytest.raises(BadInput, match="other columns"):
+        write_emissions_csv(other, [_measurement()])
+    assert other.read_text() == before  # nothing appended under the wrong header
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(BadInput, match="not"):
+        write_emissions_csv(binary, [_measurement()])
