@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 
 import numpy as np
@@ -14,6 +15,12 @@ from edgebench.records import RunRecord
 # or an ordinary user where CI runs as root. Any other skip (no Chromium, CodeCarbon missing from the test extra)
 # means CI did not check what it should, so it fails there, with the skip's reason.
 CI_SKIPS = re.compile(r"tensorrt|nvml|nvidia|\bgpu\b|cuda|root reads", re.IGNORECASE)
+
+# A shell that starts pytest in the background (`pytest &` in a script, `scripts/stress_tests.sh ... &`) leaves
+# SIGINT ignored, and every child inherits an ignored signal: the tests that press Ctrl-C on an edgebench child
+# would then wait for ever. A handled signal is reset to the default in a child at exec: handle it here.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -215,16 +215,21 @@ def test_ctrl_c_ends_the_window_and_it_is_still_measured(tmp_path):
              f"import pathlib, time; pathlib.Path({str(started)!r}).write_text(str(time.time_ns())); time.sleep(600)"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
-        # the command's window holds 15 readings (the window needs 10), then Ctrl-C to the whole foreground group
-        deadline = time.monotonic() + 60  # only against a hang
-        while not (started.exists() and started.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        began = int(started.read_text())
-        while sum(t > began for t, _, _ in list(meter.sent)) < 15 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        interrupted = time.time_ns()
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        try:
+            # the command's window holds 15 readings (the window needs 10), then Ctrl-C to the foreground group
+            deadline = time.monotonic() + 60  # only against a hang
+            while not (started.exists() and started.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            began = int(started.read_text())
+            while sum(t > began for t, _, _ in list(meter.sent)) < 15 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            interrupted = time.time_ns()
+            os.killpg(proc.pid, signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:  # a failed test leaves no edgebench or command behind
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     assert proc.returncode != 0
     assert "interrupted" in stderr
     result = json.loads((out / "result.json").read_text())
