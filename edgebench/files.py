@@ -13,17 +13,19 @@ what must not happen to anything but a regular file:
 
 A replaced file keeps its permission bits (and, for root, its owner); a new one gets the default mode (umask).
 `move_into_place` does the rename for a file made elsewhere (an engine built in a temporary folder);
-`open_append` opens a file for appending after the same checks (it never renames).
+`open_append` opens a file for appending after the same checks (it never renames). `read_json` reads a JSON
+file edgebench or a user wrote, turning every way it can be unreadable into one line.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import BadInput, EdgebenchError
 
@@ -128,3 +130,24 @@ def _error(path: Path, what: str, exc: OSError) -> EdgebenchError:
     if exc.errno in _USER_ERRNOS:
         return BadInput(f"cannot write {_label(path, what)} ({reason}): give a path you can write to")
     return EdgebenchError(f"cannot write {_label(path, what)} ({reason})")
+
+
+def read_json(path: str | Path, hint: str) -> Any:
+    """The JSON document in `path`. BadInput, one line ending with `hint` (what to do), when the file cannot be
+    read, is not UTF-8, is not JSON, nests deeper than the parser goes (a 100,000-deep `[[[...`), or holds an
+    integer too long to convert (Python's 4,300-digit limit). Its values still need checking by the caller."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read {path} ({exc.strerror or type(exc).__name__}): {hint}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path} is not UTF-8 text: {hint}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path} is not JSON ({exc.msg}, line {exc.lineno}): {hint}") from None
+    except RecursionError:
+        raise BadInput(f"{path} nests deeper than any JSON edgebench writes: {hint}") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise BadInput(f"{path} holds a number edgebench cannot read ({str(exc).split(';')[0]}): {hint}") from None

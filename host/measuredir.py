@@ -25,7 +25,7 @@ from edgebench.files import write_atomic
 from edgebench.records import ClockOffset, MeterTrace, RunRecord, read_run_records, to_dict
 
 from .carbon import GridFactor, egrid_factor
-from .pairing import MIN_SAMPLES, PairingResult, pair
+from .pairing import MIN_SAMPLES, IdleBaseline, PairingResult, pair
 
 RUNS_FILE = "runs.jsonl"
 METER_FILES = ("meter.sqlite", "meter.csv")  # what measure writes first; a CSV log is accepted too
@@ -80,6 +80,10 @@ def _number(data: Mapping[str, Any], key: str, kind: type, default: Any, where: 
     if not ok or not math.isfinite(float(value)):
         raise BadInput(f"{where}: {key} is {value!r}, not a finite number: restore the file or measure again")
     return kind(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def clock_from_dict(data: Any, where: str = CLOCK_FILE) -> ClockOffset | dict[str, ClockOffset]:
@@ -341,11 +345,14 @@ class MeasureDir:
         if clock is None:
             clock = ZERO_OFFSET
         trace = self.session_trace(session)
+        given = session.extra.get("idle_power_w")  # `edgebench run --idle-power W`: the baseline it was given
+        idle = IdleBaseline(float(given), 0.0, 0.0, 0, source="given") if _is_number(given) else None
         return pair(
             records,
             trace,
             clock,
             grid=grid or session.grid,
+            idle=idle,
             min_samples=session.min_samples,
             pue=session.pue if pue is None else pue,
         )

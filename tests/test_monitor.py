@@ -11,7 +11,7 @@ from profile_truth import Ramp, reading_deviation_w
 from edgebench.errors import BadInput
 from edgebench.host.carbon import egrid_factor
 from edgebench.host.meters.emulate import RampProfile, start_emulator
-from edgebench.host.monitor import Monitor
+from edgebench.host.monitor import Monitor, status_text
 from edgebench.host.store import load_trace
 from edgebench.records import read_run_records
 
@@ -51,21 +51,22 @@ def test_with_block_is_measured_against_the_profile(tmp_path):
         truth = Ramp.of(meter)
     result = m.result
     assert result is not None and result.valid, result
-    assert result.start_ns <= block[0] and block[1] <= result.end_ns <= after  # the window holds the block
-    gross = truth.energy_j(result.start_ns, result.end_ns)
+    assert result.start_host_ns <= block[0] and block[1] <= result.end_host_ns <= after  # it holds the block
+    gross = truth.energy_j(result.start_host_ns, result.end_host_ns)
     idle = next(r for r in read_run_records(tmp_path / "runs.jsonl") if r.kind == "idle")
     idle_w = truth.energy_j(idle.window_start_ns, idle.window_end_ns) / (idle.duration_ns / 1e9)
     # every stored reading is within deviation_w of the true power: the tolerances follow (tests/profile_truth.py)
-    deviation_w = reading_deviation_w(tmp_path / "meter.sqlite", truth, idle.window_start_ns, result.end_ns)
+    deviation_w = reading_deviation_w(tmp_path / "meter.sqlite", truth, idle.window_start_ns, result.end_host_ns)
     assert abs(result.gross_energy_j - gross) <= deviation_w * result.duration_s
-    assert abs(result.idle_power_w - idle_w) <= deviation_w
+    assert abs(m.idle.power_w - idle_w) <= deviation_w
     assert abs(result.net_energy_j - (gross - idle_w * result.duration_s)) <= 2 * deviation_w * result.duration_s
-    assert result.co2_kg == pytest.approx(grid.co2_kg(result.gross_energy_j), rel=1e-12)
+    assert m.co2_kg(result) == pytest.approx(grid.co2_kg(result.gross_energy_j), rel=1e-12)
     # the readings counted are those the logger stored inside the window
     stored = load_trace(tmp_path / "meter.sqlite").t_ns
-    assert result.samples == int(((stored >= result.start_ns) & (stored <= result.end_ns)).sum()) >= 10
+    inside = (stored >= result.start_host_ns) & (stored <= result.end_host_ns)
+    assert result.samples == int(inside.sum()) >= 10
     assert (tmp_path / "meter.sqlite").is_file()
-    assert any(line.startswith("energy") for line in result.lines())
+    assert any(line.startswith("energy") for line in m.lines(result))
 
 
 def _wait_for_sent(meter, after_ns, timeout_s=60.0):
@@ -117,7 +118,7 @@ def test_named_windows_from_inside_a_training_loop(tmp_path):
             mon.stop()
     for epoch, m in enumerate(epochs):
         assert m.valid, m.status
-        assert m.idle_power_w == pytest.approx(20.0)
+        assert mon.idle.power_w == pytest.approx(20.0)
         # truth: 20 W throughout, 40 W more while busy; each step can be misplaced by the meter by as much as
         # the time between the emulator's last reading before it and the first stored reading after it
         on, off = switches[2 * epoch], switches[2 * epoch + 1]
@@ -125,7 +126,7 @@ def test_named_windows_from_inside_a_training_loop(tmp_path):
         tolerance_j = 40.0 * (_edge_s(meter, stored, on, 60.0) + _edge_s(meter, stored, off, 20.0))
         assert abs(m.net_energy_j - 40.0 * busy_s) <= tolerance_j, (m.net_energy_j, busy_s, tolerance_j)
         assert abs(m.gross_energy_j - (20.0 * m.duration_s + 40.0 * busy_s)) <= tolerance_j
-        assert m.net_j_per_iteration == pytest.approx(m.net_energy_j / 50)
+        assert m.net_j_per_inference == pytest.approx(m.net_energy_j / 50)
     assert mon.out is None and not tmp.exists()  # the temporary folder is gone after stop()
 
 
@@ -136,8 +137,8 @@ def test_a_window_too_short_for_the_meter_is_invalid_and_says_why():
         with Monitor(meter.port, protocol="lines", idle_power_w=4.0) as m:
             pass
     assert not m.result.valid
-    assert "meter readings" in m.result.status
-    assert m.result.idle_source == "given"
+    assert "meter readings" in status_text(m.result)
+    assert m.idle.source == "given"
 
 
 def test_monitor_refuses_bad_settings_and_use_before_start():
@@ -147,3 +148,25 @@ def test_monitor_refuses_bad_settings_and_use_before_start():
         Monitor("/dev/null", idle_s=math.nan)
     with pytest.raises(BadInput, match="not started"):
         Monitor("/dev/null").begin_window("x")
+
+
+def test_monitor_checks_its_arguments_like_the_cli():
+    """The Python API refuses what the CLI refuses, each with one BadInput naming the argument: strings for
+    numbers, booleans, NaN, infinities, 400-digit integers, fractions where a count is meant, None for a name."""
+    huge = 10**400
+    for kwargs, words in [
+        ({"pue": "1.2"}, "pue"), ({"pue": math.nan}, "pue"), ({"pue": True}, "pue"), ({"pue": huge}, "pue"),
+        ({"idle_s": "10"}, "idle_s"), ({"idle_s": math.inf}, "idle_s"), ({"idle_power_w": -1.0}, "idle_power_w"),
+        ({"min_samples": 2.5}, "min_samples"), ({"min_samples": huge}, "min_samples"),
+        ({"meter_timeout_s": math.nan}, "meter_timeout_s"), ({"meter_timeout_s": 0}, "meter_timeout_s"),
+        ({"resolution_w": huge}, "resolution_w"), ({"grid": "RFCW"}, "grid"),
+    ]:  # fmt: skip
+        with pytest.raises(BadInput, match=words):
+            Monitor("/dev/null", **kwargs)
+    mon = Monitor("/dev/null")
+    for name in (None, "", 3):
+        with pytest.raises(BadInput, match="window name"):
+            mon.begin_window(name)
+    for iterations in (2.5, math.nan, True, 0, huge, "10"):
+        with pytest.raises(BadInput, match="iterations"):
+            mon.end_window("x", iterations=iterations)

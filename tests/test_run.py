@@ -4,8 +4,12 @@ training projection against seed 004's table."""
 
 import csv
 import json
+import math
+import random
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -48,8 +52,8 @@ def test_run_measures_a_command_against_the_emulated_profile(tmp_path):
     window = next(r for r in records if r.kind == "run")
     # the window is the command's: it holds the command's own run, interpreter start-up aside
     began, ended = map(int, (tmp_path / "stamps").read_text().split())
-    assert result["start_ns"] < began and ended < result["end_ns"] and result["duration_s"] >= SLEEP_S
-    assert (window.window_start_ns, window.window_end_ns) == (result["start_ns"], result["end_ns"])
+    assert result["start_host_ns"] < began and ended < result["end_host_ns"] and result["duration_s"] >= SLEEP_S
+    assert (window.window_start_ns, window.window_end_ns) == (result["start_host_ns"], result["end_host_ns"])
     gross = truth.energy_j(window.window_start_ns, window.window_end_ns)
     idle_w = truth.energy_j(idle.window_start_ns, idle.window_end_ns) / (idle.duration_ns / 1e9)
     net = gross - idle_w * window.duration_ns / 1e9
@@ -60,7 +64,7 @@ def test_run_measures_a_command_against_the_emulated_profile(tmp_path):
     assert result["status"] == "ok"
     assert abs(result["gross_energy_j"] - gross) <= reading_j
     assert abs(result["net_energy_j"] - net) <= 2 * reading_j
-    assert result["gross_j_per_iteration"] == pytest.approx(result["gross_energy_j"] / 100, rel=1e-12)
+    assert result["gross_j_per_inference"] == pytest.approx(result["gross_energy_j"] / 100, rel=1e-12)
     assert 0 < result["gross_energy_u_j"] < 0.01 * gross
     assert result["co2_lb"] == pytest.approx(result["gross_energy_j"] / 3.6e9 * 1067.7, rel=1e-9)
     assert result["grid"]["edition"] == "eGRID2019"
@@ -89,7 +93,7 @@ def test_run_passes_the_command_exit_status_on_and_still_measures(tmp_path):
     assert "exited with status 3" in proc.stderr
     data = json.loads(proc.stdout)
     assert data["exit_status"] == 3
-    assert data["idle_source"] == "given"
+    assert data["idle"]["source"] == "given" and data["idle"]["power_w"] == 4.0
     assert data["mean_power_w"] == pytest.approx(10.0)
     assert data["net_energy_j"] == pytest.approx(6.0 * data["duration_s"], rel=0.01)
 
@@ -230,11 +234,11 @@ def test_ctrl_c_ends_the_window_and_it_is_still_measured(tmp_path):
             if proc.poll() is None:  # a failed test leaves no edgebench or command behind
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    assert proc.returncode != 0
-    assert "interrupted" in stderr
+    assert proc.returncode == 130, stderr
+    assert "stopped by SIGINT" in stderr
     result = json.loads((out / "result.json").read_text())
-    assert result["status"] == "ok"
-    assert result["start_ns"] < began and result["end_ns"] > interrupted
+    assert result["status"] == "ok" and result["signal"] == "SIGINT"
+    assert result["start_host_ns"] < began and result["end_host_ns"] > interrupted
     assert result["gross_energy_j"] == pytest.approx(10.0 * result["duration_s"], rel=0.01)
 
 
@@ -258,5 +262,188 @@ def test_without_a_baseline_the_net_figures_are_null_in_strict_json(tmp_path):
     assert "no valid idle baseline" in proc.stderr
     for text in (proc.stdout, (out / "result.json").read_text()):
         data = _strict_json(text)
-        assert data["net_energy_j"] is None and data["idle_power_w"] is None
+        assert data["net_energy_j"] is None and data["idle"] is None
         assert data["gross_energy_j"] == pytest.approx(10.0 * data["duration_s"], rel=0.01)
+
+
+def _gone(pid):
+    """True when `pid` has ended (a zombie waiting for a parent that is gone counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_the_command_and_keep_the_window(tmp_path, sig):
+    """`kill PID`, `timeout`, systemd (SIGTERM) and a dropped ssh connection (SIGHUP) reach edgebench alone: it
+    stops the command's whole process group (here a command with a child of its own), measures the window as far
+    as it ran, writes it with the signal noted, and exits 128 + the signal's number."""
+    import signal
+    import time
+
+    out, pids = tmp_path / "o", tmp_path / "pids"
+    command = (
+        "import os, pathlib, subprocess, time; child = subprocess.Popen(['sleep', '600']); "
+        f"pathlib.Path({str(pids)!r}).write_text(f'{{os.getpid()}} {{child.pid}} {{time.time_ns()}}'); time.sleep(600)"
+    )
+    with start_emulator("lines", RampProfile(10.0, 0.0), interval_s=INTERVAL_S) as meter:
+        proc = subprocess.Popen(
+            [*edgebench_argv(), "run", "--meter", meter.port, "--protocol", "lines", "--idle-power", "4",
+             "--out", str(out), "--", sys.executable, "-c", command],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60  # only against a hang
+            while not (pids.exists() and len(pids.read_text().split()) == 3) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            command_pid, child_pid, began = map(int, pids.read_text().split())
+            while sum(t > began for t, _, _ in list(meter.sent)) < 15 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(getattr(signal, sig))  # to edgebench only, as `kill PID` does
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    signum = getattr(signal, sig)
+    assert proc.returncode == 128 + signum, stderr
+    assert f"stopped by {sig}" in stderr and "Traceback" not in stderr
+    assert _gone(command_pid) and _gone(child_pid)  # nothing orphaned
+    result = json.loads((out / "result.json").read_text())
+    assert result["signal"] == sig and result["status"] == "ok" and result["start_host_ns"] < began
+    window = next(r for r in read_run_records(out / "runs.jsonl") if r.kind == "run")
+    assert any(f"stopped by {sig}" in w for w in window.warnings)
+
+
+@pytest.mark.slow
+def test_a_run_directory_is_a_measure_directory_report_reads(tmp_path):
+    """One result type for one window: `report OUT` pairs run's directory the way run did (the same window,
+    the same joules), and its HTML page is written from it."""
+    out = tmp_path / "o"
+    with start_emulator("lines", RampProfile(12.0, 0.5), interval_s=INTERVAL_S) as meter:
+        proc = subprocess.run(
+            [*edgebench_argv(), "run", "--meter", meter.port, "--protocol", "lines", "--idle", "1", "--iterations",
+             "7", "--name", "train", "--grid", "RFCW", "--out", str(out), "--", *timed_command(tmp_path / "s", 1.2)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    res = invoke("report", str(out), "--format", "json", "--html", str(tmp_path / "page.html"))
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.stdout)["engines"]
+    assert row["engine"] == "train" and row["status"] == "ok"
+    assert row["gross_j_per_inference"] == pytest.approx(result["gross_energy_j"] / 7, rel=1e-12)
+    assert row["net_j_per_inference"] == pytest.approx(result["net_energy_j"] / 7, rel=1e-12)
+    assert "train" in (tmp_path / "page.html").read_text()
+
+
+def test_a_script_without_a_shebang_is_one_line(tmp_path):
+    script = tmp_path / "train.sh"
+    script.write_text("echo no interpreter line\n")
+    script.chmod(0o755)
+    with start_emulator("lines", RampProfile(10.0, 0.0), interval_s=INTERVAL_S) as meter:
+        res = invoke("run", "--meter", meter.port, "--protocol", "lines", "--idle-power", "1", "--out",
+                     str(tmp_path / "o"), "--", str(script))  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "#! line" in res.output and f"-- bash {script}" in res.output
+    assert "Traceback" not in res.output and res.output.count("error:") == 1
+
+
+# --- every numeric option, fuzzed ------------------------------------------------------------------------------
+
+EXTREMES = ["nan", "inf", "-inf", "1e308", "1e309", "-1", "0", str(10**400), "-" + str(10**400), "true", "2.7",
+            "1" + "0" * 5000]  # fmt: skip
+RUN_OPTIONS = ["--meter-timeout", "--idle", "--idle-power", "--iterations", "--pue", "--resolution", "--min-samples"]
+TRAIN_OPTIONS = ["--iterations", "--total-iterations", "--pue", "--time", "--power"]
+TRAIN_BASE = {"--time": "196s", "--iterations": "1000", "--power": "147W", "--total-iterations": "170000"}
+
+
+def _one_line_or_finite(res):
+    """Exit 0 with finite figures, or exit 2 with one error line; never a traceback or an `inf`."""
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output
+    if res.exit_code == 0:
+        assert not re.search(r"\b(inf|nan)\b", res.output, re.IGNORECASE), res.output
+    else:
+        assert res.exit_code == 2, res.output
+        assert len([line for line in res.output.splitlines() if line.strip()]) <= 3, res.output  # usage + error
+
+
+@pytest.mark.parametrize("option", RUN_OPTIONS)
+def test_run_numeric_options_refuse_extremes_in_one_line(tmp_path, option):
+    for value in EXTREMES:
+        res = invoke("run", "--meter", str(tmp_path / "no-such-port"), "--out", str(tmp_path / "o"), option, value,
+                     "--", "true")  # fmt: skip
+        _one_line_or_finite(res)
+        if res.exit_code == 2 and "no serial port" not in res.output:
+            assert option in res.output, (option, value, res.output)
+
+
+@pytest.mark.parametrize("option", TRAIN_OPTIONS)
+def test_train_estimate_numeric_options_never_overflow_or_trace(option):
+    for value in EXTREMES:
+        args = {**TRAIN_BASE, option: value}
+        res = invoke("train-estimate", *[x for kv in args.items() for x in kv], "--json")
+        _one_line_or_finite(res)
+        if res.exit_code == 0:  # accepted: every figure finite
+            assert all(math.isfinite(v) for v in json.loads(res.output).values() if isinstance(v, float))
+
+
+def test_train_estimate_combinations_never_overflow_or_trace():
+    rng = random.Random(18_009)
+    big = ["1e308", "1e200", "9" * 300, "1e-300", "5e-324", str(10**15)]
+    for _ in range(40):
+        args = dict(TRAIN_BASE)
+        for option in rng.sample(TRAIN_OPTIONS, 2):
+            value = rng.choice(big)
+            args[option] = value + ("s" if option == "--time" else "W" if option == "--power" else "")
+        _one_line_or_finite(invoke("train-estimate", *[x for kv in args.items() for x in kv]))
+
+
+def test_train_estimate_reads_no_garbage_from_a_run(tmp_path):
+    """result.json as `run` writes it is checked field by field: what is not a number of the right kind is one
+    line (a 400-digit integer, a 5000-digit one, 2.7 or true iterations, a non-UTF-8 or a 100,000-deep file)."""
+    good = {"duration_s": 196.0, "iterations": 1000, "mean_power_w": 147.0, "status": "ok"}
+    cases = [
+        ({**good, "iterations": 2.7}, "iterations"),
+        ({**good, "iterations": True}, "iterations"),
+        ({**good, "duration_s": 10**400}, "duration_s"),
+        ({**good, "mean_power_w": float("inf")}, "mean_power_w"),
+        ({**good, "iterations": 0}, "iterations"),
+        ({**good, "pue": 0.5}, "pue"),
+        ({**good, "grid": {"lb_co2_per_mwh": "a lot"}}, "lb_co2_per_mwh"),
+        ([1, 2], "not a JSON object"),
+    ]
+    for i, (data, words) in enumerate(cases):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps(data))
+        res = invoke("train-estimate", "--from-run", str(path), "--total-iterations", "10")
+        assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, (data, res.output)
+    for content, words in [
+        (b'{"duration_s": ' + b"1" * 5000 + b"}", "number"),
+        (b"\xff\xfe{}", "UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nests deeper"),
+    ]:
+        path = tmp_path / "bad.json"
+        path.write_bytes(content)
+        res = invoke("train-estimate", "--from-run", str(path), "--total-iterations", "10")
+        assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output
+
+
+def test_train_estimate_from_a_run_uses_its_grid_and_pue_unless_told(tmp_path):
+    out = tmp_path / "run-out"
+    out.mkdir()
+    grid = {"lb_co2_per_mwh": 1067.7, "source": "EPA eGRID2019", "edition": "eGRID2019", "region": "RFCW",
+            "kind": "average"}  # fmt: skip
+    (out / "result.json").write_text(json.dumps(
+        {"duration_s": 196.0, "iterations": 1000, "mean_power_w": 147.0, "status": "ok", "grid": grid, "pue": 1.2}
+    ))  # fmt: skip
+    data = json.loads(invoke("train-estimate", "--from-run", str(out), "--total-iterations", "170000", "--json").output)
+    assert data["pue"] == 1.2 and data["grid"]["lb_co2_per_mwh"] == 1067.7
+    assert "run's" in data["sources"]["grid"] and "run's" in data["sources"]["pue"]
+    told = invoke("train-estimate", "--from-run", str(out), "--total-iterations", "170000", "--pue", "1.58",
+                  "--country", "FRA", "--json")  # fmt: skip
+    data = json.loads(told.output)
+    assert data["pue"] == 1.58 and data["sources"]["pue"] == "given" and "FRA" in json.dumps(data["grid"])
