@@ -304,12 +304,29 @@ class Monitor:
         pairs the directory; `record`'s WindowResult."""
         if self._source is None or self._dir is None:
             raise BadInput("the Monitor is stopped: measure windows before stop()")
-        self._source.wait_past(record.window_end_ns)
+        self._wait_past(record.window_end_ns)
         self.pairing = self._dir.pair(session=self._session, records=self._records)
         return next(
             w for w in self.pairing.windows
             if w.kind != "idle" and w.run_id == record.run_id and w.repeat == record.repeat
         )  # fmt: skip
+
+    def _wait_past(self, end_ns: int) -> None:
+        """Until the log holds a reading after `end_ns` (the window's right edge is interpolated with it). The
+        logger flushes once a second and a loaded machine may delay that: the wait lasts as long as the meter
+        may stay silent (`meter_timeout_s`), not a fixed few seconds; a dead logger ends it at once."""
+        from .store import load_trace
+
+        deadline = time.monotonic() + self.meter_timeout_s
+        while True:
+            self._source.wait_past(end_ns)  # returns on the reading, or after a few seconds without it
+            try:
+                if len(load_trace(self._source.path, start_ns=end_ns, address=self._source.address).t_ns):
+                    return
+            except BadInput:
+                pass
+            if time.monotonic() >= deadline:
+                return  # the window is then paired without it, and says what it lacks
 
     def _append(self, record: RunRecord) -> None:
         assert self._dir is not None

@@ -46,6 +46,7 @@ def test_run_measures_a_command_against_the_emulated_profile(tmp_path):
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         truth = Ramp.of(meter)
+    assert "idle baseline: 1.5 s, keep the machine idle" in proc.stderr  # progress, off a terminal: one line
     result = json.loads((out / "result.json").read_text())
     records = read_run_records(out / "runs.jsonl")
     idle = next(r for r in records if r.kind == "idle")
