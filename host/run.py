@@ -164,7 +164,8 @@ def run_command(
 @click.option("--min-samples", type=click.IntRange(min=2, max=MAX_MIN_SAMPLES), default=10, show_default=True,
               help="Meter readings the window needs to be valid.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("run-out"), show_default=True,
-              help="Directory for meter.sqlite, runs.jsonl and result.json (must not hold a meter log yet).")
+              help="Measure directory (meter.sqlite, runs.jsonl, session.json: `edgebench report` reads it) and "
+                   "result.json; must not hold a measurement yet.")
 @click.option("--emissions-csv", type=click.Path(path_type=Path, dir_okay=False),
               help="Also append the result to this CodeCarbon-style emissions.csv.")
 @click.option("--codecarbon", is_flag=True,
@@ -364,12 +365,14 @@ def _seconds(text: str) -> float:
               help="Iterations the measured time covers (e.g. 1000).")
 @click.option("--power", help="Average power during them with units (147W); the wall meter's gross figure.")
 @click.option("--from-run", type=click.Path(path_type=Path, exists=True),
-              help="Take time, iterations and power from an `edgebench run --iterations N` directory.")
+              help="Take time, iterations and power (and the grid factor and PUE, unless given) from an "
+                   "`edgebench run --iterations N` directory.")
 @click.option("--total-iterations", type=click.IntRange(min=1, max=MAX_ITERATIONS), required=True,
               help="Iterations of the whole training (e.g. 170000).")
 @grid_options
 @click.option("--pue", type=finite(min=1),
-              help="Facility overhead (default 1.58: Strubell et al.'s 2018 data-centre average; 1 for a desk).")
+              help="Facility overhead (default: the run's with --from-run, else 1.58, Strubell et al.'s 2018 "
+                   "data-centre average; 1 for a desk).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def train_estimate(
     time_text: str | None,
