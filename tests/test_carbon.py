@@ -4,6 +4,7 @@ import random
 import re
 
 import pytest
+from test_run import one_line_or_finite
 
 from edgebench.errors import BadInput
 from edgebench.host import carbon
@@ -288,15 +289,6 @@ EXTREMES = ["nan", "inf", "-inf", "1e308", "1e309", "-1", "0", str(10**400), "tr
 CARBON_BASE = {"--energy": "0.386J", "--per-day": "100000", "--years": "3", "--pue": "1.2", "--embodied": "20kg"}
 
 
-def _finite_or_one_line(res):
-    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
-    assert "Traceback" not in res.output
-    if res.exit_code == 0:
-        assert not re.search(r"\b(inf|nan)\b", res.output, re.IGNORECASE), res.output
-    else:
-        assert res.exit_code == 2 and res.output.count("rror") == 1, res.output
-
-
 @pytest.mark.parametrize("option", ["--energy", "--per-day", "--years", "--pue", "--embodied", "--hours", "--power"])
 def test_carbon_numeric_options_never_print_inf_or_trace(option):
     for value in EXTREMES:
@@ -305,7 +297,7 @@ def test_carbon_numeric_options_never_print_inf_or_trace(option):
         else:
             args = {**CARBON_BASE, option: value}
         for fmt in ([], ["--json"]):
-            _finite_or_one_line(_carbon_cli(*[x for kv in args.items() for x in kv], *fmt))
+            one_line_or_finite(_carbon_cli(*[x for kv in args.items() for x in kv], *fmt))
 
 
 def test_carbon_results_that_overflow_are_one_line():
@@ -318,7 +310,7 @@ def test_carbon_results_that_overflow_are_one_line():
         for option in rng.sample(["--per-day", "--years", "--pue"], 2):
             args[option] = rng.choice(big)
         args["--energy"] = rng.choice(big) + "J"
-        _finite_or_one_line(_carbon_cli(*[x for kv in args.items() for x in kv], "--json"))
+        one_line_or_finite(_carbon_cli(*[x for kv in args.items() for x in kv], "--json"))
 
 
 def test_report_lifetime_counts_images_and_refuses_overflow(tmp_path):

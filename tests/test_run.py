@@ -361,7 +361,7 @@ TRAIN_OPTIONS = ["--iterations", "--total-iterations", "--pue", "--time", "--pow
 TRAIN_BASE = {"--time": "196s", "--iterations": "1000", "--power": "147W", "--total-iterations": "170000"}
 
 
-def _one_line_or_finite(res):
+def one_line_or_finite(res):
     """Exit 0 with finite figures, or exit 2 with one error line; never a traceback or an `inf`."""
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
     assert "Traceback" not in res.output
@@ -377,7 +377,7 @@ def test_run_numeric_options_refuse_extremes_in_one_line(tmp_path, option):
     for value in EXTREMES:
         res = invoke("run", "--meter", str(tmp_path / "no-such-port"), "--out", str(tmp_path / "o"), option, value,
                      "--", "true")  # fmt: skip
-        _one_line_or_finite(res)
+        one_line_or_finite(res)
         if res.exit_code == 2 and "no serial port" not in res.output:
             assert option in res.output, (option, value, res.output)
 
@@ -387,7 +387,7 @@ def test_train_estimate_numeric_options_never_overflow_or_trace(option):
     for value in EXTREMES:
         args = {**TRAIN_BASE, option: value}
         res = invoke("train-estimate", *[x for kv in args.items() for x in kv], "--json")
-        _one_line_or_finite(res)
+        one_line_or_finite(res)
         if res.exit_code == 0:  # accepted: every figure finite
             assert all(math.isfinite(v) for v in json.loads(res.output).values() if isinstance(v, float))
 
@@ -400,7 +400,7 @@ def test_train_estimate_combinations_never_overflow_or_trace():
         for option in rng.sample(TRAIN_OPTIONS, 2):
             value = rng.choice(big)
             args[option] = value + ("s" if option == "--time" else "W" if option == "--power" else "")
-        _one_line_or_finite(invoke("train-estimate", *[x for kv in args.items() for x in kv]))
+        one_line_or_finite(invoke("train-estimate", *[x for kv in args.items() for x in kv]))
 
 
 def test_train_estimate_reads_no_garbage_from_a_run(tmp_path):
