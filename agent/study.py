@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -48,6 +49,7 @@ from typing import Any
 
 from edgebench.console import note, warn
 from edgebench.errors import BadInput, DeviceError
+from edgebench.files import write_atomic
 from edgebench.pareto import comparable as comparable_setting
 from edgebench.pareto import pareto_front
 
@@ -678,13 +680,14 @@ def write_study(out: Path, study: str, points: Sequence[StudyPoint], config: Stu
     after the tables are written: `edgebench study plot OUT` draws them later)."""
     out.mkdir(parents=True, exist_ok=True)
     doc = study_document(study, points, config, energy_source)
-    (out / "study.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    with open(out / "study.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for row in doc["points"]:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    (out / "study.md").write_text("\n".join(format_markdown(points, energy_source)) + "\n")
+    write_atomic(out / "study.json", json.dumps(doc, indent=2, allow_nan=False) + "\n")  # edgebench/files.py
+    handle = io.StringIO()
+    writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in doc["points"]:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    write_atomic(out / "study.csv", handle.getvalue())
+    write_atomic(out / "study.md", "\n".join(format_markdown(points, energy_source)) + "\n")
     written = [out / "study.json", out / "study.csv", out / "study.md"]
     from edgebench.agent.study_plots import plot_study
 

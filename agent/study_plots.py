@@ -8,11 +8,13 @@ draws without a display.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from edgebench.errors import MissingDependency
+from edgebench.files import write_atomic
 
 PLOT_EXTRA = "pip install 'edgebench[plot]'"
 MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -117,7 +119,9 @@ def plot_study(points: Sequence, study: str, directory: Path) -> list[Path]:
             figures.append((f"pareto_{cost_key}.png", pareto_figure(points, study, cost_key)))
     written = []
     for name, fig in figures:
-        fig.savefig(directory / name)
+        buffer = io.BytesIO()  # drawn in memory, written by edgebench/files.py (no FIFO or device clobbered)
+        fig.savefig(buffer, format="png")
+        write_atomic(directory / name, buffer.getvalue())
         plt.close(fig)
         written.append(directory / name)
     return written

@@ -21,6 +21,7 @@ from edgebench.engines.manifest import Manifest, ManifestEntry
 from edgebench.engines.spec import EngineSpec
 from edgebench.engines.sweep import Sweep
 from edgebench.errors import BadInput, EdgebenchError
+from edgebench.files import write_atomic
 
 BUILT, CACHED, FAILED = "built", "cached", "failed"
 
@@ -145,11 +146,9 @@ class _Sources:
         path = self._memo_path()
         if path is None or not path.parent.is_dir():
             return
-        tmp = path.with_name(f"{path.name}.tmp")
         try:
-            tmp.write_text(json.dumps(self._read_memo(), indent=1, sort_keys=True) + "\n")
-            tmp.replace(path)
-        except OSError:
+            write_atomic(path, json.dumps(self._read_memo(), indent=1, sort_keys=True) + "\n")  # edgebench/files.py
+        except EdgebenchError:
             pass  # the memo is an optimisation: a read-only directory just regenerates next time
 
     def digest(self, backbone: str) -> str:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgebench.engines.provenance import ProbeFit
 from edgebench.engines.spec import EngineSpec
 from edgebench.errors import BadInput
+from edgebench.files import write_atomic
 from edgebench.records import Accuracy, ModelFacts
 
 MANIFEST_NAME = "manifest.json"
@@ -132,15 +131,4 @@ class Manifest:
         """Write the manifest atomically: temp file in the same directory, fsync, rename."""
         self.directory.mkdir(parents=True, exist_ok=True)
         payload = {"schema": SCHEMA, "engines": [entry.to_dict() for entry in self._entries.values()]}
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(payload, handle, indent=2, sort_keys=False)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the manifest is meant to be shared
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(payload, indent=2, sort_keys=False) + "\n")  # edgebench/files.py

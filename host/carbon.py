@@ -350,20 +350,33 @@ class CarbonEstimate:
         }
 
 
-def estimate(energy_j: float, grid: GridFactor, pue: float = 1.0) -> CarbonEstimate:
-    """CO2 of `energy_j` joules at the device, with facility overhead `pue` (1.0 for a device on a desk)."""
+def _finite(what: str, values: dict[str, float], options: str) -> None:
+    """BadInput, one line, when a result overflowed to infinity (or NaN): the inputs multiply past a float."""
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise BadInput(f"the {what} overflows ({', '.join(bad)} would be infinite): check {options}")
+
+
+ESTIMATE_OPTIONS = "--energy/--power/--hours and --pue"
+
+
+def estimate(energy_j: float, grid: GridFactor, pue: float = 1.0, *, options: str = ESTIMATE_OPTIONS) -> CarbonEstimate:
+    """CO2 of `energy_j` joules at the device, with facility overhead `pue` (1.0 for a device on a desk);
+    BadInput naming `options` when the figures overflow."""
     if pue < 1.0 or not math.isfinite(pue):
         raise BadInput(f"PUE {pue} is below 1: a facility cannot use less than its IT load; pass --pue >= 1")
-    return CarbonEstimate(energy_j * pue, pue, grid)
+    result = CarbonEstimate(energy_j * pue, pue, grid)
+    _finite("estimate", {"energy": result.energy_j, "CO2": result.co2_lb}, options)
+    return result
 
 
 def training_estimate(
-    power_w: float, hours: float, grid: GridFactor, pue: float = STRUBELL_PUE
+    power_w: float, hours: float, grid: GridFactor, pue: float = STRUBELL_PUE, *, options: str = ESTIMATE_OPTIONS
 ) -> CarbonEstimate:
     """Strubell et al. (2019): energy_kWh = PUE x hours x average kW; CO2 = intensity x energy_kWh."""
     if hours < 0 or not math.isfinite(hours):
-        raise BadInput(f"hours {hours} must be a finite, non-negative number")
-    return estimate(power_w * hours * 3600.0, grid, pue)
+        raise BadInput(f"the training takes {hours} hours, not a finite number: check {options}")
+    return estimate(power_w * hours * 3600.0, grid, pue, options=options)
 
 
 # --- everyday equivalents -------------------------------------------------------------------------------------
@@ -428,24 +441,25 @@ def equivalents(co2_kg: float) -> list[str]:
 
 @dataclass(frozen=True)
 class Lifetime:
-    """A deployment's footprint over its service life: operational CO2 from the energy per inference, plus an
-    optional embodied (manufacturing) footprint amortised over the inferences of that life (as the Software
-    Carbon Intensity specification amortises it)."""
+    """A deployment's footprint over its service life: operational CO2 from the energy per image, plus an
+    optional embodied (manufacturing) footprint amortised over the images of that life (as the Software Carbon
+    Intensity specification amortises it). Images (input samples), not executions: an engine of batch 4
+    handles 4 images per execution, and a deployment counts the images it serves."""
 
-    energy_j_per_inference: float  # at the device; the PUE multiplies it
-    inferences_per_day: float
+    energy_j_per_image: float  # at the device; the PUE multiplies it
+    images_per_day: float
     years: float
     grid: GridFactor
     pue: float = 1.0
     embodied_kg: float | None = None  # the device's manufacturing footprint, user-supplied
 
     @property
-    def inferences(self) -> float:
-        return self.inferences_per_day * 365.25 * self.years
+    def images(self) -> float:
+        return self.images_per_day * 365.25 * self.years
 
     @property
     def energy_j(self) -> float:
-        return self.energy_j_per_inference * self.pue * self.inferences
+        return self.energy_j_per_image * self.pue * self.images
 
     @property
     def energy_kwh(self) -> float:
@@ -456,51 +470,52 @@ class Lifetime:
         return self.grid.co2_kg(self.energy_j)
 
     @property
-    def embodied_co2_kg_per_inference(self) -> float:
-        if self.embodied_kg is None or self.inferences <= 0:
+    def embodied_co2_kg_per_image(self) -> float:
+        if self.embodied_kg is None or self.images <= 0:
             return 0.0
-        return self.embodied_kg / self.inferences
+        return self.embodied_kg / self.images
 
     @property
     def total_co2_kg(self) -> float:
         return self.operational_co2_kg + (self.embodied_kg or 0.0)
 
     @property
-    def co2_kg_per_inference(self) -> float:
-        """Operational plus amortised embodied CO2 of one inference."""
-        operational = self.grid.co2_kg(self.energy_j_per_inference * self.pue)
-        return operational + self.embodied_co2_kg_per_inference
+    def co2_kg_per_image(self) -> float:
+        """Operational plus amortised embodied CO2 of one image."""
+        operational = self.grid.co2_kg(self.energy_j_per_image * self.pue)
+        return operational + self.embodied_co2_kg_per_image
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "energy_j_per_inference": self.energy_j_per_inference,
-            "inferences_per_day": self.inferences_per_day,
+            "energy_j_per_image": self.energy_j_per_image,
+            "images_per_day": self.images_per_day,
             "years": self.years,
-            "inferences": self.inferences,
+            "images": self.images,
             "pue": self.pue,
             "energy_kwh": self.energy_kwh,
             "operational_co2_kg": self.operational_co2_kg,
             "embodied_co2_kg": self.embodied_kg,
-            "embodied_co2_kg_per_inference": self.embodied_co2_kg_per_inference,
+            "embodied_co2_kg_per_image": self.embodied_co2_kg_per_image,
             "total_co2_kg": self.total_co2_kg,
-            "co2_kg_per_inference": self.co2_kg_per_inference,
+            "co2_kg_per_image": self.co2_kg_per_image,
             "grid": self.grid.to_dict(),
         }
 
 
 def lifetime(
-    energy_j_per_inference: float,
-    inferences_per_day: float,
+    energy_j_per_image: float,
+    images_per_day: float,
     years: float,
     grid: GridFactor,
     *,
     pue: float = 1.0,
     embodied_kg: float | None = None,
 ) -> Lifetime:
-    """The footprint of `inferences_per_day` inferences for `years` years (365.25-day years)."""
+    """The footprint of `images_per_day` images (input samples) for `years` years (365.25-day years), at
+    `energy_j_per_image` each."""
     for name, value in (
-        ("energy per inference", energy_j_per_inference),
-        ("--per-day", inferences_per_day),
+        ("energy per image", energy_j_per_image),
+        ("--per-day", images_per_day),
         ("--years", years),
     ):
         if not math.isfinite(value) or value < 0:
@@ -509,7 +524,13 @@ def lifetime(
         raise BadInput(f"--embodied {embodied_kg} must be a finite, non-negative mass (e.g. 20kg)")
     if pue < 1.0 or not math.isfinite(pue):
         raise BadInput(f"PUE {pue} is below 1: pass --pue >= 1")
-    return Lifetime(energy_j_per_inference, inferences_per_day, years, grid, pue, embodied_kg)
+    result = Lifetime(energy_j_per_image, images_per_day, years, grid, pue, embodied_kg)
+    _finite(
+        "lifetime projection",
+        {"images": result.images, "energy": result.energy_j, "CO2": result.total_co2_kg},
+        "--per-day, --years, --embodied and --pue",
+    )
+    return result
 
 
 def parse_mass(text: str) -> float:
@@ -529,8 +550,8 @@ def parse_mass(text: str) -> float:
 def format_lifetime(result: Lifetime) -> list[str]:
     """Terminal lines for a lifetime projection (with the embodied share when given)."""
     lines = [
-        f"lifetime {result.inferences_per_day:,.0f} inferences/day x {result.years:g} years = "
-        f"{result.inferences:,.0f} inferences",
+        f"lifetime {result.images_per_day:,.0f} images/day x {result.years:g} years = "
+        f"{result.images:,.0f} images",
         f"  energy {result.energy_kwh:.4g} kWh" + (f" (PUE {result.pue:g} included)" if result.pue != 1.0 else ""),
         f"  operational CO2 {result.operational_co2_kg:.4g} kg = {kg_to_lb(result.operational_co2_kg):.4g} lbs",
     ]
@@ -538,9 +559,9 @@ def format_lifetime(result: Lifetime) -> list[str]:
         share = result.embodied_kg / result.total_co2_kg if result.total_co2_kg > 0 else math.nan
         lines += [
             f"  embodied CO2 {result.embodied_kg:.4g} kg (user-supplied), amortised "
-            f"{result.embodied_co2_kg_per_inference:.4g} kg per inference",
+            f"{result.embodied_co2_kg_per_image:.4g} kg per image",
             f"  total CO2 {result.total_co2_kg:.4g} kg ({share:.0%} embodied); "
-            f"{result.co2_kg_per_inference:.4g} kg per inference",
+            f"{result.co2_kg_per_image:.4g} kg per image",
         ]
     return lines
 
@@ -548,23 +569,23 @@ def format_lifetime(result: Lifetime) -> list[str]:
 def context_lines(
     co2_kg_per_inference: float,
     *,
-    energy_j_per_inference: float | None = None,
+    energy_j_per_image: float | None = None,
     grid: GridFactor | None = None,
     pue: float = 1.0,
-    inferences_per_day: float | None = None,
+    images_per_day: float | None = None,
     years: float | None = None,
     embodied_kg: float | None = None,
     per: float = 1e6,
     unit: str = "inferences",
 ) -> list[str]:
     """Footer lines for a table: the equivalents of `per` inferences (a million by default; `unit` names what
-    is counted, e.g. "samples" when the figure is per sample) and, given inferences per day, years, the energy
-    per inference and the grid, the lifetime projection."""
+    is counted, e.g. "samples" when the figure is per sample) and, given images per day, years, the energy per
+    image and the grid, the lifetime projection."""
     lines = [f"{per:,.0f} {unit} emit {co2_kg_per_inference * per:.4g} kg CO2, about:"]
     lines += [f"  {line}" for line in equivalents(co2_kg_per_inference * per)]
-    if inferences_per_day is not None and years is not None and energy_j_per_inference is not None:
+    if images_per_day is not None and years is not None and energy_j_per_image is not None:
         projection = lifetime(
-            energy_j_per_inference, inferences_per_day, years, grid or egrid_factor(), pue=pue,
+            energy_j_per_image, images_per_day, years, grid or egrid_factor(), pue=pue,
             embodied_kg=embodied_kg,
         )
         lines += format_lifetime(projection)
@@ -632,10 +653,11 @@ def training_projection(
         raise BadInput(f"measured time {measured_s} must be a finite number of seconds > 0")
     if not (math.isfinite(power_w) and power_w >= 0):
         raise BadInput(f"power {power_w} must be a finite, non-negative number of watts")
+    options = "--time, --iterations, --total-iterations, --power and --pue"
     hours = measured_s / measured_iterations * total_iterations / 3600.0
     return TrainingProjection(
         measured_s, measured_iterations, total_iterations, power_w,
-        training_estimate(power_w, hours, grid, pue), dict(sources or {}),
+        training_estimate(power_w, hours, grid, pue, options=options), dict(sources or {}),
     )  # fmt: skip
 
 

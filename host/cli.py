@@ -218,7 +218,7 @@ def pair(
 @click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write one self-contained HTML page (sortable table, plots, session, grid factor, notes).")
 @click.option("--per-day", "per_day", type=positive(), metavar="N",
-              help="Lifetime projection of the first-ranked engine: inferences per day (with --years).")
+              help="Lifetime projection of the first-ranked engine: images (input samples) per day (with --years).")
 @click.option("--years", type=positive(), help="Lifetime projection: years of service (with --per-day).")
 @click.option("--embodied", metavar="MASS",
               help="The device's embodied (manufacturing) CO2, e.g. 20kg, amortised over the projected life.")
@@ -309,10 +309,11 @@ def report(
 
 
 def lifetime_of(e, result, per_day: float, years: float, embodied_kg: float | None):
-    """The lifetime projection of engine result `e` (gross wall energy; the session's grid and PUE)."""
+    """The lifetime projection of engine result `e`: `per_day` images (gross wall energy per image, not per
+    batch execution; the session's grid and PUE)."""
     from edgebench.host.carbon import lifetime
 
-    return lifetime(e.gross_j_per_inference, per_day, years, result.grid, pue=result.pue, embodied_kg=embodied_kg)
+    return lifetime(e.gross_j_per_sample, per_day, years, result.grid, pue=result.pue, embodied_kg=embodied_kg)
 
 
 @click.command()
@@ -325,10 +326,10 @@ def lifetime_of(e, result, per_day: float, years: float, embodied_kg: float | No
 )
 @click.option("--equivalents", is_flag=True, help="Add everyday equivalents, each with its factor, source and year.")
 @click.option("--per-day", "per_day", type=non_negative(),
-              help="Inferences per day, with --years: a lifetime projection of --energy per inference.")
+              help="Images (input samples) per day, with --years: a lifetime projection of --energy per image.")
 @click.option("--years", type=non_negative(), help="Years of service for the lifetime projection.")
 @click.option("--embodied", metavar="MASS",
-              help="The device's manufacturing footprint (20kg, 44lb), amortised over the lifetime's inferences.")
+              help="The device's manufacturing footprint (20kg, 44lb), amortised over the lifetime's images.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def carbon(
     energy: str | None,

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgebench.errors import MissingDependency
+from edgebench.errors import BadInput, MissingDependency
+from edgebench.files import open_append, output_path
 
 # codecarbon.output_methods.emissions_data.EmissionsData fields, in order (checked against codecarbon 3.3.2 by
 # tests/test_codecarbon.py when codecarbon is installed)
@@ -125,42 +126,63 @@ def _row_base(
     }  # fmt: skip
 
 
-def emissions_row(measurement: Any, *, project_name: str = "edgebench", use_net: bool = False) -> dict[str, Any]:
-    """One Measurement (host/monitor.py) as an emissions.csv row: the wall energy, PUE included, goes into
-    `energy_consumed`, `emissions` is its CO2; `use_net` writes the energy above idle instead of the gross."""
-    energy_kwh = measurement.net_energy_kwh if use_net else measurement.gross_energy_kwh
+def window_row(
+    window: Any,
+    *,
+    grid: Any,
+    pue: float = 1.0,
+    meter: str = "",
+    project_name: str = "edgebench",
+    use_net: bool = False,
+) -> dict[str, Any]:
+    """One measured window (the pairing's WindowResult: `run`, `Monitor`, `measure`) as an emissions.csv row:
+    the wall energy, PUE included, goes into `energy_consumed` and its CO2 under `grid` into `emissions`;
+    `use_net` writes the energy above idle instead of the gross. experiment_id is `name#repeat`."""
+    energy_j = (window.net_energy_j if use_net else window.gross_energy_j) * pue
     row = _row_base(
-        end_ns=measurement.end_ns, duration_s=measurement.duration_s, energy_kwh=energy_kwh * measurement.pue,
-        emissions_kg=measurement.co2_kg_net if use_net else measurement.co2_kg, grid=measurement.grid,
-        pue=measurement.pue, meter=measurement.meter,
+        end_ns=window.end_host_ns, duration_s=window.duration_s, energy_kwh=energy_j / 3.6e6,
+        emissions_kg=grid.co2_kg(energy_j), grid=grid, pue=pue, meter=meter,
     )  # fmt: skip
-    row.update(project_name=project_name, run_id=measurement.run_id, experiment_id=measurement.name)
+    row.update(project_name=project_name, run_id=window.run_id, experiment_id=f"{window.engine}#{window.repeat}")
     return row
 
 
-def pairing_rows(result: Any, *, use_net: bool = False) -> list[dict[str, Any]]:
-    """Every valid engine window of a PairingResult (`measure`, `pair`, `report`) as emissions.csv rows:
-    project_name is the engine, run_id the session's run, experiment_id `engine#repeat`."""
-    grid, pue = result.grid, result.pue
-    rows = []
-    for w in result.windows:
-        if w.kind == "idle" or not w.valid:
-            continue
-        energy_j = (w.net_energy_j if use_net else w.gross_energy_j) * pue
-        row = _row_base(
-            end_ns=w.end_host_ns, duration_s=w.duration_s, energy_kwh=energy_j / 3.6e6,
-            emissions_kg=grid.co2_kg(energy_j), grid=grid, pue=pue, meter=result.meter,
-        )  # fmt: skip
-        row.update(project_name=w.engine, run_id=w.run_id, experiment_id=f"{w.engine}#{w.repeat}")
-        rows.append(row)
-    return rows
+def pairing_rows(result: Any, *, project_name: str = "edgebench", use_net: bool = False) -> list[dict[str, Any]]:
+    """Every valid run window of a PairingResult (`run`, `measure`, `pair`, `report`) as emissions.csv rows."""
+    return [
+        window_row(w, grid=result.grid, pue=result.pue, meter=result.meter, project_name=project_name, use_net=use_net)
+        for w in result.windows
+        if w.kind != "idle" and w.valid
+    ]
+
+
+def check_emissions_csv(path: str | Path) -> bool:
+    """True when `path` is new or empty (a header is due); BadInput, one line, when it is not a regular file or
+    its header is not CodeCarbon's columns (rows appended under another header would be read as garbage)."""
+    target = output_path(path, "--emissions-csv")
+    if not target.exists() or target.stat().st_size == 0:
+        return True
+    try:
+        with target.open(encoding="utf-8", newline="") as stream:
+            header = next(csv.reader(stream), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(getattr(exc, "strerror", "") or exc)
+        raise BadInput(f"--emissions-csv {path}: cannot read its header ({why}): append to another file") from None
+    if tuple(header) != EMISSIONS_COLUMNS:
+        shown = ",".join(header)[:60]
+        raise BadInput(
+            f"--emissions-csv {path} has other columns than CodeCarbon's emissions.csv ({shown}...): append to "
+            "another file, or move this one away"
+        )
+    return False
 
 
 def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Append rows to a CodeCarbon-style emissions.csv (the header is written when the file is new or empty)."""
+    """Append rows to a CodeCarbon-style emissions.csv (the header is written when the file is new or empty;
+    an existing file must have CodeCarbon's header: `check_emissions_csv`)."""
     path = Path(path)
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="", encoding="utf-8") as stream:
+    new = check_emissions_csv(path)
+    with open_append(path, "--emissions-csv", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=EMISSIONS_COLUMNS)
         if new:
             writer.writeheader()
@@ -169,10 +191,17 @@ def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
 
 
 def write_emissions_csv(
-    path: str | Path, measurements: Iterable[Any], *, project_name: str = "edgebench", use_net: bool = False
+    path: str | Path,
+    windows: Iterable[Any],
+    *,
+    grid: Any,
+    pue: float = 1.0,
+    meter: str = "",
+    project_name: str = "edgebench",
+    use_net: bool = False,
 ) -> Path:
-    """Append Measurements (host/monitor.py) to a CodeCarbon-style emissions.csv."""
+    """Append measured windows (WindowResults) to a CodeCarbon-style emissions.csv."""
     rows: Sequence[dict[str, Any]] = [
-        emissions_row(m, project_name=project_name, use_net=use_net) for m in measurements
+        window_row(w, grid=grid, pue=pue, meter=meter, project_name=project_name, use_net=use_net) for w in windows
     ]
     return write_rows(path, rows)

@@ -23,6 +23,7 @@ import numpy as np
 from edgebench import __version__
 from edgebench.console import warn
 from edgebench.errors import BadInput, MissingDependency
+from edgebench.files import output_path, write_atomic
 from edgebench.records import MeterTrace, RunRecord
 from edgebench.units import visible
 
@@ -475,6 +476,7 @@ def check_html_path(out: Path) -> None:
         raise BadInput(f"cannot write --html {out}: {out.parent} is not a directory: give a path in an existing one")
     if not os.access(out.parent, os.W_OK | os.X_OK):
         raise BadInput(f"cannot write --html {out}: {out.parent} is not writable: give a path you can write to")
+    output_path(out, "--html")  # a device node, FIFO or socket: said now, not after the drawing
 
 
 def write_report(
@@ -500,12 +502,7 @@ def write_report(
         result, records=records, trace=None, session=session, directory=d.path, sort=sort, lifetime=lifetime,
         figures=figures,
     )
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
-    except OSError as exc:
-        raise BadInput(f"cannot write --html {out} ({exc.strerror}): give a path you can write to") from None
+    write_atomic(out, text, what="--html")  # edgebench/files.py: one line for a device node, FIFO or socket
     return out
 
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.errors import BadInput
+from edgebench.files import write_atomic
 from edgebench.records import ZERO_OFFSET, ClockOffset, MeterTrace, RunRecord, read_run_records, to_dict
 
 from .carbon import GridFactor, egrid_factor
-from .pairing import MIN_SAMPLES, PairingResult, pair
+from .pairing import MIN_SAMPLES, IdleBaseline, PairingResult, pair
 
 RUNS_FILE = "runs.jsonl"
 METER_FILES = ("meter.sqlite", "meter.csv")  # what measure writes first; a CSV log is accepted too
@@ -82,6 +83,10 @@ def _number(data: Mapping[str, Any], key: str, kind: type, default: Any, where: 
     return kind(value)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
 def clock_from_dict(data: Any, where: str = CLOCK_FILE) -> ClockOffset | dict[str, ClockOffset]:
     """Inverse of `clock_to_dict`, every field checked (BadInput naming `where`)."""
 
@@ -133,9 +138,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)  # edgebench/files.py: refuses device nodes and FIFOs, follows symlinks
 
 
 def check_writable_dir(path: Path, option: str = "--out") -> None:
@@ -366,11 +369,14 @@ class MeasureDir:
         if clock is None:
             clock = ZERO_OFFSET
         trace = self.session_trace(session, spans=host_spans(records, clock))
+        given = session.extra.get("idle_power_w")  # `edgebench run --idle-power W`: the baseline it was given
+        idle = IdleBaseline(float(given), 0.0, 0.0, 0, source="given") if _is_number(given) else None
         return pair(
             records,
             trace,
             clock,
             grid=grid or session.grid,
+            idle=idle,
             min_samples=session.min_samples,
             pue=session.pue if pue is None else pue,
         )

@@ -3,19 +3,21 @@
 The meter is logged in the background (the same MeterLogger and store as `edgebench measure`), an idle baseline
 is measured first (or given), and each window is paired with the log by `edgebench.host.pairing.pair`, so a
 training loop measured from inside gets the same figures as an engine: gross and net joules with their
-uncertainty, mean power, and CO2 under a named grid factor.
+uncertainty, mean power, and CO2 under a named grid factor. A window's result is the pairing's own
+`WindowResult`; the Monitor's `pairing` holds every window so far with the idle baseline, grid factor and PUE.
 
     from edgebench import Monitor
 
     with Monitor(meter="/dev/ttyUSB0", idle_s=10) as m:
         train(epochs=1)
-    print(m.result.lines())
+    print("\n".join(m.lines(m.result)))
 
     mon = Monitor(meter="/dev/ttyUSB0").start()
     mon.begin_window("epoch1"); train(epochs=1); epoch = mon.end_window("epoch1", iterations=1000)
     mon.stop()
 
-`edgebench run -- CMD` is this around a subprocess.
+The folder (`out`) is a measure directory (host/measuredir.py: meter.sqlite, runs.jsonl, session.json), so
+`edgebench report OUT` (and `--html`) re-renders it. `edgebench run -- CMD` is this around a subprocess.
 """
 
 from __future__ import annotations
@@ -24,140 +26,54 @@ import math
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from edgebench.errors import BadInput
-from edgebench.records import HOST_CLOCK, ClockOffset, RunRecord
-from edgebench.units import plus_minus
+from edgebench.records import HOST_CLOCK, RunRecord
+from edgebench.units import num, plus_minus, signed_figure
 
 from .carbon import GridFactor, egrid_factor, j_to_kwh, kg_to_lb
-from .pairing import MIN_SAMPLES, IdleBaseline, WindowResult
+from .measuredir import MeasureDir, Session
+from .pairing import MIN_SAMPLES, SIGNIFICANCE, IdleBaseline, PairingResult, WindowResult
 
 DEFAULT_IDLE_S = 10.0  # at least this, and at least the meter's shortest valid window
+RESULT_FORMAT = 2  # of `Monitor.to_dict` (run's result.json); 1: the former Measurement's flat fields
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """One measured window: wall energy gross and net of the idle baseline, with 1-sigma uncertainties."""
+def _number(name: str, value: Any, *, minimum: float, integer: bool = False, optional: bool = False) -> Any:
+    """`value` checked as the CLI checks its options: a real number (not a bool or a string), finite, >= minimum,
+    whole when `integer`; None passes when `optional`. BadInput naming the argument otherwise."""
+    if value is None and optional:
+        return None
+    kind = "a whole number" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInput(f"{name}={value!r} must be {kind}, not {type(value).__name__}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite or value < minimum:
+        raise BadInput(f"{name}={str(value)[:40]} must be a finite {kind} >= {minimum:g}")
+    if integer and isinstance(value, float) and not value.is_integer():
+        raise BadInput(f"{name}={value!r} must be a whole number")
+    return int(value) if integer else float(value)
 
-    name: str
-    start_ns: int
-    end_ns: int
-    iterations: int
-    samples: int  # meter readings inside the window
-    mean_power_w: float
-    gross_energy_j: float
-    gross_energy_u_j: float
-    net_energy_j: float  # nan without an idle baseline
-    net_energy_u_j: float
-    idle_power_w: float
-    idle_power_u_w: float
-    idle_source: str
-    status: str  # "ok" or "invalid: <why>" (too few readings, a meter gap...)
-    grid: GridFactor
-    pue: float = 1.0
-    meter: str = ""
-    run_id: str = ""  # the Monitor's (one per start)
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. CodeCarbon's estimate of the same window
 
-    @property
-    def valid(self) -> bool:
-        return self.status == "ok"
+def _name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise BadInput(f"a window name must be a non-empty string, not {name!r}")
+    return name
 
-    @property
-    def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e9
 
-    @property
-    def gross_energy_kwh(self) -> float:
-        return j_to_kwh(self.gross_energy_j)
-
-    @property
-    def net_energy_kwh(self) -> float:
-        return j_to_kwh(self.net_energy_j)
-
-    @property
-    def co2_kg(self) -> float:
-        """CO2 of the gross (wall) energy, PUE included: what the wall pays."""
-        return self.grid.co2_kg(self.gross_energy_j * self.pue)
-
-    @property
-    def co2_kg_net(self) -> float:
-        """CO2 of the net energy (above idle), PUE included: what the work costs."""
-        return self.grid.co2_kg(self.net_energy_j * self.pue)
-
-    @property
-    def gross_j_per_iteration(self) -> float:
-        return self.gross_energy_j / self.iterations if self.iterations else math.nan
-
-    @property
-    def net_j_per_iteration(self) -> float:
-        return self.net_energy_j / self.iterations if self.iterations else math.nan
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "start_ns": self.start_ns,
-            "end_ns": self.end_ns,
-            "duration_s": self.duration_s,
-            "iterations": self.iterations,
-            "samples": self.samples,
-            "mean_power_w": self.mean_power_w,
-            "gross_energy_j": self.gross_energy_j,
-            "gross_energy_u_j": self.gross_energy_u_j,
-            "net_energy_j": self.net_energy_j,
-            "net_energy_u_j": self.net_energy_u_j,
-            "gross_energy_kwh": self.gross_energy_kwh,
-            "net_energy_kwh": self.net_energy_kwh,
-            "idle_power_w": self.idle_power_w,
-            "idle_power_u_w": self.idle_power_u_w,
-            "idle_source": self.idle_source,
-            "gross_j_per_iteration": self.gross_j_per_iteration,
-            "net_j_per_iteration": self.net_j_per_iteration,
-            "pue": self.pue,
-            "co2_kg": self.co2_kg,
-            "co2_lb": kg_to_lb(self.co2_kg),
-            "co2_kg_net": self.co2_kg_net,
-            "co2_lb_net": kg_to_lb(self.co2_kg_net),
-            "grid": self.grid.to_dict(),
-            "meter": self.meter,
-            "run_id": self.run_id,
-            **self.extra,
-        }
-
-    def lines(self) -> list[str]:
-        """The window as terminal lines (results, not diagnostics)."""
-        net = plus_minus(self.net_energy_j, self.net_energy_u_j)
-        pue = f" (PUE {self.pue:g} included)" if self.pue != 1.0 else ""
-        out = [
-            f"window   {self.name}: {self.duration_s:.3f} s, {self.samples} meter readings"
-            + ("" if self.valid else f" - {self.status}"),
-            f"power    {self.mean_power_w:.4g} W mean at the wall; idle {plus_minus(self.idle_power_w, self.idle_power_u_w)} W "
-            f"({self.idle_source})",
-            f"energy   gross {plus_minus(self.gross_energy_j, self.gross_energy_u_j)} J = {self.gross_energy_kwh:.4g} kWh; "
-            f"net {net} J" + (f" = {self.net_energy_kwh:.4g} kWh" if net != "-" else ""),
-        ]
-        if self.iterations > 1:
-            n = self.iterations
-            out.append(
-                f"per it.  gross {plus_minus(self.gross_j_per_iteration, self.gross_energy_u_j / n)} J, "
-                f"net {plus_minus(self.net_j_per_iteration, self.net_energy_u_j / n)} J ({n:,} iterations)"
-            )
-        out += [
-            f"CO2      gross {self.co2_kg:.4g} kg = {kg_to_lb(self.co2_kg):.4g} lbs; net {self.co2_kg_net:.4g} kg"
-            + pue,
-            f"grid     {self.grid.label}",
-        ]
-        cc = self.extra.get("codecarbon")
-        if isinstance(cc, dict):
-            out.append(
-                f"codecarbon {cc['energy_kwh'] * 3.6e6:.4g} J = {cc['energy_kwh']:.4g} kWh, {cc['emissions_kg']:.4g} kg CO2 "
-                f"(its own estimate from CPU/GPU/RAM models, {cc['country_iso_code']}; not a wall figure)"
-            )
-        return out
+def below_idle(window: WindowResult) -> bool:
+    """Whether the window's net energy is below zero beyond its uncertainty (never a result: a warning)."""
+    return math.isfinite(window.net_energy_j) and window.net_energy_j < -SIGNIFICANCE * (
+        window.net_energy_u_j if math.isfinite(window.net_energy_u_j) else 0.0
+    )
 
 
 class Monitor:
@@ -165,8 +81,10 @@ class Monitor:
 
     `meter` is a port URL (/dev/ttyUSB0, a pty, socket://host:port). `idle_s` seconds of idle are measured at
     `start()` (None: the meter's shortest valid window, at least 10 s; 0: none) unless `idle_power_w` gives the
-    baseline. `out` keeps the meter log (meter.sqlite) and windows (runs.jsonl); None uses a temporary folder.
-    `codecarbon=True` also runs CodeCarbon's offline tracker over each window (needs `edgebench[codecarbon]`).
+    baseline. `out` is the measure directory to write (meter.sqlite, runs.jsonl, session.json); None uses a
+    temporary folder, removed at `stop()`. `codecarbon=True` also runs CodeCarbon's offline tracker over each
+    window (needs `edgebench[codecarbon]`). `progress=True` shows the idle baseline's progress on stderr.
+    Arguments are checked as the CLI checks its options: a bad one is a BadInput naming it.
     """
 
     def __init__(
@@ -185,33 +103,42 @@ class Monitor:
         resolution_w: float | None = None,
         codecarbon: bool = False,
         codecarbon_country: str | None = None,
+        progress: bool = False,
     ) -> None:
-        for name, value in (("idle_s", idle_s), ("idle_power_w", idle_power_w), ("resolution_w", resolution_w)):
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise BadInput(f"{name} {value!r} must be a finite number >= 0")
-        if not (math.isfinite(pue) and pue >= 1.0):
+        if not isinstance(meter, (str, Path)) or not str(meter):
+            raise BadInput(f"meter={meter!r} must be a port: /dev/ttyUSB0, a pty, socket://HOST:PORT")
+        if grid is not None and not isinstance(grid, GridFactor):
+            raise BadInput(f"grid={grid!r} must be a GridFactor (edgebench.host.carbon.resolve_grid makes one)")
+        if _number("pue", pue, minimum=0) < 1.0:
             raise BadInput(f"PUE {pue} is below 1: pass 1 for a device on a desk, more for a facility")
-        if min_samples < 2:
+        if _number("min_samples", min_samples, minimum=0, integer=True) < 2:
             raise BadInput(f"min_samples {min_samples} is too small: the trapezoid rule needs at least 2 readings")
         self.meter_url = str(meter)
         self.protocol = protocol
         self.address = address
         self.out = Path(out) if out is not None else None
-        self.idle_s = idle_s
-        self.idle_power_w = idle_power_w
+        self.idle_s = _number("idle_s", idle_s, minimum=0, optional=True)
+        self.idle_power_w = _number("idle_power_w", idle_power_w, minimum=0, optional=True)
         self.grid = grid or egrid_factor()
-        self.pue = pue
-        self.min_samples = min_samples
-        self.meter_timeout_s = meter_timeout_s
-        self.resolution_w = resolution_w
-        self.codecarbon = codecarbon
+        self.pue = float(pue)
+        self.min_samples = int(min_samples)
+        self.meter_timeout_s = _number("meter_timeout_s", meter_timeout_s, minimum=0)
+        if self.meter_timeout_s <= 0:
+            raise BadInput(f"meter_timeout_s={meter_timeout_s!r} must be > 0")
+        self.resolution_w = _number("resolution_w", resolution_w, minimum=0, optional=True)
+        self.codecarbon = bool(codecarbon)
         self.codecarbon_country = codecarbon_country
+        self.progress = bool(progress)
         self.run_id = uuid.uuid4().hex[:12]
-        self.windows: list[Measurement] = []
-        self.result: Measurement | None = None  # the `with` block's window
+        self.windows: list[WindowResult] = []
+        self.result: WindowResult | None = None  # the `with` block's window
+        self.pairing: PairingResult | None = None  # every window so far, paired with the idle baseline
+        self.extras: dict[int, dict[str, Any]] = {}  # per window (its repeat index): e.g. CodeCarbon's estimate
         self._source: Any = None
+        self._dir: MeasureDir | None = None
+        self._session: Session | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
-        self._idle_records: list[RunRecord] = []
+        self._records: list[RunRecord] = []
         self._open: dict[str, tuple[int, Any]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------------------
@@ -219,12 +146,21 @@ class Monitor:
     @property
     def log_path(self) -> Path:
         assert self.out is not None
-        return self.out / "meter.sqlite"
+        return MeasureDir(self.out).new_meter_path
 
     @property
     def runs_path(self) -> Path:
         assert self.out is not None
-        return self.out / "runs.jsonl"
+        return MeasureDir(self.out).runs
+
+    @property
+    def idle(self) -> IdleBaseline | None:
+        """The idle baseline the windows are paired with (given, or from the idle window), None without one."""
+        if self.pairing is not None:
+            return self.pairing.idle
+        if self.idle_power_w is not None:
+            return IdleBaseline(self.idle_power_w, 0.0, 0.0, 0, source="given")
+        return None
 
     def start(self) -> Monitor:
         """Start logging the meter and measure the idle baseline (this process should be idle meanwhile)."""
@@ -238,14 +174,26 @@ class Monitor:
             self.out = Path(self._tmp.name)
         else:
             make_writable_dir(self.out)
-        if self.log_path.exists():
-            raise BadInput(f"{self.log_path} already exists: pass another --out directory, or remove it")
+        d = MeasureDir(self.out)
+        if d.has_meter_log() or d.has_runs():
+            raise BadInput(f"{self.out} already holds a measurement: pass another --out directory, or remove it")
         config = MeasureConfig(
             meter=self.meter_url, out=self.out, grid=self.grid, protocol=self.protocol, address=self.address,
             meter_timeout_s=self.meter_timeout_s, min_samples=self.min_samples, pue=self.pue,
         )  # fmt: skip
-        self._source = MeterSource.start(config, self.log_path)
+        self._source = MeterSource.start(config, d.new_meter_path)
         try:
+            extra: dict[str, Any] = {"agent": "monitor", "meter_protocol": self._source.protocol}
+            if self._source.address:
+                extra["meter_address"] = self._source.address
+            if self.idle_power_w is not None:
+                extra["idle_power_w"] = self.idle_power_w  # report pairs with the same given baseline
+            self._session = Session(
+                grid=self.grid, meter=self._source.identity, resolution_w=self.resolution_w, pue=self.pue,
+                min_samples=self.min_samples, extra=extra,
+            )  # fmt: skip
+            d.write_session(self._session)
+            self._dir = d
             if self.idle_power_w is None:
                 seconds = self.idle_s
                 if seconds is None:
@@ -258,15 +206,26 @@ class Monitor:
         return self
 
     def _measure_idle(self, seconds: float) -> None:
+        from edgebench.console import is_interactive, note, progress
+
         start = time.time_ns()
-        time.sleep(seconds)
+        deadline = time.monotonic() + seconds
+        steps = max(1, int(seconds * 4))  # a quarter-second bar on a terminal
+        if self.progress and not is_interactive():
+            note(f"idle baseline: {seconds:g} s, keep the machine idle")
+        label = f"idle baseline {seconds:g} s, keep the machine idle"
+        with progress(range(steps), label) if self.progress else nullcontext(range(steps)) as ticks:
+            for step in ticks:
+                # each tick waits until its own share of the deadline: a late wake-up does not add up
+                left = deadline - (steps - step - 1) * seconds / steps - time.monotonic()
+                if left > 0:
+                    time.sleep(left)
         end = time.time_ns()
         record = RunRecord(
             engine="idle", backend="monitor", clock=HOST_CLOCK, window_start_ns=start, window_end_ns=end,
             iterations=0, batch=1, latencies_ns=(), kind="idle", run_id=self.run_id,
-            repeat=len(self._idle_records),
+            repeat=sum(1 for r in self._records if r.kind == "idle"),
         )  # fmt: skip
-        self._idle_records.append(record)
         self._append(record)
 
     def stop(self) -> None:
@@ -303,6 +262,7 @@ class Monitor:
 
     def begin_window(self, name: str) -> None:
         """Start the window `name` (several may be open at once, each with its own name)."""
+        name = _name(name)
         if self._source is None:
             raise BadInput("the Monitor is not started: call start() or use `with Monitor(...)`")
         if name in self._open:
@@ -314,79 +274,136 @@ class Monitor:
             tracker = CodeCarbonWindow.begin(self.codecarbon_country or _iso3(self.grid))
         self._open[name] = (time.time_ns(), tracker)
 
-    def end_window(self, name: str, iterations: int = 1) -> Measurement:
-        """End the window `name` and measure it; `iterations` (steps, batches) gives energy per iteration."""
+    def end_window(self, name: str, iterations: int = 1, *, warning: str = "") -> WindowResult:
+        """End the window `name` and measure it; `iterations` (steps, batches) gives energy per iteration.
+        `warning` is recorded with the window (e.g. why it ended early)."""
         end = time.time_ns()
+        name = _name(name)
+        iterations = _number("iterations", iterations, minimum=1, integer=True)
         if name not in self._open:
             raise BadInput(f"no open window {name!r}: call begin_window({name!r}) first")
-        if iterations < 1:
-            raise BadInput(f"iterations {iterations} must be >= 1")
         start, tracker = self._open.pop(name)
-        extra = {"codecarbon": tracker.end()} if tracker is not None else {}
+        repeat = len(self.windows)
+        if tracker is not None:
+            self.extras[repeat] = {"codecarbon": tracker.end()}
         record = RunRecord(
             engine=name, backend="monitor", clock=HOST_CLOCK, window_start_ns=start, window_end_ns=end,
-            iterations=iterations, batch=1, latencies_ns=(end - start,), run_id=self.run_id,
-            repeat=len(self.windows),
+            iterations=iterations, batch=1, latencies_ns=(end - start,), run_id=self.run_id, repeat=repeat,
+            warnings=(warning,) if warning else (),
         )  # fmt: skip
         self._append(record)
-        measurement = self.measure(record, extra)
-        self.windows.append(measurement)
-        return measurement
+        window = self.measure(record)
+        self.windows.append(window)
+        return window
 
-    def measure(self, record: RunRecord, extra: dict[str, Any] | None = None) -> Measurement:
-        """Pair one host-clock window with the meter log and this monitor's idle baseline."""
-        import dataclasses
+    def measure(self, record: RunRecord) -> WindowResult:
+        """Pair the windows so far (`record` among them) with the meter log and the idle baseline, as `report`
+        pairs the directory; `record`'s WindowResult."""
+        if self._source is None or self._dir is None:
+            raise BadInput("the Monitor is stopped: measure windows before stop()")
+        self._wait_past(record.window_end_ns)
+        self.pairing = self._dir.pair(session=self._session, records=self._records)
+        return next(
+            w for w in self.pairing.windows
+            if w.kind != "idle" and w.run_id == record.run_id and w.repeat == record.repeat
+        )  # fmt: skip
 
-        from .pairing import pair
+    def _wait_past(self, end_ns: int) -> None:
+        """Until the log holds a reading after `end_ns` (the window's right edge is interpolated with it). The
+        logger flushes once a second and a loaded machine may delay that: the wait lasts as long as the meter
+        may stay silent (`meter_timeout_s`), not a fixed few seconds; a dead logger ends it at once."""
         from .store import load_trace
 
-        if self._source is None:
-            raise BadInput("the Monitor is stopped: measure windows before stop()")
-        self._source.wait_past(record.window_end_ns)
-        trace = load_trace(self.log_path, address=self._source.address)
-        if self.resolution_w is not None:
-            trace = dataclasses.replace(trace, resolution_w=self.resolution_w)
-        given = (
-            IdleBaseline(self.idle_power_w, 0.0, 0.0, 0, source="given")
-            if self.idle_power_w is not None
-            else None
-        )
-        result = pair(
-            [*self._idle_records, record], trace, ClockOffset(0, method="same clock"), grid=self.grid,
-            idle=given, min_samples=self.min_samples, pue=self.pue,
-        )  # fmt: skip
-        window: WindowResult = next(w for w in result.windows if w.kind != "idle")
-        idle = result.idle  # None when no idle window was valid: net figures are nan, the window may be fine
-        return Measurement(
-            name=record.engine,
-            start_ns=record.window_start_ns,
-            end_ns=record.window_end_ns,
-            iterations=record.iterations,
-            samples=window.samples,
-            mean_power_w=window.mean_power_w,
-            gross_energy_j=window.gross_energy_j,
-            gross_energy_u_j=window.gross_energy_u_j,
-            net_energy_j=window.net_energy_j,
-            net_energy_u_j=window.net_energy_u_j,
-            idle_power_w=idle.power_w if idle else math.nan,
-            idle_power_u_w=idle.power_u_w if idle else math.nan,
-            idle_source=(
-                "given" if self.idle_power_w is not None
-                else f"{idle.windows} idle window(s)" if idle else "none"
-            ),
-            status=window.status,
-            grid=self.grid,
-            pue=self.pue,
-            meter=result.meter,
-            run_id=record.run_id,
-            extra=dict(extra or {}),
-        )
+        deadline = time.monotonic() + self.meter_timeout_s
+        while True:
+            self._source.wait_past(end_ns)  # returns on the reading, or after a few seconds without it
+            try:
+                if len(load_trace(self._source.path, start_ns=end_ns, address=self._source.address).t_ns):
+                    return
+            except BadInput:
+                pass
+            if time.monotonic() >= deadline:
+                return  # the window is then paired without it, and says what it lacks
 
     def _append(self, record: RunRecord) -> None:
-        from edgebench.records import append_jsonl
+        assert self._dir is not None
+        self._dir.append([record])
+        self._records.append(record)
 
-        assert self.out is not None
-        append_jsonl(self.runs_path, [record])
+    # --- what a window comes to -------------------------------------------------------------------------------
+
+    def co2_kg(self, window: WindowResult, *, net: bool = False) -> float:
+        """CO2 of the window's gross (wall) energy, or of its net energy, PUE included, under the grid factor."""
+        return self.grid.co2_kg((window.net_energy_j if net else window.gross_energy_j) * self.pue)
+
+    def to_dict(self, window: WindowResult) -> dict[str, Any]:
+        """The window as JSON-able data (NaN stays NaN: `edgebench run` writes it as null): the WindowResult's
+        fields, the idle baseline, the grid factor, PUE and CO2."""
+        data: dict[str, Any] = {"format": RESULT_FORMAT}
+        for f in fields(window):
+            value = getattr(window, f.name)
+            data[f.name] = value.value if isinstance(value, Enum) else value
+        idle = self.idle
+        data.update(
+            status=window.status,
+            valid=window.valid,
+            gross_j_per_inference=window.gross_j_per_inference,
+            net_j_per_inference=window.net_j_per_inference,
+            gross_energy_kwh=j_to_kwh(window.gross_energy_j),
+            net_energy_kwh=j_to_kwh(window.net_energy_j),
+            idle=None if idle is None else {
+                "power_w": idle.power_w, "power_u_w": idle.power_u_w, "windows": idle.windows, "source": idle.source,
+            },
+            pue=self.pue,
+            co2_kg=self.co2_kg(window),
+            co2_lb=kg_to_lb(self.co2_kg(window)),
+            co2_kg_net=self.co2_kg(window, net=True),
+            co2_lb_net=kg_to_lb(self.co2_kg(window, net=True)),
+            grid=self.grid.to_dict(),
+            meter=self.pairing.meter if self.pairing is not None else "",
+            **self.extras.get(window.repeat, {}),
+        )  # fmt: skip
+        return data
+
+    def lines(self, window: WindowResult) -> list[str]:
+        """The window as terminal lines (results, not diagnostics)."""
+        idle = self.idle
+        below = below_idle(window)
+        net = signed_figure(window.net_energy_j, window.net_energy_u_j, below=below, sigmas=SIGNIFICANCE)
+        pue = f" (PUE {self.pue:g} included)" if self.pue != 1.0 else ""
+        idle_text = (
+            f"idle {plus_minus(idle.power_w, idle.power_u_w)} W "
+            f"({'given' if idle.source == 'given' else f'{idle.windows} idle window(s)'})"
+            if idle is not None else "no idle baseline"
+        )  # fmt: skip
+        gross_kwh, net_kwh = j_to_kwh(window.gross_energy_j), j_to_kwh(window.net_energy_j)
+        out = [
+            f"window   {window.engine}: {window.duration_s:.3f} s, {window.samples} meter readings"
+            + ("" if window.valid else f" - {window.status}"),
+            f"power    {window.mean_power_w:.4g} W mean at the wall; {idle_text}",
+            f"energy   gross {plus_minus(window.gross_energy_j, window.gross_energy_u_j)} J = {gross_kwh:.4g} kWh; "
+            f"net {net} J" + (f" = {net_kwh:.4g} kWh" if net != "-" and not below else ""),
+        ]
+        if window.iterations > 1:
+            n = window.iterations
+            out.append(
+                f"per it.  gross {plus_minus(window.gross_j_per_inference, window.gross_energy_u_j / n)} J, net "
+                f"{signed_figure(window.net_j_per_inference, window.net_energy_u_j / n, below=below)} J "
+                f"({n:,} iterations)"
+            )
+        co2, co2_net = self.co2_kg(window), self.co2_kg(window, net=True)
+        out += [
+            f"CO2      gross {co2:.4g} kg = {kg_to_lb(co2):.4g} lbs; net "
+            + ("<0 !" if below else f"{num(co2_net, '.4g')} kg") + pue,
+            f"grid     {self.grid.label}",
+        ]
+        cc = self.extras.get(window.repeat, {}).get("codecarbon")
+        if isinstance(cc, dict):
+            out.append(
+                f"codecarbon {cc['energy_kwh'] * 3.6e6:.4g} J = {cc['energy_kwh']:.4g} kWh, {cc['emissions_kg']:.4g} kg CO2 "
+                f"(its own estimate from CPU/GPU/RAM models, {cc['country_iso_code']}; not a wall figure)"
+            )
+        return out
 
 
 def _iso3(grid: GridFactor) -> str:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgebench.errors import BadInput, MissingDependency
+from edgebench.files import write_atomic
 from edgebench.records import MeterTrace, RunRecord
 from edgebench.units import visible
 
@@ -139,10 +140,12 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
         raise BadInput(f"cannot write plot {out}: give a .png, .svg or .pdf path")
     # a fixed salt per file name: stable ids, distinct between the SVGs one HTML page inlines
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": out.stem}):
+        buffer = io.BytesIO()  # drawn in memory, then written by edgebench/files.py (no FIFO or device clobbered)
         try:
-            fig.savefig(out, metadata=_no_date(out.suffix.lower()), bbox_inches="tight")
+            fig.savefig(buffer, format=out.suffix.lower()[1:], metadata=_no_date(out.suffix.lower()), bbox_inches="tight")
         except (OSError, ValueError) as exc:
             raise BadInput(f"cannot write plot {out} ({exc}): give a writable .png, .svg or .pdf path") from None
+    write_atomic(out, buffer.getvalue(), what="plot")
     return out
 
 

@@ -2,17 +2,29 @@
 engine (an idle baseline, then the command's window, gross and net energy with uncertainty, CO2); and
 `edgebench train-estimate`: lab 9's training footprint projected from a short measured run.
 
-`run` is `Monitor` (host/monitor.py) around a subprocess: the meter is logged into OUT/meter.sqlite, the
-windows go to OUT/runs.jsonl and the result to OUT/result.json (which `train-estimate --from-run OUT` reads).
-The command's exit status becomes edgebench's, as with `time`.
+`run` is `Monitor` (host/monitor.py) around a subprocess. OUT is a measure directory (meter.sqlite, runs.jsonl,
+session.json: `edgebench report OUT` and `--html` work on it) plus OUT/result.json, the window's result (which
+`train-estimate --from-run OUT` reads). The command's exit status becomes edgebench's, as with `time`.
+
+The command runs in its own session and process group, so that edgebench can stop all of it: Ctrl-C, SIGTERM
+(`kill`, `timeout`, systemd) and SIGHUP (a dropped ssh connection) are passed on to the command's group; the
+window then ends when the command does (SIGKILL after GRACE_S, or at a second signal), is measured and written
+with the signal noted, and edgebench exits 128 + the signal's number.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import shlex
+import signal
 import subprocess
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +32,116 @@ import click
 
 from edgebench.console import note, warn
 from edgebench.errors import BadInput
+from edgebench.files import read_json, write_atomic
 from edgebench.options import finite, non_negative, positive
 
+from .carbon import GridFactor
 from .cli import grid_options
 
 RESULT_JSON = "result.json"
+GRACE_S = 10.0  # after passing a signal on, how long the command may take to end before SIGKILL
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+MAX_ITERATIONS = 10**15  # iteration counts above this are typos (and overflow the arithmetic in floats)
+MAX_MIN_SAMPLES = 10**6  # readings a window must hold: a million is a day at 10 readings/s
 
 
-def run_command(monitor: Any, argv: list[str], iterations: int = 1, name: str = "command") -> tuple[int, Any]:
-    """Run `argv` inside a window of a started Monitor; (exit status, Measurement).
+class _Stopped(Exception):
+    """A stop signal arrived while edgebench waited for the command."""
 
-    Ctrl-C reaches the command too (same process group); the window then ends when the command does, and is
-    measured like any other, with status 130 unless the command says otherwise.
-    """
-    monitor.begin_window(name)
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """SIGINT, SIGTERM and SIGHUP caught while a command runs: each is recorded; while edgebench waits for the
+    command it also interrupts the wait. A signal the caller ignores (nohup, a background job) stays ignored;
+    off the main thread (a library caller) nothing is installed."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.waiting = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+        if self.waiting:
+            raise _Stopped(signum)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _signal_group(child: subprocess.Popen, sig: int) -> None:
     try:
-        child = subprocess.Popen(argv)
-    except FileNotFoundError:
-        raise BadInput(f"no such command: {argv[0]!r}: give the program after `--` (e.g. -- python train.py)") from None
-    except PermissionError:
-        raise BadInput(f"{argv[0]!r} is not executable: check its permissions, or run it through its interpreter") from None
-    try:
-        status = child.wait()
-    except KeyboardInterrupt:
+        os.killpg(child.pid, sig)  # the command runs in its own group: its own children get it too
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+
+
+def _wait(child: subprocess.Popen, signals: _StopSignals) -> int:
+    """The command's exit status; a stop signal is passed on to its group, SIGKILL follows after GRACE_S or at a
+    second signal."""
+    deadline: float | None = None
+    if signals.received:  # one came between the start of the command and this wait
+        _signal_group(child, signals.received[0])
+        deadline = time.monotonic() + GRACE_S
+    while True:
+        signals.waiting = True
         try:
-            status = child.wait(timeout=10)
-        except (KeyboardInterrupt, subprocess.TimeoutExpired):
-            child.kill()
-            status = child.wait()
-        warn("interrupted: the window ends here and is measured")
-        status = status if status > 0 else 130
-    return status, monitor.end_window(name, iterations=iterations)
+            if deadline is None:
+                return child.wait()
+            return child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except _Stopped as stop:
+            if deadline is None:
+                _signal_group(child, stop.signum)
+                deadline = time.monotonic() + GRACE_S
+            else:
+                _signal_group(child, signal.SIGKILL)
+        except subprocess.TimeoutExpired:
+            warn(f"the command did not end within {GRACE_S:g} s of the signal: killing it")
+            _signal_group(child, signal.SIGKILL)
+            deadline = None
+        finally:
+            signals.waiting = False
+
+
+def run_command(
+    monitor: Any, argv: list[str], iterations: int = 1, name: str = "command", signals: _StopSignals | None = None
+) -> tuple[int, Any, int | None]:
+    """Run `argv` inside a window of a started Monitor: (exit status, the window's WindowResult, the signal that
+    stopped it or None). See the module docstring for what a signal does. `signals`: stop signals the caller
+    already catches (over the whole measurement); else they are caught while the command runs."""
+    monitor.begin_window(name)
+    with nullcontext(signals) if signals is not None else _StopSignals() as caught:
+        try:
+            child = subprocess.Popen(argv, start_new_session=True)
+        except FileNotFoundError:
+            raise BadInput(f"no such command: {argv[0]!r}: give the program after `--` (e.g. -- python train.py)") from None
+        except PermissionError:
+            raise BadInput(f"{argv[0]!r} is not executable: check its permissions, or run it through its interpreter") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOEXEC:
+                raise BadInput(
+                    f"{argv[0]!r} is not a program the system can start (a script without a #! line?): add one, or "
+                    f"run it through its interpreter (-- bash {argv[0]}, -- python {argv[0]})"
+                ) from None
+            raise BadInput(f"cannot start {argv[0]!r} ({exc.strerror}): check the command after `--`") from None
+        status = _wait(child, caught)
+        stopped = caught.received[0] if caught.received else None
+    words = ""
+    if stopped is not None:
+        words = f"stopped by {signal.Signals(stopped).name}: the window ends where the command did"
+        warn(f"{words}; it is measured")
+    return status, monitor.end_window(name, iterations=iterations, warning=words), stopped
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -64,16 +155,17 @@ def run_command(monitor: Any, argv: list[str], iterations: int = 1, name: str = 
               help="Idle baseline seconds before the command (default: the meter's minimum, at least 10 s; 0: none).")
 @click.option("--idle-power", "idle_power_w", type=non_negative(),
               help="Known idle power in W instead of measuring it (no uncertainty is added for it).")
-@click.option("--iterations", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--iterations", type=click.IntRange(min=1, max=MAX_ITERATIONS), default=1, show_default=True,
               help="Iterations (steps, inferences) the command runs: adds J per iteration.")
 @click.option("--name", default="command", show_default=True, help="Name of the window in the results.")
 @grid_options
 @click.option("--pue", type=finite(min=1), default=1.0, show_default=True, help="Facility overhead multiplier for CO2.")
 @click.option("--resolution", "resolution_w", type=non_negative(), help="Meter resolution in W (default: the meter's).")
-@click.option("--min-samples", type=click.IntRange(min=2), default=10, show_default=True,
+@click.option("--min-samples", type=click.IntRange(min=2, max=MAX_MIN_SAMPLES), default=10, show_default=True,
               help="Meter readings the window needs to be valid.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("run-out"), show_default=True,
-              help="Directory for meter.sqlite, runs.jsonl and result.json (must not hold a meter log yet).")
+              help="Measure directory (meter.sqlite, runs.jsonl, session.json: `edgebench report` reads it) and "
+                   "result.json; must not hold a measurement yet.")
 @click.option("--emissions-csv", type=click.Path(path_type=Path, dir_okay=False),
               help="Also append the result to this CodeCarbon-style emissions.csv.")
 @click.option("--codecarbon", is_flag=True,
@@ -112,7 +204,8 @@ def run(
     Keep the machine otherwise idle during the baseline. The exit status is the command's.
     """
     from .carbon import resolve_grid
-    from .monitor import Monitor
+    from .monitor import Monitor, below_idle
+    from .pairing import NET_BELOW_IDLE
 
     argv = list(command)
     if argv and argv[0] == "--":
@@ -120,10 +213,14 @@ def run(
     if not argv:
         raise BadInput("no command to measure: put it after `--`, e.g. edgebench run --meter PORT -- python train.py")
     factor = resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
-    if emissions_csv is not None and not emissions_csv.parent.is_dir():
-        raise BadInput(
-            f"--emissions-csv {emissions_csv}: no folder {emissions_csv.parent} to write it in; create it or pick another"
-        )
+    if emissions_csv is not None:
+        if not emissions_csv.parent.is_dir():
+            raise BadInput(
+                f"--emissions-csv {emissions_csv}: no folder {emissions_csv.parent} to write it in; create it or pick another"
+            )
+        from .codecarbon_bridge import check_emissions_csv
+
+        check_emissions_csv(emissions_csv)  # its header, before the meter opens
     if codecarbon:
         from .codecarbon_bridge import require_codecarbon
 
@@ -131,31 +228,45 @@ def run(
     monitor = Monitor(
         meter, protocol=protocol, address=address, out=out, idle_s=idle_s, idle_power_w=idle_power_w,
         grid=factor, pue=pue, min_samples=min_samples, meter_timeout_s=meter_timeout_s,
-        resolution_w=resolution_w, codecarbon=codecarbon,
+        resolution_w=resolution_w, codecarbon=codecarbon, progress=True,
     )  # fmt: skip
     monitor.start()
-    note(f"running: {shlex.join(argv)}")
-    try:
-        status, result = run_command(monitor, argv, iterations, name)
-    finally:
-        monitor.stop()
-    data = _json_safe({"command": argv, "exit_status": status, **result.to_dict()})
-    (out / RESULT_JSON).write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-    if emissions_csv is not None:
-        from .codecarbon_bridge import write_emissions_csv
+    # from here on a stop signal ends the command, and the window is still measured and written
+    with _StopSignals() as signals:
+        note(f"running: {shlex.join(argv)}")
+        try:
+            status, window, stopped = run_command(monitor, argv, iterations, name, signals)
+            data = _json_safe({"command": argv, "exit_status": status, **monitor.to_dict(window)})
+            if stopped is not None:
+                data["signal"] = signal.Signals(stopped).name
+            write_atomic(out / RESULT_JSON, json.dumps(data, indent=1, default=str) + "\n")
+            lines = [f"command  {shlex.join(argv)} (exit {status})", *monitor.lines(window)]
+        finally:
+            monitor.stop()
+        if emissions_csv is not None:
+            from .codecarbon_bridge import write_emissions_csv
 
-        note(f"appended to {write_emissions_csv(emissions_csv, [result])}")
-    if not result.valid:
-        warn(f"the window is {result.status}")
-    if not math.isfinite(result.net_energy_j):
+            if window.valid:
+                write_emissions_csv(emissions_csv, [window], grid=factor, pue=pue, meter=data["meter"])
+                note(f"appended to {emissions_csv}")
+            else:
+                warn(f"not appended to {emissions_csv}: an invalid window has no energy to report")
+        stopped = stopped or (signals.received[0] if signals.received else None)
+    if not window.valid:
+        warn(f"the window is {data['status']}")
+    if data["idle"] is None:
         warn("no valid idle baseline: net figures need one (--idle S, or --idle-power W)")
-    if status != 0:
+    elif below_idle(window):
+        warn(f"net energy below zero beyond its uncertainty: {NET_BELOW_IDLE}")
+    if status != 0 and stopped is None:
         warn(f"the command exited with status {status}")
     if as_json:
         click.echo(json.dumps(data, default=str))
     else:
-        click.echo("\n".join([f"command  {shlex.join(argv)} (exit {status})", *result.lines()]))
-        note(f"results: {out / RESULT_JSON}, meter log {out / 'meter.sqlite'}")
+        click.echo("\n".join(lines))
+        note(f"results: {out / RESULT_JSON}, meter log {out / 'meter.sqlite'}; `edgebench report {out}` re-renders them")
+    if stopped is not None:
+        raise SystemExit(128 + stopped)
     if status != 0:
         raise SystemExit(status if 0 < status < 256 else 128 - status if status < 0 else 1)
 
@@ -174,22 +285,61 @@ def _json_safe(value: Any) -> Any:
 # --- train-estimate -------------------------------------------------------------------------------------------
 
 
-def _from_run(path: Path) -> tuple[float, int, float, str]:
-    """(seconds, iterations, mean wall power W, source) from a `run` directory's result.json (or the file)."""
+@dataclass(frozen=True)
+class RunFigures:
+    """What `train-estimate --from-run` takes from an `edgebench run` result.json."""
+
+    seconds: float
+    iterations: int
+    power_w: float
+    grid: GridFactor | None  # the run's grid factor and PUE: the projection's unless the user names others
+    pue: float | None
+    source: str
+
+
+def _field(data: dict[str, Any], key: str, where: str, *, integer: bool = False, minimum: float = 0.0) -> Any:
+    """One number of result.json, checked: present, a number (not a boolean), finite, >= minimum, whole and at
+    most MAX_ITERATIONS when `integer`. BadInput naming the file and the field otherwise."""
+    value = data.get(key)
+    hint = "pass the --out directory of `edgebench run`, or give --time, --iterations and --power"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInput(f"{where}: {key} is {str(value)[:40]!r}, not a number: {hint}")
+    if integer and (isinstance(value, float) or not minimum <= value <= MAX_ITERATIONS):
+        raise BadInput(f"{where}: {key} {str(value)[:40]} is not a whole number from {minimum:g} to {MAX_ITERATIONS:.0e}: {hint}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number < minimum:
+        raise BadInput(f"{where}: {key} {str(value)[:40]} is not a finite number >= {minimum:g}: {hint}")
+    return int(value) if integer else number
+
+
+def _from_run(path: Path) -> RunFigures:
+    """The measured time, iterations, mean wall power, grid factor and PUE of a `run` directory's result.json
+    (or of the file itself), every field checked."""
     file = path / RESULT_JSON if path.is_dir() else path
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BadInput(f"cannot read {file} ({exc.strerror}): pass the --out directory of `edgebench run`") from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{file} is not JSON ({exc.msg}, line {exc.lineno}): pass an `edgebench run` result.json") from None
-    try:
-        seconds, iterations, power = float(data["duration_s"]), int(data["iterations"]), float(data["mean_power_w"])
-    except (KeyError, TypeError, ValueError):
-        raise BadInput(f"{file} lacks duration_s/iterations/mean_power_w: pass an `edgebench run` result.json") from None
+    data = read_json(file, "pass the --out directory of `edgebench run`")
+    where = str(file)
+    if not isinstance(data, dict):
+        raise BadInput(f"{where}: not a JSON object: pass an `edgebench run` result.json")
+    seconds = _field(data, "duration_s", where)
+    if seconds <= 0:
+        raise BadInput(f"{where}: duration_s {seconds} must be > 0: pass an `edgebench run` result.json")
+    iterations = _field(data, "iterations", where, integer=True, minimum=1)
+    power_w = _field(data, "mean_power_w", where)
+    grid = pue = None
+    if isinstance(data.get("grid"), dict):
+        g = data["grid"]
+        grid = GridFactor(
+            lb_co2_per_mwh=_field(g, "lb_co2_per_mwh", f"{where} grid"), source=str(g.get("source", "")),
+            edition=str(g.get("edition", "")), region=str(g.get("region", "")), kind=str(g.get("kind", "average")),
+        )  # fmt: skip
+    if "pue" in data:
+        pue = _field(data, "pue", where, minimum=1.0)
     if data.get("status") != "ok":
         warn(f"{file}: the measured window is {data.get('status')}")
-    return seconds, iterations, power, f"measured by `edgebench run` ({file}), mean wall power"
+    return RunFigures(seconds, iterations, power_w, grid, pue, f"measured by `edgebench run` ({file})")
 
 
 def _seconds(text: str) -> float:
@@ -214,15 +364,18 @@ def _seconds(text: str) -> float:
 @click.command("train-estimate")
 @click.option("--time", "time_text", metavar="DURATION",
               help="Measured time for --iterations iterations: 196, 196s, 3.3min.")
-@click.option("--iterations", type=click.IntRange(min=1), help="Iterations the measured time covers (e.g. 1000).")
+@click.option("--iterations", type=click.IntRange(min=1, max=MAX_ITERATIONS),
+              help="Iterations the measured time covers (e.g. 1000).")
 @click.option("--power", help="Average power during them with units (147W); the wall meter's gross figure.")
 @click.option("--from-run", type=click.Path(path_type=Path, exists=True),
-              help="Take time, iterations and power from an `edgebench run --iterations N` directory.")
-@click.option("--total-iterations", type=click.IntRange(min=1), required=True,
+              help="Take time, iterations and power (and the grid factor and PUE, unless given) from an "
+                   "`edgebench run --iterations N` directory.")
+@click.option("--total-iterations", type=click.IntRange(min=1, max=MAX_ITERATIONS), required=True,
               help="Iterations of the whole training (e.g. 170000).")
 @grid_options
 @click.option("--pue", type=finite(min=1),
-              help="Facility overhead (default 1.58: Strubell et al.'s 2018 data-centre average; 1 for a desk).")
+              help="Facility overhead (default: the run's with --from-run, else 1.58, Strubell et al.'s 2018 "
+                   "data-centre average; 1 for a desk).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def train_estimate(
     time_text: str | None,
@@ -249,11 +402,14 @@ def train_estimate(
     from . import carbon as c
 
     sources: dict[str, str] = {}
+    run_grid = run_pue = None
     if from_run is not None:
         if time_text is not None or iterations is not None or power is not None:
             raise BadInput("--from-run gives time, iterations and power: drop --time/--iterations/--power, or it")
-        seconds, iterations, power_w, source = _from_run(from_run)
-        sources.update(time=source.replace(", mean wall power", ""), power=source)
+        figures = _from_run(from_run)
+        seconds, iterations, power_w = figures.seconds, figures.iterations, figures.power_w
+        run_grid, run_pue = figures.grid, figures.pue
+        sources.update(time=figures.source, power=f"{figures.source}, mean wall power")
     else:
         if time_text is None or iterations is None or power is None:
             raise BadInput(
@@ -265,14 +421,20 @@ def train_estimate(
     if any(v is not None for v in (grid, egrid, country, intensity)):
         factor = c.resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
         sources["grid"] = "given" if factor.source == "user-given" else factor.source
+    elif run_grid is not None:
+        factor = run_grid
+        sources["grid"] = f"the run's ({from_run}); another with --grid/--country/--intensity"
     else:
         factor = c.strubell_grid()
         sources["grid"] = "Strubell et al. (2019): US average lb CO2/kWh, as the course lab uses"
-    if pue is None:
+    if pue is not None:
+        sources["pue"] = "given"
+    elif run_pue is not None:
+        pue = run_pue
+        sources["pue"] = f"the run's ({from_run}); another with --pue"
+    else:
         pue = c.STRUBELL_PUE
         sources["pue"] = "Strubell et al. (2019): 2018 global data-centre average; pass --pue 1 for a desk"
-    else:
-        sources["pue"] = "given"
     result = c.training_projection(seconds, iterations, total_iterations, power_w, factor, pue, sources=sources)
     if as_json:
         click.echo(json.dumps(result.to_dict()))

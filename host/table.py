@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.errors import BadInput
+from edgebench.files import write_atomic
 from edgebench.pareto import ON, POSSIBLE, accuracy_u, comparable, front_membership
 from edgebench.records import TABLE_FORMAT, TABLE_VERSION
 from edgebench.units import num as _num
@@ -683,9 +684,8 @@ def render(result: PairingResult, fmt: str = "table", sort: str | None = None) -
 
 
 def _atomic_write(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)  # atomic on POSIX: a reader sees the old table or the new one, never half of one
+    # atomic (a reader sees the old table or the new one); special files refused, symlinks followed
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 def write_exports(result: PairingResult, out_dir: str | Path, sort: str | None = None) -> list[Path]:

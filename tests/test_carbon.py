@@ -1,6 +1,10 @@
+import json
 import math
+import random
+import re
 
 import pytest
+from test_run import one_line_or_finite
 
 from edgebench.errors import BadInput
 from edgebench.host import carbon
@@ -174,19 +178,19 @@ def test_equivalents_arithmetic():
 
 def test_lifetime_projection_and_embodied_amortisation():
     grid = carbon.parse_intensity("400g/kWh")
-    # 0.386 J per inference, 100,000 a day for 3 years: 109,575,000 inferences, 11.749 kWh, 4.6997 kg CO2
+    # 0.386 J per image, 100,000 a day for 3 years: 109,575,000 images, 11.749 kWh, 4.6997 kg CO2
     life = carbon.lifetime(0.386, 100_000, 3, grid)
-    assert life.inferences == pytest.approx(100_000 * 365.25 * 3)
+    assert life.images == pytest.approx(100_000 * 365.25 * 3)
     assert life.energy_kwh == pytest.approx(0.386 * 109_575_000 / 3.6e6)
     assert life.operational_co2_kg == pytest.approx(life.energy_kwh * 0.4)
-    assert life.embodied_co2_kg_per_inference == 0.0
+    assert life.embodied_co2_kg_per_image == 0.0
     assert life.total_co2_kg == life.operational_co2_kg
-    # a 20 kg embodied footprint spread over those inferences
+    # a 20 kg embodied footprint spread over those images
     with_embodied = carbon.lifetime(0.386, 100_000, 3, grid, embodied_kg=20.0, pue=1.5)
     assert with_embodied.energy_kwh == pytest.approx(life.energy_kwh * 1.5)
-    assert with_embodied.embodied_co2_kg_per_inference == pytest.approx(20.0 / 109_575_000)
+    assert with_embodied.embodied_co2_kg_per_image == pytest.approx(20.0 / 109_575_000)
     assert with_embodied.total_co2_kg == pytest.approx(life.operational_co2_kg * 1.5 + 20.0)
-    assert with_embodied.co2_kg_per_inference == pytest.approx(
+    assert with_embodied.co2_kg_per_image == pytest.approx(
         grid.co2_kg(0.386 * 1.5) + 20.0 / 109_575_000
     )
     lines = carbon.format_lifetime(with_embodied)
@@ -214,11 +218,11 @@ def test_parse_mass_rejects(text):
 def test_context_lines_for_a_table_footer():
     grid = carbon.egrid_factor("RFCW", 2019)
     per_inf = grid.co2_kg(0.386)
-    lines = carbon.context_lines(per_inf, energy_j_per_inference=0.386, grid=grid, inferences_per_day=1e5, years=3)
+    lines = carbon.context_lines(per_inf, energy_j_per_image=0.386, grid=grid, images_per_day=1e5, years=3)
     assert lines[0].startswith("1,000,000 inferences emit")
     assert f"{per_inf * 1e6:.4g} kg" in lines[0]
     assert any("miles driven" in line for line in lines)
-    assert any(line.startswith("lifetime 100,000 inferences/day x 3 years") for line in lines)
+    assert any(line.startswith("lifetime 100,000 images/day x 3 years") for line in lines)
     assert len(carbon.context_lines(per_inf)) == 1 + len(carbon.equivalence_factors())
 
 
@@ -253,13 +257,13 @@ def test_carbon_command_lifetime_with_embodied_and_equivalents():
 
     data = json.loads(res.output)
     life = data["lifetime"]
-    assert life["inferences"] == pytest.approx(109_575_000)
+    assert life["images"] == pytest.approx(109_575_000)
     assert life["operational_co2_kg"] == pytest.approx(0.386 * 109_575_000 / 3.6e6 * 0.4)
     assert life["total_co2_kg"] == pytest.approx(life["operational_co2_kg"] + 20.0)
     assert life["equivalents"][0]["count"] == pytest.approx(life["total_co2_kg"] / 0.393)
     assert {"source", "year", "kg_co2_per_unit"} <= set(data["equivalents"][0])
     text = _carbon_cli("--energy", "0.386J", "--per-day", "100000", "--years", "3", "--embodied", "20kg").output
-    assert "lifetime 100,000 inferences/day x 3 years = 109,575,000 inferences" in text
+    assert "lifetime 100,000 images/day x 3 years = 109,575,000 images" in text
     assert "embodied CO2 20 kg (user-supplied)" in text
 
 
@@ -277,3 +281,57 @@ def test_carbon_command_lifetime_bad_input(args, message):
     res = _carbon_cli(*args)
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
+
+
+# --- results that overflow, every numeric option fuzzed -------------------------------------------------------
+
+EXTREMES = ["nan", "inf", "-inf", "1e308", "1e309", "-1", "0", str(10**400), "true", "1" + "0" * 5000]
+CARBON_BASE = {"--energy": "0.386J", "--per-day": "100000", "--years": "3", "--pue": "1.2", "--embodied": "20kg"}
+
+
+@pytest.mark.parametrize("option", ["--energy", "--per-day", "--years", "--pue", "--embodied", "--hours", "--power"])
+def test_carbon_numeric_options_never_print_inf_or_trace(option):
+    for value in EXTREMES:
+        if option in ("--hours", "--power"):
+            args = {"--power": "147W", "--hours": "9.25", "--pue": "1.58", option: value}
+        else:
+            args = {**CARBON_BASE, option: value}
+        for fmt in ([], ["--json"]):
+            one_line_or_finite(_carbon_cli(*[x for kv in args.items() for x in kv], *fmt))
+
+
+def test_carbon_results_that_overflow_are_one_line():
+    res = _carbon_cli("--energy", "1J", "--per-day", "1e308", "--years", "1e308")
+    assert res.exit_code == 2 and "overflows" in res.output and "--per-day" in res.output, res.output
+    rng = random.Random(14_009)
+    big = ["1e308", "1e200", "9e150", "1e-300", "5e-324"]
+    for _ in range(40):
+        args = dict(CARBON_BASE)
+        for option in rng.sample(["--per-day", "--years", "--pue"], 2):
+            args[option] = rng.choice(big)
+        args["--energy"] = rng.choice(big) + "J"
+        one_line_or_finite(_carbon_cli(*[x for kv in args.items() for x in kv], "--json"))
+
+
+def test_report_lifetime_counts_images_and_refuses_overflow(tmp_path):
+    """report --per-day N: N images a day, so an engine of batch 4 costs its J per image (a quarter of its J
+    per execution) per day's image; overflowing figures are one line, not `inf`."""
+    from click.testing import CliRunner
+    from test_plot import write_measure_dir
+
+    from edgebench.cli import cli
+
+    d = write_measure_dir(tmp_path / "m").path
+    invoke = lambda *a: CliRunner().invoke(cli, ["report", str(d), *a])  # noqa: E731
+    table = json.loads(invoke("--format", "json").stdout)["engines"]
+    res = invoke("--per-day", "1000", "--years", "3", "--sort", "gross_j")
+    assert res.exit_code == 0, res.output
+    ranked = next(row for row in sorted(table, key=lambda r: r["gross_j_per_inference"] or math.inf))
+    assert ranked["batch"] == 4  # the engine projected has batches of 4 images
+    kwh = float(re.search(r"energy ([0-9.e+-]+) kWh", res.stdout).group(1))
+    images = 1000 * 365.25 * 3
+    assert "lifetime 1,000 images/day x 3 years = 1,095,750 images" in res.stdout
+    assert kwh == pytest.approx(ranked["gross_j_per_sample"] * images / 3.6e6, rel=1e-3)
+    assert kwh != pytest.approx(ranked["gross_j_per_inference"] * images / 3.6e6, rel=1e-3)
+    big = invoke("--per-day", "1e308", "--years", "1e308")
+    assert big.exit_code == 2 and "overflows" in big.output and "Traceback" not in big.output

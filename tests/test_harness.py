@@ -85,7 +85,9 @@ def test_fixed_iterations_window_brackets_the_latencies(runner):
     assert all(v > 0 for v in rec.latencies_ns)
     # The window holds every timed iteration plus only the loop's own overhead.
     assert total <= rec.duration_ns + 1_000_000  # realtime and perf counter may differ by clock granularity
-    assert rec.duration_ns < total + 100_000_000  # generous: a loaded 2-core CI box can preempt the loop
+    # and not the warm-up: the warm-up's time and the window fit between `before` and `after` side by side
+    # (no bound on the loop's overhead itself: a loaded machine may preempt it for any time)
+    assert sum(rec.warmup_latencies_ns) + rec.duration_ns <= after - before + 1_000_000
     assert rec.timed_region == runner.timed_region
     assert rec.settings["providers"] == "CPUExecutionProvider"
     assert rec.settings["options.intra_op_threads"] == 1
@@ -104,10 +106,11 @@ def test_duration_mode_runs_at_least_the_duration_and_min_iterations():
     fast = TinyOrtRunner()
     rec2 = run_engine(fast, warmup_s=0.05, duration_s=0.2, metadata=False)
     assert rec2.duration_ns >= 0.2e9
-    assert rec2.duration_ns < 0.2e9 + 150e6
+    # it stops at the first iteration ending past the deadline: all the others ended before it
+    assert sum(rec2.latencies_ns[:-1]) < 0.2e9
     assert rec2.iterations > 10 and len(rec2.warmup_latencies_ns) >= 1
     assert fast.calls == rec2.iterations + len(rec2.warmup_latencies_ns)
-    assert 0.01e9 < sum(rec2.warmup_latencies_ns) <= 0.2e9  # latencies leave out the loop overhead
+    assert sum(rec2.warmup_latencies_ns[:-1]) < 0.05e9  # the same rule ends the warm-up
 
 
 def test_defaults_follow_trtexec_and_warmup_time_is_separate(runner):
@@ -174,7 +177,7 @@ def test_sampler_brackets_the_window_and_energy_is_attached(runner):
 def test_idle_window_is_a_run_record_of_kind_idle():
     rec = idle_window(0.1, sampler=ListSampler(), metadata=False)
     assert rec.kind == "idle" and rec.engine == "idle" and rec.iterations == 0 and rec.latencies_ns == ()
-    assert 0.1e9 <= rec.duration_ns < 0.1e9 + 150e6
-    assert rec.rail_energy.energy_j == pytest.approx(0.5, rel=0.5)
+    assert rec.duration_ns >= 0.1e9  # (a late wake-up on a busy machine may stretch it: no upper bound)
+    assert rec.rail_energy.energy_j == pytest.approx(5.0 * rec.duration_ns / 1e9, rel=1e-6)
     with pytest.raises(ValueError):
         idle_window(0)

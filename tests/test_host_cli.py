@@ -277,12 +277,12 @@ def test_report_projects_the_first_engine_over_a_lifetime(tmp_path, store):
                  "--html", str(tmp_path / "r.html"))
     assert res.exit_code == 0, res.output
     assert f"{best['engine']} (rank 1) over its life, wall energy:" in res.stdout
-    assert "lifetime 1,000 inferences/day x 3 years = 1,095,750 inferences" in res.stdout
-    kwh = best["gross_j_per_inference"] * 1_095_750 / 3.6e6
+    assert "lifetime 1,000 images/day x 3 years = 1,095,750 images" in res.stdout
+    kwh = best["gross_j_per_sample"] * 1_095_750 / 3.6e6  # per image: --per-day counts images
     assert f"energy {kwh:.4g} kWh" in res.stdout
-    co2 = egrid_factor("RFCW", 2019).co2_kg(best["gross_j_per_inference"] * 1_095_750)
+    co2 = egrid_factor("RFCW", 2019).co2_kg(best["gross_j_per_sample"] * 1_095_750)
     assert f"operational CO2 {co2:.4g} kg = {kg_to_lb(co2):.4g} lbs" in res.stdout
     page = (tmp_path / "r.html").read_text()
-    assert 'id="lifetime"' in page and "1,095,750 inferences" in page
+    assert 'id="lifetime"' in page and "1,095,750 images" in page
     bad = invoke("report", str(d), "--per-day", "1000")
     assert bad.exit_code == 2 and "--per-day and --years together" in bad.output

@@ -6,6 +6,7 @@ re-sorting the rows."""
 import html
 import importlib.util
 import json
+import os
 import re
 import shutil
 import sys
@@ -204,13 +205,19 @@ BROWSER_ARGS = [
 ]  # fmt: skip
 
 
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# where distributions install it, for a PATH that lacks their folder (a test that narrowed PATH, a service's PATH)
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/lib/chromium/chromium", "/usr/bin/chromium-browser", "/snap/bin/chromium",
+                  "/usr/bin/google-chrome")  # fmt: skip
+
+
 def _chromium():
     """A Chromium executable: the distribution's, or None (Playwright's own downloaded one is tried later)."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+    for name in CHROMIUM_NAMES:
         found = shutil.which(name)
         if found:
             return found
-    return None
+    return next((p for p in CHROMIUM_PATHS if os.access(p, os.X_OK)), None)
 
 
 @pytest.fixture()
@@ -222,7 +229,8 @@ def browser():
     with sync_playwright() as p:
         executable = _chromium()
         if executable is None and not Path(p.chromium.executable_path).exists():
-            pytest.skip("no Chromium found: apt-get install chromium, or `playwright install chromium`")
+            pytest.skip(f"no Chromium found on PATH ({os.environ.get('PATH', '')}) nor in {', '.join(CHROMIUM_PATHS)}: "
+                        "apt-get install chromium, or `playwright install chromium`")
         try:
             b = p.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
         except Error as exc:

@@ -184,15 +184,17 @@ def test_missing_command_is_a_reason(tmp_path):
 def test_sampler_on_the_live_sensor_covers_a_window(tmp_path):
     import time
 
+    from test_sampler import Reads
+
     from edgebench.agent.sensors.sampler import Sampler
 
     cmd = _fake_tegrastats(tmp_path, DATA / "xavier-nx-r35.txt")
-    sensor = TegrastatsSensor(cmd, interval_ms=20)
+    sensor = Reads(TegrastatsSensor(cmd, interval_ms=20))
     try:
         sampler = Sampler(sensor, period_s=0.02)
         sampler.start()
         start = time.time_ns()
-        time.sleep(0.1)
+        sensor.wait_for(3)  # a reading of the sampler's thread inside the window
         end = time.time_ns()
         samples = sampler.stop()
     finally:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from edgebench.engines.backends import Availability, module_found
 from edgebench.errors import BadInput, EdgebenchError
+from edgebench.files import move_into_place
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -146,7 +147,7 @@ class OnnxRuntimeBackend:
             except Exception as exc:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise EdgebenchError(f"onnxruntime could not load {spec.name}: {first}") from exc
-            partial.replace(artifact)
+            move_into_place(partial, artifact)  # edgebench/files.py: special files refused, symlinks followed
 
     def open_runner(self, engines_dir: Path, entry: ManifestEntry, options: RunOptions) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(Path(engines_dir) / entry.artifact, entry, options)

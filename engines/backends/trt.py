@@ -13,12 +13,12 @@ engines.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgebench.engines.backends import Availability
 from edgebench.errors import BadInput, EdgebenchError
+from edgebench.files import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -179,9 +179,7 @@ def _concrete_shape(shape: tuple[int, ...], spec: EngineSpec) -> tuple[int, ...]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)  # edgebench/files.py: special files refused, symlinks followed
 
 
 class TensorRTRunner:
