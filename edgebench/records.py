@@ -156,10 +156,14 @@ class MeterTrace:
     # "continuous": a sampled trace, integrated (trapezoid); "spot": readings a person took off a display, a
     # window's power is the mean of the readings inside it; "counter": cumulative energy readings (energy_wh)
     sampling: str = "continuous"
+    energy_wh: np.ndarray | None = None  # "counter": the cumulative readings (Wh) at t_ns; else None
+    timing_u_s: float = 0.0  # standard uncertainty of a reading's time (a smart plug's poll round trip)
 
     def __post_init__(self) -> None:
         if len(self.t_ns) != len(self.power_w):
             raise ValueError("MeterTrace: t_ns and power_w differ in length")
+        if self.energy_wh is not None and len(self.energy_wh) != len(self.t_ns):
+            raise ValueError("MeterTrace: energy_wh and t_ns differ in length")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"MeterTrace: sampling {self.sampling!r} is not one of {', '.join(SAMPLINGS)}")
 

@@ -506,6 +506,10 @@ def load_trace(
     """
     import numpy as np
 
+    from edgebench.host.meters.manual import is_paper_csv, load_paper_trace
+
+    if is_paper_csv(path):  # readings written down by hand, entered as time,watts (or time,kwh)
+        return load_paper_trace(path, start_ns, end_ns)
     t, p, meters, addresses, gaps, res, sampling = _read(path, start_ns, end_ns, address)
     if address is not None and str(address) not in addresses:
         canonical = resolve_address(str(address), addresses)
@@ -539,7 +543,7 @@ def load_trace(
     lo = start_ns if start_ns is not None else -(2**62)
     hi = end_ns if end_ns is not None else 2**62
     kept = tuple((g.start_ns, g.end_ns) for g in gaps if g.end_ns >= lo and g.start_ns <= hi)
-    return MeterTrace(
+    trace = MeterTrace(
         t_ns=t,
         power_w=p,
         meter=meter,
@@ -547,3 +551,76 @@ def load_trace(
         gaps=kept,
         sampling=sampling,
     )
+    return _with_meter_extras(Path(path), trace, start_ns, end_ns, address)
+
+
+def load_energy(
+    path: str | Path, start_ns: int | None = None, end_ns: int | None = None, address: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(t_ns, energy_wh) of the readings that carry the meter's own energy counter, sorted by time."""
+    import numpy as np
+
+    path = Path(path)
+    _check_readable(path)
+    where, args = ["energy_wh IS NOT NULL"], []
+    for clause, value in (("address = ?", address), ("t_ns >= ?", start_ns), ("t_ns <= ?", end_ns)):
+        if value is not None:
+            where.append(clause)
+            args.append(value if clause.startswith("address") else int(value))
+    if _is_sqlite(path):
+        try:
+            db = sqlite3.connect(sqlite_uri(path), uri=True)
+            try:
+                rows = db.execute(
+                    f"SELECT t_ns, energy_wh FROM readings WHERE {' AND '.join(where)} ORDER BY t_ns", args  # noqa: S608
+                ).fetchall()
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            raise BadInput(f"meter log {path} is not a meter store ({exc})") from None
+    else:
+        rows = []
+        with open(path, newline="", encoding="utf-8", errors="replace") as stream:
+            for row in csv.DictReader(stream):
+                try:
+                    t, e = int(row["t_ns"]), float(row.get("energy_wh") or "nan")
+                except (KeyError, ValueError, TypeError):
+                    continue
+                if not math.isfinite(e) or (address is not None and row.get("address", "") != str(address)):
+                    continue
+                if (start_ns is None or t >= start_ns) and (end_ns is None or t <= end_ns):
+                    rows.append((t, e))
+        rows.sort()
+    t = np.array([r[0] for r in rows], dtype=np.int64)
+    e = np.array([r[1] for r in rows], dtype=np.float64)
+    return t, e
+
+
+def _with_meter_extras(path: Path, trace: MeterTrace, start_ns, end_ns, address) -> MeterTrace:
+    """The counter readings of a "counter" log and a smart plug's timing uncertainty (kept in the meta)."""
+    import dataclasses
+
+    import numpy as np
+
+    changes: dict[str, object] = {}
+    if trace.sampling == "counter":
+        t, e = load_energy(path, start_ns, end_ns, address)
+        if len(t) != len(trace.t_ns) or not np.array_equal(t, trace.t_ns):
+            raise BadInput(f"meter log {path} is a counter log but not every reading has its energy_wh")
+        changes["energy_wh"] = e
+    if _is_sqlite(path):
+        db = sqlite3.connect(sqlite_uri(path), uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'timing_u_s'").fetchone()
+        except sqlite3.DatabaseError:
+            row = None
+        finally:
+            db.close()
+        try:
+            timing = float(row[0]) if row else 0.0
+        except ValueError:
+            timing = math.nan
+        if not (math.isfinite(timing) and timing >= 0):
+            raise BadInput(f"meter log {path}: its timing_u_s {row[0]!r} is not a number of seconds >= 0")
+        changes["timing_u_s"] = timing
+    return dataclasses.replace(trace, **changes) if changes else trace

@@ -352,15 +352,22 @@ class EmulatorHandle:
     sent: deque[tuple[int, float, bool]] = field(default_factory=lambda: deque(maxlen=SENT_KEPT))
     frames: int = 0
     connections: int = 0
+    served: int = 0  # HTTP plugs: status answers given
+    t0_ns: int = 0  # HTTP plugs: host time of the start (refresh k is at t0 + k x interval)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _close: list = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
-        """Stop the thread and close the port (a pty vanishes; a TCP port stops listening)."""
+        """Stop the thread and close the port (a pty vanishes; a TCP port or HTTP server stops listening)."""
         self._stop.set()
+        if self.port.startswith(("shelly://", "tasmota://")):
+            self._close_all()  # an HTTP server's thread ends once it is shut down
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._close_all()
+
+    def _close_all(self) -> None:
         for close in self._close:
             try:
                 close()
@@ -522,14 +529,27 @@ def start_emulator(
     faults: Faults | dict | None = None,
     tcp_port: int = 0,
     encoder=None,
+    plug: dict | None = None,
 ) -> EmulatorHandle:
     """Start an emulated meter in a thread; open `handle.port` with the logger. Stop it with `.stop()`.
 
     `transport` is "pty" (port is the slave's path, raw mode) or "tcp" (port is socket://127.0.0.1:PORT,
     `tcp_port` 0 picks a free one). `encoder` overrides the protocol's default (e.g. several XBee addresses).
+    The smart plugs (`shelly`, `shelly-gen1`, `tasmota`) are HTTP servers on 127.0.0.1:`tcp_port`; `plug`
+    passes their options (faults, user, password, model, watt_decimals) to `plug_emulate.start_plug_emulator`.
     """
+    from edgebench.host.meters.plug_emulate import FIRMWARES, start_plug_emulator
+
+    if protocol in FIRMWARES:
+        interval = 1.0 if interval_s is None else float(interval_s)
+        if not (math.isfinite(interval) and interval > 0):
+            raise BadInput(f"emulator interval must be a finite number > 0 s, got {interval}")
+        handle = EmulatorHandle(port="", protocol=protocol, identity="", interval_s=interval)
+        return start_plug_emulator(protocol, profile, handle, interval_s=interval, faults=faults,
+                                   port=tcp_port, **(plug or {}))  # fmt: skip
     if protocol not in ENCODERS:
-        raise BadInput(f"no emulator for protocol {protocol!r}: use one of {', '.join(sorted(ENCODERS))}")
+        known = ", ".join(sorted([*ENCODERS, *FIRMWARES]))
+        raise BadInput(f"no emulator for protocol {protocol!r}: use one of {known}")
     enc = encoder if encoder is not None else ENCODERS[protocol]()
     interval = float(interval_s if interval_s is not None else enc.default_interval_s)
     if not (math.isfinite(interval) and interval > 0):
