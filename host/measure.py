@@ -204,6 +204,7 @@ class MeterSource:
             if getattr(logger, "manual", False):
                 source.period_s, source.min_window_s = logger.period_s, logger.min_window_s
                 note(logger.introduction())
+                logger.first_counter_reading()  # the kWh counter before the first window (display: no wait)
             else:
                 source._listen(config.meter_timeout_s)
         except BaseException:
@@ -324,6 +325,7 @@ class MeterSource:
         from .store import load_trace
 
         if getattr(self.logger, "manual", False):
+            self.logger.wait_reading_after(after_ns)  # the kWh counter typed at a window's end; display: at once
             return
         period = self.period_s if math.isfinite(self.period_s) else 1.0
         deadline = time.monotonic() + max(3 * period, 1.0) + 2.0

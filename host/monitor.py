@@ -185,6 +185,7 @@ class Monitor:
         resolution_w: float | None = None,
         codecarbon: bool = False,
         codecarbon_country: str | None = None,
+        meter_options: Any = None,
     ) -> None:
         for name, value in (("idle_s", idle_s), ("idle_power_w", idle_power_w), ("resolution_w", resolution_w)):
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -206,6 +207,7 @@ class Monitor:
         self.resolution_w = resolution_w
         self.codecarbon = codecarbon
         self.codecarbon_country = codecarbon_country
+        self.meter_options = meter_options  # edgebench.host.logger.MeterOptions (plug password, --kwh, Prometheus)
         self.run_id = uuid.uuid4().hex[:12]
         self.windows: list[Measurement] = []
         self.result: Measurement | None = None  # the `with` block's window
@@ -243,6 +245,7 @@ class Monitor:
         config = MeasureConfig(
             meter=self.meter_url, out=self.out, grid=self.grid, protocol=self.protocol, address=self.address,
             meter_timeout_s=self.meter_timeout_s, min_samples=self.min_samples, pue=self.pue,
+            meter_options=self.meter_options,
         )  # fmt: skip
         self._source = MeterSource.start(config, self.log_path)
         try:
@@ -258,9 +261,11 @@ class Monitor:
         return self
 
     def _measure_idle(self, seconds: float) -> None:
+        self._source.announce(f"idle baseline {seconds:g} s", "idle")  # the manual meter's prompt, Prometheus
         start = time.time_ns()
         time.sleep(seconds)
         end = time.time_ns()
+        self._source.announce(None)
         record = RunRecord(
             engine="idle", backend="monitor", clock=HOST_CLOCK, window_start_ns=start, window_end_ns=end,
             iterations=0, batch=1, latencies_ns=(), kind="idle", run_id=self.run_id,
@@ -312,6 +317,7 @@ class Monitor:
             from .codecarbon_bridge import CodeCarbonWindow
 
             tracker = CodeCarbonWindow.begin(self.codecarbon_country or _iso3(self.grid))
+        self._source.announce(name)
         self._open[name] = (time.time_ns(), tracker)
 
     def end_window(self, name: str, iterations: int = 1) -> Measurement:
@@ -322,6 +328,7 @@ class Monitor:
         if iterations < 1:
             raise BadInput(f"iterations {iterations} must be >= 1")
         start, tracker = self._open.pop(name)
+        self._source.announce(None)
         extra = {"codecarbon": tracker.end()} if tracker is not None else {}
         record = RunRecord(
             engine=name, backend="monitor", clock=HOST_CLOCK, window_start_ns=start, window_end_ns=end,

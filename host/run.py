@@ -23,6 +23,7 @@ from edgebench.errors import BadInput
 from edgebench.options import finite, non_negative, positive
 
 from .cli import grid_options
+from .meters.options import meter_access_options, meter_options_from
 
 RESULT_JSON = "result.json"
 
@@ -54,9 +55,11 @@ def run_command(monitor: Any, argv: list[str], iterations: int = 1, name: str = 
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--meter", required=True, metavar="PORT",
-              help="Wall meter port: /dev/ttyUSB0, a pty, socket://HOST:PORT.")
-@click.option("--protocol", default="auto", show_default=True, help="Meter protocol: auto, tweetawatt, wattsup, um, lines.")
+@click.option("--meter", required=True, metavar="METER",
+              help="Wall meter: /dev/ttyUSB0, a pty, socket://HOST:PORT, shelly://HOST, tasmota://HOST or manual.")
+@click.option("--protocol", default="auto", show_default=True,
+              help="Serial meter protocol: auto, tweetawatt, wattsup, um, lines.")
+@meter_access_options
 @click.option("--address", help="Tweet-a-Watt sensor address when one receiver hears several.")
 @click.option("--meter-timeout", "meter_timeout_s", type=positive(), default=20.0, show_default=True,
               help="Seconds to wait for the meter's first readings.")
@@ -101,6 +104,7 @@ def run(
     codecarbon: bool,
     as_json: bool,
     command: tuple[str, ...],
+    **access: Any,
 ) -> None:
     """Measure any COMMAND at the wall: an idle baseline, then the command's window.
 
@@ -131,7 +135,7 @@ def run(
     monitor = Monitor(
         meter, protocol=protocol, address=address, out=out, idle_s=idle_s, idle_power_w=idle_power_w,
         grid=factor, pue=pue, min_samples=min_samples, meter_timeout_s=meter_timeout_s,
-        resolution_w=resolution_w, codecarbon=codecarbon,
+        resolution_w=resolution_w, codecarbon=codecarbon, meter_options=meter_options_from(access),
     )  # fmt: skip
     monitor.start()
     note(f"running: {shlex.join(argv)}")

@@ -2,12 +2,13 @@
 
 Pairing hands a window here when its trace's `sampling` is not "continuous":
 - "spot": readings a person typed off a display (the manual meter). The window's power is the mean of the
-  readings inside it; a window with no reading is invalid, never guessed (one reading is enough: the
-  10-reading minimum of sampled meters does not apply). Its standard uncertainty combines, in quadrature:
+  readings inside it; a window with no reading is invalid, never guessed, and so is one with a single reading
+  (its spread, how much the display moves, is unknown); the 10-reading minimum of sampled meters does not
+  apply. Its standard uncertainty combines, in quadrature:
   the display's resolution r (each reading off by up to r: r / sqrt(3 N) on the mean), the meter's stated
   accuracy (the Kill-a-Watt P4400's 0.2 % of the reading, a bound: 0.2 % / sqrt(3), common to every reading),
-  the spread between the readings (their standard error, sd / sqrt(N), from two readings on), and the clock at
-  both edges; each as power, times the window's duration.
+  the spread between the readings (their standard error, sd / sqrt(N)), and the clock at both edges; each as
+  power, times the window's duration.
 - "counter": cumulative energy readings (the Kill-a-Watt's kWh counter typed at window edges). The energy is
   the counter interpolated linearly in time at each edge; each reading is off by up to one counter step s
   (s x sqrt(2/3) on the difference), and each interpolated edge by up to the counter's advance over the
@@ -29,6 +30,7 @@ import numpy as np
 from edgebench.records import MeterTrace
 
 KILL_A_WATT_ACCURACY = 0.002  # the P4400's stated accuracy, 0.2 % of the reading
+MIN_SPOT_READINGS = 2  # one reading says nothing of how much the display moves
 MIN_COUNTER_STEPS = 10  # a counter window must see the counter move this many steps (then +-4 % at most)
 
 
@@ -66,13 +68,16 @@ def spot_window(trace: MeterTrace, start_ns: int, end_ns: int, clock_u_s: float)
     i0, i1 = int(np.searchsorted(t, start_ns, "left")), int(np.searchsorted(t, end_ns, "right"))
     readings = np.asarray(trace.power_w[i0:i1], dtype=np.float64)
     n = len(readings)
-    if n == 0:
-        reason = f"no reading was typed during the {duration_s:.3g} s window: type the display's watts while it runs"
-        return SpotWindow(0, 0.0, duration_s, math.nan, math.nan, math.nan, (reason,), True)
+    if n < MIN_SPOT_READINGS:
+        got = "no reading was" if n == 0 else "only one reading was"
+        reason = (f"{got} typed during the {duration_s:.3g} s window: type the display's watts two or more times "
+                  "while it runs")  # fmt: skip
+        mean = float(readings.mean()) if n else math.nan
+        return SpotWindow(n, 0.0, duration_s, mean * duration_s, math.nan, mean, (reason,), True)
     mean_w = float(readings.mean())
     res_w = trace.resolution_w / math.sqrt(3 * n)
     accuracy_w = KILL_A_WATT_ACCURACY * mean_w / math.sqrt(3)
-    spread_w = float(readings.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    spread_w = float(readings.std(ddof=1)) / math.sqrt(n)
     clock_w = mean_w * math.sqrt(2) * clock_u_s / duration_s if duration_s > 0 else 0.0
     u_w = math.sqrt(res_w**2 + accuracy_w**2 + spread_w**2 + clock_w**2)
     inside = t[i0:i1]
@@ -120,15 +125,15 @@ def counter_window(trace: MeterTrace, start_ns: int, end_ns: int, clock_u_s: flo
     u_j = math.hypot(u_wh * 3600, clock_j)
     steps = energy_wh / step_wh if step_wh > 0 else math.inf
     if steps < MIN_COUNTER_STEPS:
+        from edgebench.units import duration
+
         need_wh = MIN_COUNTER_STEPS * step_wh
-        at = (f"; at the {mean_w:.3g} W seen here, windows of {need_wh * 3600 / mean_w / 3600:.2g} h or more"
+        moved = (f"the kWh counter moved {energy_wh / 1000:.3g} kWh over this {duration(duration_s)} window "
+                 f"({steps:.2g} steps of {step_wh / 1000:g} kWh: +-{u_wh / energy_wh:.0%})" if energy_wh > 0 else
+                 f"the kWh counter did not move over this {duration(duration_s)} window")  # fmt: skip
+        at = (f"; at the {mean_w:.3g} W seen here, windows of {duration(need_wh * 3600 / mean_w)} or more"
               if mean_w > 0 else "")  # fmt: skip
-        reasons.append(
-            f"the kWh counter moved {energy_wh / 1000:.3g} kWh over this {duration_s / 60:.3g} min window "
-            f"({steps:.3g} steps of {step_wh / 1000:g} kWh: +-{u_wh / energy_wh:.0%})" if energy_wh > 0 else
-            f"the kWh counter did not move over this {duration_s / 60:.3g} min window (steps of {step_wh / 1000:g} kWh)"
-        )  # fmt: skip
-        reasons[-1] += f"; a window needs >= {MIN_COUNTER_STEPS} steps ({need_wh / 1000:g} kWh){at}"
+        reasons.append(f"{moved}; a window needs >= {MIN_COUNTER_STEPS} steps ({need_wh / 1000:g} kWh){at}")
     return SpotWindow(inside, 1.0, 0.0, energy_wh * 3600, u_j, mean_w, tuple(reasons), False)
 
 

@@ -5,11 +5,13 @@ window the terminal says what runs and asks for the display's watts; the person 
 (`12.3` or `12.3 W`), `u` undoes the last one, `c 12.4` corrects it (keeping its time), and an empty line says
 the window's readings are done. The last reading stays correctable until the next one is typed, the window
 ends or an empty line is typed; then it is written to the store. A window's power is the mean of its readings
-(`edgebench.host.spot`: "spot" sampling); a window with none is invalid, never guessed.
+(`edgebench.host.spot`: "spot" sampling); a window with fewer than two is invalid (one says nothing of how much
+the display moves), never guessed.
 
 `--kwh` (counter mode, for long runs and training): the person types the cumulative kWh instead, at the start
-and end of each window (and whenever they like in between); the energy is the counter's advance, and windows
-too short for its 0.01 kWh steps are refused with the figure ("counter" sampling).
+and end of each window (and whenever they like in between; the first before anything is measured); the energy
+is the counter's advance, and windows too short for its 0.01 kWh steps are refused with the figure ("counter"
+sampling).
 
 Readings written on paper are entered later as a CSV that `pair` (and anything reading a meter log) takes:
 a header naming a time column (`time`, `timestamp` or `datetime`: ISO 8601, local time unless it says its zone,
@@ -39,7 +41,7 @@ from edgebench.records import MeterReading, MeterTrace
 DISPLAY_RESOLUTION_W = 0.1
 MAX_W = 1875.0
 MAX_KWH = 9999.99  # the display's largest kWh figure
-PERIOD_S = 10.0  # a person reads the display about every 10 s
+PERIOD_S = 5.0  # a person reads the display about every 5 s: 10 readings x 5 s x 1.2 is the 60 s window
 WINDOW_S = 60.0  # shortest window by default: a steady display and about six readings at a person's pace
 KWH_WINDOW_S = 3600.0  # 0.01 kWh steps: an hour is one step at 10 W (`spot.MIN_COUNTER_STEPS` decide validity)
 COUNTER_WAIT_S = 900.0  # how long a session waits for the kWh typed at a window's end
@@ -337,16 +339,29 @@ class ManualLogger(BaseLogger):
                         self.say(f"  window over: {n} reading{'s' if n != 1 else ''}, mean {self._mean():.4g} W")
                     else:
                         self.say("  window over with no reading: it is invalid (measured again if --retry allows)")
+                    if n == 1 and not self.kwh:
+                        self.say("  one reading says nothing of how much the display moves: the window is invalid")
                 self._window = None
                 self._window_values = []
                 return
             self._window = label
             self._window_values = []
             what = "keep the device idle" if kind == "idle" else "it is running"
-            ask = "type the kWh counter now" if self.kwh else "type the watts on the display, Enter after each"
+            ask = "type the kWh counter now" if self.kwh else "type the display's watts two or more times"
             self.say(f"> {label}: {what}; {ask} (empty line: done)" if not self.kwh else f"> {label}: {what}; {ask}")
 
-    def wait_reading_after(self, after_ns: int, timeout_s: float = COUNTER_WAIT_S) -> bool:
+    def first_counter_reading(self) -> None:
+        """Counter mode: the kWh shown before anything is measured (every window's start needs a reading before
+        it); BadInput if none comes. Display readings need nothing first."""
+        if not self.kwh:
+            return
+        self.say("> type the kWh counter shown now, to start")
+        if not self.wait_reading_after(0, quiet=True):
+            raise BadInput(
+                f"no kWh counter reading typed in {COUNTER_WAIT_S:g} s: type the Kill-a-Watt's kWh figure to start"
+            )
+
+    def wait_reading_after(self, after_ns: int, timeout_s: float = COUNTER_WAIT_S, *, quiet: bool = False) -> bool:
         """Counter mode: wait until a counter reading later than `after_ns` is typed (the window's end needs one),
         reminding the person; True once there is one. Display readings need no wait."""
         if not self.kwh:
@@ -360,7 +375,7 @@ class ManualLogger(BaseLogger):
                 latest = self._counter_last
                 if latest is not None and latest.t_ns > after_ns:
                     return True
-            if not reminded:
+            if not reminded and not quiet:
                 self.say("  waiting for the kWh counter typed now (the window's end needs it)")
                 reminded = True
             time.sleep(0.1)
