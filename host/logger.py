@@ -23,6 +23,7 @@ address) as before; another meter that got the same path (a reused /dev/pts numb
 from __future__ import annotations
 
 import errno
+import os
 import statistics
 import threading
 import time
@@ -394,10 +395,51 @@ def available_ports() -> list[str]:
         return []
 
 
+def lock_holder(path: str) -> str:
+    """Who holds the advisory lock on a port: "pid N (command line)" from /proc/locks, or "" when unknown (not
+    Linux, another namespace, or no lock)."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as stream:
+            lines = stream.read().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:  # a waiter queued behind a holder: not the holder
+            continue
+        try:
+            pid, where = int(fields[4]), fields[5]
+            major, minor, inode = where.split(":")
+            if int(inode) != st.st_ino or (int(major, 16), int(minor, 16)) != (os.major(st.st_dev), os.minor(st.st_dev)):
+                continue
+        except (IndexError, ValueError):
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as stream:
+                command = stream.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            command = ""
+        shown = command if len(command) <= 100 else command[:97] + "..."
+        return f"pid {pid}" + (f" ({shown})" if shown else "")
+    return ""
+
+
+def _in_use(url: str) -> BadInput:
+    holder = lock_holder(url)
+    who = f"{holder} holds it" if holder else "another process holds its lock"
+    return BadInput(
+        f"{url} is in use by another reader: {who}; stop that one, or read the log it writes (two readers would "
+        "split the meter's bytes and store wrong values)"
+    )
+
+
 def translate_open_error(url: str, exc: BaseException) -> Exception:
     """A pyserial/OS open failure as the error the user should see (BadInput / PermissionDenied)."""
     code = getattr(exc, "errno", None)
     text = str(exc)
+    if "exclusively lock" in text:
+        return _in_use(url)
     if code == errno.EACCES or "Permission denied" in text:
         return PermissionDenied(
             f"permission denied on {url}: add yourself to the dialout group "
@@ -415,11 +457,12 @@ def translate_open_error(url: str, exc: BaseException) -> Exception:
 
 
 def open_port(url: str, baudrate: int, timeout: float = READ_TIMEOUT_S):
-    """Open a pyserial port by URL; raises the translated error on failure."""
+    """Open a pyserial port by URL, exclusively (an advisory flock, which binds root too; socket:// and loop:// have
+    nothing to lock); raises the translated error on failure."""
     import serial
 
     try:
-        return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout)
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as exc:
         raise translate_open_error(url, exc) from None
 
@@ -460,6 +503,7 @@ class MeterLogger(BaseLogger):
         self._back_mono = 0.0
         self._back_bytes = 0
         self._foreign_warned = False
+        self._held_warned = False
 
     # --- public view --------------------------------------------------------------------------------------
 
@@ -589,14 +633,20 @@ class MeterLogger(BaseLogger):
             if self._port is None:
                 if now >= retry_at:
                     try:
+                        # exclusively, as at the first open: a port someone else took meanwhile stays theirs
                         self._port = serial.serial_for_url(
-                            self.url, baudrate=self._baud(), timeout=READ_TIMEOUT_S
+                            self.url, baudrate=self._baud(), timeout=READ_TIMEOUT_S, exclusive=True
                         )
                         self.stats.reconnects += 1
                         backoff = BACKOFF_START_S
                         self._back()
                         self._send(self.decoder.open_commands())
-                    except (serial.SerialException, OSError, ValueError):
+                    except (serial.SerialException, OSError, ValueError) as exc:
+                        if "exclusively lock" in str(exc) and not self._held_warned:
+                            holder = lock_holder(self.url) or "another process"
+                            warn(f"the meter port {self.url} is back but held by another reader ({holder}): not "
+                                 "reading it; waiting until it is free")  # fmt: skip
+                            self._held_warned = True
                         retry_at = now + backoff
                         backoff = min(backoff * 2, BACKOFF_MAX_S)
                 if self._port is None:
@@ -645,6 +695,7 @@ class MeterLogger(BaseLogger):
 
     def _back(self) -> None:
         """The port reopened: say so, and hold readings back until the meter proves to be the same one."""
+        self._held_warned = False
         self._verifying = bool(self._known)
         self._back_mono = time.monotonic()
         self._back_bytes = 0

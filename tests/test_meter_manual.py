@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgebench.cli import cli, edgebench_argv
+from edgebench.host.measuredir import MeasureDir
 from edgebench.host.meters.manual import ManualLogger, parse_time_ns
 from edgebench.host.spot import KILL_A_WATT_ACCURACY, counter_window, spot_window
 from edgebench.host.store import load_trace
@@ -279,16 +280,18 @@ def test_measure_with_a_person_typing_the_display(tiny_engines, tmp_path):
     assert "'9..x' is not a reading" in screen and "corrected to" in screen
     assert "window over with no reading: it is invalid" in screen
     table = {row["engine"]: row for row in json.loads((out / "table.json").read_text())["engines"]}
-    records = read_run_records(out / "runs.jsonl")
+    # the windows the table counts: not the first engine's empty first try (nor one that got too few readings
+    # on a loaded machine; each is measured again)
+    valid = {(w.engine, w.repeat, w.attempt) for w in MeasureDir(out).pair().windows if w.valid}
+    records = [r for r in read_run_records(out / "runs.jsonl") if (r.engine, r.repeat, r.attempt) in valid]
+    assert ("squeezenet1_1_1_32_32_fp32", 0, 0) not in valid
     for name, row in table.items():
         assert row["status"] == "ok", row
-        # the windows the person typed readings in (not the first engine's empty first try)
-        runs = [r for r in records if r.engine == name and r.iterations
-                and not (name == "squeezenet1_1_1_32_32_fp32" and r.attempt == 0)]  # fmt: skip
+        runs = [r for r in records if r.engine == name]
         seconds = sum((r.window_end_ns - r.window_start_ns) / 1e9 for r in runs)
         truth = WATTS[name] * seconds / sum(r.iterations for r in runs)
         assert abs(row["gross_j_per_inference"] - truth) <= 3 * row["gross_j_per_inference_u"], (row, truth)
-    assert table["squeezenet1_1_1_32_32_fp32"]["retried"] == 1  # the empty window, measured again
+    assert table["squeezenet1_1_1_32_32_fp32"]["retried"] >= 1  # the empty window, measured again
     assert "squeezenet1_1_1_32_32_fp32" in stdout
 
 
