@@ -31,7 +31,7 @@ from edgebench.records import MeterTrace
 
 KILL_A_WATT_ACCURACY = 0.002  # the P4400's stated accuracy, 0.2 % of the reading
 MIN_SPOT_READINGS = 2  # one reading says nothing of how much the display moves
-MIN_COUNTER_STEPS = 10  # a counter window must see the counter move this many steps (then +-4 % at most)
+MIN_COUNTER_STEPS = 10  # a counter window must see the counter move this many steps (then +-8 % at most)
 
 
 def energy_step_wh(energy_wh: np.ndarray) -> float:
