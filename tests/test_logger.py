@@ -90,7 +90,7 @@ def test_tweetawatt_end_to_end_through_a_pty(tmp_path):
 def test_silence_is_recorded_as_a_gap(tmp_path):
     out = tmp_path / "gap.sqlite"
     with start_emulator(
-        "lines", ConstantProfile(3.0), interval_s=0.05, faults={"silence": ((1.0, 1.8),)}
+        "lines", ConstantProfile(3.0), interval_s=0.05, faults={"silence": ((0.4, 1.2),)}
     ) as emu:
         logger = MeterLogger(emu.port, "lines", out).start()
         try:

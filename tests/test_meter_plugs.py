@@ -45,8 +45,10 @@ def test_digest_answers_the_rfc_7616_examples():
 
 
 @pytest.mark.parametrize(
-    "firmware, password", [("shelly", None), ("shelly", "s3cret"), ("shelly-gen1", "s3cret"), ("tasmota", "s3cret")]
-)
+    "firmware, password",
+    [pytest.param("shelly", None, marks=pytest.mark.slow), ("shelly", "s3cret"),
+     pytest.param("shelly-gen1", "s3cret", marks=pytest.mark.slow), ("tasmota", "s3cret")],
+)  # fmt: skip
 def test_each_firmware_is_logged_over_http(tmp_path, firmware, password):
     out = tmp_path / "plug.sqlite"
     plug = {"password": password, "watt_decimals": 2}
