@@ -192,12 +192,16 @@ class CounterCheck:
 def counter_check(
     path: str | Path, start_ns: int | None = None, end_ns: int | None = None, address: str | None = None
 ) -> CounterCheck | None:
-    """The meter's energy counter against its integrated power over a span of a log; None when the log has fewer
-    than two counter readings (a meter without a counter)."""
+    """The meter's energy counter against its integrated power over a span of a log; None when the logger did not
+    declare a counter of the meter's own (`energy_step_wh` in the meta: a Tweet-a-Watt's energy_wh is the
+    decoder's own sum of its readings, nothing to check against) or the span has fewer than two counter readings."""
     from edgebench.energy import integrate_window
 
     from .store import load_energy, load_trace
 
+    step_wh = _meta_float(Path(path), "energy_step_wh")
+    if step_wh is None:
+        return None
     t, e = load_energy(path, start_ns, end_ns, address)
     if len(t) < 2 or t[-1] <= t[0]:
         return None
@@ -208,7 +212,6 @@ def counter_check(
     resets = int(np.sum(steps < 0))
     counter_wh = float(np.sum(steps[steps > 0]))
     integral = integrate_window(trace.t_ns, trace.power_w, int(t[0]), int(t[-1]))
-    step_wh = _meta_float(Path(path), "energy_step_wh") or energy_step_wh(e)
     return CounterCheck(int(t[0]), int(t[-1]), counter_wh * 3600, integral.energy_j, step_wh * 3600, resets)
 
 

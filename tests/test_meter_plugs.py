@@ -309,3 +309,30 @@ def test_measure_through_a_smart_plug_matches_the_closed_form(tiny_engines, tmp_
         assert abs(row["net_j_per_inference"] - net) <= 3 * row["net_j_per_inference_u"], (name, row, net)
     session = json.loads((out / "session.json").read_text())
     assert session["extra"]["meter_protocol"] == firmware
+
+
+def test_no_counter_check_without_a_counter_of_the_meter_s_own(tmp_path):
+    """A Tweet-a-Watt's energy_wh is the decoder's own sum of its readings: comparing it with the integral would
+    check edgebench against itself, so only a meter that declares a counter (a smart plug) is checked."""
+    from edgebench.host.spot import counter_check
+
+    out = tmp_path / "twa.sqlite"
+    with start_emulator("tweetawatt", ConstantProfile(40.0), interval_s=0.05) as emu:
+        logger = open_logger(emu.port, "tweetawatt", out).start()
+        try:
+            assert _wait_for(lambda: logger.stats.readings >= 5)
+        finally:
+            logger.stop()
+    assert len(load_energy(out)[0]) >= 5 and counter_check(out) is None
+
+
+@pytest.mark.slow
+def test_run_measures_a_command_through_a_plug(tmp_path):
+    out = tmp_path / "r"
+    with start_emulator("shelly", ConstantProfile(12.0), interval_s=0.05) as emu:
+        res = CliRunner().invoke(cli, ["run", "--meter", emu.port, "--idle-power", "2", "--out", str(out), "--json",
+                                       "--", "python3", "-c", "import time; time.sleep(1)"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout.splitlines()[-1])
+    assert result["status"] == "ok" and result["mean_power_w"] == pytest.approx(12.0)
+    assert result["net_energy_j"] == pytest.approx(10.0 * result["duration_s"], rel=0.02)
