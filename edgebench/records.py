@@ -164,10 +164,14 @@ class MeterTrace:
     nominal_period_s: float | None = None
     bad_readings: int = 0  # stored readings left out: not finite, negative or beyond the meter's limit
     duplicate_readings: int = 0  # stored readings left out: a second reading of the same sensor at the same t_ns
+    energy_wh: np.ndarray | None = None  # "counter": the cumulative readings (Wh) at t_ns; else None
+    timing_u_s: float = 0.0  # standard uncertainty of a reading's time (a smart plug's poll round trip)
 
     def __post_init__(self) -> None:
         if len(self.t_ns) != len(self.power_w):
             raise ValueError("MeterTrace: t_ns and power_w differ in length")
+        if self.energy_wh is not None and len(self.energy_wh) != len(self.t_ns):
+            raise ValueError("MeterTrace: energy_wh and t_ns differ in length")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"MeterTrace: sampling {self.sampling!r} is not one of {', '.join(SAMPLINGS)}")
 

@@ -54,6 +54,7 @@ from edgebench.units import count, duration, plus_minus, signed_figure
 from .carbon import GridFactor
 from .cli import grid_options, sort_option
 from .measuredir import KEY_DEVICE, VERSION_PREFIX, MeasureDir, ResumeState, Session, metadata_conflicts
+from .meters.options import meter_access_options
 from .pairing import BUSY_IDLE_CPU, EngineResult, PairingResult, busy_idle_message
 
 MIN_WINDOW_FLOOR_S = 1.0  # no window shorter than this, whatever the meter's rate (edge and clock effects)
@@ -107,6 +108,7 @@ class MeasureConfig:
     baudrate: int | None = None
     meter_timeout_s: float = LISTEN_TIMEOUT_S
     meter_label: str = ""
+    meter_options: Any = None  # edgebench.host.logger.MeterOptions: plug credentials, --kwh, --prometheus
     agent: str = "local"
     token: str | None = None
     agent_command: str = "edgebench"
@@ -147,8 +149,10 @@ class MeasureConfig:
     def from_options(cls, options: Mapping[str, Any]) -> MeasureConfig:
         """From the CLI's keyword arguments (grid options resolved to one factor)."""
         from .carbon import resolve_grid
+        from .meters.options import meter_options_from
 
         o = dict(options)
+        o["meter_options"] = meter_options_from(o)
         grid = resolve_grid(
             grid=o.pop("grid"), egrid=o.pop("egrid"), country=o.pop("country"), intensity=o.pop("intensity")
         )
@@ -176,23 +180,55 @@ class MeterSource:
         self.min_samples = min_samples
         self.period_s = math.nan
         self.min_window_s = math.nan
+        self.exporter: Any = None  # the Prometheus endpoint, when one was asked for
+        self.started_ns = time.time_ns()
 
     @classmethod
     def start(cls, config: MeasureConfig, path: Path) -> MeterSource:
-        """Open and start logging; wait for the first readings; check the address; learn the period."""
-        from .logger import MeterLogger
+        """Open and start logging; wait for the first readings; check the address; learn the period. The manual
+        meter has nothing to wait for: its windows are long enough for a person by default (see `meters.manual`)."""
+        from .logger import open_logger
 
-        logger = MeterLogger(
-            config.meter, config.protocol, path, calibration=config.calibration, baudrate=config.baudrate
-        )
+        options = config.meter_options
+        logger = open_logger(
+            config.meter, config.protocol, path, options=options, calibration=config.calibration,
+            baudrate=config.baudrate,
+        )  # fmt: skip
         logger.start()
         source = cls(logger, path, address=config.address, min_samples=config.min_samples, url=config.meter)
         try:
-            source._listen(config.meter_timeout_s)
+            if options is not None and options.prometheus:
+                from .prometheus import serve
+
+                source.exporter = serve(logger, options.prometheus, remote=options.prometheus_remote)
+                note(f"live watts for Prometheus at {source.exporter.url}")
+            if getattr(logger, "manual", False):
+                source.period_s, source.min_window_s = logger.period_s, logger.min_window_s
+                note(logger.introduction())
+                logger.first_counter_reading()  # the kWh counter before the first window (display: no wait)
+            else:
+                source._listen(config.meter_timeout_s)
         except BaseException:
             source.stop()
             raise
         return source
+
+    def progress(self, plan: Any) -> Progress:
+        """The session's view: the manual meter's prompts, or the live line; either tells the Prometheus
+        endpoint which window is open."""
+        if getattr(self.logger, "manual", False):
+            from .meters.manual import ManualProgress
+
+            return ManualProgress(self, plan)
+        return AnnouncingProgress(self, plan)
+
+    def announce(self, label: str | None, kind: str = "run") -> None:
+        """A window opens (`label`) or closes (None): tell the Prometheus endpoint and the manual meter."""
+        if self.exporter is not None:
+            self.exporter.window(label, kind)
+        window = getattr(self.logger, "window", None)
+        if window is not None:
+            window(label, kind)
 
     @property
     def identity(self) -> str:
@@ -286,9 +322,13 @@ class MeterSource:
 
     def wait_past(self, after_ns: int) -> None:
         """Wait until the stored log holds a reading after `after_ns` (host clock): the last window's right edge
-        needs one to be interpolated, and the logger flushes to disk once a second."""
+        needs one to be interpolated, and the logger flushes to disk once a second. The manual meter commits
+        each reading as it is typed and interpolates nothing: nothing to wait for."""
         from .store import load_trace
 
+        if getattr(self.logger, "manual", False):
+            self.logger.wait_reading_after(after_ns)  # the kWh counter typed at a window's end; display: at once
+            return
         period = self.period_s if math.isfinite(self.period_s) else 1.0
         deadline = time.monotonic() + max(3 * period, 1.0) + 2.0
         while time.monotonic() < deadline:
@@ -301,11 +341,21 @@ class MeterSource:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """Stop logging; a failure already reported by `check` is not raised again."""
+        """Stop logging (and the Prometheus endpoint); a failure already reported by `check` is not raised
+        again. A meter with its own energy counter (a smart plug) has it compared with the integrated power."""
+        if self.exporter is not None:
+            self.exporter.close()
+            self.exporter = None
         try:
             self.logger.stop()
         except Exception as exc:  # noqa: BLE001 - the session is ending; say it, keep what was logged
             warn(f"meter logger on {self.url}: {exc}")
+        if not getattr(self.logger, "manual", False):
+            from .spot import counter_note
+
+            line = counter_note(self.path, self.started_ns, time.time_ns(), self.address)
+            if line:
+                note(line)
 
 
 # --- what the session will run --------------------------------------------------------------------------------
@@ -457,6 +507,22 @@ class Progress:
         if self._thread is not None:
             self._thread.join(timeout=2)
         self.clear()
+
+
+class AnnouncingProgress(Progress):
+    """The live view, also telling the meter source (its Prometheus endpoint) which window is open."""
+
+    def __init__(self, source: MeterSource, plan: Plan, live: bool | None = None) -> None:
+        super().__init__(source.latest_watts, plan, live)
+        self.source = source
+
+    def window(self, label: str) -> None:
+        super().window(label)
+        self.source.announce(label, "idle" if label.startswith("idle") else "run")
+
+    def done(self, cost_s: float) -> None:
+        super().done(cost_s)
+        self.source.announce(None)
 
 
 # --- the session ----------------------------------------------------------------------------------------------
@@ -843,7 +909,7 @@ def run_measurement(config: MeasureConfig) -> tuple[MeasureSession, PairingResul
     out = MeasureDir.create(config.out, resume=config.resume)
     earlier = load_earlier(out) if config.resume else None
     meter = MeterSource.start(config, out.new_meter_path)
-    session = MeasureSession(config, out, meter, agent_connector(config), earlier=earlier)
+    session = MeasureSession(config, out, meter, agent_connector(config), progress=meter.progress, earlier=earlier)
     try:
         return session, session.run()
     except (KeyboardInterrupt, EdgebenchError):
@@ -867,10 +933,11 @@ def _salvage(session: MeasureSession) -> None:
 
 
 @click.command()
-@click.option("--meter", required=True, metavar="PORT",
-              help="Wall meter port: /dev/ttyUSB0, a pty, socket://HOST:PORT (see `edgebench meter probe`).")
+@click.option("--meter", required=True, metavar="METER",
+              help="Wall meter: /dev/ttyUSB0, a pty, socket://HOST:PORT, shelly://HOST, tasmota://HOST or manual "
+                   "(see `edgebench meter probe`).")
 @click.option("--protocol", default="auto", show_default=True,
-              help="Meter protocol: auto, tweetawatt, wattsup, um, lines.")
+              help="Serial meter protocol: auto, tweetawatt, wattsup, um, lines.")
 @click.option("--address", help="Tweet-a-Watt sensor address when one receiver hears several.")
 @click.option("--calibration", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Tweet-a-Watt calibration JSON.")
@@ -878,6 +945,7 @@ def _salvage(session: MeasureSession) -> None:
 @click.option("--meter-timeout", "meter_timeout_s", type=positive(), default=LISTEN_TIMEOUT_S,
               show_default=True, help="Seconds to wait for the meter's first readings.")
 @click.option("--meter-label", default="", help="Name the meter in the results (default: what it reports).")
+@meter_access_options
 @click.option("--agent", "agent_spec", default="local", show_default=True,
               help="local, ssh://user@host[:port][/path/to/engines] or tcp://host:port.")
 @click.option("--token", envvar=TOKEN_ENV, help=f"TCP agent token (or ${TOKEN_ENV}).")

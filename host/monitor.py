@@ -104,6 +104,7 @@ class Monitor:
         codecarbon: bool = False,
         codecarbon_country: str | None = None,
         progress: bool = False,
+        meter_options: Any = None,
     ) -> None:
         if not isinstance(meter, (str, Path)) or not str(meter):
             raise BadInput(f"meter={meter!r} must be a port: /dev/ttyUSB0, a pty, socket://HOST:PORT")
@@ -129,6 +130,7 @@ class Monitor:
         self.codecarbon = bool(codecarbon)
         self.codecarbon_country = codecarbon_country
         self.progress = bool(progress)
+        self.meter_options = meter_options  # edgebench.host.logger.MeterOptions (plug password, --kwh, Prometheus)
         self.run_id = uuid.uuid4().hex[:12]
         self.windows: list[WindowResult] = []
         self.result: WindowResult | None = None  # the `with` block's window
@@ -180,6 +182,7 @@ class Monitor:
         config = MeasureConfig(
             meter=self.meter_url, out=self.out, grid=self.grid, protocol=self.protocol, address=self.address,
             meter_timeout_s=self.meter_timeout_s, min_samples=self.min_samples, pue=self.pue,
+            meter_options=self.meter_options,
         )  # fmt: skip
         self._source = MeterSource.start(config, d.new_meter_path)
         try:
@@ -208,6 +211,7 @@ class Monitor:
     def _measure_idle(self, seconds: float) -> None:
         from edgebench.console import is_interactive, note, progress
 
+        self._source.announce(f"idle baseline {seconds:g} s", "idle")  # the manual meter's prompt, Prometheus
         start = time.time_ns()
         deadline = time.monotonic() + seconds
         steps = max(1, int(seconds * 4))  # a quarter-second bar on a terminal
@@ -221,6 +225,7 @@ class Monitor:
                 if left > 0:
                     time.sleep(left)
         end = time.time_ns()
+        self._source.announce(None)
         record = RunRecord(
             engine="idle", backend="monitor", clock=HOST_CLOCK, window_start_ns=start, window_end_ns=end,
             iterations=0, batch=1, latencies_ns=(), kind="idle", run_id=self.run_id,
@@ -272,6 +277,7 @@ class Monitor:
             from .codecarbon_bridge import CodeCarbonWindow
 
             tracker = CodeCarbonWindow.begin(self.codecarbon_country or _iso3(self.grid))
+        self._source.announce(name)
         self._open[name] = (time.time_ns(), tracker)
 
     def end_window(self, name: str, iterations: int = 1, *, warning: str = "") -> WindowResult:
@@ -283,6 +289,7 @@ class Monitor:
         if name not in self._open:
             raise BadInput(f"no open window {name!r}: call begin_window({name!r}) first")
         start, tracker = self._open.pop(name)
+        self._source.announce(None)
         repeat = len(self.windows)
         if tracker is not None:
             self.extras[repeat] = {"codecarbon": tracker.end()}

@@ -302,6 +302,7 @@ class _Trace:
         self.t = np.ascontiguousarray(trace.t_ns, dtype=np.int64)
         self.p = np.ascontiguousarray(trace.power_w, dtype=np.float64)
         self.resolution_w = float(trace.resolution_w)
+        self.trace, self.sampling, self.timing_u_s = trace, trace.sampling, float(trace.timing_u_s)
         n = len(self.t)
         if n > 1 and np.any(self.t[1:] < self.t[:-1]):
             raise BadInput(f"meter trace of {trace.meter!r} is not sorted by time: load it with load_trace")
@@ -396,6 +397,11 @@ def _pair_window(
             net_energy_u_j=math.nan, state=WindowState.FAILED, reason=failed, **common,
         )  # fmt: skip
     start, end, clock_u_s = window_to_host(record, clock)
+    if tr.sampling != "continuous":  # readings a person typed, or an energy counter: all in host/spot.py
+        from .spot import pair_window
+
+        idle_w, idle_u_w = idle.at((start + end) // 2) if idle is not None else (math.nan, math.nan)
+        return pair_window(tr.trace, start, end, clock_u_s, idle_w, idle_u_w, common)
     integral = integrate_window(tr.t, tr.p, start, end)
     duration_s = integral.window_s
 
@@ -437,7 +443,8 @@ def _pair_window(
     gross_j = integral.energy_j
     n = max(integral.samples, 1)
     res_u_j = duration_s * tr.resolution_w / math.sqrt(3.0 * n)
-    clock_u_j = clock_u_s * math.hypot(tr.power_near(start), tr.power_near(end)) if clock_u_s else 0.0
+    edge_u_s = math.hypot(clock_u_s, tr.timing_u_s)  # the clock's and the meter's own timing (a plug's poll)
+    clock_u_j = edge_u_s * math.hypot(tr.power_near(start), tr.power_near(end)) if edge_u_s else 0.0
     gross_u_j = math.hypot(res_u_j, clock_u_j)
     idle_w = idle_u_w = net_j = net_u_j = math.nan
     if idle is not None:

@@ -37,6 +37,7 @@ from edgebench.options import finite, non_negative, positive
 
 from .carbon import GridFactor
 from .cli import grid_options
+from .meters.options import meter_access_options, meter_options_from
 
 RESULT_JSON = "result.json"
 GRACE_S = 10.0  # after passing a signal on, how long the command may take to end before SIGKILL
@@ -145,9 +146,11 @@ def run_command(
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--meter", required=True, metavar="PORT",
-              help="Wall meter port: /dev/ttyUSB0, a pty, socket://HOST:PORT.")
-@click.option("--protocol", default="auto", show_default=True, help="Meter protocol: auto, tweetawatt, wattsup, um, lines.")
+@click.option("--meter", required=True, metavar="METER",
+              help="Wall meter: /dev/ttyUSB0, a pty, socket://HOST:PORT, shelly://HOST, tasmota://HOST or manual.")
+@click.option("--protocol", default="auto", show_default=True,
+              help="Serial meter protocol: auto, tweetawatt, wattsup, um, lines.")
+@meter_access_options
 @click.option("--address", help="Tweet-a-Watt sensor address when one receiver hears several.")
 @click.option("--meter-timeout", "meter_timeout_s", type=positive(), default=20.0, show_default=True,
               help="Seconds to wait for the meter's first readings.")
@@ -193,6 +196,7 @@ def run(
     codecarbon: bool,
     as_json: bool,
     command: tuple[str, ...],
+    **access: Any,
 ) -> None:
     """Measure any COMMAND at the wall: an idle baseline, then the command's window.
 
@@ -228,7 +232,7 @@ def run(
     monitor = Monitor(
         meter, protocol=protocol, address=address, out=out, idle_s=idle_s, idle_power_w=idle_power_w,
         grid=factor, pue=pue, min_samples=min_samples, meter_timeout_s=meter_timeout_s,
-        resolution_w=resolution_w, codecarbon=codecarbon, progress=True,
+        resolution_w=resolution_w, codecarbon=codecarbon, progress=True, meter_options=meter_options_from(access),
     )  # fmt: skip
     monitor.start()
     # from here on a stop signal ends the command, and the window is still measured and written

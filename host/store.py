@@ -568,7 +568,11 @@ class _Log:
         return tuple(sorted({m for m, _ in self.sources}))
 
     def limit_w(self, address: str) -> float:
-        """The most power a reading of `address` can be: its meter's limit (the largest, if several)."""
+        """The most power a reading of `address` can be: its meter's limit (the largest, if several). A counter
+        log's power is derived (energy between two typed readings over the time between them), not a meter's
+        reading: only its energy is checked."""
+        if self.meta.get("sampling") == "counter":
+            return math.inf
         limits = [power_limit_w(m) for m, a in self.sources if a == address]
         return max(limits) if limits else power_limit_w("")
 
@@ -948,6 +952,8 @@ def _trace(log: _Log, address: str, rows: _Rows, spans: list[tuple[int, int]] | 
         period_s = _meta_number(log, "nominal_period_s")
     except BadInput:  # nothing edgebench computes rests on it: a damaged entry is no reason to refuse the log
         period_s = None
+    timing_u_s = _meta_number(log, "timing_u_s") or 0.0  # a smart plug's poll round trip
+    energy_wh = _counter_readings(log, address, rows.t_ns) if sampling == "counter" else None
     return MeterTrace(
         t_ns=rows.t_ns,
         power_w=rows.power_w,
@@ -958,7 +964,20 @@ def _trace(log: _Log, address: str, rows: _Rows, spans: list[tuple[int, int]] | 
         nominal_period_s=period_s,
         bad_readings=rows.bad,
         duplicate_readings=rows.duplicates,
+        energy_wh=energy_wh,
+        timing_u_s=timing_u_s,
     )
+
+
+def _counter_readings(log: _Log, address: str, t_ns: np.ndarray) -> np.ndarray:
+    """The cumulative energy (Wh) of each reading at `t_ns` of a "counter" log; BadInput when one lacks it."""
+    import numpy as np
+
+    t, e = load_energy(log.path, address=address)
+    at = np.searchsorted(t, t_ns)
+    if len(t_ns) and (at.max() >= len(t) or not np.array_equal(t[np.minimum(at, len(t) - 1)], t_ns)):
+        raise BadInput(f"meter log {log.path} is a counter log but not every reading has its energy_wh")
+    return e[at] if len(t_ns) else np.zeros(0)
 
 
 def _resolution_for(meter: str, log: _Log, address: str) -> float:
@@ -980,6 +999,10 @@ def load_trace(
     files raise BadInput. Gaps overlapping the span are kept. Without a span the whole log is read: pairing asks
     `load_windows` for what its windows need instead.
     """
+    from edgebench.host.meters.manual import is_paper_csv, load_paper_trace
+
+    if is_paper_csv(path):  # readings written down by hand, entered as time,watts (or time,kwh)
+        return load_paper_trace(path, start_ns, end_ns)
     with _open_log(path) as log:
         sensor = _sensor(log, address)
         if start_ns is None and end_ns is None:
@@ -994,7 +1017,57 @@ def load_windows(path: str | Path, spans: Iterable[tuple[int, int]], address: st
     readings inside any of them, the nearest reading before and after each (what its edges are interpolated
     from) and the gaps overlapping them. Pairing this trace gives what pairing the whole log gives; on an indexed
     SQLite log it costs what the windows hold, not what the log holds. BadInput as `load_trace`."""
+    from edgebench.host.meters.manual import is_paper_csv
+
     merged = merge_spans((a, b) for a, b in spans if b >= a)
+    if is_paper_csv(path):  # a few dozen typed readings: read them all
+        return load_trace(path, address=address)
     with _open_log(path) as log:
         sensor = _sensor(log, address)
+        if log.meta.get("sampling", "continuous") != "continuous":  # typed readings or a counter: few, whole
+            return _trace(log, sensor, log.whole(sensor), None)
         return _trace(log, sensor, log.windows(sensor, merged), merged)
+
+
+def load_energy(
+    path: str | Path, start_ns: int | None = None, end_ns: int | None = None, address: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(t_ns, energy_wh) of the readings that carry the meter's own energy counter, sorted by time."""
+    import numpy as np
+
+    path = Path(path)
+    _check_readable(path)
+    where, args = ["energy_wh IS NOT NULL"], []
+    for clause, value in (("address = ?", address), ("t_ns >= ?", start_ns), ("t_ns <= ?", end_ns)):
+        if value is not None:
+            where.append(clause)
+            args.append(value if clause.startswith("address") else int(value))
+    if _is_sqlite(path):
+        try:
+            db = sqlite3.connect(sqlite_uri(path), uri=True)
+            try:
+                rows = db.execute(
+                    f"SELECT t_ns, energy_wh FROM readings WHERE {' AND '.join(where)} ORDER BY t_ns", args  # noqa: S608
+                ).fetchall()
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            raise BadInput(f"meter log {path} is not a meter store ({exc})") from None
+    else:
+        rows = []
+        with open(path, newline="", encoding="utf-8", errors="replace") as stream:
+            for row in csv.DictReader(stream):
+                try:
+                    t, e = int(row["t_ns"]), float(row.get("energy_wh") or "nan")
+                except (KeyError, ValueError, TypeError):
+                    continue
+                if not math.isfinite(e) or (address is not None and row.get("address", "") != str(address)):
+                    continue
+                if (start_ns is None or t >= start_ns) and (end_ns is None or t <= end_ns):
+                    rows.append((t, e))
+        rows.sort()
+    t = np.array([r[0] for r in rows], dtype=np.int64)
+    e = np.array([r[1] for r in rows], dtype=np.float64)
+    return t, e
+
+

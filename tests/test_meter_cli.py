@@ -233,3 +233,12 @@ def test_log_refuses_a_bad_calibration_before_creating_the_store(tmp_path, value
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert f"calibration file {cal}: entry '1': current_norm" in res.output and "counts per amp" in res.output
     assert not (tmp_path / "x.sqlite").exists()
+
+
+def test_emulate_with_a_csv_that_is_not_utf8_is_one_line(tmp_path):
+    """Issue 18: a Latin-1 profile CSV gave a UnicodeDecodeError traceback."""
+    profile = tmp_path / "profil.csv"
+    profile.write_bytes("t_s,power_w\n0,5\n# Leistung über Zeit\n".encode("latin-1"))
+    res = CliRunner().invoke(cli, ["meter", "emulate", "--protocol", "lines", "--csv", str(profile), "--duration", "0.1"])
+    assert res.exit_code == 2, res.output
+    assert "is not UTF-8 text" in res.output and "Traceback" not in res.output

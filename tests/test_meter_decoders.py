@@ -418,3 +418,36 @@ def test_junk_decoding_time_is_linear(protocol):
     ratio = _decode_seconds(protocol, big) / max(_decode_seconds(protocol, small), 1e-4)
     # 16 times the bytes: linear takes ~16 times as long, quadratic ~256 times.
     assert ratio < 64, f"{protocol}: 16x the junk took {ratio:.0f}x the time"
+
+
+def test_um_records_beyond_the_rating_are_each_a_bad_frame():
+    """Issue 18: 30 W at 5.1 V is 5.9 A, beyond a UM25C's 5 A: each such record is one bad frame (they were
+    counted as one stretch)."""
+    from edgebench.host.meters.um import UMMeter, build_record
+
+    meter = UMMeter()
+    stream = b"".join(build_record("UM25C", 5.1, 30 / 5.1, 30.0) for _ in range(7))
+    assert meter.feed(stream, 0) == [] and meter.bad_frames == 7
+    good = build_record("UM25C", 5.1, 2.0, 10.2)
+    assert len(meter.feed(good + stream[:130] + good, 0)) == 2 and meter.bad_frames == 8
+
+
+@pytest.mark.parametrize("watts", [0.5, 20.0, 30.0, 60.0, 119.0])
+def test_the_um_emulator_stays_within_what_the_decoder_accepts(watts):
+    """Issue 18: the emulator picks the USB PD voltage a charger would for the power, so its current stays within
+    the meter's rating and the decoder reads the profile's watts back."""
+    from edgebench.host.meters.emulate import UMEncoder
+    from edgebench.host.meters.um import UMMeter
+
+    meter = UMMeter()
+    (reading,) = meter.feed(UMEncoder().frame(watts, 0.0), 0)
+    assert reading.power_w == pytest.approx(watts, abs=0.01) and meter.bad_frames == 0
+    assert reading.current_a <= 5.0
+
+
+def test_the_um_emulator_refuses_a_profile_beyond_the_meter():
+    from edgebench.errors import BadInput
+    from edgebench.host.meters.emulate import ConstantProfile, start_emulator
+
+    with pytest.raises(BadInput, match="beyond what a UM25C measures"):
+        start_emulator("um", ConstantProfile(150.0))

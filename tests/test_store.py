@@ -83,9 +83,12 @@ def test_minimal_csv_from_elsewhere(tmp_path):
 def test_bad_files(tmp_path):
     with pytest.raises(BadInput, match="does not exist"):
         load_trace(tmp_path / "none.sqlite")
-    (tmp_path / "x.csv").write_text("time,watts\n1,2\n")
+    (tmp_path / "x.csv").write_text("when,watts\n1,2\n")
     with pytest.raises(BadInput, match="needs t_ns and power_w"):
         load_trace(tmp_path / "x.csv")
+    (tmp_path / "p.csv").write_text("time,watts\n1,2\n")  # paper readings: a time of day is not a time
+    with pytest.raises(BadInput, match=r"p.csv, line 2: time '1' is not a date and time"):
+        load_trace(tmp_path / "p.csv")
     (tmp_path / "y.csv").write_text("t_ns,power_w\nsoon,2\n")
     with pytest.raises(BadInput, match="line 2"):
         load_trace(tmp_path / "y.csv")

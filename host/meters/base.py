@@ -65,6 +65,10 @@ def plausible(
     Decoders drop what fails this and count it as a bad frame: one flipped bit must not store 16 kW from a 42 W
     load, and a NaN must never reach the store.
     """
+    if volts is None and amps is None and (not extra or extra == (None,)):
+        # the common case of a watts-only meter, kept cheap (the logger checks every reading): NaN fails both
+        # comparisons and an infinity the second
+        return isinstance(power_w, (int, float)) and 0.0 <= power_w <= max_w
     values = (power_w, volts, amps, *extra)
     if not all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in values):
         return False

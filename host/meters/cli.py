@@ -13,10 +13,12 @@ import click
 
 from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput, DeviceError
+from edgebench.host.meters.options import meter_access_options, meter_options_from
 from edgebench.options import non_negative, positive
 
-PROTOCOL_HELP = "Wire protocol: auto (listen, then ask), lines, tweetawatt, wattsup, um."
-EMULATED_PROTOCOLS = ("lines", "tweetawatt", "wattsup", "um")
+PROTOCOL_HELP = "Serial wire protocol: auto (listen, then ask), lines, tweetawatt, wattsup, um."
+EMULATED_PROTOCOLS = ("lines", "tweetawatt", "wattsup", "um", "shelly", "shelly-gen1", "tasmota")
+PLUG_PROTOCOLS = ("shelly", "shelly-gen1", "tasmota")
 SILENT_WARN_S = 5.0  # warn when a meter has sent no reading this long after the logger started
 # pyserial passes any int to the OS; 50 baud is the lowest POSIX speed and 4 Mbaud the fastest FTDI/CP210x
 # adapters. Anything else is a typo (1e12 used to end in a traceback from the tty layer).
@@ -56,8 +58,9 @@ def meter() -> None:
 
 @meter.command("log")
 @click.option(
-    "--meter", "url", required=True, metavar="PORT", help="/dev/ttyUSB0, a pty, socket://HOST:PORT, ..."
-)
+    "--meter", "url", required=True, metavar="METER",
+    help="/dev/ttyUSB0, a pty, socket://HOST:PORT, shelly://HOST, tasmota://HOST or manual.",
+)  # fmt: skip
 @click.option("--protocol", default="auto", show_default=True, help=PROTOCOL_HELP)
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Store (.sqlite/.csv)."
@@ -78,13 +81,40 @@ def meter() -> None:
     metavar="S",
     help="Warn once when no reading came S seconds after the start (at least 3 meter periods).",
 )
-def log_cmd(url, protocol, out, duration, calibration, baudrate, warn_silent_s) -> None:
-    """Log readings from a meter into a store until Ctrl-C (or --duration)."""
-    from edgebench.host.logger import MeterLogger
+@meter_access_options
+def log_cmd(url, protocol, out, duration, calibration, baudrate, warn_silent_s, **access) -> None:
+    """Log readings from a meter into a store until Ctrl-C (or --duration).
 
-    logger = MeterLogger(url, protocol, out, calibration=calibration, baudrate=baudrate)
+    \b
+    edgebench meter log --meter /dev/ttyUSB0 --out meter.sqlite
+    edgebench meter log --meter shelly://192.168.1.50 --out plug.sqlite --prometheus 127.0.0.1:9464
+    edgebench meter log --meter manual --out readings.sqlite     # type the display's watts
+    """
+    from edgebench.host.logger import open_logger
+
+    options = meter_options_from(access)
+    logger = open_logger(url, protocol, out, options=options, calibration=calibration, baudrate=baudrate)
+    exporter = None
+    if options.prometheus:
+        from edgebench.host.prometheus import serve
+
+        exporter = serve(logger, options.prometheus, remote=options.prometheus_remote)
+    try:
+        _log(logger, url, out, duration, warn_silent_s, exporter)
+    finally:
+        if exporter is not None:
+            exporter.close()
+
+
+def _log(logger, url, out, duration, warn_silent_s, exporter) -> None:
+    started_ns = time.time_ns()
     logger.open()
+    manual = getattr(logger, "manual", False)
+    if manual:
+        note(logger.introduction() + "; q or Ctrl-C stops")
     note(f"logging {logger.meter} from {url} to {out} (Ctrl-C to stop)")
+    if exporter is not None:
+        note(f"live watts for Prometheus at {exporter.url}")
 
     def live_line(lg) -> None:
         r, s = lg.latest(), lg.stats
@@ -96,12 +126,13 @@ def log_cmd(url, protocol, out, duration, calibration, baudrate, warn_silent_s) 
             nl=False,
         )
 
-    live = is_interactive()
+    live = is_interactive() and not manual  # a live line would write over what the person types
     started = time.monotonic()
     # A meter that has not spoken after a few of its periods gets one warning saying what was heard; it keeps
     # being logged (it may be switched on late), and a run that ends with no reading at all is an error.
-    warn_after_s = max(warn_silent_s, 3 * float(logger.decoder.nominal_period_s))
-    warned = False
+    warn_after_s = max(warn_silent_s, 3 * float(logger.nominal_period_s))
+    warned = manual  # a person may take their time
+
 
     def tick(lg) -> None:
         nonlocal warned
@@ -126,6 +157,12 @@ def log_cmd(url, protocol, out, duration, calibration, baudrate, warn_silent_s) 
     note(
         f"{s.readings} readings, {s.bad_frames} bad frames, {s.gaps} gaps, {s.reconnects} reconnects -> {out}"
     )
+    if not manual:
+        from edgebench.host.spot import counter_note
+
+        line = counter_note(out, started_ns, time.time_ns())
+        if line:
+            note(line)
     problem = logger.silence_diagnosis(time.monotonic() - started)
     if problem is not None:
         raise DeviceError(f"no reading logged: {problem}")
@@ -161,6 +198,17 @@ def summary_rows(path: Path) -> dict[str, object]:
                     trace.t_ns, trace.power_w, int(trace.t_ns[0]), int(trace.t_ns[-1])
                 )
                 section["energy_wh"] = integral.energy_j / 3600
+            if trace.sampling != "continuous":
+                section["sampling"] = trace.sampling
+            if trace.sampling == "counter" and trace.energy_wh is not None and n >= 2:
+                section["energy_wh"] = float(trace.energy_wh[-1] - trace.energy_wh[0])
+            elif trace.sampling == "continuous":
+                from edgebench.host.spot import counter_check
+
+                check = counter_check(path, address=address)
+                if check is not None:
+                    section["counter_wh"] = check.counter_j / 3600
+                    section["counter_check"] = check
         sections.append(section)
     rows["sensors"] = sections
     return rows
@@ -180,10 +228,11 @@ def format_show(doc: dict[str, object], fmt: str) -> list[str]:
         "min_w",
         "max_w",
         "energy_wh",
+        "counter_wh",
         "gaps",
     ]
     if fmt == "json":
-        return [json.dumps(doc, indent=2)]
+        return [json.dumps(doc, indent=2, default=lambda o: getattr(o, "__dict__", str(o)))]
     if fmt == "csv":
         lines = [",".join(keys)]
         for s in sections:
@@ -203,6 +252,13 @@ def format_show(doc: dict[str, object], fmt: str) -> list[str]:
             f"  energy      {s.get('energy_wh', 0.0):.4f} Wh",
             f"  gaps        {s['gaps']} ({s['gap_s']:.1f} s)",
         ]
+        if s.get("sampling"):
+            lines.append(f"  sampling    {s['sampling']} (readings typed by a person)")
+        check = s.get("counter_check")
+        if check is not None:
+            from edgebench.host.spot import counter_lines
+
+            lines += [f"  counter     {line}" for line in counter_lines(check)]
     return lines
 
 
@@ -259,15 +315,42 @@ def _profile(watts, steps, csv_path, cpu_load):
     help="Serve on TCP instead of a pty.",
 )  # fmt: skip
 @click.option("--duration", type=positive(), default=None, metavar="S", help="Stop after S seconds.")
-def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, duration) -> None:
-    """Emulate a meter on a pty (or TCP port) until Ctrl-C; prints the port to open."""
+@click.option("--user", default="admin", show_default=True, help="Smart plugs: the user auth asks for.")
+@click.option("--password", default=None, help="Smart plugs: turn auth on with this password.")
+@click.option("--model", default=None,
+              help="Smart plugs: shelly, shelly-pm-mini, shelly-plus-1 (no meter), shelly-gen1, shelly-1 (no meter), "
+                   "tasmota, tasmota-relay (no meter).")  # fmt: skip
+@click.option("--watt-decimals", type=click.IntRange(0, 3), default=0, show_default=True,
+              help="Tasmota: decimals of Power (its WattRes setting).")
+@click.option("--fault", "fault_words", multiple=True, metavar="KIND:START:END",
+              help="Smart plugs: timeout, drop, error or stale over START-END s after the start; error-every:N.")
+def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, duration, user, password, model,
+                watt_decimals, fault_words) -> None:  # fmt: skip
+    """Emulate a meter on a pty (or TCP port) until Ctrl-C; prints the port to open.
+
+    The smart plugs (shelly, shelly-gen1, tasmota) are HTTP servers on 127.0.0.1 (--tcp PORT, else a free one);
+    they print the URL to give --meter.
+    """
     from edgebench.host.meters.emulate import start_emulator
 
     profile = _profile(watts, steps, csv_path, cpu_load)
+    plug = protocol in PLUG_PROTOCOLS
+    given = [name for name, value in (("--password", password), ("--model", model), ("--fault", fault_words),
+                                      ("--watt-decimals", watt_decimals)) if value]  # fmt: skip
+    if given and not plug:
+        raise BadInput(f"{', '.join(given)} apply to the smart plug emulators (shelly, shelly-gen1, tasmota)")
     transport = "tcp" if tcp_port is not None else "pty"
+    options = None
+    faults = None
+    if plug:
+        from edgebench.host.meters.plug_emulate import PlugFaults
+
+        faults = PlugFaults.parse(fault_words)
+        options = {"user": user, "password": password, "model": model, "watt_decimals": watt_decimals}
     handle = start_emulator(
-        protocol, profile, interval_s=interval, transport=transport, tcp_port=tcp_port or 0
-    )
+        protocol, profile, interval_s=interval, transport=transport, tcp_port=tcp_port or 0, faults=faults,
+        plug=options,
+    )  # fmt: skip
     click.echo(handle.port)
     sys.stdout.flush()
     note(f"emulating {handle.identity} every {handle.interval_s:g} s on {handle.port} (Ctrl-C to stop)")
@@ -284,6 +367,9 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
 
 @meter.command("probe")
 @click.argument("port")
+@click.option("--meter-user", envvar="EDGEBENCH_METER_USER", metavar="USER", help="Smart plug user (default admin).")
+@click.option("--meter-password", envvar="EDGEBENCH_METER_PASSWORD", metavar="PASSWORD",
+              help="Smart plug password (or $EDGEBENCH_METER_PASSWORD); never printed.")
 @click.option("--listen", type=positive(), default=None, metavar="S", help="Seconds to listen (default 2.5).")
 @click.option(
     "--rate-for",
@@ -294,11 +380,22 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
     "at least 1 s; 0 skips it).",
 )
 @click.option("--baudrate", type=BAUDRATE, default=None, help="Port speed to listen at (50-4000000).")
-def probe_cmd(port, listen, rate_for, baudrate) -> None:
-    """Say which meter protocol PORT speaks (listens briefly; polls meters that need asking) and at what rate."""
-    from edgebench.host.logger import MeterLogger, open_port
+def probe_cmd(port, meter_user, meter_password, listen, rate_for, baudrate) -> None:
+    """Say which meter protocol PORT speaks (listens briefly; polls meters that need asking) and at what rate.
+
+    PORT may be http://HOST[:PORT] (or shelly://, tasmota://): which smart-plug firmware answers there.
+    """
+    from edgebench.host.logger import MeterLogger, is_plug, open_port
     from edgebench.host.meters.base import make_meter
     from edgebench.host.meters.probe import LISTEN_S, probe_port
+
+    if port.lower().startswith("http://") or is_plug(port):
+        from edgebench.host.meters.plug import probe_http
+
+        click.echo(probe_http(port, user=meter_user, password=meter_password))
+        return
+    if port.lower().startswith("https://"):
+        raise BadInput(f"{port}: smart plugs on the LAN answer plain http://; give http://HOST")
 
     handle = open_port(port, baudrate or 9600)
     try:

@@ -41,6 +41,10 @@ class ConstantProfile:
         """Power at `t_s` seconds after the emulator started."""
         return self.watts
 
+    def top_w(self) -> float:
+        """The most watts the profile reaches."""
+        return self.watts
+
 
 class RampProfile:
     """Watts rising linearly with time, `watts0 + watts_per_s x t`: the trapezoid rule is exact on it, so a test
@@ -81,6 +85,10 @@ class StepsProfile:
         except ValueError:
             raise BadInput(f'steps {text!r} are not "t_s:watts,..." pairs such as "0:5,10:8"') from None
 
+    def top_w(self) -> float:
+        """The most watts the profile reaches."""
+        return max(w for _, w in self.steps)
+
     def watts_at(self, t_s: float) -> float:
         """Power at `t_s`: the last step at or before it (the first step before that)."""
         level = self.steps[0][1]
@@ -96,12 +104,18 @@ class CsvProfile(StepsProfile):
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
         try:
-            with open(path, newline="") as stream:
+            with open(path, newline="", encoding="utf-8") as stream:
                 rows = list(csv.DictReader(stream))
         except OSError as exc:
             raise BadInput(
                 f"profile CSV {path} cannot be read ({exc.strerror}): give a CSV of t_s,power_w"
             ) from None
+        except UnicodeDecodeError as exc:
+            raise BadInput(
+                f"profile CSV {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8, columns t_s,power_w"
+            ) from None
+        except csv.Error as exc:
+            raise BadInput(f"profile CSV {path} is not CSV ({exc}): give columns t_s,power_w") from None
         try:
             steps = [(float(r["t_s"]), float(r.get("power_w") or r["watts"])) for r in rows]
         except (KeyError, ValueError, TypeError):
@@ -129,6 +143,10 @@ class CpuLoadProfile:
         except (OSError, ValueError, IndexError):
             raise BadInput(f"cpu-load profile needs a readable {stat_path} (Linux)") from None
         self.identity = f"emulated cpu-load {idle_w:g}-{max_w:g} W"
+
+    def top_w(self) -> float:
+        """The most watts the profile reaches (at 100 % CPU)."""
+        return self.max_w
 
     def watts_at(self, t_s: float) -> float:
         """Power from the CPU busy fraction since the previous call."""
@@ -276,20 +294,48 @@ class WattsupEncoder:
         return reply, False
 
 
+# The bus voltages a USB charger offers (USB PD fixed levels, and 24 V for the UM meters' upper input range).
+USB_VOLTS = (5.1, 9.0, 12.0, 15.0, 20.0, 24.0, 28.0, 36.0)
+
+
 class UMEncoder:
-    """`um`: one 130-byte record per 0xF0 byte received; 0xF4 clears the energy total."""
+    """`um`: one 130-byte record per 0xF0 byte received; 0xF4 clears the energy total.
+
+    The bus voltage is the lowest USB level at which the profile's watts stay within the model's current rating
+    (a charger negotiates a higher voltage for more power), so the records are what the meter and the decoder
+    accept: at 5.1 V a UM25C's 5 A is only 25.5 W. `volts` fixes the voltage instead."""
 
     streams = False
     default_interval_s = 0.1
 
-    def __init__(self, model: str = "UM25C", volts: float = 5.1) -> None:
-        from edgebench.host.meters.um import MODELS
+    def __init__(self, model: str = "UM25C", volts: float | None = None) -> None:
+        from edgebench.host.meters.um import MODELS, RATINGS
 
         if model not in MODELS.values():
             raise BadInput(f"unknown UM model {model!r}: use UM24C, UM25C or UM34C")
         self.model, self.volts = model, volts
+        self.max_v, self.max_a = RATINGS[model]
         self.mwh = 0.0
         self._last_t: float | None = None
+
+    @property
+    def max_w(self) -> float:
+        return (self.volts or self.max_v) * self.max_a
+
+    def check(self, top_w: float) -> None:
+        """BadInput when a profile reaching `top_w` watts is beyond what the model measures."""
+        if top_w > self.max_w:
+            volts = self.volts or self.max_v
+            raise BadInput(
+                f"{top_w:g} W is beyond what a {self.model} measures ({volts:g} V x {self.max_a:g} A = {self.max_w:g} W):"
+                f" give at most {self.max_w:g} W"
+            )
+
+    def bus_volts(self, watts: float) -> float:
+        if self.volts is not None:
+            return self.volts
+        levels = [v for v in USB_VOLTS if v <= self.max_v]
+        return next((v for v in levels if watts / v <= self.max_a), levels[-1])
 
     def frame(self, watts: float, t_s: float) -> bytes:
         from edgebench.host.meters.um import build_record
@@ -297,7 +343,8 @@ class UMEncoder:
         if self._last_t is not None:
             self.mwh += watts * 1000 * (t_s - self._last_t) / 3600
         self._last_t = t_s
-        return build_record(self.model, self.volts, watts / self.volts, watts, mwh=round(self.mwh))
+        volts = self.bus_volts(watts)
+        return build_record(self.model, volts, watts / volts, watts, mwh=round(self.mwh))
 
     def corrupt(self, frame: bytes) -> bytes:
         return frame[:128] + b"\x00\x00" if self.model != "UM34C" else frame[:64]
@@ -352,15 +399,22 @@ class EmulatorHandle:
     sent: deque[tuple[int, float, bool]] = field(default_factory=lambda: deque(maxlen=SENT_KEPT))
     frames: int = 0
     connections: int = 0
+    served: int = 0  # HTTP plugs: status answers given
+    t0_ns: int = 0  # HTTP plugs: host time of the start (refresh k is at t0 + k x interval)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _close: list = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
-        """Stop the thread and close the port (a pty vanishes; a TCP port stops listening)."""
+        """Stop the thread and close the port (a pty vanishes; a TCP port or HTTP server stops listening)."""
         self._stop.set()
+        if self.port.startswith(("shelly://", "tasmota://")):
+            self._close_all()  # an HTTP server's thread ends once it is shut down
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._close_all()
+
+    def _close_all(self) -> None:
         for close in self._close:
             try:
                 close()
@@ -522,15 +576,30 @@ def start_emulator(
     faults: Faults | dict | None = None,
     tcp_port: int = 0,
     encoder=None,
+    plug: dict | None = None,
 ) -> EmulatorHandle:
     """Start an emulated meter in a thread; open `handle.port` with the logger. Stop it with `.stop()`.
 
     `transport` is "pty" (port is the slave's path, raw mode) or "tcp" (port is socket://127.0.0.1:PORT,
     `tcp_port` 0 picks a free one). `encoder` overrides the protocol's default (e.g. several XBee addresses).
+    The smart plugs (`shelly`, `shelly-gen1`, `tasmota`) are HTTP servers on 127.0.0.1:`tcp_port`; `plug`
+    passes their options (faults, user, password, model, watt_decimals) to `plug_emulate.start_plug_emulator`.
     """
+    from edgebench.host.meters.plug_emulate import FIRMWARES, start_plug_emulator
+
+    if protocol in FIRMWARES:
+        interval = 1.0 if interval_s is None else float(interval_s)
+        if not (math.isfinite(interval) and interval > 0):
+            raise BadInput(f"emulator interval must be a finite number > 0 s, got {interval}")
+        handle = EmulatorHandle(port="", protocol=protocol, identity="", interval_s=interval)
+        return start_plug_emulator(protocol, profile, handle, interval_s=interval, faults=faults,
+                                   port=tcp_port, **(plug or {}))  # fmt: skip
     if protocol not in ENCODERS:
-        raise BadInput(f"no emulator for protocol {protocol!r}: use one of {', '.join(sorted(ENCODERS))}")
+        known = ", ".join(sorted([*ENCODERS, *FIRMWARES]))
+        raise BadInput(f"no emulator for protocol {protocol!r}: use one of {known}")
     enc = encoder if encoder is not None else ENCODERS[protocol]()
+    if hasattr(enc, "check") and hasattr(profile, "top_w"):
+        enc.check(profile.top_w())  # the emulated meter must be able to measure the whole profile
     interval = float(interval_s if interval_s is not None else enc.default_interval_s)
     if not (math.isfinite(interval) and interval > 0):
         raise BadInput(f"emulator interval must be a finite number > 0 s, got {interval}")

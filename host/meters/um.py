@@ -75,8 +75,17 @@ class UMMeter(MeterBase):
             if len(buf) - start < RECORD_LEN:
                 pos = start
                 break
-            reading = self._record(buf[start : start + RECORD_LEN], _MODEL_BYTES[found.group()], t_ns)
+            record = buf[start : start + RECORD_LEN]
+            model = _MODEL_BYTES[found.group()]
+            reading = self._record(record, model, t_ns)
             if reading is None:
+                if model != "UM34C" and record[128:130] == END_MARKER:
+                    # a whole record, framed at both ends, whose values cannot be real: one bad frame each (not one
+                    # per stretch, which counted seven over-range records as one), and the next starts after it
+                    self.bad_frames += 1
+                    self._lost = False
+                    pos = start + RECORD_LEN
+                    continue
                 self._lose_sync()  # a model word inside junk, or a damaged record: resync past its first byte
                 pos = start + 1
                 continue
