@@ -500,8 +500,11 @@ def write_jsonl(stream: IO[str], records: Iterable[Any]) -> None:
 
 
 def append_jsonl(path: str | Path, records: Iterable[Any]) -> None:
-    """Append records to a JSON-lines file (created if missing)."""
-    with open(path, "a", encoding="utf-8") as stream:
+    """Append records to a JSON-lines file (created if missing; a device node, FIFO or socket is refused in one
+    line, a symlink written through)."""
+    from .files import open_append
+
+    with open_append(path, "run records") as stream:
         write_jsonl(stream, records)
 
 

@@ -388,8 +388,11 @@ def _csv_last_t(path: Path) -> int | None:
 
 
 def open_store(path: str | Path) -> StoreWriter:
-    """A writer for a meter log: CSV when the name ends in .csv, SQLite otherwise (created if missing)."""
-    path = Path(path)
+    """A writer for a meter log: CSV when the name ends in .csv, SQLite otherwise (created if missing). A device
+    node, FIFO, socket or directory is refused in one line; a symlink is written through to its target."""
+    from edgebench.files import output_path
+
+    path = output_path(path, "meter log")
     if path.parent and not path.parent.is_dir():
         raise BadInput(f"cannot write meter log {path}: folder {path.parent} does not exist")
     return CsvWriter(path) if path.suffix.lower() == ".csv" else SqliteWriter(path)

@@ -126,3 +126,35 @@ def test_the_engine_manifest_through_a_link(tmp_path):
     manifest = Manifest.load(out)
     manifest.save()
     assert (out / "manifest.json").is_symlink() and '"engines": []' in shared.read_text()
+
+
+def test_the_meter_store_and_runs_jsonl_refuse_special_files_and_write_through_links(tmp_path):
+    """Issue 18 item 2, the stores the logger and measure append to: a FIFO is one line, never replaced; a
+    symlink's target is written and the link stays."""
+    import os
+
+    from edgebench.host.store import open_store
+    from edgebench.records import MeterReading, RunRecord, append_jsonl, read_run_records
+
+    fifo = tmp_path / "meter.sqlite"
+    os.mkfifo(fifo)
+    with pytest.raises(BadInput, match="FIFO"):
+        open_store(fifo)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    runs_fifo = tmp_path / "runs.jsonl"
+    os.mkfifo(runs_fifo)
+    record = RunRecord(engine="e_1_8_8_fp32", backend="x", clock="host:realtime", window_start_ns=1, window_end_ns=2,
+                       iterations=1, batch=1, latencies_ns=(1,))
+    with pytest.raises(BadInput, match="FIFO"):
+        append_jsonl(runs_fifo, [record])
+    target = tmp_path / "real.sqlite"
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(target)
+    with open_store(link) as store:
+        store.add(MeterReading(t_ns=10, power_w=5.0, meter="m"))
+    assert link.is_symlink() and target.is_file() and target.read_bytes().startswith(b"SQLite format 3")
+    jsonl_target = tmp_path / "real.jsonl"
+    jsonl_link = tmp_path / "link.jsonl"
+    jsonl_link.symlink_to(jsonl_target)
+    append_jsonl(jsonl_link, [record])
+    assert jsonl_link.is_symlink() and read_run_records(jsonl_target) == [record]

@@ -235,6 +235,24 @@ def test_log_refuses_a_bad_calibration_before_creating_the_store(tmp_path, value
     assert not (tmp_path / "x.sqlite").exists()
 
 
+@pytest.mark.parametrize("content, words", [
+    (b"[" * 100_000 + b"]" * 100_000, "nests deeper"),
+    (b'{"1": {"vref": ' + b"9" * 5000 + b"}}", "too long"),
+    ("{\"1\": {\"vref\": 498}} # ü".encode("latin-1"), "not UTF-8"),
+    (b"[1, 2]", "expected an object keyed by sensor address"),
+])  # fmt: skip
+def test_a_calibration_file_that_is_not_sane_json_is_one_line(tmp_path, content, words):
+    """Issue 18 item 9: a 100k-deep calibration file raised RecursionError (and its cousins other tracebacks)."""
+    cal = tmp_path / "cal.json"
+    cal.write_bytes(content)
+    with start_emulator("tweetawatt", ConstantProfile(9.0), interval_s=0.1) as emu:
+        res = invoke("meter", "log", "--meter", emu.port, "--protocol", "tweetawatt", "--calibration", str(cal),
+                     "--out", str(tmp_path / "x.sqlite"), "--duration", "1")  # fmt: skip
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert str(cal) in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "x.sqlite").exists()
+
+
 def test_emulate_with_a_csv_that_is_not_utf8_is_one_line(tmp_path):
     """Issue 18: a Latin-1 profile CSV gave a UnicodeDecodeError traceback."""
     profile = tmp_path / "profil.csv"

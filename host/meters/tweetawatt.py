@@ -9,7 +9,6 @@ the original, for figures that must match old logs exactly.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,17 +85,13 @@ def load_calibration(path: str | Path) -> dict[int, Calibration]:
 
     Addresses may be decimal ("1") or hex ("0x0001"); omitted keys keep the original defaults.
     """
+    from edgebench.files import read_json
+
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInput(
-            f"calibration file {path} does not exist: give a JSON file of per-address constants"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise BadInput(
-            f"calibration file {path} is not readable JSON ({exc}): fix or regenerate it"
-        ) from None
+    if not path.exists():
+        raise BadInput(f"calibration file {path} does not exist: give a JSON file of per-address constants")
+    # read_json: non-UTF-8, deep nesting and huge integers are one line too, never a traceback
+    doc = read_json(path, "fix or regenerate the calibration file")
     if not isinstance(doc, dict):
         raise BadInput(f"calibration file {path}: expected an object keyed by sensor address")
     out = {}
