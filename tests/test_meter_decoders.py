@@ -166,7 +166,7 @@ def test_bad_calibration_file(tmp_path):
     with pytest.raises(BadInput, match="does not exist"):
         load_calibration(tmp_path / "none.json")
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(BadInput, match="not readable JSON"):
+    with pytest.raises(BadInput, match="is not JSON .*: fix or regenerate the calibration file"):
         load_calibration(tmp_path / "bad.json")
 
 
