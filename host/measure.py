@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -884,6 +886,34 @@ def engine_line(e: EngineResult) -> str:
     )
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (`kill`, `timeout`, systemd, an ssh drop) ended the session: handled as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Stopped in the main thread for the time of a session, so the agent is stopped,
+    the meter log flushed and the tables written, as after Ctrl-C; a signal the caller ignores (nohup) stays
+    ignored."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            old[sig] = signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def agent_connector(config: MeasureConfig) -> Callable[[], Any]:
     """A function that starts or reaches the configured agent and returns its said-hello client."""
     from .transport import connect
@@ -1006,10 +1036,13 @@ def measure(**options: Any) -> None:
     if spec.kind == "tcp" and config.sensor != "auto":
         warn("--sensor applies to agents this command starts (local, ssh): a TCP agent samples its own --sensor")
     try:
-        session, result = run_measurement(config)
-    except KeyboardInterrupt:
-        note(f"interrupted: every finished window is in {config.out}; `edgebench measure ... --resume` continues it")
-        raise SystemExit(130) from None
+        with _stop_signals():
+            session, result = run_measurement(config)
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        note(f"interrupted ({signal.Signals(signum).name}): every finished window is in {config.out}; "
+             "`edgebench measure ... --resume` continues it")
+        raise SystemExit(128 + signum) from None
     except DeviceError as exc:
         raise DeviceError(f"{exc}; every window before it is in {config.out} (`--resume` continues)") from None
     if result.idle is None:

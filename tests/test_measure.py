@@ -306,16 +306,20 @@ def test_a_silent_meter_is_named(tiny_engines, tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_every_finished_window(tiny_engines, ramp_meter, tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_ctrl_c_keeps_every_finished_window(tiny_engines, ramp_meter, tmp_path, signal_name):
+    """Ctrl-C, `kill` (SIGTERM) and an ssh drop (SIGHUP) alike: the tables are written from every finished
+    window, the exit status is 128 + the signal's number."""
     import signal
 
+    sig = signal.Signals[signal_name]
     out = tmp_path / "m"
     proc = _measure_in_background(ramp_meter, tiny_engines, out, "--duration", "2", "--repeat", "3")
     _wait_for_records(out, 2)  # the idle window and the first engine window are in
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "interrupted: every finished window is in" in stderr and "--resume" in stderr
+    assert proc.returncode == 128 + sig, stderr
+    assert f"interrupted ({signal_name}): every finished window is in" in stderr and "--resume" in stderr
     row = _table(out)["squeezenet1_1_1_32_32_fp32"]
     assert row["status"] == "ok" and row["valid_windows"] >= 1
 
