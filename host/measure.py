@@ -1018,7 +1018,7 @@ def _salvage(session: MeasureSession) -> None:
 @click.option("--sync-rounds", type=click.IntRange(min=1, max=1000), default=16, hidden=True)
 @click.option("--agent-arg", "agent_args", multiple=True, hidden=True, help="Extra argument for a local agent.")
 def measure(**options: Any) -> None:
-    """Measure every engine's wall energy through the agent and rank them by joules and CO2 per inference.
+    """Measure every engine's wall energy through the agent; rank them by wall joules per sample (image).
 
     \b
     edgebench measure --meter /dev/ttyUSB0 --engines engines-out
