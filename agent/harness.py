@@ -26,12 +26,10 @@ from edgebench.engines.runner import Runner, RunOptions
 from edgebench.records import AGENT_CLOCK, ModelFacts, PowerSample, RailEnergy, RunRecord
 
 from . import metadata as md
+from .options import DEFAULT_DURATION_S, DEFAULT_WARMUP_S
 from .sensors.cpuload import CpuLoad
 from .stats import MIN_ITERATIONS, LatencyStats, latency_warnings
 from .watchdog import DEFAULT_INFERENCE_TIMEOUT_S, TimeLimits, Watchdog, WindowStopped, default_window_s
-
-DEFAULT_WARMUP_S = 0.2  # trtexec --warmUp default (200 ms)
-DEFAULT_DURATION_S = 3.0  # trtexec --duration default (3 s)
 
 
 @runtime_checkable

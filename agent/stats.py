@@ -28,6 +28,8 @@ import numpy as np
 from edgebench.records import RunRecord
 from edgebench.units import fmt_rate, fmt_time, time_unit
 
+from .options import MIN_ITERATIONS
+
 UNSTABLE_CV = 0.05  # pyperf and trtexec warn from a few percent; 5 % is where rankings start to flip
 MAD_TO_SD = 1.4826  # MAD x 1.4826 estimates sd for normal data
 OUTLIER_SDS = 10.0
@@ -36,7 +38,6 @@ OUTLIER_Z = MAD_TO_SD * OUTLIER_SDS  # hyperfine's threshold on |x - median| / M
 # (so one outlier among fewer than 100 runs still warns).
 OUTLIER_FRACTION = 0.01
 SLOW_FIRST_RATIO = 3.0
-MIN_ITERATIONS = 10  # trtexec's minimum
 
 _NS_PER_MS = 1e6
 

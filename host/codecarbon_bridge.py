@@ -157,8 +157,13 @@ def pairing_rows(result: Any, *, project_name: str = "edgebench", use_net: bool 
 
 
 def check_emissions_csv(path: str | Path) -> bool:
-    """True when `path` is new or empty (a header is due); BadInput, one line, when it is not a regular file or
-    its header is not CodeCarbon's columns (rows appended under another header would be read as garbage)."""
+    """True when `path` is new or empty (a header is due); BadInput, one line, when its folder is missing, it is
+    not a regular file or its header is not CodeCarbon's columns (rows appended under another header would be read
+    as garbage). Commands call it before their work, so the mistake is said at once."""
+    if not Path(path).parent.is_dir():
+        raise BadInput(
+            f"--emissions-csv {path}: no folder {Path(path).parent} to write it in; create it or pick another"
+        )
     target = output_path(path, "--emissions-csv")
     if not target.exists() or target.stat().st_size == 0:
         return True

@@ -38,9 +38,10 @@ from edgebench.units import num, plus_minus, signed_figure
 
 from .carbon import GridFactor, egrid_factor, j_to_kwh, kg_to_lb
 from .measuredir import MeasureDir, Session
-from .pairing import MIN_SAMPLES, SIGNIFICANCE, IdleBaseline, PairingResult, WindowResult
+from .meters.options import METER_TIMEOUT_S
+from .options import DEFAULT_IDLE_S, DEFAULT_PUE, MIN_SAMPLES
+from .pairing import SIGNIFICANCE, IdleBaseline, PairingResult, WindowResult
 
-DEFAULT_IDLE_S = 10.0  # at least this, and at least the meter's shortest valid window
 RESULT_FORMAT = 2  # of `Monitor.to_dict` (run's result.json); 1: the former Measurement's flat fields
 
 
@@ -97,9 +98,9 @@ class Monitor:
         idle_s: float | None = None,
         idle_power_w: float | None = None,
         grid: GridFactor | None = None,
-        pue: float = 1.0,
+        pue: float = DEFAULT_PUE,
         min_samples: int = MIN_SAMPLES,
-        meter_timeout_s: float = 20.0,
+        meter_timeout_s: float = METER_TIMEOUT_S,
         resolution_w: float | None = None,
         codecarbon: bool = False,
         codecarbon_country: str | None = None,

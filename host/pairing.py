@@ -48,9 +48,9 @@ from edgebench.names import EngineName, parse_engine_name  # noqa: F401 - Engine
 from edgebench.records import HOST_CLOCK, Accuracy, ClockOffset, MeterTrace, ModelFacts, RunRecord
 
 from .carbon import GridFactor, egrid_factor, lb_to_kg
+from .options import MIN_SAMPLES  # the 10-reading minimum, defined with its option
 
 # Validity thresholds (documented in docs/methodology.md).
-MIN_SAMPLES = 10  # meter readings inside a window; so the shortest valid window is 10 meter periods
 MIN_COVERAGE = 0.99  # fraction of the window between the first and last reading around it
 MAX_CLOCK_SHARE = 0.01  # 2 x clock uncertainty must stay under 1 % of the window
 MAX_SILENCE_PERIODS = 5.0  # a stretch with no reading longer than 5 nominal meter periods is a gap

@@ -286,3 +286,44 @@ def test_report_projects_the_first_engine_over_a_lifetime(tmp_path, store):
     assert 'id="lifetime"' in page and "1,095,750 images" in page
     bad = invoke("report", str(d), "--per-day", "1000")
     assert bad.exit_code == 2 and "--per-day and --years together" in bad.output
+
+
+def test_pair_refuses_a_min_samples_beyond_any_window(tmp_path, store):
+    """--min-samples is one option on pair, measure and run, bounded on all three: a huge count used to reach the
+    pairing (and end in an OverflowError traceback) on pair and measure."""
+    _write_meter_csv(tmp_path / "meter.csv")
+    _records(tmp_path / "runs.jsonl")
+    res = invoke("pair", str(tmp_path / "runs.jsonl"), str(tmp_path / "meter.csv"), "--min-samples", "9" * 400)
+    assert res.exit_code == 2, res.output
+    assert "Invalid value for '--min-samples'" in res.output and "Traceback" not in res.output
+
+
+def test_report_and_pair_append_every_valid_window_to_an_emissions_csv(tmp_path, store):
+    """`--emissions-csv` on report and pair: codecarbon_bridge.pairing_rows reaches users, one row per valid
+    engine window, in CodeCarbon's columns; a file of other columns is refused before any work."""
+    from edgebench.host.codecarbon_bridge import EMISSIONS_COLUMNS
+
+    d = tmp_path / "measure"
+    d.mkdir()
+    _write_meter_csv(d / "meter.csv")
+    _records(d / "runs.jsonl")
+    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", pue=1.5))
+    out = tmp_path / "emissions.csv"
+    res = invoke("report", str(d), "--emissions-csv", str(out), "--format", "json")
+    assert res.exit_code == 0, res.output
+    engines = {e["engine"]: e for e in json.loads(res.stdout)["engines"]}
+    rows = list(csv.DictReader(out.open()))
+    assert tuple(rows[0]) == EMISSIONS_COLUMNS
+    assert [r["experiment_id"] for r in rows] == ["resnet18_2_224_224_fp16#0", "mbv2_2_224_224_fp16#0"]
+    for row in rows:
+        gross_j = engines[row["experiment_id"].split("#")[0]]["gross_j_per_inference"] * 320
+        assert float(row["energy_consumed"]) == pytest.approx(gross_j * 1.5 / 3.6e6)  # the session's PUE
+        assert float(row["emissions"]) == pytest.approx(egrid_factor("RFCW", 2019).co2_kg(gross_j * 1.5))
+    res = invoke("pair", str(d / "runs.jsonl"), str(d / "meter.csv"), "--emissions-csv", str(out))
+    assert res.exit_code == 0, res.output
+    assert len(list(csv.DictReader(out.open()))) == 4  # appended under the one header
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    res = invoke("report", str(d), "--emissions-csv", str(other))
+    assert res.exit_code == 2 and "other columns than CodeCarbon's" in res.output and "Traceback" not in res.output
+    assert other.read_text() == "a,b\n1,2\n"

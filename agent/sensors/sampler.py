@@ -17,6 +17,7 @@ from edgebench.energy import integrate_window
 from edgebench.errors import EdgebenchError
 from edgebench.records import PowerSample, RailEnergy
 
+from ..options import SENSOR_PERIOD_S
 from .base import PowerSensor
 
 
@@ -74,7 +75,7 @@ def _counter_window(t_ns: np.ndarray, p_w: np.ndarray, start_ns: int, end_ns: in
 class Sampler:
     """Reads `sensor` every `period_s` seconds on a daemon thread between start() and stop()."""
 
-    def __init__(self, sensor: PowerSensor, period_s: float = 0.01) -> None:
+    def __init__(self, sensor: PowerSensor, period_s: float = SENSOR_PERIOD_S) -> None:
         if period_s <= 0:
             raise ValueError("Sampler: period_s must be > 0")
         self.sensor = sensor
