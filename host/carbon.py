@@ -48,11 +48,6 @@ def j_to_kwh(energy_j: float) -> float:
     return energy_j / J_PER_KWH
 
 
-def kwh_to_j(energy_kwh: float) -> float:
-    """Kilowatt-hours to joules."""
-    return energy_kwh * J_PER_KWH
-
-
 def kg_to_lb(mass_kg: float) -> float:
     """Kilograms to pounds."""
     return mass_kg / KG_PER_LB

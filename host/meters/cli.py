@@ -29,12 +29,6 @@ PLUG_PROTOCOLS = ("shelly", "shelly-gen1", "tasmota")
 SILENT_WARN_S = 5.0  # warn when a meter has sent no reading this long after the logger started
 
 
-def _protocols() -> list[str]:
-    from edgebench.host.meters.base import protocol_names
-
-    return ["auto", *protocol_names()]
-
-
 class _StopOnSignal:
     """Turn SIGTERM (and SIGINT) into a clean stop request, restoring the old handlers afterwards."""
 
