@@ -202,14 +202,10 @@ def _energy_line(record, sampler) -> str | None:
 
 def _failed_record(entry, message: str):
     """The RunRecord of an engine whose window was stopped: no iterations, the reason in `error`."""
-    import time
+    from edgebench.records import AGENT_CLOCK, failed_window
 
-    from edgebench.records import AGENT_CLOCK, RunRecord
-
-    now = time.time_ns()
-    return RunRecord(engine=entry.name, backend=entry.backend, clock=AGENT_CLOCK, window_start_ns=now,
-                     window_end_ns=now, iterations=0, batch=entry.spec.batch, latencies_ns=(), error=message,
-                     model=entry.model_facts())
+    return failed_window(entry.name, entry.backend, entry.spec.batch, message, clock=AGENT_CLOCK,
+                         model=entry.model_facts())
 
 
 def _bench_entries(entries, engines_dir, options, warmup, warmup_time, iterations, duration, threads,

@@ -22,6 +22,8 @@ from typing import Any
 from edgebench.errors import BadInput, MissingDependency
 from edgebench.files import open_append, output_path
 
+from .carbon import country_iso3
+
 # codecarbon.output_methods.emissions_data.EmissionsData fields, in order (checked against codecarbon 3.3.2 by
 # tests/test_codecarbon.py when codecarbon is installed)
 EMISSIONS_COLUMNS: tuple[str, ...] = (
@@ -92,8 +94,7 @@ class CodeCarbonWindow:
 def _row_base(
     *, end_ns: int, duration_s: float, energy_kwh: float, emissions_kg: float, grid: Any, pue: float, meter: str
 ) -> dict[str, Any]:
-    first = grid.region.split(" ")[0]
-    iso = first if len(first) == 3 and first.isalpha() else ""
+    iso = country_iso3(grid)
     egrid = grid.source.startswith("EPA eGRID")
     return {
         "timestamp": _dt.datetime.fromtimestamp(end_ns / 1e9).isoformat(timespec="seconds"),

@@ -55,11 +55,12 @@ from edgebench.records import (
     EngineRow,
     RecordError,
     RunRecord,
+    failed_window,
     run_record_from_dict,
 )
 from edgebench.units import count, duration, plus_minus, signed_figure
 
-from .carbon import GridFactor
+from .carbon import GridFactor, check_pue
 from .measuredir import KEY_DEVICE, VERSION_PREFIX, MeasureDir, ResumeState, Session, metadata_conflicts
 from .meters.options import (
     METER_TIMEOUT_S,
@@ -101,22 +102,10 @@ def minimum_window_s(period_s: float, min_samples: int) -> float:
 
 def failed_record(row: EngineRow, message: str, run_id: str, repeat: int, attempt: int = 0) -> RunRecord:
     """A RunRecord for a window that never ran (load failure, crash): host clock, no iterations, the error."""
-    now = time.time_ns()
-    return RunRecord(
-        engine=row.name,
-        backend=row.backend,
-        clock=HOST_CLOCK,
-        window_start_ns=now,
-        window_end_ns=now,
-        iterations=0,
-        batch=row.batch,
-        latencies_ns=(),
-        error=message,
-        model=row.model,
-        run_id=run_id,
-        repeat=repeat,
+    return failed_window(
+        row.name, row.backend, row.batch, message, clock=HOST_CLOCK, model=row.model, run_id=run_id, repeat=repeat,
         attempt=attempt,
-    )
+    )  # fmt: skip
 
 
 # --- the configuration ----------------------------------------------------------------------------------------
@@ -162,8 +151,7 @@ class MeasureConfig:
     def __post_init__(self) -> None:
         from .transport import parse_agent
 
-        if not (math.isfinite(self.pue) and self.pue >= 1.0):
-            raise BadInput(f"--pue {self.pue} is below 1: pass 1 for a device on a desk, more for a facility")
+        check_pue(self.pue)
         if self.repeat < 1 or self.retry < 0 or self.min_samples < 2 or self.idle_every < 0:
             raise BadInput("--repeat >= 1, --retry >= 0, --min-samples >= 2 and --idle-every >= 0, please")
         for name in ("duration_s", "warmup_s", "settle_s", "idle_s", "resolution_w", "meter_timeout_s"):

@@ -55,7 +55,7 @@ from edgebench.records import (
     latencies_ms,
 )
 
-from .carbon import GridFactor, egrid_factor, lb_to_kg
+from .carbon import GridFactor, check_pue, egrid_factor, lb_to_kg
 from .options import MIN_SAMPLES  # the 10-reading minimum, defined with its option
 
 # Validity thresholds (documented in docs/methodology.md).
@@ -650,8 +650,7 @@ def pair(
         raise BadInput(
             f"--min-samples {min_samples} is too small: the trapezoid rule needs at least 2 readings"
         )
-    if pue < 1.0:
-        raise BadInput(f"PUE {pue} is below 1: pass --pue >= 1 (1 for a device on a desk)")
+    check_pue(pue)
     grid = grid or egrid_factor()
     records = list(runs)
     tr = _Trace(trace)

@@ -132,6 +132,17 @@ def _records(path, shift_s=0.0):
     )
 
 
+def _measure_dir(tmp_path, shift_s=0.0, **session):
+    """A measure directory as `measure` leaves it: the meter log, the runs (agent clock `shift_s` behind), and a
+    session on eGRID2019 RFCW with `session`'s other fields."""
+    d = tmp_path / "measure"
+    d.mkdir()
+    _write_meter_csv(d / "meter.csv")
+    _records(d / "runs.jsonl", shift_s=shift_s)
+    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", **session))
+    return d
+
+
 @pytest.fixture
 def store():
     from edgebench.host import store
@@ -227,11 +238,7 @@ def test_pair_address_missing_or_unknown_is_one_line_exit_2(tmp_path, store):
 
 
 def test_report_re_renders_a_measure_directory(tmp_path, store):
-    d = tmp_path / "measure"
-    d.mkdir()
-    _write_meter_csv(d / "meter.csv", offset_s=0.0)
-    _records(d / "runs.jsonl", shift_s=1.0)
-    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", clock=ClockOffset(offset_ns=S)))
+    d = _measure_dir(tmp_path, shift_s=1.0, clock=ClockOffset(offset_ns=S))
     res = invoke("report", str(d), "--format", "md", "--write")
     assert res.exit_code == 0, res.output
     assert "| 1 | mbv2_2_224_224_fp16 |" in res.stdout
@@ -266,11 +273,7 @@ def test_pair_out_under_a_file_is_refused_before_writing(tmp_path, store):
 def test_report_projects_the_first_engine_over_a_lifetime(tmp_path, store):
     from edgebench.host.carbon import kg_to_lb
 
-    d = tmp_path / "measure"
-    d.mkdir()
-    _write_meter_csv(d / "meter.csv", offset_s=0.0)
-    _records(d / "runs.jsonl", shift_s=1.0)
-    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", clock=ClockOffset(offset_ns=S)))
+    d = _measure_dir(tmp_path, shift_s=1.0, clock=ClockOffset(offset_ns=S))
     doc = json.loads(invoke("report", str(d), "--format", "json").stdout)
     best = doc["engines"][0]
     res = invoke("report", str(d), "--per-day", "1000", "--years", "3", "--embodied", "20kg",
@@ -303,11 +306,7 @@ def test_report_and_pair_append_every_valid_window_to_an_emissions_csv(tmp_path,
     engine window, in CodeCarbon's columns; a file of other columns is refused before any work."""
     from edgebench.host.codecarbon_bridge import EMISSIONS_COLUMNS
 
-    d = tmp_path / "measure"
-    d.mkdir()
-    _write_meter_csv(d / "meter.csv")
-    _records(d / "runs.jsonl")
-    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", pue=1.5))
+    d = _measure_dir(tmp_path, pue=1.5)
     out = tmp_path / "emissions.csv"
     res = invoke("report", str(d), "--emissions-csv", str(out), "--format", "json")
     assert res.exit_code == 0, res.output

@@ -32,21 +32,15 @@ def rail_energy(samples: Sequence[PowerSample], start_ns: int, end_ns: int, sens
     p_w = np.fromiter((s.total_mw / 1000.0 for s in ordered), dtype=np.float64, count=len(ordered))  # mW -> W
     if getattr(sensor, "counter_based", False) and len(ordered) >= 2:
         energy_j, mean_w, inside = _counter_window(t, p_w, start_ns, end_ns)
-        return RailEnergy(
-            sensor=sensor.name,
-            total_rule=sensor.total_rule,
-            energy_j=energy_j,
-            mean_power_w=mean_w,
-            samples=inside,
-            estimate=sensor.estimate,
-        )
-    w = integrate_window(t, p_w, start_ns, end_ns)
+    else:
+        w = integrate_window(t, p_w, start_ns, end_ns)
+        energy_j, mean_w, inside = w.energy_j, w.mean_power_w, w.samples
     return RailEnergy(
         sensor=sensor.name,
         total_rule=sensor.total_rule,
-        energy_j=w.energy_j,
-        mean_power_w=w.mean_power_w,
-        samples=w.samples,
+        energy_j=energy_j,
+        mean_power_w=mean_w,
+        samples=inside,
         estimate=sensor.estimate,
     )
 
