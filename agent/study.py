@@ -52,7 +52,6 @@ from edgebench.errors import BadInput, DeviceError
 from edgebench.files import write_atomic
 from edgebench.pareto import comparable as comparable_setting
 from edgebench.pareto import pareto_front
-from edgebench.records import latencies_ms
 
 STUDY_FORMAT = "edgebench-study"
 STUDY_VERSION = 2  # 2: energy per sample (gross, its uncertainty, net beside it), dataset and preprocessing per row
@@ -321,7 +320,7 @@ def repeat_warnings(records: Sequence) -> list[str]:
     `edgebench bench`): their mean latencies varying by more than bench's unstable threshold."""
     from edgebench.agent.stats import UNSTABLE_CV
 
-    means = [float(latencies_ms(r.latencies_ns).mean()) for r in records if r.latencies_ns]
+    means = [sum(r.latencies_ns) / len(r.latencies_ns) / 1e6 for r in records if r.latencies_ns]
     if len(means) < 2:
         return []
     spread = statistics.stdev(means) / statistics.fmean(means)
@@ -375,7 +374,7 @@ def _time_here(config: StudyConfig, state: StudyState, entries) -> Costs:
                 runner.close()
             for message in repeat_warnings(records):
                 warn(f"{entry.name}: {message}")
-            latency = float(latencies_ms([ns for r in records for ns in r.latencies_ns]).mean())
+            latency = sum(sum(r.latencies_ns) for r in records) / sum(len(r.latencies_ns) for r in records) / 1e6
             per_sample = [r.rail_energy.energy_j / r.samples_processed for r in records
                           if r.rail_energy is not None and r.samples_processed]
             if per_sample and len(per_sample) == len(records):

@@ -580,7 +580,8 @@ def with_changes(record: Any, **changes: Any) -> Any:
 
 
 def latencies_ms(values_ns: Sequence[int]) -> np.ndarray:
-    """Latencies in milliseconds as a float array (the one place ns become ms for display)."""
+    """Latencies in milliseconds as a float array: where a list of latencies becomes ms (bench's statistics, the
+    plots). A mean or median is better taken in ns and divided once (pairing, the studies): it keeps its last bits."""
     import numpy as np
 
     return np.asarray(values_ns, dtype=np.float64) / 1e6

@@ -45,15 +45,7 @@ import numpy as np
 from edgebench.energy import integrate_window
 from edgebench.errors import BadInput
 from edgebench.names import EngineName, parse_engine_name  # noqa: F401 - EngineName re-exported
-from edgebench.records import (
-    HOST_CLOCK,
-    Accuracy,
-    ClockOffset,
-    MeterTrace,
-    ModelFacts,
-    RunRecord,
-    latencies_ms,
-)
+from edgebench.records import HOST_CLOCK, Accuracy, ClockOffset, MeterTrace, ModelFacts, RunRecord
 
 from .carbon import GridFactor, check_pue, egrid_factor, lb_to_kg
 from .options import MIN_SAMPLES  # the 10-reading minimum, defined with its option
@@ -532,10 +524,13 @@ def _engine_result(
     model = _model(records)
     batch = records[0].batch
     timed = [r for r, w in zip(records, windows, strict=True) if not w.failed]
-    latencies = np.concatenate([latencies_ms(r.latencies_ns) for r in timed]) if timed else None
+    # the statistics are taken in ns and converted once (the mean of converted values differs in its last bits)
+    latencies = (
+        np.concatenate([np.asarray(r.latencies_ns, dtype=np.float64) for r in timed]) if timed else None
+    )
     if latencies is not None and len(latencies):
-        latency_mean_ms = float(latencies.mean())
-        latency_p50_ms = float(np.median(latencies))
+        latency_mean_ms = float(latencies.mean()) / 1e6
+        latency_p50_ms = float(np.median(latencies)) / 1e6
     else:
         latency_mean_ms = latency_p50_ms = math.nan
     timed_s = sum(r.duration_ns for r in timed) / 1e9
