@@ -14,9 +14,23 @@ import click
 
 from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput, EdgebenchError
-from edgebench.options import non_negative, positive
+from edgebench.options import (
+    DEFAULT_ENGINES_DIR,
+    engine_names_option,
+    non_negative,
+    positive,
+    sensor_option,
+    threads_option,
+)
 
-DEFAULT_ENGINES_DIR = "engines-out"
+from .options import (
+    DEFAULT_DURATION_S,
+    DEFAULT_WARMUP_S,
+    MIN_ITERATIONS,
+    sensor_period_option,
+    sensor_root_option,
+    tegrastats_option,
+)
 
 
 def _thread_words(intra: int | None, inter: int | None, settings: dict) -> str:
@@ -58,20 +72,20 @@ def _select_entries(engines_dir: Path, names: tuple[str, ...]):
 @click.argument(
     "engines_dir", required=False, default=DEFAULT_ENGINES_DIR, type=click.Path(path_type=Path, file_okay=False)
 )
-@click.option("--engine", "engine_names", multiple=True, metavar="NAME", help="Engine to run (repeatable); default all.")
+@engine_names_option
 @click.option("--warmup", type=click.IntRange(min=0), help="Warm-up iterations (discarded, reported apart).")
 @click.option(
     "--warmup-time",
     type=non_negative(),
-    help="Warm-up seconds instead of a count (default 0.2 s, as trtexec).",
+    help=f"Warm-up seconds instead of a count (default {DEFAULT_WARMUP_S:g} s, as trtexec).",
 )
 @click.option("--iterations", type=click.IntRange(min=1), help="Measured iterations (exact count).")
 @click.option(
     "--duration",
     type=positive(),
-    help="Measured seconds (default 3 s, at least 10 iterations, as trtexec).",
+    help=f"Measured seconds (default {DEFAULT_DURATION_S:g} s, at least {MIN_ITERATIONS} iterations, as trtexec).",
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: the backend's).")
+@threads_option
 @click.option("--inter-op-threads", type=click.IntRange(min=1), help="Inter-op threads (default: the backend's).")
 @click.option("--include-copies", is_flag=True, help="Time host<->device copies inside each iteration.")
 @click.option(
@@ -79,23 +93,10 @@ def _select_entries(engines_dir: Path, names: tuple[str, ...]):
     type=click.Path(path_type=Path, dir_okay=False),
     help="Append each RunRecord as a JSON line to this file, right after each engine.",
 )
-@click.option(
-    "--sensor", default="none", show_default=True, metavar="auto|none|NAME",
-    help="On-board power source sampled during each window: auto (first found, see `edgebench sensors`), "
-    "none, or ina3221, jtop, tegrastats, nvml, rapl, pi5, estimate.",
-)
-@click.option(
-    "--sensor-period-ms", type=positive(), default=10.0, show_default=True,
-    help="Sampling period of the on-board sensor (tegrastats: its --interval).",
-)
-@click.option(
-    "--sensor-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("/"),
-    show_default=True, help="Filesystem root the sensor reads sysfs and /proc under (a fake tree for testing).",
-)
-@click.option(
-    "--tegrastats", "tegrastats_cmd", default="tegrastats", show_default=True, metavar="CMD",
-    help="tegrastats command line for --sensor tegrastats/auto, e.g. \"sudo -n tegrastats\" (rails need root).",
-)
+@sensor_option(default="none")
+@sensor_period_option
+@sensor_root_option()
+@tegrastats_option
 @click.option(
     "--inference-timeout", type=positive(), default=60.0, show_default=True, metavar="SECONDS",
     help="Stop an engine whose one inference (warm-up included) runs longer; it is recorded as failed.",
@@ -201,14 +202,10 @@ def _energy_line(record, sampler) -> str | None:
 
 def _failed_record(entry, message: str):
     """The RunRecord of an engine whose window was stopped: no iterations, the reason in `error`."""
-    import time
+    from edgebench.records import AGENT_CLOCK, failed_window
 
-    from edgebench.records import AGENT_CLOCK, RunRecord
-
-    now = time.time_ns()
-    return RunRecord(engine=entry.name, backend=entry.backend, clock=AGENT_CLOCK, window_start_ns=now,
-                     window_end_ns=now, iterations=0, batch=entry.spec.batch, latencies_ns=(), error=message,
-                     model=entry.model_facts())
+    return failed_window(entry.name, entry.backend, entry.spec.batch, message, clock=AGENT_CLOCK,
+                         model=entry.model_facts())
 
 
 def _bench_entries(entries, engines_dir, options, warmup, warmup_time, iterations, duration, threads,

@@ -19,19 +19,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from edgebench.engines.runner import Runner, RunOptions
-from edgebench.records import AGENT_CLOCK, ModelFacts, PowerSample, RailEnergy, RunRecord
+from edgebench.records import AGENT_CLOCK, Metadata, ModelFacts, PowerSample, RailEnergy, RunRecord
 
 from . import metadata as md
+from .options import DEFAULT_DURATION_S, DEFAULT_WARMUP_S
 from .sensors.cpuload import CpuLoad
 from .stats import MIN_ITERATIONS, LatencyStats, latency_warnings
 from .watchdog import DEFAULT_INFERENCE_TIMEOUT_S, TimeLimits, Watchdog, WindowStopped, default_window_s
-
-DEFAULT_WARMUP_S = 0.2  # trtexec --warmUp default (200 ms)
-DEFAULT_DURATION_S = 3.0  # trtexec --duration default (3 s)
 
 
 @runtime_checkable
@@ -146,13 +145,55 @@ def _options_settings(options: RunOptions | None) -> dict[str, object]:
     return {f"options.{k}": v for k, v in dataclasses.asdict(options).items() if v is not None}
 
 
-def _sampler_results(
-    sampler: WindowSampler | None, samples: Sequence[PowerSample], start_ns: int, end_ns: int
-) -> tuple[str, tuple[PowerSample, ...], RailEnergy | None]:
-    if sampler is None:
-        return "none", (), None
-    energy = sampler.window_energy(samples, start_ns, end_ns) if samples else None
-    return sampler.name, tuple(samples), energy
+@dataclass(frozen=True)
+class _Measured:
+    """What a window measured besides its iterations, engine and idle windows alike: its edges in agent realtime,
+    the device before and after, the on-board samples and their energy, and the device's CPU load. The fields are
+    RunRecord's, by name."""
+
+    window_start_ns: int
+    window_end_ns: int
+    device: Metadata
+    device_end: Metadata
+    sensor: str
+    power_samples: tuple[PowerSample, ...]
+    rail_energy: RailEnergy | None
+    cpu_busy: float | None
+
+    def record(self, **fields: Any) -> RunRecord:
+        """The window's RunRecord: these facts and the caller's `fields` (engine, iterations, kind, ...)."""
+        measured = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return RunRecord(clock=AGENT_CLOCK, **measured, **fields)
+
+
+class _Probes:
+    """The on-board sampler and the CPU load around one window: started right before it (the sampler first, so
+    its first read stays outside the CPU figure), stopped right after it, also when the window fails."""
+
+    def __init__(self, sampler: WindowSampler | None, metadata_root: Path) -> None:
+        self.sampler = sampler
+        self._cpu = CpuLoad(metadata_root)
+        self.cpu_busy: float | None = None
+        self.samples: Sequence[PowerSample] = ()
+
+    def __enter__(self) -> _Probes:
+        if self.sampler is not None:
+            self.sampler.start()
+        self._cpu.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu_busy = self._cpu.stop()
+        self.samples = self.sampler.stop() if self.sampler is not None else ()
+
+    def measured(self, start_ns: int, end_ns: int, device: Metadata, device_end: Metadata) -> _Measured:
+        """The window's facts once the probes have stopped: the samples' energy over [start_ns, end_ns]."""
+        sampler, samples = self.sampler, self.samples
+        energy = sampler.window_energy(samples, start_ns, end_ns) if sampler is not None and samples else None
+        return _Measured(
+            start_ns, end_ns, device, device_end, sensor=sampler.name if sampler is not None else "none",
+            power_samples=tuple(samples), rail_energy=energy, cpu_busy=self.cpu_busy,
+        )  # fmt: skip
 
 
 def time_limits(
@@ -221,38 +262,30 @@ def run_engine(
 
     device = md.collect_metadata(metadata_root) if metadata else {}
     watchdog = Watchdog(runner.engine, limits, getattr(runner, "interrupt", None), watch_sigint=watch_sigint)
-    cpu = CpuLoad(metadata_root)
+    probes = _Probes(sampler, metadata_root)
     try:
         with watchdog:
             warm = _warmup(runner, warmup_iterations, warmup_s or 0.0, watchdog.mark)
-            if sampler is not None:
-                sampler.start()
-            cpu.start()  # after the sampler's first read, right before the window: its cost stays outside
-            try:
+            with probes:
                 if iterations is not None:
                     start_ns, end_ns, lat = _measure_count(runner, iterations, watchdog.mark)
                 else:
                     assert duration_s is not None
                     start_ns, end_ns, lat = _measure_duration(runner, duration_s, min_iterations, watchdog.mark)
-            finally:
-                cpu_busy = cpu.stop()
-                samples = sampler.stop() if sampler is not None else ()
     except Exception as exc:
         if watchdog.fired:  # the runner's own error is only the way it was stopped
             raise WindowStopped(watchdog.reason, interrupted=watchdog.interrupted) from exc
         raise
     if watchdog.fired:  # a runner that could not be stopped, returning late
         raise WindowStopped(watchdog.reason, interrupted=watchdog.interrupted)
-    sensor, power_samples, rail_energy = _sampler_results(sampler, samples, start_ns, end_ns)
-
-    device_end = md.collect_dynamic(metadata_root) if metadata else {}
+    window = probes.measured(start_ns, end_ns, device, md.collect_dynamic(metadata_root) if metadata else {})
     stats = LatencyStats.from_ns(lat, batch=runner.batch, window_ns=end_ns - start_ns, warmup_ns=warm)
     warnings = latency_warnings(stats)
     if metadata:
-        warnings.extend(md.throttle_warnings(device, device_end))
-    if sampler is not None and rail_energy is None:
+        warnings.extend(md.throttle_warnings(device, window.device_end))
+    if sampler is not None and window.rail_energy is None:
         warnings.append(
-            f"sensor {sensor} gave no samples covering the window: no on-board energy for {runner.engine}; "
+            f"sensor {window.sensor} gave no samples covering the window: no on-board energy for {runner.engine}; "
             "check `edgebench sensors` or use a longer --duration"
         )
 
@@ -267,29 +300,20 @@ def run_engine(
     settings["harness.timer"] = "time.perf_counter_ns around run_once()"
     settings["harness.time_limits"] = limits.words()
 
-    return RunRecord(
+    return window.record(
         engine=runner.engine,
         backend=runner.backend,
-        clock=AGENT_CLOCK,
-        window_start_ns=start_ns,
-        window_end_ns=end_ns,
         iterations=len(lat),
         batch=runner.batch,
         latencies_ns=tuple(lat),
         warmup_latencies_ns=tuple(warm),
         kind="run",
         timed_region=runner.timed_region,
-        settings=settings,  # type: ignore[arg-type]
+        settings=settings,
         model=model,
-        device=device,
-        device_end=device_end,
-        sensor=sensor,
-        power_samples=power_samples,
-        rail_energy=rail_energy,
         run_id=run_id,
         repeat=repeat,
         warnings=tuple(warnings),
-        cpu_busy=cpu_busy,
     )
 
 
@@ -311,47 +335,30 @@ def idle_window(
     if duration_s <= 0:
         raise ValueError("idle_window: duration_s must be > 0")
     device = md.collect_metadata(metadata_root) if metadata else {}
-    cpu = CpuLoad(metadata_root)
-    if sampler is not None:
-        sampler.start()
-    cpu.start()
-    try:
+    with _Probes(sampler, metadata_root) as probes:
         start_ns = time.time_ns()
         deadline = time.perf_counter_ns() + int(duration_s * 1e9)
         # Sleep in slices so that a late wake-up does not stretch the window much past duration_s.
         while (left := deadline - time.perf_counter_ns()) > 0:
             time.sleep(min(left / 1e9, 0.05))
         end_ns = time.time_ns()
-    finally:
-        cpu_busy = cpu.stop()
-        samples = sampler.stop() if sampler is not None else ()
-    sensor, power_samples, rail_energy = _sampler_results(sampler, samples, start_ns, end_ns)
-    device_end = md.collect_dynamic(metadata_root) if metadata else {}
+    window = probes.measured(start_ns, end_ns, device, md.collect_dynamic(metadata_root) if metadata else {})
     warnings: list[str] = []
-    if sampler is not None and rail_energy is None:
+    if sampler is not None and window.rail_energy is None:
         warnings.append(
-            f"sensor {sensor} gave no samples covering the idle window: no on-board idle energy; "
+            f"sensor {window.sensor} gave no samples covering the idle window: no on-board idle energy; "
             "check `edgebench sensors`"
         )
-    return RunRecord(
+    return window.record(
         engine="idle",
         backend="none",
-        clock=AGENT_CLOCK,
-        window_start_ns=start_ns,
-        window_end_ns=end_ns,
         iterations=0,
         batch=0,
         latencies_ns=(),
         kind="idle",
         timed_region="nothing: the device idles while power is sampled",
         settings={"harness.idle_s": duration_s},
-        device=device,
-        device_end=device_end,
-        sensor=sensor,
-        power_samples=power_samples,
-        rail_energy=rail_energy,
         run_id=run_id,
         repeat=repeat,
         warnings=tuple(warnings),
-        cpu_busy=cpu_busy,
     )

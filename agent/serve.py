@@ -36,9 +36,11 @@ from edgebench import __version__
 from edgebench import protocol as wire
 from edgebench.console import note, warn
 from edgebench.errors import BadInput, EdgebenchError, ProtocolError
-from edgebench.options import positive
+from edgebench.options import engines_dir_option, sensor_option, token_option
 from edgebench.protocol import TOKEN_ENV
 from edgebench.records import AGENT_CLOCK, PowerSample, RunRecord, to_dict, with_changes
+
+from .options import sensor_period_option, sensor_root_option
 
 HELLO_TIMEOUT_S = 2.0  # a TCP connection must send its hello line within this long, in all (a trickle cannot stretch it)
 MAX_PENDING_HELLOS = 64  # TCP connections that have not said hello yet, read side by side
@@ -598,17 +600,11 @@ def _sensor_info(sensor) -> dict[str, Any]:
 @click.command()
 @click.option("--stdio", is_flag=True, help="Serve one session on stdin/stdout (what --agent local and ssh start).")
 @click.option("--listen", metavar="HOST:PORT", help=f"Serve TCP sessions, e.g. 0.0.0.0:{wire.DEFAULT_TCP_PORT}.")
-@click.option(
-    "--engines", "engines_dir", type=click.Path(path_type=Path, file_okay=False), default="engines-out",
-    show_default=True, help="Engines directory (its manifest.json lists the only engines that can run).",
-)
-@click.option("--token", envvar=TOKEN_ENV, help=f"Shared secret a TCP client must send (or ${TOKEN_ENV}).")
-@click.option("--sensor", default="auto", show_default=True, metavar="auto|none|NAME",
-              help="On-board power source sampled during windows (see `edgebench sensors`).")
-@click.option("--sensor-period-ms", type=positive(), default=10.0, show_default=True,
-              help="Sampling period of the on-board sensor (tegrastats: its --interval).")
-@click.option("--sensor-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("/"),
-              show_default=True, help="Root the sensor and metadata read sysfs and /proc under.")
+@engines_dir_option("its manifest lists the only engines that can run")
+@token_option("what a client must send")
+@sensor_option()
+@sensor_period_option
+@sensor_root_option()
 @click.option("--once", is_flag=True, help="With --listen: exit after the first session.")
 @click.option("--clock-offset-ns", type=int, default=0, hidden=True,
               help="Skew every agent time by this much (tests of clock sync).")

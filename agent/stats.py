@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgebench.records import RunRecord
+from edgebench.records import RunRecord, latencies_ms
 from edgebench.units import fmt_rate, fmt_time, time_unit
+
+from .options import MIN_ITERATIONS
 
 UNSTABLE_CV = 0.05  # pyperf and trtexec warn from a few percent; 5 % is where rankings start to flip
 MAD_TO_SD = 1.4826  # MAD x 1.4826 estimates sd for normal data
@@ -36,9 +38,6 @@ OUTLIER_Z = MAD_TO_SD * OUTLIER_SDS  # hyperfine's threshold on |x - median| / M
 # (so one outlier among fewer than 100 runs still warns).
 OUTLIER_FRACTION = 0.01
 SLOW_FIRST_RATIO = 3.0
-MIN_ITERATIONS = 10  # trtexec's minimum
-
-_NS_PER_MS = 1e6
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class LatencyStats:
         """Statistics of measured latencies in nanoseconds; `window_ns` is the measured window's length."""
         if len(latencies_ns) == 0:
             raise ValueError("LatencyStats: no latencies to summarise")
-        ms = np.asarray(latencies_ns, dtype=np.float64) / _NS_PER_MS
+        ms = latencies_ms(latencies_ns)
         n = int(ms.size)
         mean = float(ms.mean())
         sd = float(ms.std(ddof=1)) if n > 1 else math.nan
@@ -83,7 +82,7 @@ class LatencyStats:
         p90, p95, p99 = (float(v) for v in np.percentile(ms, [90, 95, 99]))
         mad = float(np.median(np.abs(ms - median)))
         outliers = int(np.count_nonzero(np.abs(ms - median) / mad > OUTLIER_Z)) if mad > 0 else 0
-        first_ms = (warmup_ns[0] if len(warmup_ns) else latencies_ns[0]) / _NS_PER_MS
+        first_ms = float(latencies_ms(warmup_ns[:1] if len(warmup_ns) else latencies_ns[:1])[0])
         window_tp = n * batch / (window_ns / 1e9) if window_ns and window_ns > 0 else math.nan
         return cls(
             n=n,

@@ -337,11 +337,12 @@ def _time_here(config: StudyConfig, state: StudyState, entries) -> Costs:
     """Latency and on-board (or estimated) gross energy per sample, timed in this process like `edgebench
     bench`, `config.repeat` windows per engine; its warnings about unstable timings are printed like bench's."""
     from edgebench.agent.harness import run_engine
+    from edgebench.agent.options import DEFAULT_WARMUP_S, SENSOR_PERIOD_S
     from edgebench.agent.sensors.base import probe
     from edgebench.agent.sensors.sampler import Sampler
     from edgebench.engines.backends import open_runner
 
-    found = probe(config.sensor, period_s=0.02) if config.sensor != "none" else None
+    found = probe(config.sensor, period_s=SENSOR_PERIOD_S) if config.sensor != "none" else None
     sensor = found.sensor if found is not None and found.found else None
     if config.sensor != "none" and sensor is None:
         warn("no on-board power source found: latency only (give --meter PORT for wall energy)")
@@ -364,8 +365,8 @@ def _time_here(config: StudyConfig, state: StudyState, entries) -> Costs:
             runner = open_runner(config.out / "engines", entry)
             try:
                 for repeat in range(config.repeat):
-                    sampler = Sampler(sensor, period_s=0.02) if sensor is not None else None
-                    records.append(run_engine(runner, warmup_s=0.2, duration_s=config.duration_s, sampler=sampler,
+                    sampler = Sampler(sensor, period_s=SENSOR_PERIOD_S) if sensor is not None else None
+                    records.append(run_engine(runner, warmup_s=DEFAULT_WARMUP_S, duration_s=config.duration_s, sampler=sampler,
                                               metadata=False, model=entry.model_facts(), repeat=repeat))
                     for message in records[-1].warnings:
                         warn(f"{entry.name}: {message}")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
+from edgebench.engines.eval_cli import channel_options
 from edgebench.errors import BadInput
-from edgebench.options import positive
+from edgebench.options import input_resolution_option, positive, sensor_option
 
 
 def _split(values) -> list[str]:
@@ -30,16 +31,13 @@ def _common(function):
         click.option("--repeat", type=click.IntRange(min=1, max=100), default=1, show_default=True,
                      help="Timing windows per engine (with --meter: `edgebench measure --repeat`); the energy's "
                      "uncertainty is their spread."),
-        click.option("--sensor", default="auto", show_default=True, metavar="auto|none|NAME",
-                     help="On-board power source for energy without a meter (auto falls back to an estimate)."),
+        sensor_option(extra="for energy without --meter (auto falls back to the estimate)"),
         click.option("--meter", metavar="PORT", help="Measure wall energy with `edgebench measure --meter PORT`."),
         click.option("--measure-arg", "measure_args", multiple=True, metavar="ARG",
                      help="Extra argument passed to `edgebench measure` (repeatable), e.g. --measure-arg=--idle=5."),
         click.option("--probe/--no-probe", default=None,
                      help="Fit a linear probe (default for built-in backbones; off for --model files)."),
-        click.option("--mean", "mean_text", metavar="M[,M,M]", help="Per-channel mean (default ImageNet's)."),
-        click.option("--std", "std_text", metavar="S[,S,S]", help="Per-channel std (default ImageNet's)."),
-        click.option("--bgr", is_flag=True, help="Feed channels in BGR order."),
+        channel_options,
         click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("study-out"),
                      show_default=True, help="Directory for engines, models, tables and plots."),
     ]
@@ -86,8 +84,7 @@ def study() -> None:
 @study.command("input-size")
 @click.option("--backbone", help="Built-in backbone (a probe is fitted on --data's train split).")
 @click.option("--model", "model_path", type=click.Path(path_type=Path, dir_okay=False), help="Or your ONNX file.")
-@click.option("--resolution", "resolutions", multiple=True, required=True,
-              help="Three or more HxW, comma-separated, e.g. 32x32,48x48,64x64.")
+@input_resolution_option(multiple=True, required=True, extra="three or more")
 @click.option("--refit", is_flag=True, help="Fit a probe at each resolution and method (retrain per size).")
 @_common
 def input_size(backbone, model_path, resolutions, refit, **common):
@@ -111,7 +108,7 @@ def input_size(backbone, model_path, resolutions, refit, **common):
 @click.option("--family", help="All widths of a built-in family, smallest first (mobilenet_v2: 0.35 ... 1.4).")
 @click.option("--model", "model_paths", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Your ONNX files (repeatable).")
-@click.option("--resolution", default="32x32", show_default=True, help="Input HxW of every model.")
+@input_resolution_option(extra="of every model")
 @_common
 def model_size(backbones, family, model_paths, resolution, **common):
     """Two or more models of one family (built-in widths, backbones or your files) on the same axes."""

@@ -8,6 +8,9 @@ the user hears about it at once, as a usage error (exit code 2) that names the o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -71,3 +74,73 @@ def positive() -> FiniteFloat:
 def non_negative() -> FiniteFloat:
     """A finite float >= 0 (warm-up seconds, resolutions that may be zero)."""
     return FiniteFloat(min=0)
+
+
+# --- options that mean the same on the device side and the host side ------------------------------------------
+# Each is defined once here and put on every command that takes it, so that a name, type, default or help text
+# cannot drift apart between `bench`, `agent`, `measure`, `eval`, `build-engines`, `train-probe` and `study`.
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+DEFAULT_ENGINES_DIR = Path("engines-out")  # what build-engines writes and every engine user reads by default
+DEFAULT_INPUT_RESOLUTION = "32x32"  # a probe's and a model-size study's input HxW (the digits are 8x8, upscaled)
+ENGINES_HELP = "Engines directory, as `edgebench build-engines --out` wrote it"
+SENSOR_NAMES = "ina3221, jtop, tegrastats, nvml, rapl, pi5, estimate"  # agent/sensors/base.py PROBE_ORDER
+
+
+def _help(base: str, extra: str | None) -> str:
+    return f"{base}{'; ' + extra if extra else ''}."
+
+
+def engines_dir_option(extra: str | None = None) -> Decorator:
+    """--engines DIRECTORY (into `engines_dir`), default engines-out; `extra` adds what it means to the command."""
+    return click.option(
+        "--engines", "engines_dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_ENGINES_DIR,
+        show_default=True, help=_help(ENGINES_HELP, extra),
+    )  # fmt: skip
+
+
+def engine_names_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine NAME (into `engine_names`, repeatable): which engines of the manifest; default all."""
+    return click.option(
+        "--engine", "engine_names", multiple=True, metavar="NAME", help="Only this engine (repeatable); default all."
+    )(f)
+
+
+def threads_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--threads N: the runner's intra-op threads (on the agent, for measure)."""
+    return click.option(
+        "--threads", type=click.IntRange(min=1), help="Intra-op threads of the engine runner (default: the backend's)."
+    )(f)
+
+
+def sensor_option(default: str = "auto", extra: str | None = None) -> Decorator:
+    """--sensor auto|none|NAME: the on-board power source sampled during each window."""
+    return click.option(
+        "--sensor", default=default, show_default=True, metavar="auto|none|NAME",
+        help=_help(
+            "On-board power source sampled during each window: auto (the first found, see `edgebench sensors`), "
+            f"none, or one of {SENSOR_NAMES}", extra,
+        ),
+    )  # fmt: skip
+
+
+def token_option(role: str) -> Decorator:
+    """--token (or $EDGEBENCH_AGENT_TOKEN): the TCP agent's shared secret; `role` says who sends or checks it."""
+    from edgebench.protocol import TOKEN_ENV
+
+    return click.option("--token", envvar=TOKEN_ENV, help=f"Shared secret of a TCP agent: {role} (or ${TOKEN_ENV}).")
+
+
+def input_resolution_option(*, multiple: bool = False, required: bool = False, extra: str | None = None) -> Decorator:
+    """--resolution HxW, the engine's input size: one (into `resolution`, default 32x32) or, with `multiple`, several
+    (into `resolutions`, repeatable or comma-separated). Not the meter's --resolution in W (host/options.py)."""
+    if multiple:
+        return click.option(
+            "--resolution", "resolutions", multiple=True, required=required, metavar="HxW[,HxW...]",
+            help=_help("Input resolutions HxW (repeatable, or comma-separated), e.g. 120x392,240x784", extra),
+        )  # fmt: skip
+    return click.option(
+        "--resolution", default=DEFAULT_INPUT_RESOLUTION, show_default=True, metavar="HxW",
+        help=f"Input resolution HxW{' ' + extra if extra else ''}.",
+    )  # fmt: skip

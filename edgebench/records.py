@@ -583,7 +583,32 @@ def with_changes(record: Any, **changes: Any) -> Any:
 
 
 def latencies_ms(values_ns: Sequence[int]) -> np.ndarray:
-    """Latencies in milliseconds as a float array (the one place ns become ms for display)."""
+    """Latencies in milliseconds as a float array: where a list of latencies becomes ms (bench's statistics, the
+    plots). A mean or median is better taken in ns and divided once (pairing, the studies): it keeps its last bits."""
     import numpy as np
 
     return np.asarray(values_ns, dtype=np.float64) / 1e6
+
+
+def failed_window(
+    engine: str,
+    backend: str,
+    batch: int,
+    error: str,
+    *,
+    clock: str,
+    model: ModelFacts | None = None,
+    run_id: str = "",
+    repeat: int = 0,
+    attempt: int = 0,
+) -> RunRecord:
+    """The RunRecord of a window that never ran (a load failure, a crash, a time limit): `error` says why, no
+    iteration, and the window is the instant it failed on `clock` (the agent's for `bench`, the host's for a
+    window `measure` lost with its agent)."""
+    import time
+
+    now = time.time_ns()
+    return RunRecord(
+        engine=engine, backend=backend, clock=clock, window_start_ns=now, window_end_ns=now, iterations=0,
+        batch=batch, latencies_ns=(), error=error, model=model, run_id=run_id, repeat=repeat, attempt=attempt,
+    )  # fmt: skip

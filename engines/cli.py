@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgebench.errors import BadInput
+from edgebench.options import DEFAULT_ENGINES_DIR, input_resolution_option
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -29,11 +30,12 @@ def _ints(values: list[str], option: str) -> list[int]:
 @click.option("--backbone", "backbones", multiple=True, help="Built-in backbone (repeatable, or comma-separated).")
 @click.option("--model", "models", multiple=True, type=click.Path(path_type=Path), help="Your own ONNX file (repeatable).")
 @click.option("--batch", "batches", multiple=True, help="Batch sizes, e.g. 1,2.")
-@click.option("--resolution", "resolutions", multiple=True, help="Input resolutions HxW, e.g. 120x392,240x784.")
+@input_resolution_option(multiple=True)
 @click.option("--precision", "precisions", multiple=True, help="fp32, fp16 or both: fp32,fp16.")
 @click.option("--backend", default="onnxruntime", show_default=True, help="onnxruntime or tensorrt.")
 @click.option("--sweep", "sweep_file", type=click.Path(path_type=Path), help="TOML sweep file (options override it).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("engines-out"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_ENGINES_DIR, show_default=True,
+              help="Engines directory to build into: manifest.json and the engines (the others' --engines).")
 @click.option("--force", is_flag=True, help="Rebuild engines even when cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def build_engines(backbones, models, batches, resolutions, precisions, backend, sweep_file, out_dir, force, as_json):

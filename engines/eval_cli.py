@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edgebench.errors import BadInput
-from edgebench.options import positive
+from edgebench.options import engine_names_option, engines_dir_option, input_resolution_option, positive
 
 RESIZE_CHOICES = ("area", "bilinear", "crop", "nearest")  # edgebench.engines.datasets.RESIZE_METHODS (tested)
 
@@ -28,15 +28,21 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     return values
 
 
-def preprocess_options(function):
-    """--method, --mean, --std, --bgr: how images become inputs (shared by eval, train-probe and study)."""
+def channel_options(function):
+    """--mean, --std, --bgr: how an image's channels are normalised and ordered (eval, train-probe and study)."""
     function = click.option("--bgr", is_flag=True, help="Feed channels in BGR order (default RGB).")(function)
     function = click.option(
         "--std", "std_text", metavar="S[,S,S]", help="Per-channel std after scaling to 0..1 (default ImageNet's)."
     )(function)
-    function = click.option(
+    return click.option(
         "--mean", "mean_text", metavar="M[,M,M]", help="Per-channel mean after scaling to 0..1 (default ImageNet's)."
     )(function)
+
+
+def preprocess_options(function):
+    """--method (one resize method) and the channel options: how images become inputs (eval and train-probe; the
+    study takes several methods)."""
+    function = channel_options(function)
     return click.option(
         "--method", type=click.Choice(RESIZE_CHOICES), default="area", show_default=True,
         help="How images are resized to the engine's HxW.",
@@ -78,15 +84,12 @@ def accuracy_text(accuracy) -> str:
 
 
 @click.command("eval")
-@click.option(
-    "--engines", "engines_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("engines-out"),
-    show_default=True, help="Engines directory (with manifest.json).",
-)
+@engines_dir_option()
 @click.option(
     "--data", "data", required=True, metavar="DATA",
     help="digits[:train|:test] (scikit-learn's), PATH.npz (x, y) or an image folder with class subfolders.",
 )
-@click.option("--engine", "engine_names", multiple=True, metavar="NAME", help="Engine to evaluate (repeatable); default all.")
+@engine_names_option
 @preprocess_options
 @click.option(
     "--allow-train-images", is_flag=True,
@@ -146,7 +149,7 @@ def eval_engines(engines_dir, data, engine_names, method, mean_text, std_text, b
     "--test", "test_data", metavar="DATA",
     help="Held-out images to score (default: the :test split when --data names a :train split).",
 )
-@click.option("--resolution", default="32x32", show_default=True, help="Input HxW the probe is fitted at.")
+@input_resolution_option(extra="the probe is fitted at")
 @preprocess_options
 @click.option("--c", "c_value", type=positive(), default=1.0, show_default=True, help="Inverse L2 strength.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), required=True, help="ONNX file to write.")

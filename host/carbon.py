@@ -48,11 +48,6 @@ def j_to_kwh(energy_j: float) -> float:
     return energy_j / J_PER_KWH
 
 
-def kwh_to_j(energy_kwh: float) -> float:
-    """Kilowatt-hours to joules."""
-    return energy_kwh * J_PER_KWH
-
-
 def kg_to_lb(mass_kg: float) -> float:
     """Kilograms to pounds."""
     return mass_kg / KG_PER_LB
@@ -363,8 +358,7 @@ ESTIMATE_OPTIONS = "--energy/--power/--hours and --pue"
 def estimate(energy_j: float, grid: GridFactor, pue: float = 1.0, *, options: str = ESTIMATE_OPTIONS) -> CarbonEstimate:
     """CO2 of `energy_j` joules at the device, with facility overhead `pue` (1.0 for a device on a desk);
     BadInput naming `options` when the figures overflow."""
-    if pue < 1.0 or not math.isfinite(pue):
-        raise BadInput(f"PUE {pue} is below 1: a facility cannot use less than its IT load; pass --pue >= 1")
+    check_pue(pue)
     result = CarbonEstimate(energy_j * pue, pue, grid)
     _finite("estimate", {"energy": result.energy_j, "CO2": result.co2_lb}, options)
     return result
@@ -522,8 +516,7 @@ def lifetime(
             raise BadInput(f"{name} {value} must be a finite, non-negative number")
     if embodied_kg is not None and (not math.isfinite(embodied_kg) or embodied_kg < 0):
         raise BadInput(f"--embodied {embodied_kg} must be a finite, non-negative mass (e.g. 20kg)")
-    if pue < 1.0 or not math.isfinite(pue):
-        raise BadInput(f"PUE {pue} is below 1: pass --pue >= 1")
+    check_pue(pue)
     result = Lifetime(energy_j_per_image, images_per_day, years, grid, pue, embodied_kg)
     _finite(
         "lifetime projection",
@@ -692,3 +685,21 @@ def format_estimate(result: CarbonEstimate, *, context: bool = False) -> list[st
         lines.append("equivalent to (approximate, confirm before quoting):")
         lines.extend(f"  {line}" for line in equivalents(result.co2_kg))
     return lines
+
+
+def country_iso3(grid: GridFactor) -> str:
+    """The ISO-3 code of a country's factor (its region starts with it, "DEU (Germany)"), as CodeCarbon names a
+    country; "" for an eGRID subregion or a user-given factor (the callers say USA where eGRID's country is meant)."""
+    first = grid.region.split(" ")[0].upper()
+    return first if len(first) == 3 and first.isalpha() else ""
+
+
+def check_pue(pue: float) -> float:
+    """`pue` when it is a finite number >= 1; BadInput otherwise (a facility cannot use less than its IT load). The
+    one check of a PUE, for the library's callers; the CLI's --pue refuses the same at parsing."""
+    if not (math.isfinite(pue) and pue >= 1.0):
+        raise BadInput(
+            f"PUE {pue} is below 1: a facility cannot use less than its IT load; pass --pue 1 for a device on a "
+            "desk, more for a facility"
+        )
+    return pue

@@ -14,9 +14,19 @@ import click
 
 from edgebench.console import note, warn
 from edgebench.errors import BadInput
-from edgebench.options import finite, non_negative, positive
+from edgebench.options import non_negative, positive
 
-FORMAT_CHOICE = click.Choice(["table", "csv", "json", "md"])
+from .meters.options import address_option
+from .options import (
+    emissions_csv_option,
+    format_option,
+    grid_options,
+    meter_resolution_option,
+    min_samples_option,
+    pue_option,
+    sort_option,
+)
+
 _OFFSET_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
@@ -31,34 +41,6 @@ def parse_clock_offset(text: str) -> int:
             f"clock offset {text!r} without a unit must be whole nanoseconds: add ms or s, e.g. {text}ms"
         )
     return round(float(value) * _OFFSET_UNITS_NS[unit or "ns"])
-
-
-def grid_options(f):
-    """--grid/--egrid/--country/--intensity: one grid factor (resolved by carbon.resolve_grid)."""
-    f = click.option("--intensity", help="Explicit intensity with units: 400g/kWh, 0.4kg/kWh, 1067.7lb/MWh.")(
-        f
-    )
-    f = click.option(
-        "--country", help="Country average (OWID/Ember 2023): ISO-3 code (DEU) or name (Germany)."
-    )(f)
-    f = click.option(
-        "--egrid", "egrid", metavar="YEAR", help="eGRID edition: 2019, 2022 or 2023 (default latest)."
-    )(f)
-    f = click.option(
-        "--grid", metavar="SUBREGION", help="EPA eGRID subregion, e.g. RFCW (default: US average)."
-    )(f)
-    return f
-
-
-SORT_HELP = (
-    "Rank by this column (default gross_j_sample: wall J per sample; net_j_sample, gross_j and net_j per "
-    "execution, latency, co2, any CSV column; -COL descending)."
-)
-
-
-def sort_option(f):
-    """--sort COLUMN: the ranked figure (`edgebench.host.table`), the same on pair, report and measure."""
-    return click.option("--sort", metavar="COLUMN", help=SORT_HELP)(f)
 
 
 def _emit(lines: list[str]) -> None:
@@ -99,6 +81,20 @@ def _report_invalid(result) -> None:
         warn(message)
 
 
+def _append_emissions(result, path: Path | None) -> None:
+    """Every valid engine window of `result` as a row of the CodeCarbon-style emissions.csv at `path`."""
+    if path is None:
+        return
+    from edgebench.host.codecarbon_bridge import pairing_rows, write_rows
+
+    rows = pairing_rows(result)
+    if not rows:
+        warn(f"not appended to {path}: no valid window has an energy to report")
+        return
+    write_rows(path, rows)
+    note(f"appended {len(rows)} windows to {path}")
+
+
 def _render(result, fmt: str, sort: str | None, out: Path | None) -> None:
     from edgebench.host.table import render, write_exports
 
@@ -128,26 +124,16 @@ def _render(result, fmt: str, sort: str | None, out: Path | None) -> None:
     help="Uncertainty of the clock offset (ns, or 2ms...); windows where it matters are marked invalid.",
 )
 @grid_options
-@click.option(
-    "--pue", type=finite(min=1), default=1.0, show_default=True, help="Facility overhead multiplier for CO2."
-)
-@click.option(
-    "--resolution", "resolution_w", type=non_negative(), help="Meter resolution in W (default: what the log says)."
-)
-@click.option(
-    "--min-samples", type=click.IntRange(min=2), default=10, show_default=True, help="Meter readings a window needs."
-)
-@click.option(
-    "--address",
-    metavar="ADDR",
-    help="Sensor address to use when the log holds several (Tweet-a-Watt receivers: e.g. 0001; "
-    "`edgebench meter show` lists them).",
-)
+@pue_option()
+@meter_resolution_option
+@min_samples_option
+@address_option
 @sort_option
-@click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
+@format_option
 @click.option(
     "--out", type=click.Path(path_type=Path, file_okay=False), help="Also write table.csv/json/md here."
 )
+@emissions_csv_option("every valid window")
 def pair(
     runs: Path,
     meter_log: Path,
@@ -164,6 +150,7 @@ def pair(
     sort: str | None,
     fmt: str,
     out: Path | None,
+    emissions_csv: Path | None = None,
 ) -> None:
     """Pair RUNS (RunRecords from `edgebench bench --out`) with METER_LOG (`edgebench meter log`), offline.
 
@@ -176,6 +163,10 @@ def pair(
     from edgebench.records import ClockOffset, read_run_records
 
     factor = resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
+    if emissions_csv is not None:
+        from edgebench.host.codecarbon_bridge import check_emissions_csv
+
+        check_emissions_csv(emissions_csv)  # before the work: one line for another file's header
     records = read_run_records(runs)
     if not records:
         raise BadInput(f"{runs} holds no run records: pass the file `edgebench bench --out` wrote")
@@ -198,15 +189,16 @@ def pair(
     trace = _load_trace(meter_log, resolution_w, address, records, clock)
     result = pair_runs(records, trace, clock, grid=factor, min_samples=min_samples, pue=pue)
     _report_invalid(result)
+    _append_emissions(result, emissions_csv)
     _render(result, fmt, sort, out)
 
 
 @click.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @grid_options
-@click.option("--pue", type=finite(min=1), help="Facility overhead multiplier (default: the session's).")
+@pue_option(default_words="the session's")
 @sort_option
-@click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
+@format_option
 @click.option("--write", is_flag=True, help="Also rewrite DIRECTORY/table.csv, table.json and table.md.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Also draw --y against --x, one point per engine, into this .png/.svg/.pdf (needs matplotlib).")
@@ -222,6 +214,7 @@ def pair(
 @click.option("--years", type=positive(), help="Lifetime projection: years of service (with --per-day).")
 @click.option("--embodied", metavar="MASS",
               help="The device's embodied (manufacturing) CO2, e.g. 20kg, amortised over the projected life.")
+@emissions_csv_option("every valid window")
 def report(
     directory: Path,
     grid: str | None,
@@ -240,6 +233,7 @@ def report(
     per_day: float | None = None,
     years: float | None = None,
     embodied: str | None = None,
+    emissions_csv: Path | None = None,
 ) -> None:
     """Re-render the ranked table of a measure DIRECTORY (runs.jsonl, meter log, session.json, clock.json).
 
@@ -252,6 +246,10 @@ def report(
     from edgebench.host.carbon import resolve_grid
     from edgebench.host.measuredir import MeasureDir, metadata_conflicts
 
+    if emissions_csv is not None:
+        from edgebench.host.codecarbon_bridge import check_emissions_csv
+
+        check_emissions_csv(emissions_csv)  # before the work: one line for another file's header
     d = MeasureDir.open(directory)
     session = d.session()
     overridden = any(v is not None for v in (grid, egrid, country, intensity))
@@ -301,6 +299,7 @@ def report(
             path = write_report(html_path, d, result, session=session, records=records, sort=sort,
                                 lifetime=projection, figures=figures)
             note(f"wrote {path}")
+    _append_emissions(result, emissions_csv)
     _render(result, fmt, sort, directory if write else None)
     if projection is not None and fmt == "table":
         from edgebench.host.carbon import format_lifetime
@@ -321,9 +320,7 @@ def lifetime_of(e, result, per_day: float, years: float, embodied_kg: float | No
 @click.option("--power", help="Average power with units (147W, 500mW), with --hours: a training estimate.")
 @click.option("--hours", type=non_negative(), help="Hours at --power.")
 @grid_options
-@click.option(
-    "--pue", type=finite(min=1), default=1.0, show_default=True, help="Facility overhead (1.58: 2018 data centre)."
-)
+@pue_option()
 @click.option("--equivalents", is_flag=True, help="Add everyday equivalents, each with its factor, source and year.")
 @click.option("--per-day", "per_day", type=non_negative(),
               help="Images (input samples) per day, with --years: a lifetime projection of --energy per image.")

@@ -22,6 +22,8 @@ from typing import Any
 from edgebench.errors import BadInput, MissingDependency
 from edgebench.files import open_append, output_path
 
+from .carbon import country_iso3
+
 # codecarbon.output_methods.emissions_data.EmissionsData fields, in order (checked against codecarbon 3.3.2 by
 # tests/test_codecarbon.py when codecarbon is installed)
 EMISSIONS_COLUMNS: tuple[str, ...] = (
@@ -92,8 +94,7 @@ class CodeCarbonWindow:
 def _row_base(
     *, end_ns: int, duration_s: float, energy_kwh: float, emissions_kg: float, grid: Any, pue: float, meter: str
 ) -> dict[str, Any]:
-    first = grid.region.split(" ")[0]
-    iso = first if len(first) == 3 and first.isalpha() else ""
+    iso = country_iso3(grid)
     egrid = grid.source.startswith("EPA eGRID")
     return {
         "timestamp": _dt.datetime.fromtimestamp(end_ns / 1e9).isoformat(timespec="seconds"),
@@ -157,8 +158,13 @@ def pairing_rows(result: Any, *, project_name: str = "edgebench", use_net: bool 
 
 
 def check_emissions_csv(path: str | Path) -> bool:
-    """True when `path` is new or empty (a header is due); BadInput, one line, when it is not a regular file or
-    its header is not CodeCarbon's columns (rows appended under another header would be read as garbage)."""
+    """True when `path` is new or empty (a header is due); BadInput, one line, when its folder is missing, it is
+    not a regular file or its header is not CodeCarbon's columns (rows appended under another header would be read
+    as garbage). Commands call it before their work, so the mistake is said at once."""
+    if not Path(path).parent.is_dir():
+        raise BadInput(
+            f"--emissions-csv {path}: no folder {Path(path).parent} to write it in; create it or pick another"
+        )
     target = output_path(path, "--emissions-csv")
     if not target.exists() or target.stat().st_size == 0:
         return True

@@ -518,10 +518,10 @@ def write_plot_files(
 ) -> list[Path]:
     """`report --plots DIR`: every report plot of measure directory `d` as PNG and SVG; returns the paths.
     `figures`: the plots already rendered with PNG (shared with the page), drawn here when not given."""
-    from .plot import render_report_figures, write_rendered
+    from .plot import write_plots, write_rendered
 
-    if figures is None:
-        session = session or d.session()
-        records = d.records() if records is None else records
-        figures = render_report_figures(result, records, d.plot_trace(session, records), sort=sort, png=True)
-    return write_rendered(out_dir, figures)
+    if figures is not None:
+        return write_rendered(out_dir, figures)
+    session = session or d.session()
+    records = d.records() if records is None else records
+    return write_plots(out_dir, result, records, d.plot_trace(session, records), sort=sort)

@@ -40,8 +40,16 @@ import click
 
 from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput, DeviceError, EdgebenchError, ProtocolError
-from edgebench.options import finite, non_negative, positive
-from edgebench.protocol import TOKEN_ENV
+from edgebench.options import (
+    DEFAULT_ENGINES_DIR,
+    engine_names_option,
+    engines_dir_option,
+    finite,
+    sensor_option,
+    threads_option,
+    token_option,
+)
+from edgebench.protocol import MAX_WARMUP_S, MAX_WINDOW_S
 from edgebench.records import (
     HOST_CLOCK,
     AgentHello,
@@ -49,22 +57,42 @@ from edgebench.records import (
     EngineRow,
     RecordError,
     RunRecord,
+    failed_window,
     run_record_from_dict,
 )
 from edgebench.units import count, duration, plus_minus, signed_figure
 
-from .carbon import GridFactor
-from .cli import grid_options, sort_option
+from .carbon import GridFactor, check_pue
 from .measuredir import KEY_DEVICE, VERSION_PREFIX, MeasureDir, ResumeState, Session, metadata_conflicts
-from .meters.options import meter_access_options
+from .meters.options import (
+    METER_TIMEOUT_S,
+    address_option,
+    baudrate_option,
+    calibration_option,
+    meter_access_options,
+    meter_option,
+    meter_timeout_option,
+    protocol_option,
+)
+from .options import (
+    DEFAULT_IDLE_S,
+    DEFAULT_PUE,
+    MIN_SAMPLES,
+    grid_options,
+    idle_option,
+    meter_resolution_option,
+    min_samples_option,
+    pue_option,
+    sort_option,
+)
 from .pairing import BUSY_IDLE_CPU, EngineResult, PairingResult, busy_idle_message
 
 MIN_WINDOW_FLOOR_S = 1.0  # no window shorter than this, whatever the meter's rate (edge and clock effects)
 WINDOW_MARGIN = 1.2  # 20 % over the bare minimum so a late reading does not drop a window below 10 samples
+DEFAULT_DURATION_S = 3.0  # the shortest default window: trtexec's 3 s, as `bench` (agent.options)
 DEFAULT_REPEAT = 3
 DEFAULT_RETRY = 1
 DEFAULT_WARMUP_S = 1.0  # longer than trtexec's 200 ms: the wall meter also sees the warm-up settle
-LISTEN_TIMEOUT_S = 20.0  # how long to wait for the meter's first readings
 RUN_TIMEOUT_EXTRA_S = 120.0  # loading an engine and reading metadata, beyond warm-up + window
 ADDRESS_CHECK_S = 3.0  # the logger flushes to the store once a second: wait this long for the first rows
 
@@ -76,22 +104,10 @@ def minimum_window_s(period_s: float, min_samples: int) -> float:
 
 def failed_record(row: EngineRow, message: str, run_id: str, repeat: int, attempt: int = 0) -> RunRecord:
     """A RunRecord for a window that never ran (load failure, crash): host clock, no iterations, the error."""
-    now = time.time_ns()
-    return RunRecord(
-        engine=row.name,
-        backend=row.backend,
-        clock=HOST_CLOCK,
-        window_start_ns=now,
-        window_end_ns=now,
-        iterations=0,
-        batch=row.batch,
-        latencies_ns=(),
-        error=message,
-        model=row.model,
-        run_id=run_id,
-        repeat=repeat,
+    return failed_window(
+        row.name, row.backend, row.batch, message, clock=HOST_CLOCK, model=row.model, run_id=run_id, repeat=repeat,
         attempt=attempt,
-    )
+    )  # fmt: skip
 
 
 # --- the configuration ----------------------------------------------------------------------------------------
@@ -108,13 +124,13 @@ class MeasureConfig:
     address: str | None = None
     calibration: Path | None = None
     baudrate: int | None = None
-    meter_timeout_s: float = LISTEN_TIMEOUT_S
+    meter_timeout_s: float = METER_TIMEOUT_S
     meter_label: str = ""
     meter_options: Any = None  # edgebench.host.logger.MeterOptions: plug credentials, --kwh, --prometheus
     agent: str = "local"
     token: str | None = None
     agent_command: str = "edgebench"
-    engines_dir: Path = Path("engines-out")
+    engines_dir: Path = DEFAULT_ENGINES_DIR
     engine_names: tuple[str, ...] = ()
     sensor: str = "auto"
     agent_args: tuple[str, ...] = ()
@@ -126,9 +142,9 @@ class MeasureConfig:
     repeat: int = DEFAULT_REPEAT
     retry: int = DEFAULT_RETRY
     threads: int | None = None
-    pue: float = 1.0
+    pue: float = DEFAULT_PUE
     resolution_w: float | None = None
-    min_samples: int = 10
+    min_samples: int = MIN_SAMPLES
     allow_short: bool = False
     sort: str | None = None
     resume: bool = False
@@ -137,8 +153,7 @@ class MeasureConfig:
     def __post_init__(self) -> None:
         from .transport import parse_agent
 
-        if not (math.isfinite(self.pue) and self.pue >= 1.0):
-            raise BadInput(f"--pue {self.pue} is below 1: pass 1 for a device on a desk, more for a facility")
+        check_pue(self.pue)
         if self.repeat < 1 or self.retry < 0 or self.min_samples < 2 or self.idle_every < 0:
             raise BadInput("--repeat >= 1, --retry >= 0, --min-samples >= 2 and --idle-every >= 0, please")
         for name in ("duration_s", "warmup_s", "settle_s", "idle_s", "resolution_w", "meter_timeout_s"):
@@ -284,7 +299,7 @@ class MeterSource:
 
         from .store import load_trace
 
-        since = time.time_ns() - int(LISTEN_TIMEOUT_S * 2e9)  # this logger's readings: a resumed log may be long
+        since = time.time_ns() - int(METER_TIMEOUT_S * 2e9)  # this logger's readings: a resumed log may be long
         while True:
             t = load_trace(self.path, start_ns=since, address=self.address).t_ns
             if len(t) >= 5 or time.monotonic() >= deadline:
@@ -416,8 +431,8 @@ def make_plan(
     if not rows:
         raise BadInput("the agent's manifest lists no engines: run `edgebench build-engines` on the device")
     shortest = meter.min_window_s
-    duration_s = config.duration_s if config.duration_s is not None else max(shortest, 3.0)
-    idle_s = config.idle_s if config.idle_s is not None else max(shortest, 10.0)
+    duration_s = config.duration_s if config.duration_s is not None else max(shortest, DEFAULT_DURATION_S)
+    idle_s = config.idle_s if config.idle_s is not None else max(shortest, DEFAULT_IDLE_S)
     for what, seconds in (("--duration", duration_s), ("--idle", idle_s)):
         if 0 < seconds < shortest:
             message = (
@@ -963,36 +978,28 @@ def _salvage(session: MeasureSession) -> None:
 
 
 @click.command()
-@click.option("--meter", required=True, metavar="METER",
-              help="Wall meter: /dev/ttyUSB0, a pty, socket://HOST:PORT, shelly://HOST, tasmota://HOST or manual "
-                   "(see `edgebench meter probe`).")
-@click.option("--protocol", default="auto", show_default=True,
-              help="Serial meter protocol: auto, tweetawatt, wattsup, um, lines.")
-@click.option("--address", help="Tweet-a-Watt sensor address when one receiver hears several.")
-@click.option("--calibration", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Tweet-a-Watt calibration JSON.")
-@click.option("--baudrate", type=click.IntRange(50, 4_000_000), help="Override the meter protocol's baud rate.")
-@click.option("--meter-timeout", "meter_timeout_s", type=positive(), default=LISTEN_TIMEOUT_S,
-              show_default=True, help="Seconds to wait for the meter's first readings.")
+@meter_option()
+@protocol_option
+@address_option
+@calibration_option
+@baudrate_option
+@meter_timeout_option
 @click.option("--meter-label", default="", help="Name the meter in the results (default: what it reports).")
 @meter_access_options
 @click.option("--agent", "agent_spec", default="local", show_default=True,
               help="local, ssh://user@host[:port][/path/to/engines] or tcp://host:port.")
-@click.option("--token", envvar=TOKEN_ENV, help=f"TCP agent token (or ${TOKEN_ENV}).")
+@token_option("the one `edgebench agent --listen` was given")
 @click.option("--agent-command", default="edgebench", show_default=True,
               help="How to run edgebench on an ssh agent (e.g. ~/venv/bin/edgebench).")
-@click.option("--engines", "engines_dir", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("engines-out"), show_default=True,
-              help="Engines directory of a local agent (ssh: put the path in the URL).")
-@click.option("--engine", "engine_names", multiple=True, metavar="NAME", help="Only this engine (repeatable).")
-@click.option("--duration", "duration_s", type=finite(min=0, max=3600, min_open=True),
-              help="Seconds per measured window (default: the meter's minimum, at least 3 s).")
-@click.option("--settle", "settle_s", type=finite(min=0, max=600), metavar="S",
+@engines_dir_option("a local agent's (an ssh agent's goes in the URL)")
+@engine_names_option
+@click.option("--duration", "duration_s", type=finite(min=0, max=MAX_WINDOW_S, min_open=True),
+              help=f"Seconds per measured window (default: the meter's minimum, at least {DEFAULT_DURATION_S:g} s).")
+@click.option("--settle", "settle_s", type=finite(min=0, max=MAX_WARMUP_S), metavar="S",
               help="Seconds the device rests before each idle window (default: the warm-up's).")
-@click.option("--warmup", "warmup_s", type=finite(min=0, max=600), default=DEFAULT_WARMUP_S, show_default=True,
+@click.option("--warmup", "warmup_s", type=finite(min=0, max=MAX_WARMUP_S), default=DEFAULT_WARMUP_S, show_default=True,
               help="Warm-up seconds before each window (not measured).")
-@click.option("--idle", "idle_s", type=finite(min=0, max=3600),
-              help="Idle baseline seconds (default: the meter's minimum, at least 10 s; 0 skips net figures).")
+@idle_option()
 @click.option("--idle-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Measure the idle baseline again after every N engines and after the last (drift, warming up): each "
                    "window's baseline is interpolated in time between the idle windows around it; 0: only first.")
@@ -1000,15 +1007,12 @@ def _salvage(session: MeasureSession) -> None:
               help="Windows per engine.")
 @click.option("--retry", type=click.IntRange(min=0, max=10), default=DEFAULT_RETRY, show_default=True,
               help="Measure a window again, up to N times, when a meter gap or silence invalidated it.")
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads on the agent.")
-@click.option("--sensor", default="auto", show_default=True,
-              help="On-board power source of a local or ssh agent: auto, none, or a name.")
+@threads_option
+@sensor_option(extra="on a local or ssh agent (a TCP agent samples its own --sensor)")
 @grid_options
-@click.option("--pue", type=finite(min=1), default=1.0, show_default=True,
-              help="Facility overhead multiplier for CO2.")
-@click.option("--resolution", "resolution_w", type=non_negative(), help="Meter resolution in W (default: the meter's).")
-@click.option("--min-samples", type=click.IntRange(min=2), default=10, show_default=True,
-              help="Meter readings a window needs to be valid.")
+@pue_option()
+@meter_resolution_option
+@min_samples_option
 @click.option("--allow-short", is_flag=True, help="Measure windows shorter than the meter's minimum anyway.")
 @sort_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("measure-out"), show_default=True,

@@ -31,7 +31,6 @@ RUNS_FILE = "runs.jsonl"
 METER_FILES = ("meter.sqlite", "meter.csv")  # what measure writes first; a CSV log is accepted too
 SESSION_FILE = "session.json"
 CLOCK_FILE = "clock.json"
-TABLE_STEM = "table"  # table.csv, table.json, table.md
 SESSION_VERSION = 1
 PLOT_MARGIN_S = 30.0  # the power plot shows this much of the log before the first window and after the last
 
@@ -199,9 +198,6 @@ class MeasureDir:
     session_path = property(lambda self: self.path / SESSION_FILE)
     clock_path = property(lambda self: self.path / CLOCK_FILE)
     new_meter_path = property(lambda self: self.path / METER_FILES[0])
-
-    def table_path(self, suffix: str) -> Path:
-        return self.path / f"{TABLE_STEM}.{suffix}"
 
     # --- opening ------------------------------------------------------------------------------------------
 

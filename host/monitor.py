@@ -36,11 +36,12 @@ from edgebench.errors import BadInput
 from edgebench.records import HOST_CLOCK, RunRecord
 from edgebench.units import num, plus_minus, signed_figure
 
-from .carbon import GridFactor, egrid_factor, j_to_kwh, kg_to_lb
+from .carbon import GridFactor, check_pue, country_iso3, egrid_factor, j_to_kwh, kg_to_lb
 from .measuredir import MeasureDir, Session
-from .pairing import MIN_SAMPLES, SIGNIFICANCE, IdleBaseline, PairingResult, WindowResult
+from .meters.options import METER_TIMEOUT_S
+from .options import DEFAULT_IDLE_S, DEFAULT_PUE, MIN_SAMPLES
+from .pairing import SIGNIFICANCE, IdleBaseline, PairingResult, WindowResult
 
-DEFAULT_IDLE_S = 10.0  # at least this, and at least the meter's shortest valid window
 RESULT_FORMAT = 2  # of `Monitor.to_dict` (run's result.json); 1: the former Measurement's flat fields
 
 
@@ -97,9 +98,9 @@ class Monitor:
         idle_s: float | None = None,
         idle_power_w: float | None = None,
         grid: GridFactor | None = None,
-        pue: float = 1.0,
+        pue: float = DEFAULT_PUE,
         min_samples: int = MIN_SAMPLES,
-        meter_timeout_s: float = 20.0,
+        meter_timeout_s: float = METER_TIMEOUT_S,
         resolution_w: float | None = None,
         codecarbon: bool = False,
         codecarbon_country: str | None = None,
@@ -110,8 +111,7 @@ class Monitor:
             raise BadInput(f"meter={meter!r} must be a port: /dev/ttyUSB0, a pty, socket://HOST:PORT")
         if grid is not None and not isinstance(grid, GridFactor):
             raise BadInput(f"grid={grid!r} must be a GridFactor (edgebench.host.carbon.resolve_grid makes one)")
-        if _number("pue", pue, minimum=0) < 1.0:
-            raise BadInput(f"PUE {pue} is below 1: pass 1 for a device on a desk, more for a facility")
+        check_pue(_number("pue", pue, minimum=0))
         if _number("min_samples", min_samples, minimum=0, integer=True) < 2:
             raise BadInput(f"min_samples {min_samples} is too small: the trapezoid rule needs at least 2 readings")
         self.meter_url = str(meter)
@@ -276,7 +276,7 @@ class Monitor:
         if self.codecarbon:
             from .codecarbon_bridge import CodeCarbonWindow
 
-            tracker = CodeCarbonWindow.begin(self.codecarbon_country or _iso3(self.grid))
+            tracker = CodeCarbonWindow.begin(self.codecarbon_country or country_iso3(self.grid) or "USA")
         self._source.announce(name)
         self._open[name] = (time.time_ns(), tracker)
 
@@ -412,8 +412,3 @@ class Monitor:
             )
         return out
 
-
-def _iso3(grid: GridFactor) -> str:
-    """The country a grid factor is for, as CodeCarbon wants it (ISO-3); eGRID and user factors: USA."""
-    region = grid.region.split(" ")[0].upper()
-    return region if len(region) == 3 and region.isalpha() else "USA"

@@ -47,10 +47,10 @@ from edgebench.errors import BadInput
 from edgebench.names import EngineName, parse_engine_name  # noqa: F401 - EngineName re-exported
 from edgebench.records import HOST_CLOCK, Accuracy, ClockOffset, MeterTrace, ModelFacts, RunRecord
 
-from .carbon import GridFactor, egrid_factor, lb_to_kg
+from .carbon import GridFactor, check_pue, egrid_factor, lb_to_kg
+from .options import MIN_SAMPLES  # the 10-reading minimum, defined with its option
 
 # Validity thresholds (documented in docs/methodology.md).
-MIN_SAMPLES = 10  # meter readings inside a window; so the shortest valid window is 10 meter periods
 MIN_COVERAGE = 0.99  # fraction of the window between the first and last reading around it
 MAX_CLOCK_SHARE = 0.01  # 2 x clock uncertainty must stay under 1 % of the window
 MAX_SILENCE_PERIODS = 5.0  # a stretch with no reading longer than 5 nominal meter periods is a gap
@@ -524,6 +524,7 @@ def _engine_result(
     model = _model(records)
     batch = records[0].batch
     timed = [r for r, w in zip(records, windows, strict=True) if not w.failed]
+    # the statistics are taken in ns and converted once (the mean of converted values differs in its last bits)
     latencies = (
         np.concatenate([np.asarray(r.latencies_ns, dtype=np.float64) for r in timed]) if timed else None
     )
@@ -644,8 +645,7 @@ def pair(
         raise BadInput(
             f"--min-samples {min_samples} is too small: the trapezoid rule needs at least 2 readings"
         )
-    if pue < 1.0:
-        raise BadInput(f"PUE {pue} is below 1: pass --pue >= 1 (1 for a device on a desk)")
+    check_pue(pue)
     grid = grid or egrid_factor()
     records = list(runs)
     tr = _Trace(trace)

@@ -35,7 +35,7 @@ import numpy as np
 
 from edgebench.errors import BadInput, MissingDependency
 from edgebench.files import write_atomic
-from edgebench.records import MeterTrace, RunRecord
+from edgebench.records import MeterTrace, RunRecord, latencies_ms
 from edgebench.units import visible
 
 from .pairing import EngineResult, PairingResult
@@ -176,11 +176,6 @@ def inline_svg(document: str) -> str:
     return document[document.index("<svg") :]
 
 
-def svg_text(fig: Figure, salt: str) -> str:
-    """`fig` as an `<svg>` element (no XML prologue) for inlining into HTML."""
-    return inline_svg(svg_document(fig, salt))
-
-
 def _no_date(suffix: str) -> dict[str, Any]:
     # a date in the file makes every re-render differ; PNG takes no date key
     return {"Date": None} if suffix in (".svg", ".pdf") else {}
@@ -304,7 +299,7 @@ def warmup_figure(
     ax = fig.subplots()
     spread = []
     for engine, r in windows.items():
-        sequence_ms = np.array([*r.warmup_latencies_ns, *r.latencies_ns][:first], dtype=np.float64) / 1e6
+        sequence_ms = latencies_ms([*r.warmup_latencies_ns, *r.latencies_ns][:first])
         x = np.arange(1, len(sequence_ms) + 1)
         warm = min(len(r.warmup_latencies_ns), len(sequence_ms))
         colour = colours[engine]
@@ -313,7 +308,7 @@ def warmup_figure(
         line.set_gid(visible(f"latency:{engine}"))
         ax.plot(x[:warm], sequence_ms[:warm], "o", mfc="white", color=colour, markersize=6)
         ax.plot(x[warm:], sequence_ms[warm:], "o", color=colour, markersize=6)
-        median_ms = float(np.median(np.asarray(r.latencies_ns, dtype=np.float64))) / 1e6
+        median_ms = float(np.median(np.asarray(r.latencies_ns, dtype=np.float64))) / 1e6  # a statistic: ns, once
         ax.axhline(median_ms, color=colour, linestyle="--", linewidth=0.8, gid=visible(f"median:{engine}"))
         spread += [float(sequence_ms.min()), float(sequence_ms.max()), median_ms]
     positive = [v for v in spread if v > 0]

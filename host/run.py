@@ -33,17 +33,30 @@ import click
 from edgebench.console import note, warn
 from edgebench.errors import BadInput
 from edgebench.files import read_json, write_atomic
-from edgebench.options import finite, non_negative, positive
+from edgebench.options import non_negative
 
 from .carbon import GridFactor
-from .cli import grid_options
-from .meters.options import meter_access_options, meter_options_from
+from .meters.options import (
+    address_option,
+    meter_access_options,
+    meter_option,
+    meter_options_from,
+    meter_timeout_option,
+    protocol_option,
+)
+from .options import (
+    emissions_csv_option,
+    grid_options,
+    idle_option,
+    meter_resolution_option,
+    min_samples_option,
+    pue_option,
+)
 
 RESULT_JSON = "result.json"
 GRACE_S = 10.0  # after passing a signal on, how long the command may take to end before SIGKILL
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MAX_ITERATIONS = 10**15  # iteration counts above this are typos (and overflow the arithmetic in floats)
-MAX_MIN_SAMPLES = 10**6  # readings a window must hold: a million is a day at 10 readings/s
 
 
 class _Stopped(Exception):
@@ -146,31 +159,25 @@ def run_command(
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--meter", required=True, metavar="METER",
-              help="Wall meter: /dev/ttyUSB0, a pty, socket://HOST:PORT, shelly://HOST, tasmota://HOST or manual.")
-@click.option("--protocol", default="auto", show_default=True,
-              help="Serial meter protocol: auto, tweetawatt, wattsup, um, lines.")
+@meter_option()
+@protocol_option
 @meter_access_options
-@click.option("--address", help="Tweet-a-Watt sensor address when one receiver hears several.")
-@click.option("--meter-timeout", "meter_timeout_s", type=positive(), default=20.0, show_default=True,
-              help="Seconds to wait for the meter's first readings.")
-@click.option("--idle", "idle_s", type=finite(min=0, max=3600),
-              help="Idle baseline seconds before the command (default: the meter's minimum, at least 10 s; 0: none).")
+@address_option
+@meter_timeout_option
+@idle_option(" before the command")
 @click.option("--idle-power", "idle_power_w", type=non_negative(),
               help="Known idle power in W instead of measuring it (no uncertainty is added for it).")
 @click.option("--iterations", type=click.IntRange(min=1, max=MAX_ITERATIONS), default=1, show_default=True,
               help="Iterations (steps, inferences) the command runs: adds J per iteration.")
 @click.option("--name", default="command", show_default=True, help="Name of the window in the results.")
 @grid_options
-@click.option("--pue", type=finite(min=1), default=1.0, show_default=True, help="Facility overhead multiplier for CO2.")
-@click.option("--resolution", "resolution_w", type=non_negative(), help="Meter resolution in W (default: the meter's).")
-@click.option("--min-samples", type=click.IntRange(min=2, max=MAX_MIN_SAMPLES), default=10, show_default=True,
-              help="Meter readings the window needs to be valid.")
+@pue_option()
+@meter_resolution_option
+@min_samples_option
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("run-out"), show_default=True,
               help="Measure directory (meter.sqlite, runs.jsonl, session.json: `edgebench report` reads it) and "
                    "result.json; must not hold a measurement yet.")
-@click.option("--emissions-csv", type=click.Path(path_type=Path, dir_okay=False),
-              help="Also append the result to this CodeCarbon-style emissions.csv.")
+@emissions_csv_option("the window's result")
 @click.option("--codecarbon", is_flag=True,
               help="Also run CodeCarbon's offline tracker over the window and show its estimate (edgebench[codecarbon]).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
@@ -218,10 +225,6 @@ def run(
         raise BadInput("no command to measure: put it after `--`, e.g. edgebench run --meter PORT -- python train.py")
     factor = resolve_grid(grid=grid, egrid=egrid, country=country, intensity=intensity)
     if emissions_csv is not None:
-        if not emissions_csv.parent.is_dir():
-            raise BadInput(
-                f"--emissions-csv {emissions_csv}: no folder {emissions_csv.parent} to write it in; create it or pick another"
-            )
         from .codecarbon_bridge import check_emissions_csv
 
         check_emissions_csv(emissions_csv)  # its header, before the meter opens
@@ -377,9 +380,7 @@ def _seconds(text: str) -> float:
 @click.option("--total-iterations", type=click.IntRange(min=1, max=MAX_ITERATIONS), required=True,
               help="Iterations of the whole training (e.g. 170000).")
 @grid_options
-@click.option("--pue", type=finite(min=1),
-              help="Facility overhead (default: the run's with --from-run, else 1.58, Strubell et al.'s 2018 "
-                   "data-centre average; 1 for a desk).")
+@pue_option(default_words="the run's with --from-run, else 1.58, Strubell et al.'s 2018 data-centre average")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def train_estimate(
     time_text: str | None,

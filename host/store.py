@@ -190,9 +190,15 @@ class StoreWriter:
             )
 
     def close(self) -> None:
-        """Flush and release the file."""
+        """Flush and release the file (released also when readings could not be written, which raises)."""
         self.flush()
-        self._raise_unwritten()
+        try:
+            self._raise_unwritten()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Close the store's file or connection."""
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -314,12 +320,8 @@ class SqliteWriter(StoreWriter):
             "INSERT OR REPLACE INTO meta VALUES ('sources_rowid', (SELECT coalesce(max(rowid), 0) FROM readings))"
         )
 
-    def close(self) -> None:
-        self.flush()
-        try:
-            self._raise_unwritten()
-        finally:
-            self._db.close()
+    def _release(self) -> None:
+        self._db.close()
 
 
 class CsvWriter(StoreWriter):
@@ -356,12 +358,8 @@ class CsvWriter(StoreWriter):
                 writer.writerows(self._pending_gaps)
         self._meta = {}
 
-    def close(self) -> None:
-        self.flush()
-        try:
-            self._raise_unwritten()
-        finally:
-            self._file.close()
+    def _release(self) -> None:
+        self._file.close()
 
 
 def _csv_last_t(path: Path) -> int | None:

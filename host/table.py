@@ -117,11 +117,6 @@ SORT_KEYS: dict[str, Callable[[EngineResult], Any]] = {
 _FIELDS = {f.name for f in dataclasses.fields(EngineResult)}
 
 
-def default_sort(engines: Sequence[EngineResult] = ()) -> str:
-    """The default ranking: wall (gross) J per sample, whatever the baseline (it does not rest on one)."""
-    return DEFAULT_SORT
-
-
 def sort_getter(key: str) -> Callable[[EngineResult], Any]:
     """What a sort (or plot) column reads from an EngineResult: a key of SORT_KEYS or any field name."""
     if key in SORT_KEYS:
@@ -283,11 +278,6 @@ def front_figure(sort: str | None = None) -> Figure:
     wall J per sample."""
     key = (sort or DEFAULT_SORT).lstrip("-")
     return FIGURES[key] if key in FIGURES and FIGURES[key].energy_per else FIGURES[DEFAULT_SORT]
-
-
-def energy_cost_field(engines: Sequence[EngineResult] = (), sort: str | None = None) -> str:
-    """The sort key of the figure the energy front uses (see `front_figure`)."""
-    return front_figure(sort).key
 
 
 @dataclass(frozen=True)

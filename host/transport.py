@@ -15,7 +15,6 @@ are kept for error messages.
 
 from __future__ import annotations
 
-import os
 import queue
 import shlex
 import socket
@@ -320,7 +319,3 @@ def connect(
         raise
     return client
 
-
-def environment_token() -> str | None:
-    """The token from the environment (protocol.TOKEN_ENV, $EDGEBENCH_AGENT_TOKEN), so it need not appear in `ps`."""
-    return os.environ.get(wire.TOKEN_ENV) or None

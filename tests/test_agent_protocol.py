@@ -25,7 +25,6 @@ from edgebench.host.transport import (
     AgentSpec,
     connect,
     edgebench_argv,
-    environment_token,
     parse_agent,
     ssh_command,
 )
@@ -201,11 +200,12 @@ def test_stdio_agent_answers_poison_lines_and_goes_on(tiny_engines):
     assert [r["id"] for r in responses] == [0, 0, 2, 3, 4, 5, 6, 7]
 
 
-def test_the_token_variable_is_one_constant(monkeypatch):
-    monkeypatch.setenv(wire.TOKEN_ENV, "from-env")
-    assert environment_token() == "from-env"
-    token_option = next(p for p in serve.agent.params if p.name == "token")
-    assert token_option.envvar == wire.TOKEN_ENV == "EDGEBENCH_AGENT_TOKEN"
+def test_the_token_variable_is_one_constant():
+    from edgebench.host.measure import measure
+
+    for command in (serve.agent, measure):  # the agent checks it, the host sends it: one option, one variable
+        token_option = next(p for p in command.params if p.name == "token")
+        assert token_option.envvar == wire.TOKEN_ENV == "EDGEBENCH_AGENT_TOKEN"
 
 
 def test_the_stdio_command_the_host_builds_is_the_one_the_agent_takes(tmp_path):

@@ -176,6 +176,23 @@ def test_fuzz_tegrastats_log_reader(tmp_path):
             assert all(math.isfinite(j) and j >= 0 for j in energy.rails_j.values())
 
 
+def _read_once(open_sensor, before_read=None) -> None:
+    """Open a sensor, read one sample (after `before_read`, if given) and close it: every failure is one line."""
+    try:
+        sensor = open_sensor()
+    except Exception as exc:  # noqa: BLE001
+        _one_line(exc)
+        return
+    try:
+        if before_read is not None:
+            before_read()
+        _check_sample(sensor.read())
+    except Exception as exc:  # noqa: BLE001
+        _one_line(exc)
+    finally:
+        sensor.close()
+
+
 def _ina_value_files(dev: Path) -> list[Path]:
     return sorted(p for p in dev.iterdir() if p.name.endswith("_input"))
 
@@ -200,17 +217,7 @@ def test_fuzz_ina3221_sysfs_values(tmp_path, layout):
         if case % 10 == 0:  # a garbage label as well
             label = next(iter(sorted(dev.glob("rail_name_*") if layout == "iio" else dev.glob("in*_label"))))
             label.write_bytes(_random_bytes(rng, rng.randint(0, 200)))
-        try:
-            sensor = open_ina3221(root)
-        except Exception as exc:  # noqa: BLE001
-            _one_line(exc)
-            continue
-        try:
-            _check_sample(sensor.read())
-        except Exception as exc:  # noqa: BLE001
-            _one_line(exc)
-        finally:
-            sensor.close()
+        _read_once(lambda root=root: open_ina3221(root))
 
 
 def test_fuzz_rapl_counters(tmp_path):
@@ -231,19 +238,7 @@ def test_fuzz_rapl_counters(tmp_path):
 
         if when == "open":
             spoil()
-        try:
-            sensor = open_rapl(root)
-        except Exception as exc:  # noqa: BLE001
-            _one_line(exc)
-            continue
-        try:
-            if when == "read":
-                spoil()
-            _check_sample(sensor.read())
-        except Exception as exc:  # noqa: BLE001
-            _one_line(exc)
-        finally:
-            sensor.close()
+        _read_once(lambda root=root: open_rapl(root), spoil if when == "read" else None)
 
 
 def test_fuzz_proc_stat_for_the_estimate(tmp_path):

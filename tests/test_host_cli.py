@@ -132,6 +132,17 @@ def _records(path, shift_s=0.0):
     )
 
 
+def _measure_dir(tmp_path, shift_s=0.0, **session):
+    """A measure directory as `measure` leaves it: the meter log, the runs (agent clock `shift_s` behind), and a
+    session on eGRID2019 RFCW with `session`'s other fields."""
+    d = tmp_path / "measure"
+    d.mkdir()
+    _write_meter_csv(d / "meter.csv")
+    _records(d / "runs.jsonl", shift_s=shift_s)
+    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", **session))
+    return d
+
+
 @pytest.fixture
 def store():
     from edgebench.host import store
@@ -227,11 +238,7 @@ def test_pair_address_missing_or_unknown_is_one_line_exit_2(tmp_path, store):
 
 
 def test_report_re_renders_a_measure_directory(tmp_path, store):
-    d = tmp_path / "measure"
-    d.mkdir()
-    _write_meter_csv(d / "meter.csv", offset_s=0.0)
-    _records(d / "runs.jsonl", shift_s=1.0)
-    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", clock=ClockOffset(offset_ns=S)))
+    d = _measure_dir(tmp_path, shift_s=1.0, clock=ClockOffset(offset_ns=S))
     res = invoke("report", str(d), "--format", "md", "--write")
     assert res.exit_code == 0, res.output
     assert "| 1 | mbv2_2_224_224_fp16 |" in res.stdout
@@ -266,11 +273,7 @@ def test_pair_out_under_a_file_is_refused_before_writing(tmp_path, store):
 def test_report_projects_the_first_engine_over_a_lifetime(tmp_path, store):
     from edgebench.host.carbon import kg_to_lb
 
-    d = tmp_path / "measure"
-    d.mkdir()
-    _write_meter_csv(d / "meter.csv", offset_s=0.0)
-    _records(d / "runs.jsonl", shift_s=1.0)
-    MeasureDir(d).write_session(Session(grid=egrid_factor("RFCW", 2019), meter="test", clock=ClockOffset(offset_ns=S)))
+    d = _measure_dir(tmp_path, shift_s=1.0, clock=ClockOffset(offset_ns=S))
     doc = json.loads(invoke("report", str(d), "--format", "json").stdout)
     best = doc["engines"][0]
     res = invoke("report", str(d), "--per-day", "1000", "--years", "3", "--embodied", "20kg",
@@ -286,3 +289,40 @@ def test_report_projects_the_first_engine_over_a_lifetime(tmp_path, store):
     assert 'id="lifetime"' in page and "1,095,750 images" in page
     bad = invoke("report", str(d), "--per-day", "1000")
     assert bad.exit_code == 2 and "--per-day and --years together" in bad.output
+
+
+def test_pair_refuses_a_min_samples_beyond_any_window(tmp_path, store):
+    """--min-samples is one option on pair, measure and run, bounded on all three: a huge count used to reach the
+    pairing (and end in an OverflowError traceback) on pair and measure."""
+    _write_meter_csv(tmp_path / "meter.csv")
+    _records(tmp_path / "runs.jsonl")
+    res = invoke("pair", str(tmp_path / "runs.jsonl"), str(tmp_path / "meter.csv"), "--min-samples", "9" * 400)
+    assert res.exit_code == 2, res.output
+    assert "Invalid value for '--min-samples'" in res.output and "Traceback" not in res.output
+
+
+def test_report_and_pair_append_every_valid_window_to_an_emissions_csv(tmp_path, store):
+    """`--emissions-csv` on report and pair: codecarbon_bridge.pairing_rows reaches users, one row per valid
+    engine window, in CodeCarbon's columns; a file of other columns is refused before any work."""
+    from edgebench.host.codecarbon_bridge import EMISSIONS_COLUMNS
+
+    d = _measure_dir(tmp_path, pue=1.5)
+    out = tmp_path / "emissions.csv"
+    res = invoke("report", str(d), "--emissions-csv", str(out), "--format", "json")
+    assert res.exit_code == 0, res.output
+    engines = {e["engine"]: e for e in json.loads(res.stdout)["engines"]}
+    rows = list(csv.DictReader(out.open()))
+    assert tuple(rows[0]) == EMISSIONS_COLUMNS
+    assert [r["experiment_id"] for r in rows] == ["resnet18_2_224_224_fp16#0", "mbv2_2_224_224_fp16#0"]
+    for row in rows:
+        gross_j = engines[row["experiment_id"].split("#")[0]]["gross_j_per_inference"] * 320
+        assert float(row["energy_consumed"]) == pytest.approx(gross_j * 1.5 / 3.6e6)  # the session's PUE
+        assert float(row["emissions"]) == pytest.approx(egrid_factor("RFCW", 2019).co2_kg(gross_j * 1.5))
+    res = invoke("pair", str(d / "runs.jsonl"), str(d / "meter.csv"), "--emissions-csv", str(out))
+    assert res.exit_code == 0, res.output
+    assert len(list(csv.DictReader(out.open()))) == 4  # appended under the one header
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    res = invoke("report", str(d), "--emissions-csv", str(other))
+    assert res.exit_code == 2 and "other columns than CodeCarbon's" in res.output and "Traceback" not in res.output
+    assert other.read_text() == "a,b\n1,2\n"

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from waiting import wait_for
 
 from edgebench.errors import BadInput, PermissionDenied
 from edgebench.host.logger import MeterLogger, translate_open_error
@@ -30,12 +31,7 @@ def _rows(path):
 
 
 def _wait_for(predicate, timeout_s=5.0, step_s=0.002):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return False
+    return wait_for(predicate, timeout_s, step_s)  # this file's defaults: the logger's events come fast
 
 
 def _sent_values(emu):

@@ -15,6 +15,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from waiting import wait_for
 
 from edgebench.cli import cli, edgebench_argv
 from edgebench.host.measuredir import MeasureDir
@@ -25,15 +26,6 @@ from edgebench.records import HOST_CLOCK, MeterTrace, RunRecord, append_jsonl, r
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-
-
-def _wait_for(predicate, timeout_s=10.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 class Typist:
@@ -49,7 +41,7 @@ class Typist:
     def type(self, line):
         before = len(self.said)
         os.write(self.w, line.encode() + b"\n")
-        assert _wait_for(lambda: len(self.said) > before), f"no answer to {line!r}"
+        assert wait_for(lambda: len(self.said) > before), f"no answer to {line!r}"
         return self.said[-1]
 
     def close(self):

@@ -2,11 +2,11 @@
 PlugLogger polls them into the store, and `measure` pairs the log with the local agent's windows."""
 
 import json
-import time
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from waiting import wait_for
 
 from edgebench.cli import cli
 from edgebench.errors import BadInput
@@ -18,15 +18,6 @@ from edgebench.host.store import load_energy, load_trace
 from edgebench.records import read_run_records
 
 FIRMWARES = ("shelly", "shelly-gen1", "tasmota")
-
-
-def _wait_for(predicate, timeout_s=10.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_digest_answers_the_rfc_7616_examples():
@@ -56,7 +47,7 @@ def test_each_firmware_is_logged_over_http(tmp_path, firmware, password):
     with start_emulator(firmware, RampProfile(23.4, 0.5), interval_s=0.1, plug=plug) as emu:
         logger = PlugLogger(emu.port, out, password=password).start()
         try:
-            assert _wait_for(lambda: logger.stats.readings >= 12 and not logger.learning)
+            assert wait_for(lambda: logger.stats.readings >= 12 and not logger.learning)
         finally:
             logger.stop()
     trace = load_trace(out)
@@ -79,7 +70,7 @@ def test_polls_faster_than_the_plug_refreshes_are_repeats_not_readings():
     with start_emulator("shelly", RampProfile(10.0, 1.0), interval_s=0.3) as emu:
         logger = PlugLogger(emu.port, None).start()
         try:
-            assert _wait_for(lambda: logger.stats.readings >= 12, timeout_s=15)
+            assert wait_for(lambda: logger.stats.readings >= 12, timeout_s=15)
         finally:
             logger.stop()
     first = logger.latest()
@@ -97,7 +88,7 @@ def test_a_steady_plug_still_gives_a_reading_each_period():
     with start_emulator("tasmota", ConstantProfile(8.0), interval_s=0.1) as emu:
         logger = PlugLogger(emu.port, None).start()
         try:
-            assert _wait_for(lambda: logger.stats.readings >= 15 and not logger.learning, timeout_s=15)
+            assert wait_for(lambda: logger.stats.readings >= 15 and not logger.learning, timeout_s=15)
         finally:
             logger.stop()
     times = np.array(list(logger._times))
@@ -111,9 +102,9 @@ def test_an_unreachable_plug_is_a_gap_said_once_each_way(tmp_path, capsys, fault
     with start_emulator("shelly", ConstantProfile(5.0), interval_s=0.1, faults={fault: ((1.0, 2.0),)}) as emu:
         logger = PlugLogger(emu.port, out, timeout_s=0.3).start()
         try:
-            assert _wait_for(lambda: logger.stats.reconnects >= 1, timeout_s=15)
+            assert wait_for(lambda: logger.stats.reconnects >= 1, timeout_s=15)
             count = logger.stats.readings
-            assert _wait_for(lambda: logger.stats.readings >= count + 3)
+            assert wait_for(lambda: logger.stats.readings >= count + 3)
         finally:
             logger.stop()
     err = capsys.readouterr().err
@@ -133,7 +124,7 @@ def test_http_errors_are_bad_frames_and_logging_goes_on(capsys):
                         plug={"watt_decimals": 2}) as emu:  # fmt: skip
         logger = PlugLogger(emu.port, None).start()
         try:
-            assert _wait_for(lambda: logger.stats.bad_frames >= 3 and logger.stats.readings >= 10)
+            assert wait_for(lambda: logger.stats.bad_frames >= 3 and logger.stats.readings >= 10)
         finally:
             logger.stop()
     assert logger.latest().power_w > 5.0 and logger.stats.gaps == 0
@@ -146,9 +137,9 @@ def test_a_plug_that_caches_its_values_is_a_gap(tmp_path, capsys):
     with start_emulator("shelly", ConstantProfile(60.0), interval_s=0.1, faults={"stale": ((1.0, 3.5),)}) as emu:
         logger = PlugLogger(emu.port, out, stale_after_s=1.0).start()
         try:
-            assert _wait_for(lambda: logger.stats.gaps >= 1, timeout_s=15)
+            assert wait_for(lambda: logger.stats.gaps >= 1, timeout_s=15)
             count = logger.stats.readings
-            assert _wait_for(lambda: logger.stats.readings >= count + 3, timeout_s=15)
+            assert wait_for(lambda: logger.stats.readings >= count + 3, timeout_s=15)
         finally:
             logger.stop()
     assert "a plug that caches values?" in capsys.readouterr().err
@@ -166,7 +157,7 @@ def test_the_counter_cross_check_agrees_with_the_integral(tmp_path):
     with start_emulator("shelly", ConstantProfile(900.0), interval_s=0.1) as emu:
         logger = PlugLogger(emu.port, out).start()
         try:
-            assert _wait_for(lambda: logger.stats.readings >= 30)
+            assert wait_for(lambda: logger.stats.readings >= 30)
         finally:
             logger.stop()
     check = counter_check(out)
@@ -241,13 +232,13 @@ def test_a_different_plug_at_the_address_after_an_outage_is_not_logged(tmp_path,
     first = start_emulator("shelly", ConstantProfile(4.0), interval_s=0.1, tcp_port=port)
     logger = PlugLogger(first.port, tmp_path / "swap.sqlite", timeout_s=0.3).start()
     try:
-        assert _wait_for(lambda: logger.stats.readings >= 3)
+        assert wait_for(lambda: logger.stats.readings >= 3)
         first.stop()
         with start_emulator("shelly-gen1", ConstantProfile(9.0), interval_s=0.1, tcp_port=port):
-            assert _wait_for(lambda: logger.stats.foreign >= 1, timeout_s=15)
+            assert wait_for(lambda: logger.stats.foreign >= 1, timeout_s=15)
             stored = logger.stats.readings
         with start_emulator("shelly", ConstantProfile(4.0), interval_s=0.1, tcp_port=port):
-            assert _wait_for(lambda: logger.stats.readings >= stored + 3, timeout_s=15)
+            assert wait_for(lambda: logger.stats.readings >= stored + 3, timeout_s=15)
     finally:
         logger.stop()
     assert "a different plug answers at" in capsys.readouterr().err
@@ -320,7 +311,7 @@ def test_no_counter_check_without_a_counter_of_the_meter_s_own(tmp_path):
     with start_emulator("tweetawatt", ConstantProfile(40.0), interval_s=0.05) as emu:
         logger = open_logger(emu.port, "tweetawatt", out).start()
         try:
-            assert _wait_for(lambda: logger.stats.readings >= 5)
+            assert wait_for(lambda: logger.stats.readings >= 5)
         finally:
             logger.stop()
     assert len(load_energy(out)[0]) >= 5 and counter_check(out) is None

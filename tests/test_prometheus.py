@@ -21,6 +21,7 @@ from edgebench.host.store import load_trace
 
 pytest.importorskip("prometheus_client", reason="the prometheus extra (in the test extra) is not installed")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from waiting import wait_for
 
 from edgebench.host.prometheus import parse_address, serve  # noqa: E402
 
@@ -42,26 +43,17 @@ def _value(samples, name):
     return sample.value
 
 
-def _wait_for(predicate, timeout_s=10.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_a_running_logger_is_scraped(tmp_path):
     with start_emulator("lines", ConstantProfile(42.5), interval_s=0.05, faults={"garbage_every": 5}) as emu:
         logger = MeterLogger(emu.port, "lines", tmp_path / "p.sqlite").start()
         exporter = serve(logger, "127.0.0.1:0")
         try:
             assert exporter.url.startswith("http://127.0.0.1:")
-            assert _wait_for(lambda: logger.stats.readings >= 12 and logger.stats.bad_frames >= 2)
+            assert wait_for(lambda: logger.stats.readings >= 12 and logger.stats.bad_frames >= 2)
             before = _scrape(exporter.url)
             exporter.window("[1/2] resnet18_1_224_224_fp32 window 1/3", "run")
             count = logger.stats.readings
-            assert _wait_for(lambda: logger.stats.readings >= count + 4)
+            assert wait_for(lambda: logger.stats.readings >= count + 4)
             after = _scrape(exporter.url)
         finally:
             exporter.close()
@@ -114,7 +106,7 @@ def test_meter_log_serves_while_it_logs(tmp_path):
                     url = match.group(1)
                     break
             assert url is not None
-            assert _wait_for(lambda: _value(_scrape(url), "edgebench_meter_readings_total") >= 5)
+            assert wait_for(lambda: _value(_scrape(url), "edgebench_meter_readings_total") >= 5)
             assert _value(_scrape(url), "edgebench_meter_power_watts") == 7.0
         finally:
             proc.terminate()
@@ -170,7 +162,7 @@ def test_the_grafana_dashboard_asks_for_what_is_served(tmp_path):
         logger = MeterLogger(emu.port, "lines", None).start()
         exporter = serve(logger, "127.0.0.1:0")
         try:
-            assert _wait_for(lambda: logger.stats.readings >= 2)
+            assert wait_for(lambda: logger.stats.readings >= 2)
             served = set(_scrape(exporter.url))
         finally:
             exporter.close()

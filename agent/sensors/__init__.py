@@ -2,7 +2,7 @@
 
     from edgebench.agent.sensors import Sampler, probe
     found = probe("auto")                  # found.sensor, found.tried: [(name, "used ..." or the reason skipped)]
-    sampler = Sampler(found.sensor, period_s=0.01)   # satisfies agent.harness.WindowSampler
+    sampler = Sampler(found.sensor)        # every agent.options.SENSOR_PERIOD_S; a harness.WindowSampler
 """
 
 from .base import PROBE_ORDER, NullSensor, PowerSensor, ProbeResult, SensorUnavailable, probe

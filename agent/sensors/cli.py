@@ -20,6 +20,7 @@ from edgebench.options import finite
 from edgebench.records import PowerSample
 from edgebench.units import count
 
+from ..options import sensor_root_option, tegrastats_option
 from .base import PROBE_ORDER, PowerSensor, SensorUnavailable, _open
 from .tegrastats import MAX_INTERVAL_MS
 
@@ -120,11 +121,8 @@ def survey_json(s: Survey) -> dict:
 
 
 @click.command()
-@click.option(
-    "--sysfs-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("/"),
-    show_default=True, help="Filesystem root for sysfs and /proc (a fake tree for testing).",
-)
-@click.option("--tegrastats", "tegrastats_cmd", default="tegrastats", show_default=True, help="tegrastats command.")
+@sensor_root_option("--sysfs-root")
+@tegrastats_option
 @click.option("--vcgencmd", "vcgencmd_cmd", default="vcgencmd", show_default=True, help="vcgencmd command (Pi 5).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 def sensors(sysfs_root: Path, tegrastats_cmd: str, vcgencmd_cmd: str, as_json: bool) -> None:

@@ -17,6 +17,7 @@ from edgebench.energy import integrate_window
 from edgebench.errors import EdgebenchError
 from edgebench.records import PowerSample, RailEnergy
 
+from ..options import SENSOR_PERIOD_S
 from .base import PowerSensor
 
 
@@ -31,21 +32,15 @@ def rail_energy(samples: Sequence[PowerSample], start_ns: int, end_ns: int, sens
     p_w = np.fromiter((s.total_mw / 1000.0 for s in ordered), dtype=np.float64, count=len(ordered))  # mW -> W
     if getattr(sensor, "counter_based", False) and len(ordered) >= 2:
         energy_j, mean_w, inside = _counter_window(t, p_w, start_ns, end_ns)
-        return RailEnergy(
-            sensor=sensor.name,
-            total_rule=sensor.total_rule,
-            energy_j=energy_j,
-            mean_power_w=mean_w,
-            samples=inside,
-            estimate=sensor.estimate,
-        )
-    w = integrate_window(t, p_w, start_ns, end_ns)
+    else:
+        w = integrate_window(t, p_w, start_ns, end_ns)
+        energy_j, mean_w, inside = w.energy_j, w.mean_power_w, w.samples
     return RailEnergy(
         sensor=sensor.name,
         total_rule=sensor.total_rule,
-        energy_j=w.energy_j,
-        mean_power_w=w.mean_power_w,
-        samples=w.samples,
+        energy_j=energy_j,
+        mean_power_w=mean_w,
+        samples=inside,
         estimate=sensor.estimate,
     )
 
@@ -74,7 +69,7 @@ def _counter_window(t_ns: np.ndarray, p_w: np.ndarray, start_ns: int, end_ns: in
 class Sampler:
     """Reads `sensor` every `period_s` seconds on a daemon thread between start() and stop()."""
 
-    def __init__(self, sensor: PowerSensor, period_s: float = 0.01) -> None:
+    def __init__(self, sensor: PowerSensor, period_s: float = SENSOR_PERIOD_S) -> None:
         if period_s <= 0:
             raise ValueError("Sampler: period_s must be > 0")
         self.sensor = sensor

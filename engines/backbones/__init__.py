@@ -107,6 +107,14 @@ _MOBILENET_V3_SMALL = (_same(3), _same(3), _same(3), _same(5), _same(5))
 _SQUEEZENET = (Window(3, 2, 0), *(Window(3, 2, 0, ceil=True),) * 3)  # unpadded stem, three ceil-mode pools
 _SUPERPOINT = (Window(2, 2),) * 3  # three 2x2 max-pools: 8x8 cells
 
+# width multipliers of mobilenet_v2 besides 1.0 (the MobileNetV2 paper's 0.35-1.4), as `mobilenet_v2_x<width>`
+MOBILENET_V2_WIDTHS = (0.35, 0.5, 0.75, 1.3, 1.4)
+
+
+def _width_name(width: float) -> str:
+    return "mobilenet_v2" if width == 1.0 else f"mobilenet_v2_x{width:g}"
+
+
 BUILTINS: dict[str, BackboneInfo] = {
     info.name: info
     for info in (
@@ -124,17 +132,13 @@ BUILTINS: dict[str, BackboneInfo] = {
         BackboneInfo("superpoint", "superpoint", 1, _SUPERPOINT, multiple=8, published_params=1_300_865),
         # mobilenet_v2 at other width multipliers (torchvision's width_mult; no published torchvision counts)
         *(
-            BackboneInfo(f"mobilenet_v2_x{width:g}", "classification", 3, _MOBILENET_V2)
-            for width in (0.35, 0.5, 0.75, 1.3, 1.4)
+            BackboneInfo(_width_name(width), "classification", 3, _MOBILENET_V2) for width in MOBILENET_V2_WIDTHS
         ),
     )
 }
 MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
     # built-in backbones of one family, smallest first: `edgebench study model-size --family mobilenet_v2`
-    "mobilenet_v2": (
-        "mobilenet_v2_x0.35", "mobilenet_v2_x0.5", "mobilenet_v2_x0.75", "mobilenet_v2", "mobilenet_v2_x1.3",
-        "mobilenet_v2_x1.4",
-    ),
+    "mobilenet_v2": tuple(_width_name(width) for width in sorted((*MOBILENET_V2_WIDTHS, 1.0))),
 }
 
 

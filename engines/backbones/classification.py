@@ -132,8 +132,7 @@ _BUILDERS = {
 }
 
 
-# width multipliers of mobilenet_v2 (the MobileNetV2 paper's 0.35-1.4), as backbones `mobilenet_v2_x<width>`
-MOBILENET_V2_WIDTHS = (0.35, 0.5, 0.75, 1.3, 1.4)
+# mobilenet_v2 at the other width multipliers (backbones/__init__.py MOBILENET_V2_WIDTHS)
 WIDTH_PREFIX = "mobilenet_v2_x"
 
 

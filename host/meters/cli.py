@@ -13,22 +13,20 @@ import click
 
 from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput, DeviceError
-from edgebench.host.meters.options import meter_access_options, meter_options_from
+from edgebench.host.meters.options import (
+    baudrate_option,
+    calibration_option,
+    meter_access_options,
+    meter_option,
+    meter_options_from,
+    plug_login_options,
+    protocol_option,
+)
 from edgebench.options import non_negative, positive
 
-PROTOCOL_HELP = "Serial wire protocol: auto (listen, then ask), lines, tweetawatt, wattsup, um."
 EMULATED_PROTOCOLS = ("lines", "tweetawatt", "wattsup", "um", "shelly", "shelly-gen1", "tasmota")
 PLUG_PROTOCOLS = ("shelly", "shelly-gen1", "tasmota")
 SILENT_WARN_S = 5.0  # warn when a meter has sent no reading this long after the logger started
-# pyserial passes any int to the OS; 50 baud is the lowest POSIX speed and 4 Mbaud the fastest FTDI/CP210x
-# adapters. Anything else is a typo (1e12 used to end in a traceback from the tty layer).
-BAUDRATE = click.IntRange(50, 4_000_000)
-
-
-def _protocols() -> list[str]:
-    from edgebench.host.meters.base import protocol_names
-
-    return ["auto", *protocol_names()]
 
 
 class _StopOnSignal:
@@ -57,21 +55,16 @@ def meter() -> None:
 
 
 @meter.command("log")
-@click.option(
-    "--meter", "url", required=True, metavar="METER",
-    help="/dev/ttyUSB0, a pty, socket://HOST:PORT, shelly://HOST, tasmota://HOST or manual.",
-)  # fmt: skip
-@click.option("--protocol", default="auto", show_default=True, help=PROTOCOL_HELP)
+@meter_option("url")
+@protocol_option
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Store (.sqlite/.csv)."
 )
 @click.option(
     "--duration", type=positive(), default=None, metavar="S", help="Stop after S seconds (default: Ctrl-C)."
 )
-@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), help="Tweet-a-Watt JSON.")
-@click.option(
-    "--baudrate", type=BAUDRATE, default=None, help="Override the protocol's baud rate (50-4000000)."
-)
+@calibration_option
+@baudrate_option
 @click.option(
     "--warn-silent",
     "warn_silent_s",
@@ -367,9 +360,7 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
 
 @meter.command("probe")
 @click.argument("port")
-@click.option("--meter-user", envvar="EDGEBENCH_METER_USER", metavar="USER", help="Smart plug user (default admin).")
-@click.option("--meter-password", envvar="EDGEBENCH_METER_PASSWORD", metavar="PASSWORD",
-              help="Smart plug password (or $EDGEBENCH_METER_PASSWORD); never printed.")
+@plug_login_options
 @click.option("--listen", type=positive(), default=None, metavar="S", help="Seconds to listen (default 2.5).")
 @click.option(
     "--rate-for",
@@ -379,7 +370,7 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
     help="Seconds to log after finding the protocol, to measure the reading rate (default: 3 nominal periods, "
     "at least 1 s; 0 skips it).",
 )
-@click.option("--baudrate", type=BAUDRATE, default=None, help="Port speed to listen at (50-4000000).")
+@baudrate_option
 def probe_cmd(port, meter_user, meter_password, listen, rate_for, baudrate) -> None:
     """Say which meter protocol PORT speaks (listens briefly; polls meters that need asking) and at what rate.
 
