@@ -109,6 +109,7 @@ def test_an_idle_window_carries_the_busy_fraction_read_at_its_edges(tmp_path):
     assert rec.kind == "idle" and rec.cpu_busy == pytest.approx(0.93)
 
 
+@pytest.mark.slow  # an onnxruntime session: about 2 s (test_harness's runner)
 def test_an_engine_window_carries_it_too_and_warm_up_stays_out(tmp_path):
     from test_harness import TinyOrtRunner
 

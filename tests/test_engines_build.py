@@ -119,8 +119,8 @@ FP16_RELATIVE_L2 = 2e-2
 
 @pytest.mark.parametrize(
     "backbone, resolution",
-    [("resnet18", "32x32"), ("mobilenet_v2", "32x32"), ("squeezenet1_1", "32x32"),
-     ("mobilenet_v3_small", "32x32"), ("superpoint", "16x16")],
+    [pytest.param("resnet18", "32x32", marks=pytest.mark.slow), pytest.param("mobilenet_v2", "32x32", marks=pytest.mark.slow),
+     ("squeezenet1_1", "32x32"), ("mobilenet_v3_small", "32x32"), ("superpoint", "16x16")],
 )
 def test_fp16_engines_load_and_agree_with_fp32(tmp_path, backbone, resolution):
     report = build_sweep(Sweep([backbone], [1], [resolution], ["fp32", "fp16"]), tmp_path)
