@@ -303,7 +303,7 @@ def test_ctrl_c_at_the_terminal_keeps_the_windows_typed(tiny_engines, tmp_path):
     term.finish()
     screen = term.seen.decode(errors="replace")
     assert term.proc.returncode == 130, screen
-    assert "interrupted: every finished window is in" in screen and "Traceback" not in screen
+    assert "interrupted (SIGINT): every finished window is in" in screen and "Traceback" not in screen
     row = {r["engine"]: r for r in json.loads((out / "table.json").read_text())["engines"]}
     assert row["squeezenet1_1_1_32_32_fp32"]["status"] == "ok"
     trace = load_trace(out / "meter.sqlite")
