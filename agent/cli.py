@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput, EdgebenchError
 from edgebench.options import non_negative, positive
+
+if TYPE_CHECKING:
+    from .sensors.base import PowerSensor
+    from .sensors.sampler import Sampler
 
 DEFAULT_ENGINES_DIR = "engines-out"
 
@@ -168,7 +173,9 @@ def bench(
         raise EdgebenchError(f"{len(failed)} of {len(entries)} engines failed: {', '.join(failed)}")
 
 
-def _open_sampler(sensor: str, period_s: float, root: Path, tegrastats_cmd: str = "tegrastats"):
+def _open_sampler(
+    sensor: str, period_s: float, root: Path, tegrastats_cmd: str = "tegrastats"
+) -> tuple[Sampler | None, PowerSensor | None]:
     """The on-board Sampler for `--sensor` (None for none), and its sensor to close afterwards."""
     if sensor == "none":
         return None, None

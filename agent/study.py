@@ -45,13 +45,16 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgebench.console import note, warn
 from edgebench.errors import BadInput, DeviceError
 from edgebench.files import write_atomic
 from edgebench.pareto import comparable as comparable_setting
 from edgebench.pareto import pareto_front
+
+if TYPE_CHECKING:
+    from edgebench.engines.probe import ProbeResult
 
 STUDY_FORMAT = "edgebench-study"
 STUDY_VERSION = 2  # 2: energy per sample (gross, its uncertainty, net beside it), dataset and preprocessing per row
@@ -211,6 +214,16 @@ class _Model:
     source: str
 
 
+def probe_note(name: str, result: ProbeResult, method: str) -> str:
+    """What is said once a study fitted a probe: its top-1 on the training images and on the held-out ones ("-"
+    when it had none to score)."""
+    test = "-" if result.test_top1 is None else f"{result.test_top1 * 100:.1f} %"
+    return (
+        f"probe {name}: train top-1 {result.train_top1 * 100:.1f} %, test top-1 {test} "
+        f"at {result.height}x{result.width} ({method})"
+    )
+
+
 def _prepare_model(config: StudyConfig, state: StudyState, backbone: str | None, model_path: Path | None,
                    height: int, width: int, method: str, name: str) -> _Model:
     """The model a study's engines are built from: a probe (fitted here, or kept from an earlier run of the same
@@ -237,8 +250,7 @@ def _prepare_model(config: StudyConfig, state: StudyState, backbone: str | None,
     model, source = load_source(backbone, model_path)
     result = train_probe(model, source, train, load_dataset(test_name), height, width, preprocess, path)
     state.put("probes", name, fit)
-    note(f"probe {name}: train top-1 {result.train_top1 * 100:.1f} %, test top-1 {result.test_top1 * 100:.1f} % "
-         f"at {height}x{width} ({method})")
+    note(probe_note(name, result, method))
     return _Model(name, path, source)
 
 
@@ -357,7 +369,8 @@ def _time_here(config: StudyConfig, state: StudyState, entries) -> Costs:
                        sensor.name if sensor is not None else None)
             kept = state.get("timing", key)
             if kept is not None:
-                costs[entry.name] = _Cost(**{f: (math.nan if v is None else v) for f, v in kept.items()})
+                fields: dict[str, Any] = {f: (math.nan if v is None else v) for f, v in kept.items()}
+                costs[entry.name] = _Cost(**fields)
                 continue
             note(f"[{k}/{len(entries)}] timing {entry.name}: {config.repeat} x {config.duration_s:g} s")
             records = []
@@ -721,8 +734,10 @@ def read_study(path: Path) -> tuple[str, list[StudyPoint]]:
     try:
         version = doc.get("version")
         rows = [_from_v1(row) if version == 1 else row for row in doc["points"]]
-        points = [StudyPoint(**{k: (math.nan if v is None and k in _FLOAT_FIELDS else v) for k, v in row.items()})
-                  for row in rows]
+        values: list[dict[str, Any]] = [
+            {k: (math.nan if v is None and k in _FLOAT_FIELDS else v) for k, v in row.items()} for row in rows
+        ]
+        points = [StudyPoint(**v) for v in values]
         kind = doc["study"]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadInput(f"{file} is not an edgebench study ({exc}): {advice}") from exc

@@ -8,6 +8,7 @@ the user hears about it at once, as a usage error (exit code 2) that names the o
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import click
 
@@ -26,7 +27,7 @@ class FiniteFloat(click.ParamType):
     ) -> None:
         self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, bool):
             self.fail(f"{value!r} is not a number.", param, ctx)
         try:

@@ -166,11 +166,13 @@ class _Sources:
         else:
             fingerprint = _builtin_fingerprint(backbone)
             memo = self._read_memo()
-            value = memo.get(fingerprint)
-            if value is None:
+            remembered = memo.get(fingerprint)
+            if remembered is None:
                 value = hashlib.sha256(self.get(backbone)[1]).hexdigest()
                 memo[fingerprint] = value
                 self._write_memo()
+            else:
+                value = remembered
         self._digests[backbone] = value
         return value
 

@@ -464,6 +464,7 @@ def load_dataset(name: str) -> Dataset:
         raise BadInput(f"dataset {name!r}: the part after ':' must be train or test (a fixed 70/30 split)")
     path = Path(base)
     names: tuple[str, ...] | None
+    images: np.ndarray | list[np.ndarray]
     if base == DIGITS and not path.exists():
         images, labels, names, digest = _load_digits()
         what, source = "scikit-learn digits (8x8 grey)", DIGITS

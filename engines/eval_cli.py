@@ -194,4 +194,5 @@ def load_source(backbone: str | None, model_path: Path | None):
 
     if backbone is not None:
         return backbones.builtin_model(backbone), backbone
+    assert model_path is not None  # exactly one of the two, checked above
     return backbones.load_user_model(model_path)[0], str(model_path)

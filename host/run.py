@@ -23,10 +23,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -38,6 +40,10 @@ from edgebench.options import finite, non_negative, positive
 from .carbon import GridFactor
 from .cli import grid_options
 from .meters.options import meter_access_options, meter_options_from
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+    from .pairing import WindowResult
 
 RESULT_JSON = "result.json"
 GRACE_S = 10.0  # after passing a signal on, how long the command may take to end before SIGKILL
@@ -62,7 +68,7 @@ class _StopSignals:
     def __init__(self) -> None:
         self.received: list[int] = []
         self.waiting = False
-        self._old: dict[int, Any] = {}
+        self._old: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -71,7 +77,7 @@ class _StopSignals:
                     self._old[sig] = signal.signal(sig, self._handle)
         return self
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)
         if self.waiting:
             raise _Stopped(signum)
@@ -116,8 +122,8 @@ def _wait(child: subprocess.Popen, signals: _StopSignals) -> int:
 
 
 def run_command(
-    monitor: Any, argv: list[str], iterations: int = 1, name: str = "command", signals: _StopSignals | None = None
-) -> tuple[int, Any, int | None]:
+    monitor: Monitor, argv: list[str], iterations: int = 1, name: str = "command", signals: _StopSignals | None = None
+) -> tuple[int, WindowResult, int | None]:
     """Run `argv` inside a window of a started Monitor: (exit status, the window's WindowResult, the signal that
     stopped it or None). See the module docstring for what a signal does. `signals`: stop signals the caller
     already catches (over the whole measurement); else they are caught while the command runs."""

@@ -259,7 +259,7 @@ class OnnxRuntimeRunner:
 
     def close(self) -> None:
         self._binding = None
-        self.session = None  # type: ignore[assignment]
+        self.session = None
         self.inputs = {}
 
 

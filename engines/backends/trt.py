@@ -14,13 +14,14 @@ engines.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgebench.engines.backends import Availability
 from edgebench.errors import BadInput, EdgebenchError
 from edgebench.files import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import onnx
 
     from edgebench.engines.manifest import ManifestEntry
@@ -221,8 +222,9 @@ class TensorRTRunner:
             self._stream = cuda.Stream()
             self._tensor_api = hasattr(self._engine, "num_io_tensors") and hasattr(self._context, "execute_async_v3")
             rng = np.random.default_rng(INPUT_SEED)
-            self._inputs: list[tuple[object, object]] = []  # (host, device)
-            self._outputs: list[tuple[object, object]] = []
+            # (host, device): a page-locked numpy array and pycuda's DeviceAllocation (pycuda is untyped)
+            self._inputs: list[tuple[np.ndarray, Any]] = []
+            self._outputs: list[tuple[np.ndarray, Any]] = []
             self._bindings: list[int] = []
             self._output_shapes: list[tuple[int, ...]] = []
             self.input_shapes: list[tuple[int, ...]] = []  # what infer() takes

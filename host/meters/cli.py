@@ -7,7 +7,9 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -34,11 +36,11 @@ def _protocols() -> list[str]:
 class _StopOnSignal:
     """Turn SIGTERM (and SIGINT) into a clean stop request, restoring the old handlers afterwards."""
 
-    def __init__(self, stop) -> None:
+    def __init__(self, stop: Callable[[], object]) -> None:
         self.stop = stop
-        self.old: dict[int, object] = {}
+        self.old: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
 
-    def __enter__(self):
+    def __enter__(self) -> _StopOnSignal:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self.old[sig] = signal.signal(sig, lambda *_: self.stop())

@@ -18,12 +18,16 @@ import threading
 import time
 import tty
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgebench.errors import BadInput
 from edgebench.host.meters.tweetawatt import Calibration, build_frame, convert, default_calibration
+
+if TYPE_CHECKING:
+    from edgebench.host.meters.plug_emulate import PlugFaults
 
 # --- profiles -----------------------------------------------------------------------------------------------
 
@@ -378,7 +382,7 @@ class Faults:
     drop_after_s: float | None = None
 
     @classmethod
-    def of(cls, value: Faults | dict | None) -> Faults:
+    def of(cls, value: Faults | dict[str, Any] | None) -> Faults:
         if value is None:
             return cls()
         return value if isinstance(value, Faults) else cls(**value)
@@ -573,10 +577,10 @@ def start_emulator(
     *,
     interval_s: float | None = None,
     transport: str = "pty",
-    faults: Faults | dict | None = None,
+    faults: Faults | PlugFaults | dict[str, Any] | None = None,
     tcp_port: int = 0,
     encoder=None,
-    plug: dict | None = None,
+    plug: dict[str, Any] | None = None,
 ) -> EmulatorHandle:
     """Start an emulated meter in a thread; open `handle.port` with the logger. Stop it with `.stop()`.
 
@@ -585,9 +589,11 @@ def start_emulator(
     The smart plugs (`shelly`, `shelly-gen1`, `tasmota`) are HTTP servers on 127.0.0.1:`tcp_port`; `plug`
     passes their options (faults, user, password, model, watt_decimals) to `plug_emulate.start_plug_emulator`.
     """
-    from edgebench.host.meters.plug_emulate import FIRMWARES, start_plug_emulator
+    from edgebench.host.meters.plug_emulate import FIRMWARES, PlugFaults, start_plug_emulator
 
     if protocol in FIRMWARES:
+        if isinstance(faults, Faults):
+            raise TypeError("a smart plug emulator takes PlugFaults (timeout, drop, error, stale), not Faults")
         interval = 1.0 if interval_s is None else float(interval_s)
         if not (math.isfinite(interval) and interval > 0):
             raise BadInput(f"emulator interval must be a finite number > 0 s, got {interval}")
@@ -606,8 +612,12 @@ def start_emulator(
     handle = EmulatorHandle(
         port="", protocol=protocol, identity=f"{protocol} ({profile.identity})", interval_s=interval
     )
+    if isinstance(faults, PlugFaults):
+        raise TypeError("a serial meter emulator takes Faults (corrupt, garbage, silence, drop), not PlugFaults")
     emitter = _Emitter(enc, profile, interval, Faults.of(faults), handle)
     emitter.explicit_interval = interval_s is not None
+    target: Callable[..., None]
+    args: tuple[object, ...]
     if transport == "pty":
         master, slave = os.openpty()
         tty.setraw(slave)  # bytes pass untouched: no echo, no CR/LF translation

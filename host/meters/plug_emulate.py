@@ -55,12 +55,13 @@ class PlugFaults:
     error_every: int = 0
 
     @classmethod
-    def of(cls, value: PlugFaults | dict | None) -> PlugFaults:
+    def of(cls, value: PlugFaults | dict[str, Any] | None) -> PlugFaults:
         if value is None:
             return cls()
         if isinstance(value, PlugFaults):
             return value
-        return cls(**{k: tuple(tuple(s) for s in v) if k != "error_every" else v for k, v in value.items()})
+        fields: dict[str, Any] = {k: tuple(tuple(s) for s in v) if k != "error_every" else v for k, v in value.items()}
+        return cls(**fields)
 
     @classmethod
     def parse(cls, texts: tuple[str, ...] | list[str]) -> PlugFaults:
@@ -408,7 +409,7 @@ def start_plug_emulator(
     handle,
     *,
     interval_s: float = 1.0,
-    faults: PlugFaults | dict | None = None,
+    faults: PlugFaults | dict[str, Any] | None = None,
     port: int = 0,
     user: str = "admin",
     password: str | None = None,

@@ -140,7 +140,7 @@ class IOSample:
     adc: dict[int, list[int]]  # channel -> samples
 
 
-def checksum(body: bytes) -> int:
+def checksum(body: bytes | bytearray) -> int:
     """XBee API checksum over the bytes from the API id to the end of the data."""
     return 0xFF - (sum(body) & 0xFF)
 
@@ -192,6 +192,8 @@ def convert(
     i = current_raw[1:]
     max_v, min_v = max(v), min(v)
     vpp = max_v - min_v
+    avgv: float
+    volts: list[float]
     if py2_compat:
         avgv = (max_v + min_v) // 2
         volts = [((x - avgv) * int(cal.mains_vpp)) // vpp if vpp else 0 for x in v]
