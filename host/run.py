@@ -328,6 +328,8 @@ def _field(data: dict[str, Any], key: str, where: str, *, integer: bool = False,
 def _from_run(path: Path) -> RunFigures:
     """The measured time, iterations, mean wall power, grid factor and PUE of a `run` directory's result.json
     (or of the file itself), every field checked."""
+    from .pairing import WindowState
+
     file = path / RESULT_JSON if path.is_dir() else path
     data = read_json(file, "pass the --out directory of `edgebench run`")
     where = str(file)
@@ -347,7 +349,9 @@ def _from_run(path: Path) -> RunFigures:
         )  # fmt: skip
     if "pue" in data:
         pue = _field(data, "pue", where, minimum=1.0)
-    if data.get("status") != "ok":
+    state = data.get("state")  # the window's WindowState; a format 1 file has only its status text
+    ok = state == WindowState.OK.value if state is not None else data.get("status") == WindowState.OK.value
+    if not ok:
         warn(f"{file}: the measured window is {data.get('status')}")
     return RunFigures(seconds, iterations, power_w, grid, pue, f"measured by `edgebench run` ({file})")
 
