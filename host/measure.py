@@ -53,7 +53,7 @@ from edgebench.units import count, duration, plus_minus, signed_figure
 
 from .carbon import GridFactor
 from .cli import grid_options, sort_option
-from .measuredir import KEY_DEVICE, VERSION_PREFIX, MeasureDir, ResumeState, Session, metadata_conflicts
+from .measuredir import MeasureDir, ResumeState, Session, SetupFacts, earlier_setup, metadata_conflicts
 from .meters.options import meter_access_options
 from .pairing import BUSY_IDLE_CPU, EngineResult, PairingResult, WindowResult, busy_idle_message
 
@@ -701,26 +701,15 @@ class MeasureSession:
         assert self.hello is not None
         if self.earlier is None or self.earlier.session is None:
             return
-        before = self.earlier.session.extra
-        mismatches = []
-        if before.get("agent_hostname") and before["agent_hostname"] != self.hello.hostname:
-            mismatches.append(f"agent host {before['agent_hostname']} -> {self.hello.hostname}")
-        if before.get("meter_protocol") and before["meter_protocol"] != self.meter.protocol:
-            mismatches.append(f"meter protocol {before['meter_protocol']} -> {self.meter.protocol}")
-        earlier_device = next((r.device for r in reversed(self.out.records()) if r.device), {})
-        for key in KEY_DEVICE:
-            if key in earlier_device and key in self.hello.device and earlier_device[key] != self.hello.device[key]:
-                mismatches.append(f"{key} {earlier_device[key]} -> {self.hello.device[key]}")
+        before = earlier_setup(self.earlier.session, self.out.records())
+        now = SetupFacts.from_hello(self.hello, self.meter.protocol)
+        mismatches = before.mismatches(now)
         if mismatches:
             raise BadInput(
                 f"--resume into {self.out.path}, measured with another set-up ({'; '.join(mismatches)}): "
                 "pass another --out, or drop --resume"
             )
-        versions = [
-            f"{k} {earlier_device[k]} -> {self.hello.device[k]}"
-            for k in sorted(earlier_device)
-            if k.startswith(VERSION_PREFIX) and k in self.hello.device and earlier_device[k] != self.hello.device[k]
-        ]
+        versions = before.version_changes(now)
         if versions:
             warn(f"resume: package versions changed since the earlier runs ({'; '.join(versions)})")
 
@@ -848,6 +837,7 @@ class MeasureSession:
             pue=c.pue,
             min_samples=c.min_samples,
             clock=dict(self.clocks),
+            setup=SetupFacts.from_hello(h, self.meter.protocol) if h else None,
             extra={
                 "agent": c.agent_spec.label,
                 "agent_hostname": h.hostname if h else "",
