@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from edgebench.engines.runner import Runner, RunOptions
-from edgebench.records import AGENT_CLOCK, ModelFacts, PowerSample, RailEnergy, RunRecord
+from edgebench.records import AGENT_CLOCK, MetadataValue, ModelFacts, PowerSample, RailEnergy, RunRecord
 
 from . import metadata as md
 from .sensors.cpuload import CpuLoad
@@ -140,7 +140,7 @@ def _measure_duration(
     return start_ns, end_ns, lat
 
 
-def _options_settings(options: RunOptions | None) -> dict[str, object]:
+def _options_settings(options: RunOptions | None) -> dict[str, MetadataValue]:
     if options is None:
         return {}
     return {f"options.{k}": v for k, v in dataclasses.asdict(options).items() if v is not None}
@@ -256,7 +256,7 @@ def run_engine(
             "check `edgebench sensors` or use a longer --duration"
         )
 
-    settings: dict[str, object] = dict(runner.settings)
+    settings: dict[str, MetadataValue] = dict(runner.settings)
     settings.update(_options_settings(options))
     settings["harness.warmup"] = (
         f"{warmup_iterations} iterations" if warmup_iterations is not None else f"{warmup_s} s"
@@ -279,7 +279,7 @@ def run_engine(
         warmup_latencies_ns=tuple(warm),
         kind="run",
         timed_region=runner.timed_region,
-        settings=settings,  # type: ignore[arg-type]
+        settings=settings,
         model=model,
         device=device,
         device_end=device_end,

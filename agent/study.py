@@ -234,14 +234,19 @@ def _prepare_model(config: StudyConfig, state: StudyState, backbone: str | None,
     if not probe:
         if model_path is not None:
             return _Model(Path(model_path).stem, Path(model_path), str(model_path))
-        return _Model(backbone, None, backbone)  # type: ignore[arg-type]
+        assert backbone is not None  # one of the two: the CLI checks it, model_size_study gives one
+        return _Model(backbone, None, backbone)
     from edgebench.engines.datasets import load_dataset
     from edgebench.engines.probe import train_probe
 
     train_name, test_name = _split_names(config.data)
     train = load_dataset(train_name)
     preprocess = _preprocess(config, method)
-    origin = backbone if backbone is not None else hashlib.sha256(Path(model_path).read_bytes()).hexdigest()  # type: ignore[arg-type]
+    if backbone is not None:
+        origin = backbone
+    else:
+        assert model_path is not None  # one of the two, as above
+        origin = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
     fit = _key("probe", origin, train.digest, train.part, dataclasses.asdict(preprocess), height, width, 1.0)
     path = config.out / "models" / f"{name}.onnx"
     if path.is_file() and state.get("probes", name) == fit:

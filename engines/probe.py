@@ -78,7 +78,8 @@ def _fixed_size(model) -> tuple[int | None, int | None]:
     dims = model.graph.input[0].type.tensor_type.shape.dim
     if len(dims) != 4:
         raise BadInput(f"model input {model.graph.input[0].name!r} has rank {len(dims)}: a probe needs one NCHW image input")
-    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:])  # type: ignore[return-value]
+    height, width = (d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:])
+    return height, width
 
 
 def check_model_input(model, height: int, width: int) -> None:

@@ -163,7 +163,8 @@ class ManualLogger(BaseLogger):
     def _lines(self, timeout_s: float) -> list[str] | None:
         """Lines typed within `timeout_s` ([] if none); None once the input has ended."""
         if self._fd is None:
-            line = self.stream.readline()  # type: ignore[union-attr]
+            assert self.stream is not None  # open() chose it
+            line = self.stream.readline()
             if not line:
                 return None
             return [line.decode(errors="replace") if isinstance(line, bytes) else line]

@@ -236,11 +236,8 @@ class TweetAWattMeter(MeterBase):
         self._lost = False
         self._last: dict[int, tuple[int, float]] = {}  # address -> (t_ns, energy_wh)
 
-    @property
-    def resolution_w(self) -> float:  # type: ignore[override]
-        # One current count in one of 17 samples at peak volts: the finest step the average can take.
-        cal = default_calibration(1)
-        return cal.mains_vpp / 2 / cal.current_norm / AVG_SAMPLES
+    # One current count in one of 17 samples at peak volts: the finest step the average can take.
+    resolution_w = MAINSVPP / 2 / CURRENTNORM / AVG_SAMPLES
 
     def calibration_for(self, address: int) -> Calibration:
         """Constants used for a source address (the file's entry, else the original defaults)."""
