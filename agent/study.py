@@ -42,7 +42,7 @@ import os
 import statistics
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +54,10 @@ from edgebench.pareto import comparable as comparable_setting
 from edgebench.pareto import pareto_front
 
 if TYPE_CHECKING:
+    from edgebench.engines.datasets import Preprocess
+    from edgebench.engines.manifest import ManifestEntry
     from edgebench.engines.probe import ProbeResult
+    from edgebench.records import Accuracy
 
 STUDY_FORMAT = "edgebench-study"
 STUDY_VERSION = 2  # 2: energy per sample (gross, its uncertainty, net beside it), dataset and preprocessing per row
@@ -115,7 +118,7 @@ class StudyConfig:
     refit: bool = False  # input-size: fit one probe per resolution and method instead of one base model
 
 
-def _preprocess(config: StudyConfig, method: str):
+def _preprocess(config: StudyConfig, method: str) -> Preprocess:
     from edgebench.engines.datasets import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
     return Preprocess(method, config.mean or IMAGENET_MEAN, config.std or IMAGENET_STD, config.channel_order)
@@ -259,7 +262,7 @@ def _prepare_model(config: StudyConfig, state: StudyState, backbone: str | None,
     return _Model(name, path, source)
 
 
-def _build(config: StudyConfig, models: Sequence[_Model], resolutions: Sequence[tuple[int, int]]):
+def _build(config: StudyConfig, models: Sequence[_Model], resolutions: Sequence[tuple[int, int]]) -> list[ManifestEntry]:
     from edgebench.engines.build import build_sweep
     from edgebench.engines.sweep import Sweep
 
@@ -275,7 +278,9 @@ def _build(config: StudyConfig, models: Sequence[_Model], resolutions: Sequence[
     return report.entries
 
 
-def _accuracy(config: StudyConfig, state: StudyState, entries, method: str, write: bool) -> dict[str, Any]:
+def _accuracy(
+    config: StudyConfig, state: StudyState, entries: Sequence[ManifestEntry], method: str, write: bool
+) -> dict[str, Accuracy]:
     """Accuracy of each engine on the test split resized by `method` (kept from an earlier run when the engine,
     the images and the preprocessing are the same)."""
     from edgebench.engines.datasets import load_dataset
@@ -287,7 +292,7 @@ def _accuracy(config: StudyConfig, state: StudyState, entries, method: str, writ
     test = load_dataset(_split_names(config.data)[1])
     preprocess = _preprocess(config, method)
     manifest = Manifest.load(engines_dir)
-    found = {}
+    found: dict[str, Accuracy] = {}
     note(f"evaluating {len(entries)} engine(s) on {test.description} with {method} resize")
     for entry in entries:
         key = _key("accuracy", entry.cache_key, test.digest, test.part, dataclasses.asdict(preprocess))
@@ -350,7 +355,7 @@ def repeat_warnings(records: Sequence) -> list[str]:
     ]
 
 
-def _time_here(config: StudyConfig, state: StudyState, entries) -> Costs:
+def _time_here(config: StudyConfig, state: StudyState, entries: Sequence[ManifestEntry]) -> Costs:
     """Latency and on-board (or estimated) gross energy per sample, timed in this process like `edgebench
     bench`, `config.repeat` windows per engine; its warnings about unstable timings are printed like bench's."""
     from edgebench.agent.harness import run_engine
@@ -412,7 +417,7 @@ def _finite(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else math.nan
 
 
-def _measure(config: StudyConfig, entries) -> Costs:
+def _measure(config: StudyConfig, entries: Sequence[ManifestEntry]) -> Costs:
     """Wall energy through one `edgebench measure` run over all the study's engines (a subprocess), read back from
     its table.json; a rerun continues the same directory (`--resume`)."""
     from edgebench.cli import edgebench_argv
@@ -459,7 +464,7 @@ def _measure(config: StudyConfig, entries) -> Costs:
     return Costs(costs, source)
 
 
-def _costs(config: StudyConfig, state: StudyState, entries) -> Costs:
+def _costs(config: StudyConfig, state: StudyState, entries: Sequence[ManifestEntry]) -> Costs:
     return _measure(config, entries) if config.meter else _time_here(config, state, entries)
 
 
@@ -489,8 +494,8 @@ def with_fronts(points: list[StudyPoint]) -> list[StudyPoint]:
     return [dataclasses.replace(p, pareto_energy=flags[i][0], pareto_latency=flags[i][1]) for i, p in enumerate(points)]
 
 
-def _points(study: str, entries_by_method: dict[str, list], models: dict[str, _Model], accuracy_by_method,
-            costs: Costs) -> list[StudyPoint]:
+def _points(study: str, entries_by_method: dict[str, list[ManifestEntry]], models: dict[str, _Model],
+            accuracy_by_method: Mapping[str, Mapping[str, Accuracy]], costs: Costs) -> list[StudyPoint]:
     points = []
     for method, entries in entries_by_method.items():
         for entry in entries:
@@ -592,7 +597,7 @@ CSV_FIELDS = tuple(f.name for f in dataclasses.fields(StudyPoint))
 _FLOAT_FIELDS = ("latency_mean_ms", "energy_j_per_sample", "energy_j_per_sample_u", "net_j_per_sample")
 
 
-def _clean(value):
+def _clean(value: object) -> object:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
@@ -672,7 +677,7 @@ def format_rows(points: Sequence[StudyPoint], energy_source: str = "") -> list[s
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     left = {0, 1, len(headers) - 1}
 
-    def line(cells) -> str:
+    def line(cells: Sequence[str]) -> str:
         return "  ".join(
             c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edgebench.errors import BadInput
 from edgebench.options import positive
+
+if TYPE_CHECKING:
+    import onnx
 
 RESIZE_CHOICES = ("area", "bilinear", "crop", "nearest")  # edgebench.engines.datasets.RESIZE_METHODS (tested)
 
@@ -186,7 +190,7 @@ def train_probe(backbone, model_path, data, test_data, resolution, method, mean_
     click.echo(f"wrote {out_path}: build it with `edgebench build-engines --model {out_path}`")
 
 
-def load_source(backbone: str | None, model_path: Path | None):
+def load_source(backbone: str | None, model_path: Path | None) -> tuple[onnx.ModelProto, str]:
     """(onnx model, name) from --backbone or --model (exactly one)."""
     if (backbone is None) == (model_path is None):
         raise BadInput("give exactly one of --backbone NAME or --model PATH.onnx")

@@ -139,7 +139,9 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def _session_pairs(directory: Path, session: Session, result: PairingResult, records: Sequence[RunRecord]):
+def _session_pairs(
+    directory: Path, session: Session, result: PairingResult, records: Sequence[RunRecord]
+) -> list[tuple[str, Any]]:
     pairs: list[tuple[str, Any]] = [("directory", str(directory))]
     pairs.append(("meter", result.meter or session.meter or "-"))
     if result.resolution_w:

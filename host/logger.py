@@ -605,6 +605,7 @@ class MeterLogger(BaseLogger):
         if protocol == "auto":
             from edgebench.host.meters.probe import LISTEN_S, probe_port
 
+            assert self._port is not None  # open() opened it before choosing
             found = probe_port(self._port, self.probe_s or LISTEN_S, self.url)
             protocol = found.protocol
             self.probe = found

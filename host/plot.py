@@ -332,7 +332,9 @@ def warmup_figure(
 # --- the wall power trace -------------------------------------------------------------------------------------
 
 
-def trace_envelope(t_ns: np.ndarray, power_w: np.ndarray, max_points: int = MAX_TRACE_POINTS):
+def trace_envelope(
+    t_ns: np.ndarray, power_w: np.ndarray, max_points: int = MAX_TRACE_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
     """(t_ns, power_w) with at most `max_points` points: the trace itself when short enough, otherwise each of
     max_points // 2 bins drawn by its minimum and its maximum (in time order), so spikes stay visible."""
     n = len(t_ns)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from edgebench.errors import BadInput, DeviceError
 from edgebench.records import PowerSample
@@ -192,7 +193,7 @@ class TegrastatsLog:
     first_bad: str = ""
 
 
-def _bounded_lines(stream) -> Iterator[tuple[int, str | None]]:
+def _bounded_lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
     """(line number, text) for each line of `stream`; text is None for a line longer than MAX_LINE_CHARS.
 
     A line is never held whole past the limit: the rest of an over-long one is read in chunks and dropped, so a

@@ -13,7 +13,9 @@ engines.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from edgebench.engines.backends import Availability
@@ -39,7 +41,7 @@ TIMING_CACHE = "tensorrt.timing.cache"
 INPUT_SEED = 1234  # same seed as the onnxruntime runner: the same inputs for every backend
 
 
-def _trt():
+def _trt() -> ModuleType:
     try:
         import tensorrt
     except ImportError as exc:
@@ -49,7 +51,7 @@ def _trt():
     return tensorrt
 
 
-def _has_fp16_flag(trt) -> bool:
+def _has_fp16_flag(trt: ModuleType) -> bool:
     return hasattr(trt.BuilderFlag, "FP16")
 
 
@@ -268,7 +270,7 @@ class TensorRTRunner:
             "api": "tensors/execute_async_v3" if self._tensor_api else "bindings/execute_async_v2",
         }
 
-    def _io(self, trt, entry: ManifestEntry):
+    def _io(self, trt: ModuleType, entry: ManifestEntry) -> Iterator[tuple[str, bool, tuple[int, ...], type]]:
         """(name, is_input, shape, numpy dtype) of each I/O tensor, setting input shapes where dynamic."""
         engine, context = self._engine, self._context
         if self._tensor_api:
@@ -312,7 +314,7 @@ class TensorRTRunner:
             self._cuda.memcpy_dtoh(host, device)
         return [host.copy() for host, _ in self._outputs]
 
-    def infer(self, arrays: list) -> list:
+    def infer(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Outputs for the given inputs (one host array per engine input, in order, cast to the engine's input
         type: fp16 for a strongly typed fp16 engine), copied in and out; not timed (`edgebench eval`)."""
         cuda = self._cuda

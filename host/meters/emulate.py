@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgebench.errors import BadInput
 from edgebench.host.meters.tweetawatt import Calibration, build_frame, convert, default_calibration
@@ -30,6 +30,16 @@ if TYPE_CHECKING:
     from edgebench.host.meters.plug_emulate import PlugFaults
 
 # --- profiles -----------------------------------------------------------------------------------------------
+
+
+class Profile(Protocol):
+    """The load an emulated meter measures: watts at each moment after it started. A profile may also say the
+    most watts it reaches (`top_w()`), which an encoder with a range checks."""
+
+    identity: str  # in words, for the meter's identity
+
+    def watts_at(self, t_s: float) -> float:
+        """Power at `t_s` seconds after the emulator started."""
 
 
 class ConstantProfile:
@@ -162,6 +172,23 @@ class CpuLoadProfile:
 
 
 # --- encoders: profile watts -> the bytes a real meter sends ----------------------------------------------------
+
+
+class Encoder(Protocol):
+    """Profile watts -> the bytes one protocol's real meter sends (and its answers to requests). An encoder with
+    a range also has `check(top_w)`."""
+
+    streams: bool  # sends readings unasked (else answers requests)
+    default_interval_s: float
+
+    def frame(self, watts: float, t_s: float) -> bytes:
+        """The reading `watts` at `t_s` as the meter sends it."""
+
+    def corrupt(self, frame: bytes) -> bytes:
+        """`frame` damaged the way a line or a radio damages it."""
+
+    def respond(self, request: bytes, watts: float, t_s: float) -> tuple[bytes, bool]:
+        """The answer to `request` (bytes the logger sent) and whether it carries a reading."""
 
 
 class LinesEncoder:
@@ -439,7 +466,9 @@ GARBAGE = b"\x00\x13\xa5garbage\xff"  # no 0x7E, no newline: pure junk for the r
 class _Emitter:
     """Shared timing: what to send at each tick, with faults applied."""
 
-    def __init__(self, encoder, profile, interval_s: float, faults: Faults, handle: EmulatorHandle) -> None:
+    def __init__(
+        self, encoder: Encoder, profile: Profile, interval_s: float, faults: Faults, handle: EmulatorHandle
+    ) -> None:
         self.encoder, self.profile, self.interval_s, self.faults, self.handle = (
             encoder, profile, interval_s, faults, handle,
         )  # fmt: skip
@@ -573,13 +602,13 @@ def _serve_tcp(
 
 def start_emulator(
     protocol: str,
-    profile,
+    profile: Profile,
     *,
     interval_s: float | None = None,
     transport: str = "pty",
     faults: Faults | PlugFaults | dict[str, Any] | None = None,
     tcp_port: int = 0,
-    encoder=None,
+    encoder: Encoder | None = None,
     plug: dict[str, Any] | None = None,
 ) -> EmulatorHandle:
     """Start an emulated meter in a thread; open `handle.port` with the logger. Stop it with `.stop()`.
