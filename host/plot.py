@@ -42,7 +42,9 @@ from .pairing import EngineResult, PairingResult
 from .table import DEFAULT_SORT, FIGURES, front_figure, rank, ranked_words, shared_ranks, sort_getter
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.transforms import Bbox
 
 PLOT_EXTRA = "pip install 'edgebench[plot]'"
 SUFFIXES = (".png", ".svg", ".pdf")
@@ -81,7 +83,7 @@ MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "bf16": "D", "tf32": "v", "fp8
 SOURCE_COLOURS = {"wall": "#1f77b4", "lab": "#aec7e8", "rails": "#2ca02c", "model": "#ff7f0e"}
 
 
-def _matplotlib() -> Any:
+def _matplotlib() -> type[Figure]:
     """The Figure class, or a one-line MissingDependency (exit 2) saying how to install matplotlib. No backend is
     chosen: a Figure saves through its own canvas, and the caller's backend (a notebook's inline one) stays."""
     try:
@@ -149,7 +151,7 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def svg_document(fig: Figure, salt: str, bbox: Any = "tight") -> str:
+def svg_document(fig: Figure, salt: str, bbox: Bbox | str = "tight") -> str:
     """`fig` as a whole SVG file's text (XML prologue included); text stays text, no date, ids salted. `bbox`:
     the saved area (`tight_bbox`, computed once for several formats), or "tight"."""
     import matplotlib
@@ -160,7 +162,7 @@ def svg_document(fig: Figure, salt: str, bbox: Any = "tight") -> str:
     return buffer.getvalue()
 
 
-def tight_bbox(fig: Figure) -> Any:
+def tight_bbox(fig: Figure) -> Bbox:
     """The area `bbox_inches="tight"` would save (everything drawn, padded 0.1 in), computed once: each savefig
     with "tight" draws the whole figure an extra time to find it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -196,7 +198,7 @@ def _value(e: EngineResult, column: str) -> float:
 MAX_SCATTER_LABELS = 12  # more points than this: only the best few (lowest y) are labelled
 
 
-def _place_labels(ax: Any, points: Sequence[tuple[str, float, float]], fontsize: float = 7) -> None:
+def _place_labels(ax: Axes, points: Sequence[tuple[str, float, float]], fontsize: float = 7) -> None:
     """Label points without piling labels up: each label tries a few offsets around its point and takes the first
     whose box (estimated in display pixels) overlaps no label placed before it; a label that fits nowhere is
     left out (the table names every point)."""
@@ -322,7 +324,11 @@ def warmup_figure(
     ax.set_xlabel("iteration (1 = first after loading)")
     ax.set_ylabel("latency per inference (ms)")
     ax.set_title(f"first {first} iterations of each engine's first window, warm-up included", fontsize=9)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one
+        locator.set_params(integer=True)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.subplots_adjust(**LAYOUT)
@@ -574,7 +580,7 @@ class ReportFigure:
 
     name: str
     caption: str
-    figure: Any  # matplotlib Figure
+    figure: Figure
 
 
 def report_figures(
