@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -31,6 +32,10 @@ from .options import (
     sensor_root_option,
     tegrastats_option,
 )
+
+if TYPE_CHECKING:
+    from .sensors.base import PowerSensor
+    from .sensors.sampler import Sampler
 
 
 def _thread_words(intra: int | None, inter: int | None, settings: dict) -> str:
@@ -169,7 +174,9 @@ def bench(
         raise EdgebenchError(f"{len(failed)} of {len(entries)} engines failed: {', '.join(failed)}")
 
 
-def _open_sampler(sensor: str, period_s: float, root: Path, tegrastats_cmd: str = "tegrastats"):
+def _open_sampler(
+    sensor: str, period_s: float, root: Path, tegrastats_cmd: str = "tegrastats"
+) -> tuple[Sampler | None, PowerSensor | None]:
     """The on-board Sampler for `--sensor` (None for none), and its sensor to close afterwards."""
     if sensor == "none":
         return None, None

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from edgebench.engines.runner import Runner, RunOptions
-from edgebench.records import AGENT_CLOCK, Metadata, ModelFacts, PowerSample, RailEnergy, RunRecord
+from edgebench.records import (
+    AGENT_CLOCK,
+    Metadata,
+    MetadataValue,
+    ModelFacts,
+    PowerSample,
+    RailEnergy,
+    RunRecord,
+)
 
 from . import metadata as md
 from .options import DEFAULT_DURATION_S, DEFAULT_WARMUP_S
@@ -139,7 +147,7 @@ def _measure_duration(
     return start_ns, end_ns, lat
 
 
-def _options_settings(options: RunOptions | None) -> dict[str, object]:
+def _options_settings(options: RunOptions | None) -> dict[str, MetadataValue]:
     if options is None:
         return {}
     return {f"options.{k}": v for k, v in dataclasses.asdict(options).items() if v is not None}
@@ -289,7 +297,7 @@ def run_engine(
             "check `edgebench sensors` or use a longer --duration"
         )
 
-    settings: dict[str, object] = dict(runner.settings)
+    settings: dict[str, MetadataValue] = dict(runner.settings)
     settings.update(_options_settings(options))
     settings["harness.warmup"] = (
         f"{warmup_iterations} iterations" if warmup_iterations is not None else f"{warmup_s} s"

@@ -132,7 +132,8 @@ def collect_cpu(meta: MetaDict, root: Path) -> None:
         meta["cpu.model"] = first["Processor"]
     if parts:
         meta["cpu.arm_cores"] = "+".join(parts)
-        if "cpu.model" not in meta or meta["cpu.model"].startswith("ARMv"):  # type: ignore[union-attr]
+        model = meta.get("cpu.model")
+        if not isinstance(model, str) or model.startswith("ARMv"):
             meta["cpu.model"] = "ARM " + "+".join(parts)
     if "Hardware" in first:
         meta["cpu.hardware"] = first["Hardware"]
@@ -412,11 +413,11 @@ def throttle_warnings(
         and not any(skip in k for skip in HOT_CHECK_SKIPS)
     ]
     if hot:
-        rises = [
-            f"{k[len('temp.'):-2]} +{end[k] - start[k]:.1f} C"  # type: ignore[operator]
-            for k in end
-            if k.startswith("temp.") and isinstance(start.get(k), (int, float)) and end[k] > start[k]  # type: ignore[operator]
-        ]
+        rises = []
+        for k, now in end.items():
+            before = start.get(k)
+            if k.startswith("temp.") and isinstance(before, (int, float)) and isinstance(now, (int, float)) and now > before:
+                rises.append(f"{k[len('temp.'):-2]} +{now - before:.1f} C")
         out.append(
             f"hot at the end of the run ({', '.join(hot)}; >= {threshold_c:.0f} C"
             + (f"; rose {', '.join(rises[:3])}" if rises else "")

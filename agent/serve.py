@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -41,6 +41,12 @@ from edgebench.protocol import TOKEN_ENV
 from edgebench.records import AGENT_CLOCK, PowerSample, RunRecord, to_dict, with_changes
 
 from .options import sensor_period_option, sensor_root_option
+
+if TYPE_CHECKING:
+    from edgebench.engines.manifest import Manifest
+
+    from .sensors.base import PowerSensor
+    from .sensors.sampler import Sampler
 
 HELLO_TIMEOUT_S = 2.0  # a TCP connection must send its hello line within this long, in all (a trickle cannot stretch it)
 MAX_PENDING_HELLOS = 64  # TCP connections that have not said hello yet, read side by side
@@ -72,18 +78,19 @@ class AgentService:
 
     engines_dir: Path
     token: str | None = None
-    sampler: Any = None  # an agent.sensors Sampler, or None for timing only
+    sampler: Sampler | None = None  # None: timing only
     sensor_info: Mapping[str, Any] = field(default_factory=dict)
     clock_offset_ns: int = 0
     metadata_root: Path = Path("/")
-    manifest: Any = None
+    manifest: Manifest | None = None
 
     def __post_init__(self) -> None:
         self._manifest_mtime_ns = -1
         self.refresh_manifest()
 
-    def refresh_manifest(self) -> None:
-        """Re-read manifest.json when it changed (engines built while the agent runs become runnable)."""
+    def refresh_manifest(self) -> Manifest:
+        """Re-read manifest.json when it changed (engines built while the agent runs become runnable); the
+        manifest now."""
         from edgebench.engines.manifest import MANIFEST_NAME, Manifest
 
         path = Path(self.engines_dir) / MANIFEST_NAME
@@ -91,6 +98,7 @@ class AgentService:
         if self.manifest is None or mtime != self._manifest_mtime_ns:
             self.manifest = Manifest.load(Path(self.engines_dir))
             self._manifest_mtime_ns = mtime
+        return self.manifest
 
     def now_ns(self) -> int:
         return time.time_ns() + self.clock_offset_ns
@@ -106,6 +114,7 @@ class AgentService:
         # Once per session, a hint of the device's quiet CPU level for the host's busy-baseline check: the
         # utilisation since boot (one read). A device that mostly idles shows a few percent here.
         since_boot = busy_since_boot(self.metadata_root)
+        assert self.manifest is not None  # loaded when the service was made
         if since_boot is not None:
             device["cpu.busy_since_boot"] = round(since_boot, 4)
         return {
@@ -124,8 +133,8 @@ class AgentService:
         return {"t_ns": self.now_ns()}
 
     def engines(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        self.refresh_manifest()
-        return {"directory": str(self.engines_dir), "engines": [e.to_dict() for e in self.manifest.entries]}
+        manifest = self.refresh_manifest()
+        return {"directory": str(self.engines_dir), "engines": [e.to_dict() for e in manifest.entries]}
 
     def run(self, args: Mapping[str, Any]) -> dict[str, Any]:
         from edgebench.engines.backends import open_runner
@@ -135,14 +144,14 @@ class AgentService:
         from .watchdog import WindowStopped
 
         name = args["engine"]
-        self.refresh_manifest()
-        if name not in self.manifest:
+        manifest = self.refresh_manifest()
+        if name not in manifest:
             # only manifest engines: a request can never name a file to load
             raise BadInput(
-                f"engine {name!r} is not in this agent's manifest ({self.manifest.path}): ask `engines` for the list"
+                f"engine {name!r} is not in this agent's manifest ({manifest.path}): ask `engines` for the list"
             )
         options = RunOptions(intra_op_threads=args.get("threads"), inter_op_threads=args.get("inter_op_threads"))
-        entry = self.manifest.get(name)
+        entry = manifest.get(name)
         try:
             runner = open_runner(self.engines_dir, entry, options)
         except EdgebenchError as exc:
@@ -560,7 +569,7 @@ def serve_tcp(
     port: int,
     *,
     once: bool = False,
-    announce: Callable[[str], Any] = print,
+    announce: Callable[[str], object] = print,
     hello_timeout_s: float = HELLO_TIMEOUT_S,
     max_pending: int = MAX_PENDING_HELLOS,
     max_pending_per_peer: int = MAX_PENDING_PER_PEER,
@@ -591,10 +600,16 @@ def serve_tcp(
         listener.run()
 
 
-def _sensor_info(sensor) -> dict[str, Any]:
+def _sensor_info(sensor: PowerSensor | None) -> dict[str, Any]:
     if sensor is None:
         return {"name": "none"}
     return {"name": sensor.name, "total_rule": sensor.total_rule, "estimate": bool(sensor.estimate)}
+
+
+def _announce(line: str) -> None:
+    """The listening address on stdout at once (a script starting the agent waits for it)."""
+    click.echo(line)
+    sys.stdout.flush()
 
 
 @click.command()
@@ -645,7 +660,7 @@ def agent(
         if stdio:
             serve_stdio(service)
         else:
-            serve_tcp(service, host, port, once=once, announce=lambda line: click.echo(line) or sys.stdout.flush())
+            serve_tcp(service, host, port, once=once, announce=_announce)
     except KeyboardInterrupt:
         note("agent: stopped")
     finally:

@@ -42,16 +42,22 @@ import os
 import statistics
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgebench.console import note, warn
 from edgebench.errors import BadInput, DeviceError
 from edgebench.files import write_atomic
 from edgebench.pareto import comparable as comparable_setting
 from edgebench.pareto import pareto_front
+
+if TYPE_CHECKING:
+    from edgebench.engines.datasets import Preprocess
+    from edgebench.engines.manifest import ManifestEntry
+    from edgebench.engines.probe import ProbeResult
+    from edgebench.records import Accuracy
 
 STUDY_FORMAT = "edgebench-study"
 STUDY_VERSION = 2  # 2: energy per sample (gross, its uncertainty, net beside it), dataset and preprocessing per row
@@ -112,7 +118,7 @@ class StudyConfig:
     refit: bool = False  # input-size: fit one probe per resolution and method instead of one base model
 
 
-def _preprocess(config: StudyConfig, method: str):
+def _preprocess(config: StudyConfig, method: str) -> Preprocess:
     from edgebench.engines.datasets import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
     return Preprocess(method, config.mean or IMAGENET_MEAN, config.std or IMAGENET_STD, config.channel_order)
@@ -211,6 +217,16 @@ class _Model:
     source: str
 
 
+def probe_note(name: str, result: ProbeResult, method: str) -> str:
+    """What is said once a study fitted a probe: its top-1 on the training images and on the held-out ones ("-"
+    when it had none to score)."""
+    test = "-" if result.test_top1 is None else f"{result.test_top1 * 100:.1f} %"
+    return (
+        f"probe {name}: train top-1 {result.train_top1 * 100:.1f} %, test top-1 {test} "
+        f"at {result.height}x{result.width} ({method})"
+    )
+
+
 def _prepare_model(config: StudyConfig, state: StudyState, backbone: str | None, model_path: Path | None,
                    height: int, width: int, method: str, name: str) -> _Model:
     """The model a study's engines are built from: a probe (fitted here, or kept from an earlier run of the same
@@ -221,14 +237,19 @@ def _prepare_model(config: StudyConfig, state: StudyState, backbone: str | None,
     if not probe:
         if model_path is not None:
             return _Model(Path(model_path).stem, Path(model_path), str(model_path))
-        return _Model(backbone, None, backbone)  # type: ignore[arg-type]
+        assert backbone is not None  # one of the two: the CLI checks it, model_size_study gives one
+        return _Model(backbone, None, backbone)
     from edgebench.engines.datasets import load_dataset
     from edgebench.engines.probe import train_probe
 
     train_name, test_name = _split_names(config.data)
     train = load_dataset(train_name)
     preprocess = _preprocess(config, method)
-    origin = backbone if backbone is not None else hashlib.sha256(Path(model_path).read_bytes()).hexdigest()  # type: ignore[arg-type]
+    if backbone is not None:
+        origin = backbone
+    else:
+        assert model_path is not None  # one of the two, as above
+        origin = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
     fit = _key("probe", origin, train.digest, train.part, dataclasses.asdict(preprocess), height, width, 1.0)
     path = config.out / "models" / f"{name}.onnx"
     if path.is_file() and state.get("probes", name) == fit:
@@ -237,12 +258,11 @@ def _prepare_model(config: StudyConfig, state: StudyState, backbone: str | None,
     model, source = load_source(backbone, model_path)
     result = train_probe(model, source, train, load_dataset(test_name), height, width, preprocess, path)
     state.put("probes", name, fit)
-    note(f"probe {name}: train top-1 {result.train_top1 * 100:.1f} %, test top-1 {result.test_top1 * 100:.1f} % "
-         f"at {height}x{width} ({method})")
+    note(probe_note(name, result, method))
     return _Model(name, path, source)
 
 
-def _build(config: StudyConfig, models: Sequence[_Model], resolutions: Sequence[tuple[int, int]]):
+def _build(config: StudyConfig, models: Sequence[_Model], resolutions: Sequence[tuple[int, int]]) -> list[ManifestEntry]:
     from edgebench.engines.build import build_sweep
     from edgebench.engines.sweep import Sweep
 
@@ -258,7 +278,9 @@ def _build(config: StudyConfig, models: Sequence[_Model], resolutions: Sequence[
     return report.entries
 
 
-def _accuracy(config: StudyConfig, state: StudyState, entries, method: str, write: bool) -> dict[str, Any]:
+def _accuracy(
+    config: StudyConfig, state: StudyState, entries: Sequence[ManifestEntry], method: str, write: bool
+) -> dict[str, Accuracy]:
     """Accuracy of each engine on the test split resized by `method` (kept from an earlier run when the engine,
     the images and the preprocessing are the same)."""
     from edgebench.engines.datasets import load_dataset
@@ -270,7 +292,7 @@ def _accuracy(config: StudyConfig, state: StudyState, entries, method: str, writ
     test = load_dataset(_split_names(config.data)[1])
     preprocess = _preprocess(config, method)
     manifest = Manifest.load(engines_dir)
-    found = {}
+    found: dict[str, Accuracy] = {}
     note(f"evaluating {len(entries)} engine(s) on {test.description} with {method} resize")
     for entry in entries:
         key = _key("accuracy", entry.cache_key, test.digest, test.part, dataclasses.asdict(preprocess))
@@ -333,7 +355,7 @@ def repeat_warnings(records: Sequence) -> list[str]:
     ]
 
 
-def _time_here(config: StudyConfig, state: StudyState, entries) -> Costs:
+def _time_here(config: StudyConfig, state: StudyState, entries: Sequence[ManifestEntry]) -> Costs:
     """Latency and on-board (or estimated) gross energy per sample, timed in this process like `edgebench
     bench`, `config.repeat` windows per engine; its warnings about unstable timings are printed like bench's."""
     from edgebench.agent.harness import run_engine
@@ -358,7 +380,8 @@ def _time_here(config: StudyConfig, state: StudyState, entries) -> Costs:
                        sensor.name if sensor is not None else None)
             kept = state.get("timing", key)
             if kept is not None:
-                costs[entry.name] = _Cost(**{f: (math.nan if v is None else v) for f, v in kept.items()})
+                fields: dict[str, Any] = {f: (math.nan if v is None else v) for f, v in kept.items()}
+                costs[entry.name] = _Cost(**fields)
                 continue
             note(f"[{k}/{len(entries)}] timing {entry.name}: {config.repeat} x {config.duration_s:g} s")
             records = []
@@ -395,7 +418,7 @@ def _finite(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else math.nan
 
 
-def _measure(config: StudyConfig, entries) -> Costs:
+def _measure(config: StudyConfig, entries: Sequence[ManifestEntry]) -> Costs:
     """Wall energy through one `edgebench measure` run over all the study's engines (a subprocess), read back from
     its table.json; a rerun continues the same directory (`--resume`)."""
     from edgebench.cli import edgebench_argv
@@ -442,7 +465,7 @@ def _measure(config: StudyConfig, entries) -> Costs:
     return Costs(costs, source)
 
 
-def _costs(config: StudyConfig, state: StudyState, entries) -> Costs:
+def _costs(config: StudyConfig, state: StudyState, entries: Sequence[ManifestEntry]) -> Costs:
     return _measure(config, entries) if config.meter else _time_here(config, state, entries)
 
 
@@ -472,8 +495,8 @@ def with_fronts(points: list[StudyPoint]) -> list[StudyPoint]:
     return [dataclasses.replace(p, pareto_energy=flags[i][0], pareto_latency=flags[i][1]) for i, p in enumerate(points)]
 
 
-def _points(study: str, entries_by_method: dict[str, list], models: dict[str, _Model], accuracy_by_method,
-            costs: Costs) -> list[StudyPoint]:
+def _points(study: str, entries_by_method: dict[str, list[ManifestEntry]], models: dict[str, _Model],
+            accuracy_by_method: Mapping[str, Mapping[str, Accuracy]], costs: Costs) -> list[StudyPoint]:
     points = []
     for method, entries in entries_by_method.items():
         for entry in entries:
@@ -575,7 +598,7 @@ CSV_FIELDS = tuple(f.name for f in dataclasses.fields(StudyPoint))
 _FLOAT_FIELDS = ("latency_mean_ms", "energy_j_per_sample", "energy_j_per_sample_u", "net_j_per_sample")
 
 
-def _clean(value):
+def _clean(value: object) -> object:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
@@ -655,7 +678,7 @@ def format_rows(points: Sequence[StudyPoint], energy_source: str = "") -> list[s
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     left = {0, 1, len(headers) - 1}
 
-    def line(cells) -> str:
+    def line(cells: Sequence[str]) -> str:
         return "  ".join(
             c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
@@ -722,8 +745,10 @@ def read_study(path: Path) -> tuple[str, list[StudyPoint]]:
     try:
         version = doc.get("version")
         rows = [_from_v1(row) if version == 1 else row for row in doc["points"]]
-        points = [StudyPoint(**{k: (math.nan if v is None and k in _FLOAT_FIELDS else v) for k, v in row.items()})
-                  for row in rows]
+        values: list[dict[str, Any]] = [
+            {k: (math.nan if v is None and k in _FLOAT_FIELDS else v) for k, v in row.items()} for row in rows
+        ]
+        points = [StudyPoint(**v) for v in values]
         kind = doc["study"]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadInput(f"{file} is not an edgebench study ({exc}): {advice}") from exc

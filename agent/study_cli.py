@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from edgebench.engines.eval_cli import channel_options
 from edgebench.errors import BadInput
-from edgebench.options import input_resolution_option, positive, sensor_option
+from edgebench.options import Decorator, input_resolution_option, positive, sensor_option
 
 
 def _split(values) -> list[str]:
     return [item.strip() for value in values for item in str(value).split(",") if item.strip()]
 
 
-def _common(function):
-    options = [
+def _common(function: Callable[..., Any]) -> Callable[..., Any]:
+    options: list[Decorator] = [
         click.option("--data", default="digits", show_default=True, metavar="DATA",
                      help="Labelled images: digits, PATH.npz or an image folder; its :train split fits probes, "
                      "its :test split is evaluated."),

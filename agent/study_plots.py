@@ -12,15 +12,22 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from edgebench.errors import MissingDependency
 from edgebench.files import write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from edgebench.agent.study import StudyPoint
 
 PLOT_EXTRA = "pip install 'edgebench[plot]'"
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     try:
         import matplotlib
     except ImportError as exc:
@@ -40,18 +47,18 @@ AXES = {
 LAB_PLOTS = (("gflops", "top1"), ("latency", "top1"), ("gflops", "latency"))
 
 
-def _label(p, study: str) -> str:
+def _label(p: StudyPoint, study: str) -> str:
     return f"{p.height}x{p.width}" if study == "input-size" else p.model.removesuffix("-probe")
 
 
-def _series(points) -> dict[str, list]:
-    out: dict[str, list] = {}
+def _series(points: Sequence[StudyPoint]) -> dict[str, list[StudyPoint]]:
+    out: dict[str, list[StudyPoint]] = {}
     for p in points:
         out.setdefault(p.method, []).append(p)
     return out
 
 
-def lab_figure(points: Sequence, study: str, x_key: str, y_key: str):
+def lab_figure(points: Sequence[StudyPoint], study: str, x_key: str, y_key: str) -> Figure:
     """One of the lab's plots: `y_key` against `x_key` (keys of AXES), one line per resize method."""
     plt = _pyplot()
     x_label, x_of = AXES[x_key]
@@ -73,7 +80,7 @@ def lab_figure(points: Sequence, study: str, x_key: str, y_key: str):
     return fig
 
 
-def pareto_figure(points: Sequence, study: str, cost_key: str):
+def pareto_figure(points: Sequence[StudyPoint], study: str, cost_key: str) -> Figure:
     """Accuracy against `cost_key` ("energy" or "latency"), every point, and the Pareto front of each group of
     comparable rows (same dataset and preprocessing: one per resize method in an input-size study) as a step line."""
     from edgebench.agent.study import comparable
@@ -108,7 +115,7 @@ def pareto_figure(points: Sequence, study: str, cost_key: str):
     return fig
 
 
-def plot_study(points: Sequence, study: str, directory: Path) -> list[Path]:
+def plot_study(points: Sequence[StudyPoint], study: str, directory: Path) -> list[Path]:
     """Write the lab's three plots and the Pareto plots (those with a finite cost) of a study; returns the files."""
     plt = _pyplot()
     directory = Path(directory)

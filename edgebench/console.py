@@ -10,14 +10,14 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import IO, TypeVar
 
 import click
 
 T = TypeVar("T")
 
 
-def use_color(stream=None) -> bool:
+def use_color(stream: IO[str] | None = None) -> bool:
     """True when colour may be used on `stream` (stderr by default): a terminal and NO_COLOR unset."""
     stream = stream or sys.stderr
     return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()

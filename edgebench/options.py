@@ -29,7 +29,7 @@ class FiniteFloat(click.ParamType):
     ) -> None:
         self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, bool):
             self.fail(f"{value!r} is not a number.", param, ctx)
         try:

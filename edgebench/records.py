@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 from .errors import BadInput
 
@@ -197,6 +197,9 @@ ZERO_OFFSET = ClockOffset(offset_ns=0, method="same clock")
 
 # --- JSON lines -----------------------------------------------------------------------------------------------
 
+# The records written as tagged JSON (`to_dict`, JSON lines) and read back by their tag.
+Record: TypeAlias = "RunRecord | PowerSample | RailEnergy | MeterReading | ClockOffset"
+
 _RECORD_TYPES: dict[str, type] = {
     "RunRecord": RunRecord,
     "PowerSample": PowerSample,
@@ -226,7 +229,7 @@ def _is_numpy_scalar(value: Any) -> bool:
     return numpy is not None and isinstance(value, numpy.generic)
 
 
-def to_dict(record: Any) -> dict[str, Any]:
+def to_dict(record: Record) -> dict[str, Any]:
     """A record as plain JSON-able data, tagged with its type and the format version."""
     data = _plain(record)
     data["type"] = type(record).__name__
@@ -487,19 +490,19 @@ def _check_window(r: RunRecord) -> None:
         raise RecordError("window_start_ns/window_end_ns are beyond int64 nanoseconds")
 
 
-def dumps(record: Any) -> str:
+def dumps(record: Record) -> str:
     """One record as one JSON line (no trailing newline)."""
     return json.dumps(to_dict(record), separators=(",", ":"), allow_nan=False)
 
 
-def write_jsonl(stream: IO[str], records: Iterable[Any]) -> None:
+def write_jsonl(stream: IO[str], records: Iterable[Record]) -> None:
     """Append records to an open text stream, one JSON line each, flushing after each one."""
     for record in records:
         stream.write(dumps(record) + "\n")
         stream.flush()
 
 
-def append_jsonl(path: str | Path, records: Iterable[Any]) -> None:
+def append_jsonl(path: str | Path, records: Iterable[Record]) -> None:
     """Append records to a JSON-lines file (created if missing; a device node, FIFO or socket is refused in one
     line, a symlink written through)."""
     from .files import open_append

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgebench.engines.backends import DEFAULT_BACKEND, require_backend
 from edgebench.engines.manifest import Manifest, ManifestEntry
@@ -22,6 +23,11 @@ from edgebench.engines.spec import EngineSpec
 from edgebench.engines.sweep import Sweep
 from edgebench.errors import BadInput, EdgebenchError
 from edgebench.files import write_atomic
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgebench.engines.backends import Backend
 
 BUILT, CACHED, FAILED = "built", "cached", "failed"
 
@@ -108,7 +114,7 @@ class _Sources:
     def __init__(self, models: dict[str, Path], out_dir: Path | None = None) -> None:
         self.models = models
         self.out_dir = out_dir
-        self._loaded: dict[str, tuple[object, bytes]] = {}
+        self._loaded: dict[str, tuple[onnx.ModelProto, bytes]] = {}
         self._digests: dict[str, str] = {}
         self._memo: dict[str, str] | None = None
 
@@ -116,7 +122,7 @@ class _Sources:
         for name in self.models:
             self.get(name)
 
-    def get(self, backbone: str):
+    def get(self, backbone: str) -> tuple[onnx.ModelProto, bytes]:
         from edgebench.engines import backbones
 
         if backbone not in self._loaded:
@@ -166,11 +172,13 @@ class _Sources:
         else:
             fingerprint = _builtin_fingerprint(backbone)
             memo = self._read_memo()
-            value = memo.get(fingerprint)
-            if value is None:
+            remembered = memo.get(fingerprint)
+            if remembered is None:
                 value = hashlib.sha256(self.get(backbone)[1]).hexdigest()
                 memo[fingerprint] = value
                 self._write_memo()
+            else:
+                value = remembered
         self._digests[backbone] = value
         return value
 
@@ -223,7 +231,7 @@ def build_sweep(
     return BuildReport(out_dir=out_dir, backend=backend, results=tuple(results))
 
 
-def _key(spec: EngineSpec, sources: _Sources, engine_backend, versions: dict) -> str:
+def _key(spec: EngineSpec, sources: _Sources, engine_backend: Backend, versions: dict[str, str]) -> str:
     options = engine_backend.build_options(spec)
     return cache_key(sources.digest(spec.backbone).encode(), spec, engine_backend.name, options, versions)
 
@@ -235,7 +243,10 @@ def _is_cached(spec: EngineSpec, key: str, manifest: Manifest, out_dir: Path) ->
     return existing.cache_key == key and (out_dir / existing.artifact).is_file()
 
 
-def _build_one(spec, key, sources, engine_backend, manifest, versions, out_dir, force) -> BuildResult:
+def _build_one(
+    spec: EngineSpec, key: str, sources: _Sources, engine_backend: Backend, manifest: Manifest,
+    versions: dict[str, str], out_dir: Path, force: bool,
+) -> BuildResult:
     try:
         return _build_or_reuse(spec, key, sources, engine_backend, manifest, versions, out_dir, force)
     except EdgebenchError as exc:
@@ -248,7 +259,10 @@ def _build_one(spec, key, sources, engine_backend, manifest, versions, out_dir, 
     return BuildResult(spec.name, FAILED, error=error)
 
 
-def _build_or_reuse(spec, key, sources, engine_backend, manifest, versions, out_dir, force) -> BuildResult:
+def _build_or_reuse(
+    spec: EngineSpec, key: str, sources: _Sources, engine_backend: Backend, manifest: Manifest,
+    versions: dict[str, str], out_dir: Path, force: bool,
+) -> BuildResult:
     if not force and _is_cached(spec, key, manifest, out_dir):
         return BuildResult(spec.name, CACHED, manifest.get(spec.name))
     from edgebench.engines.counting import count_cost, fix_input_shape

@@ -49,6 +49,7 @@ def build_engines(backbones, models, batches, resolutions, precisions, backend, 
     from edgebench.console import progress, warn
     from edgebench.engines.backbones import BUILTINS, user_model_name
     from edgebench.engines.build import FAILED, build_sweep, report_json, summary_lines
+    from edgebench.engines.spec import parse_resolution
     from edgebench.engines.sweep import DEFAULT_SWEEP, Sweep, load_sweep
 
     base = load_sweep(sweep_file) if sweep_file else DEFAULT_SWEEP
@@ -63,7 +64,7 @@ def build_engines(backbones, models, batches, resolutions, precisions, backend, 
     sweep = Sweep(
         backbones=tuple(_split(backbones)) if (backbones or models) else base.backbones,
         batches=tuple(_ints(_split(batches), "--batch")) if batches else base.batches,
-        resolutions=tuple(_split(resolutions)) if resolutions else base.resolutions,
+        resolutions=tuple(parse_resolution(r) for r in _split(resolutions)) if resolutions else base.resolutions,
         precisions=tuple(_split(precisions)) if precisions else base.precisions,
         models=model_map,
         extra=base.extra,

@@ -28,9 +28,10 @@ import io
 import math
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 
@@ -57,6 +58,11 @@ MAX_CLASSES = 100_000
 MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_ARRAY_BYTES = 4 * 2**30
 NPZ_HINT = "write it with numpy.savez(path, x=images, y=labels)"
+
+# A dataset's images: one N x C x H x W array when all share a size, else a sequence of C x H x W arrays.
+Images: TypeAlias = "np.ndarray | Sequence[np.ndarray]"
+# What turns a slice of images into N x C x H x W float32 model inputs (a Preprocess at one size).
+Prepare: TypeAlias = "Callable[[Images], np.ndarray]"
 
 
 @dataclass(frozen=True)
@@ -464,6 +470,7 @@ def load_dataset(name: str) -> Dataset:
         raise BadInput(f"dataset {name!r}: the part after ':' must be train or test (a fixed 70/30 split)")
     path = Path(base)
     names: tuple[str, ...] | None
+    images: np.ndarray | list[np.ndarray]
     if base == DIGITS and not path.exists():
         images, labels, names, digest = _load_digits()
         what, source = "scikit-learn digits (8x8 grey)", DIGITS

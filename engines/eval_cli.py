@@ -4,12 +4,17 @@ that makes a backbone classify). Apart from build-engines so that a cached build
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgebench.errors import BadInput
 from edgebench.options import engine_names_option, engines_dir_option, input_resolution_option, positive
+
+if TYPE_CHECKING:
+    import onnx
 
 RESIZE_CHOICES = ("area", "bilinear", "crop", "nearest")  # edgebench.engines.datasets.RESIZE_METHODS (tested)
 
@@ -28,7 +33,7 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     return values
 
 
-def channel_options(function):
+def channel_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """--mean, --std, --bgr: how an image's channels are normalised and ordered (eval, train-probe and study)."""
     function = click.option("--bgr", is_flag=True, help="Feed channels in BGR order (default RGB).")(function)
     function = click.option(
@@ -189,7 +194,7 @@ def train_probe(backbone, model_path, data, test_data, resolution, method, mean_
     click.echo(f"wrote {out_path}: build it with `edgebench build-engines --model {out_path}`")
 
 
-def load_source(backbone: str | None, model_path: Path | None):
+def load_source(backbone: str | None, model_path: Path | None) -> tuple[onnx.ModelProto, str]:
     """(onnx model, name) from --backbone or --model (exactly one)."""
     if (backbone is None) == (model_path is None):
         raise BadInput("give exactly one of --backbone NAME or --model PATH.onnx")
@@ -197,4 +202,5 @@ def load_source(backbone: str | None, model_path: Path | None):
 
     if backbone is not None:
         return backbones.builtin_model(backbone), backbone
+    assert model_path is not None  # exactly one of the two, checked above
     return backbones.load_user_model(model_path)[0], str(model_path)

@@ -15,13 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgebench.engines.datasets import Dataset, Preprocess
+from edgebench.engines.datasets import Dataset, Images, Prepare, Preprocess
 from edgebench.engines.manifest import Manifest, ManifestEntry
 from edgebench.engines.provenance import Labels, ProbeFit, check_fit, labelled
 from edgebench.errors import BadInput, MissingDependency
+
+if TYPE_CHECKING:
+    from edgebench.engines.runner import ArrayRunner
 from edgebench.records import Accuracy
 
 
@@ -42,9 +46,9 @@ CHUNK_BYTES = 64 * 2**20  # preprocessed inputs held at once: one chunk, whateve
 
 
 def scores_of(
-    runner,
-    images,
-    prepare: Callable,
+    runner: ArrayRunner,
+    images: Images,
+    prepare: Prepare,
     on_batch: Callable[[int], None] | None = None,
     check_classes: Callable[[int], None] | None = None,
     chunk: int | None = None,
@@ -130,7 +134,7 @@ def evaluate_entry(
                     "head for this dataset with `edgebench train-probe`)"
                 )
 
-        def prepare(images) -> np.ndarray:
+        def prepare(images: Images) -> np.ndarray:
             return preprocess.apply(images, height, width, channels)
 
         chunk = max(1, CHUNK_BYTES // (4 * channels * height * width))

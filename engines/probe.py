@@ -12,11 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgebench.engines.datasets import STUDY_EXTRA, Dataset, Preprocess
+from edgebench.engines.datasets import STUDY_EXTRA, Dataset, Images, Prepare, Preprocess
 from edgebench.errors import BadInput, MissingDependency
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime as ort
 
 FEATURES = "features"
 LOGITS = "logits"
@@ -40,7 +45,7 @@ class ProbeResult:
     preprocessing: str
 
 
-def feature_graph(model):
+def feature_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of `model` that outputs the flattened output of its last GlobalAveragePool as `features`."""
     import onnx
     from onnx import helper
@@ -73,15 +78,16 @@ def feature_graph(model):
     return out
 
 
-def _fixed_size(model) -> tuple[int | None, int | None]:
+def _fixed_size(model: onnx.ModelProto) -> tuple[int | None, int | None]:
     """The height and width a model's input is fixed at (None where it is symbolic)."""
     dims = model.graph.input[0].type.tensor_type.shape.dim
     if len(dims) != 4:
         raise BadInput(f"model input {model.graph.input[0].name!r} has rank {len(dims)}: a probe needs one NCHW image input")
-    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:])  # type: ignore[return-value]
+    height, width = (d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims[2:])
+    return height, width
 
 
-def check_model_input(model, height: int, width: int) -> None:
+def check_model_input(model: onnx.ModelProto, height: int, width: int) -> None:
     """BadInput before any work when a height x width input cannot go through `model`: a fixed input of another
     size (naming the --resolution to give) or a tensor that would be empty (the one resolution check)."""
     from edgebench.engines.spec import check_resolution
@@ -96,7 +102,7 @@ def check_model_input(model, height: int, width: int) -> None:
     check_resolution(None, height, width, model=model)
 
 
-def _run_batched(session, output: str, images, prepare) -> np.ndarray:
+def _run_batched(session: ort.InferenceSession, output: str, images: Images, prepare: Prepare) -> np.ndarray:
     """`output` for every image, each chunk preprocessed by `prepare` just before it runs (memory stays one chunk
     of inputs whatever the dataset's size), in chunks that fit the model's batch dimension (padded when fixed)."""
     value = session.get_inputs()[0]
@@ -112,7 +118,7 @@ def _run_batched(session, output: str, images, prepare) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _session(model):
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -124,7 +130,7 @@ def _session(model):
         raise BadInput(f"onnxruntime cannot load {model.graph.name or 'the model'}: {first}") from None
 
 
-def extract_features(feature_model, images, prepare) -> np.ndarray:
+def extract_features(feature_model: onnx.ModelProto, images: Images, prepare: Prepare) -> np.ndarray:
     """Pooled features (N x D) of `images`, preprocessed chunk by chunk by `prepare`, through onnxruntime on
     the CPU."""
     return _run_batched(_session(feature_model), FEATURES, images, prepare).astype(np.float64)
@@ -168,7 +174,7 @@ def fit_linear(
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
-def probe_model(feature_model, weight: np.ndarray, bias: np.ndarray, name: str):
+def probe_model(feature_model: onnx.ModelProto, weight: np.ndarray, bias: np.ndarray, name: str) -> onnx.ModelProto:
     """`feature_model` with a Gemm classifier appended: output `logits`, batch x classes."""
     import onnx
     from onnx import helper, numpy_helper
@@ -210,7 +216,7 @@ def writable_output(out: Path) -> Path:
     return target
 
 
-def _save_atomically(model, target: Path) -> None:
+def _save_atomically(model: onnx.ModelProto, target: Path) -> None:
     """Write `model` to `target` through a temporary file in the same folder and a rename: a crash or a full disk
     never leaves half a model under the final name."""
     import os
@@ -233,7 +239,7 @@ def _save_atomically(model, target: Path) -> None:
 
 
 def train_probe(
-    model,
+    model: onnx.ModelProto,
     source: str,
     train: Dataset,
     test: Dataset | None,
@@ -259,7 +265,7 @@ def train_probe(
         )
     channels = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value or 3
 
-    def prepare(images):
+    def prepare(images: Images) -> np.ndarray:
         return preprocess.apply(images, height, width, channels)
 
     features_model = feature_graph(model)
@@ -292,6 +298,6 @@ def train_probe(
     )
 
 
-def _top1(model, images, labels: np.ndarray, prepare) -> float:
+def _top1(model: onnx.ModelProto, images: Images, labels: np.ndarray, prepare: Prepare) -> float:
     logits = _run_batched(_session(model), LOGITS, images, prepare)
     return float(np.mean(np.argmax(logits, axis=1) == labels))

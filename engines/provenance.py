@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgebench.errors import BadInput
+
+if TYPE_CHECKING:
+    from edgebench.engines.datasets import Preprocess
 
 FIT_KEY = "edgebench.probe.fit"
 ALLOW_TRAIN_IMAGES = "--allow-train-images"
@@ -137,7 +140,7 @@ def check_fit(
     source: str,
     digest: str,
     part: str,
-    preprocess,
+    preprocess: Preprocess,
     allow_train_images: bool = False,
     allow_other_preprocessing: bool = False,
 ) -> Labels:

@@ -7,9 +7,12 @@ what a timed iteration contains is exactly what `timed_region` says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from edgebench.records import Metadata
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,16 @@ class Runner(Protocol):
 
     def close(self) -> None:
         """Release the engine and its buffers."""
+
+
+class ArrayRunner(Runner, Protocol):
+    """A Runner that also takes whole input arrays, as `edgebench eval` feeds a dataset through it; every
+    backend's runner is one (`open_runner` returns it)."""
+
+    input_shapes: list[tuple[int, ...]]  # one shape per engine input: what infer() takes
+
+    def infer(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Outputs for the given inputs (one array per engine input, in order); not timed."""
 
 
 # Optional: a runner that can be stopped from another thread also has `interrupt() -> None`, which makes a

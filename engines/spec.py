@@ -11,9 +11,13 @@ import dataclasses
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgebench.errors import BadInput
 from edgebench.names import EngineName, parse_engine_name
+
+if TYPE_CHECKING:
+    import onnx
 
 PRECISIONS = ("fp32", "fp16")
 # The largest input side edgebench builds, fits or studies: a 4K frame (3840x2160) fits. One 4096x4096 image is
@@ -79,7 +83,7 @@ class EngineSpec(EngineName):
         check_resolution(None if self.backbone in user_models else self.backbone, self.height, self.width)
 
 
-def check_resolution(backbone: str | None, height: int, width: int, model=None) -> None:
+def check_resolution(backbone: str | None, height: int, width: int, model: onnx.ModelProto | None = None) -> None:
     """The one resolution check of build-engines, train-probe and the studies: BadInput (one line, naming the limit)
     when height x width exceeds MAX_SIDE, is below a built-in `backbone`'s minimum (derived from its downsampling
     path, see `BackboneInfo.min_side`) or does not fit a given ONNX `model` (shape inference; only the graph knows a

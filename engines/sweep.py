@@ -14,9 +14,11 @@ TOML form (`edgebench build-engines --sweep sweep.toml`):
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgebench.engines.spec import PRECISIONS, EngineSpec, parse_resolution
 from edgebench.errors import BadInput
@@ -79,10 +81,10 @@ DEFAULT_SWEEP = Sweep(
 )
 
 
-def _load_toml(path: Path) -> dict:
-    try:
-        import tomllib  # Python >= 3.11
-    except ImportError:  # pragma: no cover - Python 3.10
+def _load_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
         try:
             import tomli as tomllib
         except ImportError as exc:
@@ -124,7 +126,7 @@ def load_sweep(path: Path) -> Sweep:
     return Sweep(
         backbones=tuple(str(b) for b in _list(data, "backbones", [])),
         batches=tuple(batches),
-        resolutions=tuple(str(r) for r in _list(data, "resolutions", ["224x224"])),
+        resolutions=tuple(parse_resolution(str(r)) for r in _list(data, "resolutions", ["224x224"])),
         precisions=tuple(str(p) for p in _list(data, "precisions", ["fp32"])),
         models={str(name): (path.parent / str(p)) for name, p in models.items()},
         extra=str(data.get("extra", "")),

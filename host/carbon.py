@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TypedDict
 
 from edgebench.errors import BadInput
 
@@ -409,7 +410,19 @@ def equivalence_factors() -> tuple[Equivalence, ...]:
     )
 
 
-def equivalents_data(co2_kg: float) -> list[dict[str, object]]:
+class EquivalentData(TypedDict):
+    """One everyday equivalent as JSON data (`carbon --json`, the HTML page)."""
+
+    key: str
+    count: float  # units of it that the CO2 amounts to
+    what: str
+    kg_co2_per_unit: float
+    unit: str
+    source: str
+    year: str
+
+
+def equivalents_data(co2_kg: float) -> list[EquivalentData]:
     """Everyday equivalents of `co2_kg` as dicts (count, what, factor, source, year): for JSON and HTML."""
     return [
         {

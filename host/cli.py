@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -27,6 +28,9 @@ from .options import (
     sort_option,
 )
 
+if TYPE_CHECKING:
+    from edgebench.errors import MissingDependency
+    from edgebench.host.plot import RenderedFigure
 _OFFSET_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
@@ -284,7 +288,7 @@ def report(
             from edgebench.host.html import check_html_path
 
             check_html_path(html_path)
-        figures = None
+        figures: list[RenderedFigure] | MissingDependency | None = None
         if plots_dir is not None:
             from edgebench.host.plot import render_report_figures
 
@@ -375,9 +379,10 @@ def carbon(
         if equivalents:
             data["equivalents"] = c.equivalents_data(result.co2_kg)
         if life is not None:
-            data["lifetime"] = life.to_dict()
+            lifetime = life.to_dict()
             if equivalents:
-                data["lifetime"]["equivalents"] = c.equivalents_data(life.total_co2_kg)
+                lifetime["equivalents"] = c.equivalents_data(life.total_co2_kg)
+            data["lifetime"] = lifetime
         click.echo(json.dumps(data))
         return
     lines = c.format_estimate(result, context=equivalents)

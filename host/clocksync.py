@@ -36,7 +36,9 @@ class ClockSample:
         return (self.delay_ns + 1) // 2
 
 
-def sync(read_agent_ns: Callable[[], int], rounds: int = DEFAULT_ROUNDS, now_ns=time.time_ns) -> ClockSample:
+def sync(
+    read_agent_ns: Callable[[], int], rounds: int = DEFAULT_ROUNDS, now_ns: Callable[[], int] = time.time_ns
+) -> ClockSample:
     """`rounds` exchanges with `read_agent_ns` (one agent clock read each); the one with the smallest delay."""
     if rounds < 1:
         raise ValueError("sync: rounds must be >= 1")

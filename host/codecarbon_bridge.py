@@ -17,12 +17,18 @@ import logging
 import platform
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from edgebench.errors import BadInput, MissingDependency
 from edgebench.files import open_append, output_path
 
 from .carbon import country_iso3
+
+if TYPE_CHECKING:
+    from codecarbon import OfflineEmissionsTracker
+
+    from .carbon import GridFactor
+    from .pairing import PairingResult, WindowResult
 
 # codecarbon.output_methods.emissions_data.EmissionsData fields, in order (checked against codecarbon 3.3.2 by
 # tests/test_codecarbon.py when codecarbon is installed)
@@ -38,7 +44,63 @@ EMISSIONS_COLUMNS: tuple[str, ...] = (
 INSTALL_HINT = "pip install 'edgebench[codecarbon]'"
 
 
-def require_codecarbon():
+class EmissionsRow(TypedDict):
+    """One row of CodeCarbon's emissions.csv as edgebench writes it: EMISSIONS_COLUMNS, in order; "" where the
+    wall meter has no figure (CodeCarbon writes "" there too)."""
+
+    timestamp: str
+    project_name: str
+    run_id: str
+    experiment_id: str
+    duration: float
+    emissions: float
+    emissions_rate: float | str
+    cpu_power: float
+    gpu_power: float
+    ram_power: float
+    cpu_energy: float
+    gpu_energy: float
+    ram_energy: float
+    energy_consumed: float
+    water_consumed: float
+    country_name: str
+    country_iso_code: str
+    region: str
+    cloud_provider: str
+    cloud_region: str
+    os: str
+    python_version: str
+    codecarbon_version: str
+    cpu_count: str
+    cpu_model: str
+    gpu_count: str
+    gpu_model: str
+    longitude: str
+    latitude: str
+    ram_total_size: str
+    tracking_mode: str
+    cpu_utilization_percent: str
+    gpu_utilization_percent: str
+    ram_utilization_percent: str
+    ram_used_gb: str
+    on_cloud: str
+    pue: float
+    wue: float
+
+
+class CodeCarbonEstimate(TypedDict):
+    """What CodeCarbon's tracker estimated over one window (kWh, kg CO2eq), for `Monitor` and `run`."""
+
+    energy_kwh: float
+    emissions_kg: float
+    cpu_energy_kwh: float
+    gpu_energy_kwh: float
+    ram_energy_kwh: float
+    country_iso_code: str
+    codecarbon_version: str
+
+
+def require_codecarbon() -> type[OfflineEmissionsTracker]:
     """CodeCarbon's OfflineEmissionsTracker class; MissingDependency naming the extra when it is absent."""
     try:
         from codecarbon import OfflineEmissionsTracker
@@ -52,7 +114,7 @@ def require_codecarbon():
 class CodeCarbonWindow:
     """CodeCarbon's offline tracker running over one window; `end()` returns its estimate as a dict."""
 
-    def __init__(self, tracker: Any, country_iso_code: str) -> None:
+    def __init__(self, tracker: OfflineEmissionsTracker, country_iso_code: str) -> None:
         self.tracker, self.country_iso_code = tracker, country_iso_code
 
     @classmethod
@@ -69,7 +131,7 @@ class CodeCarbonWindow:
         tracker.start()
         return cls(tracker, country_iso_code)
 
-    def end(self) -> dict[str, Any]:
+    def end(self) -> CodeCarbonEstimate:
         """Stop the tracker: energy (kWh), emissions (kg CO2eq) and what it attributed them to."""
         emissions_kg = self.tracker.stop()
         data = getattr(self.tracker, "final_emissions_data", None)
@@ -92,8 +154,8 @@ class CodeCarbonWindow:
 
 
 def _row_base(
-    *, end_ns: int, duration_s: float, energy_kwh: float, emissions_kg: float, grid: Any, pue: float, meter: str
-) -> dict[str, Any]:
+    *, end_ns: int, duration_s: float, energy_kwh: float, emissions_kg: float, grid: GridFactor, pue: float, meter: str
+) -> EmissionsRow:
     iso = country_iso3(grid)
     egrid = grid.source.startswith("EPA eGRID")
     return {
@@ -128,14 +190,14 @@ def _row_base(
 
 
 def window_row(
-    window: Any,
+    window: WindowResult,
     *,
-    grid: Any,
+    grid: GridFactor,
     pue: float = 1.0,
     meter: str = "",
     project_name: str = "edgebench",
     use_net: bool = False,
-) -> dict[str, Any]:
+) -> EmissionsRow:
     """One measured window (the pairing's WindowResult: `run`, `Monitor`, `measure`) as an emissions.csv row:
     the wall energy, PUE included, goes into `energy_consumed` and its CO2 under `grid` into `emissions`;
     `use_net` writes the energy above idle instead of the gross. experiment_id is `name#repeat`."""
@@ -144,11 +206,13 @@ def window_row(
         end_ns=window.end_host_ns, duration_s=window.duration_s, energy_kwh=energy_j / 3.6e6,
         emissions_kg=grid.co2_kg(energy_j), grid=grid, pue=pue, meter=meter,
     )  # fmt: skip
-    row.update(project_name=project_name, run_id=window.run_id, experiment_id=f"{window.engine}#{window.repeat}")
+    row["project_name"] = project_name
+    row["run_id"] = window.run_id
+    row["experiment_id"] = f"{window.engine}#{window.repeat}"
     return row
 
 
-def pairing_rows(result: Any, *, project_name: str = "edgebench", use_net: bool = False) -> list[dict[str, Any]]:
+def pairing_rows(result: PairingResult, *, project_name: str = "edgebench", use_net: bool = False) -> list[EmissionsRow]:
     """Every valid run window of a PairingResult (`run`, `measure`, `pair`, `report`) as emissions.csv rows."""
     return [
         window_row(w, grid=result.grid, pue=result.pue, meter=result.meter, project_name=project_name, use_net=use_net)
@@ -183,7 +247,7 @@ def check_emissions_csv(path: str | Path) -> bool:
     return False
 
 
-def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
+def write_rows(path: str | Path, rows: Iterable[EmissionsRow]) -> Path:
     """Append rows to a CodeCarbon-style emissions.csv (the header is written when the file is new or empty;
     an existing file must have CodeCarbon's header: `check_emissions_csv`)."""
     path = Path(path)
@@ -198,16 +262,16 @@ def write_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
 
 def write_emissions_csv(
     path: str | Path,
-    windows: Iterable[Any],
+    windows: Iterable[WindowResult],
     *,
-    grid: Any,
+    grid: GridFactor,
     pue: float = 1.0,
     meter: str = "",
     project_name: str = "edgebench",
     use_net: bool = False,
 ) -> Path:
     """Append measured windows (WindowResults) to a CodeCarbon-style emissions.csv."""
-    rows: Sequence[dict[str, Any]] = [
+    rows: Sequence[EmissionsRow] = [
         window_row(w, grid=grid, pue=pue, meter=meter, project_name=project_name, use_net=use_net) for w in windows
     ]
     return write_rows(path, rows)

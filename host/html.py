@@ -16,7 +16,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from .table import (
     sort_getter,
     summary_lines,
 )
+
+if TYPE_CHECKING:
+    from .plot import RenderedFigure
 
 PER = 1_000_000  # equivalents are given for a million samples, like the table's g/1M column
 # column groups shown when the page opens (the others behind the column chooser), so that the ranked table fits
@@ -94,12 +97,12 @@ def _table(result: PairingResult, sort: str) -> str:
         label = rank_label(position, shared)
         cells = [f'<td class="sticky rank" data-v="{_sort_value(position)}">{_esc(label)}</td>']
         for c in shown:
-            css = ["t"] if not c.numeric else []
+            classes = ["t"] if not c.numeric else []
             if c.key == "engine":
-                css.append("sticky engine")
+                classes.append("sticky engine")
             elif c.key == key:
-                css.append("ranked")
-            attr = f' class="{" ".join(css)}"' if css else ""
+                classes.append("ranked")
+            attr = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f'<td{attr} data-v="{_esc(_sort_value(c.value(e)))}">{_esc(c.cell(e))}</td>')
         cells.append(f'<td class="t" data-v="{_esc(e.status)}">{_esc(e.status)}</td>')
         css = "" if e.ok else ' class="not-ok"'
@@ -136,7 +139,9 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def _session_pairs(directory: Path, session: Session, result: PairingResult, records: Sequence[RunRecord]):
+def _session_pairs(
+    directory: Path, session: Session, result: PairingResult, records: Sequence[RunRecord]
+) -> list[tuple[str, Any]]:
     pairs: list[tuple[str, Any]] = [("directory", str(directory))]
     pairs.append(("meter", result.meter or session.meter or "-"))
     if result.resolution_w:
@@ -262,7 +267,7 @@ def _notes(result: PairingResult, records: Sequence[RunRecord], sort: str) -> st
     )
 
 
-def _figures(figures: Sequence[Any] | MissingDependency) -> str:
+def _figures(figures: Sequence[RenderedFigure] | MissingDependency) -> str:
     """The report's plots inlined as SVG (`plot.RenderedFigure`s, drawn once for the page and `--plots`)."""
     if isinstance(figures, MissingDependency):
         return f'<p class="note" id="no-plots">No plots: {_esc(figures)}.</p>'
@@ -274,7 +279,7 @@ def _figures(figures: Sequence[Any] | MissingDependency) -> str:
 
 def render_figures(
     result: PairingResult, records: Sequence[RunRecord], trace: MeterTrace | None, sort: str
-) -> list[Any] | MissingDependency:
+) -> list[RenderedFigure] | MissingDependency:
     """Every report plot drawn and rendered once (SVG text, and PNG bytes when `png`), or the MissingDependency
     that says how to get matplotlib."""
     from . import plot
@@ -386,7 +391,7 @@ def render_report(
     directory: str | Path,
     sort: str | None = None,
     lifetime: tuple[EngineResult, Lifetime] | None = None,
-    figures: Sequence[Any] | MissingDependency | None = None,
+    figures: Sequence[RenderedFigure] | MissingDependency | None = None,
 ) -> str:
     """The whole page as one string (UTF-8 HTML5, no external resource); `lifetime`: a projection of one engine
     over a deployment's life (`report --per-day --years [--embodied]`); `figures`: the plots already rendered
@@ -488,7 +493,7 @@ def write_report(
     records: Sequence[RunRecord] | None = None,
     sort: str | None = None,
     lifetime: tuple[EngineResult, Lifetime] | None = None,
-    figures: Sequence[Any] | MissingDependency | None = None,
+    figures: Sequence[RenderedFigure] | MissingDependency | None = None,
 ) -> Path:
     """Render the page of measure directory `d` (already paired into `result`) into `path`; returns the path.
     `figures`: the plots already rendered (shared with `--plots`), drawn here when not given."""
@@ -514,7 +519,7 @@ def write_plot_files(
     session: Session | None = None,
     records: Sequence[RunRecord] | None = None,
     sort: str | None = None,
-    figures: Sequence[Any] | None = None,
+    figures: Sequence[RenderedFigure] | None = None,
 ) -> list[Path]:
     """`report --plots DIR`: every report plot of measure directory `d` as PNG and SVG; returns the paths.
     `figures`: the plots already rendered with PNG (shared with the page), drawn here when not given."""

@@ -32,11 +32,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgebench.console import warn
 from edgebench.errors import BadInput, PermissionDenied
 from edgebench.records import MeterReading
+
+if TYPE_CHECKING:
+    import serial
+
+    from edgebench.host.meters.base import Meter
+    from edgebench.host.meters.probe import ProbeResult
+    from edgebench.host.store import StoreWriter
 
 GAP_PERIODS = 3.0  # silence longer than this many reading periods is recorded as a gap
 MIN_PERIOD_S = 0.1  # floor for the gap threshold, so scheduler jitter at 100 Hz is not a gap
@@ -106,7 +113,7 @@ def open_logger(
     out: str | Path | None = None,
     *,
     options: MeterOptions | None = None,
-    calibration: str | Path | dict | None = None,
+    calibration: str | Path | dict[str, Any] | None = None,
     baudrate: int | None = None,
     probe_s: float | None = None,
 ) -> BaseLogger:
@@ -163,7 +170,7 @@ class BaseLogger:
         self.url = str(url)
         self.out = Path(out) if out is not None else None
         self.stats = LoggerStats()
-        self._store: Any = None
+        self._store: StoreWriter | None = None
         self._latest: MeterReading | None = None
         self._latest_meter = ""
         self._times: deque[int] = deque(maxlen=64)
@@ -336,9 +343,10 @@ class BaseLogger:
             self._store.set_meta(**self.meta())
 
     def _accept(self, reading: MeterReading) -> None:
-        gap_open = self._silent_since_ns is not None
-        if gap_open:
-            self._add_gap(self._silent_since_ns, reading.t_ns, self._gap_reason)
+        silent_since_ns = self._silent_since_ns
+        gap_open = silent_since_ns is not None
+        if silent_since_ns is not None:
+            self._add_gap(silent_since_ns, reading.t_ns, self._gap_reason)
             self._silent_since_ns = None
         if self._store is not None:
             if self.stats.readings == 0 or reading.meter != self._latest_meter:
@@ -470,7 +478,7 @@ def translate_open_error(url: str, exc: BaseException) -> Exception:
     return BadInput(f"cannot open meter port {url}: {text}")
 
 
-def open_port(url: str, baudrate: int, timeout: float = READ_TIMEOUT_S):
+def open_port(url: str, baudrate: int, timeout: float = READ_TIMEOUT_S) -> serial.Serial:
     """Open a pyserial port by URL, exclusively (an advisory flock, which binds root too; socket:// and loop:// have
     nothing to lock); raises the translated error on failure."""
     import serial
@@ -494,7 +502,7 @@ class MeterLogger(BaseLogger):
         protocol: str = "auto",
         out: str | Path | None = None,
         *,
-        calibration: str | Path | dict | None = None,
+        calibration: str | Path | dict[str, Any] | None = None,
         baudrate: int | None = None,
         probe_s: float | None = None,
     ) -> None:
@@ -509,9 +517,9 @@ class MeterLogger(BaseLogger):
             meter_class(protocol)  # unknown names fail now, before any port is touched
         if calibration is not None and protocol not in ("auto", "tweetawatt"):
             raise BadInput(f"--calibration applies to the tweetawatt protocol, not {protocol}: drop it")
-        self.decoder: Any = None
+        self.decoder: Meter | None = None
         self._port = None
-        self.probe = None  # what `auto` found (edgebench.host.meters.probe.ProbeResult)
+        self.probe: ProbeResult | None = None  # what `auto` found
         self._head = b""  # the first bytes heard, to show when none of them decodes
         self._verifying = False  # after a reconnect: the meter answering has not yet shown it is the same one
         self._back_mono = 0.0
@@ -571,6 +579,7 @@ class MeterLogger(BaseLogger):
         except BaseException:
             self._close_source()
             raise
+        assert self.decoder is not None  # chosen above
         self._send(self.decoder.open_commands())
         self._record_meta()
 
@@ -586,7 +595,7 @@ class MeterLogger(BaseLogger):
             return int(meter_class(self.protocol).baudrate)
         return 9600
 
-    def _open_first(self):
+    def _open_first(self) -> serial.Serial:
         return open_port(self.url, self._baud())
 
     def _choose_decoder(self) -> None:
@@ -596,6 +605,7 @@ class MeterLogger(BaseLogger):
         if protocol == "auto":
             from edgebench.host.meters.probe import LISTEN_S, probe_port
 
+            assert self._port is not None  # open() opened it before choosing
             found = probe_port(self._port, self.probe_s or LISTEN_S, self.url)
             protocol = found.protocol
             self.probe = found
@@ -608,10 +618,11 @@ class MeterLogger(BaseLogger):
             options["calibration"] = self.calibration
         self.decoder = make_meter(protocol, **options)
         self.protocol = protocol
-        if not self.baudrate and getattr(self._port, "baudrate", None) != self.decoder.baudrate:
+        port = self._port
+        if not self.baudrate and port is not None and getattr(port, "baudrate", None) != self.decoder.baudrate:
             # auto opened the port at 9600; a Watts up? talks at 115200
             try:
-                self._port.baudrate = self.decoder.baudrate
+                port.baudrate = self.decoder.baudrate
             except (AttributeError, ValueError, OSError):
                 pass
 
@@ -641,14 +652,16 @@ class MeterLogger(BaseLogger):
         self._gap_reason = ""
         self._heard_mono = time.monotonic()
         self._heard_ns = time.time_ns()
-        poll = self.decoder.poll()
+        decoder = self.decoder
+        assert decoder is not None, "open() chooses the decoder"
+        poll = decoder.poll()
         # The bookkeeping that needs no reading (silence, the store's commit and its errors) runs at most every
         # CHORES_S, not after every read: at 100 readings/s each pass of this loop is what the logger costs.
         next_chores = 0.0
         read_after = 0.0  # batching (BATCH_S): no read before this
         stop = self._stop
         monotonic, time_ns = time.monotonic, time.time_ns
-        read, feed, accept = self._read, self.decoder.feed, self._accept
+        read, feed, accept = self._read, decoder.feed, self._accept
         while not stop.is_set() and (deadline is None or monotonic() < deadline):
             now = monotonic()
             if self._port is None:
@@ -661,7 +674,7 @@ class MeterLogger(BaseLogger):
                         self.stats.reconnects += 1
                         backoff = BACKOFF_START_S
                         self._back()
-                        self._send(self.decoder.open_commands())
+                        self._send(decoder.open_commands())
                     except (serial.SerialException, OSError, ValueError) as exc:
                         if "exclusively lock" in str(exc) and not self._held_warned:
                             holder = lock_holder(self.url) or "another process"
@@ -709,10 +722,10 @@ class MeterLogger(BaseLogger):
                     readings = self._same_meter(readings, len(data))
                 for reading in readings:
                     accept(reading)
-                if poll and (readings or self.decoder.bad_frames != self.stats.bad_frames):
+                if poll and (readings or decoder.bad_frames != self.stats.bad_frames):
                     # answered (or answered with a damaged record): the next request a period after this one
-                    next_poll = last_poll + self.decoder.nominal_period_s
-                self.stats.bad_frames = self.decoder.bad_frames
+                    next_poll = last_poll + decoder.nominal_period_s
+                self.stats.bad_frames = decoder.bad_frames
                 now = monotonic()
                 if not poll and self._period_cache and self._period_cache < BATCH_BELOW_S:
                     read_after = now + BATCH_S
@@ -737,6 +750,8 @@ class MeterLogger(BaseLogger):
         port = self._port
         fd = self._fd
         if fd is None:
+            if port is None:  # closed under the loop: the caller reopens it, as for pyserial's own errors
+                raise serial.SerialException("the port is closed")
             return port.read(port.in_waiting or 1)
         if ready:
             try:
@@ -757,11 +772,11 @@ class MeterLogger(BaseLogger):
         return data
 
     @property
-    def _port(self):
+    def _port(self) -> serial.Serial | None:
         return self.__port
 
     @_port.setter
-    def _port(self, port) -> None:
+    def _port(self, port: serial.Serial | None) -> None:
         import serial
 
         self.__port = port
@@ -798,7 +813,7 @@ class MeterLogger(BaseLogger):
             if readings:
                 got = f"{readings[0].meter} {readings[0].address}".strip()
                 problem = f"a different meter answers on {self.url} ({got}, not {self._expected()})"
-            elif time.monotonic() - self._back_mono > max(3 * float(self.decoder.nominal_period_s), 1.0):
+            elif time.monotonic() - self._back_mono > max(3 * self._nominal_period_s(), 1.0):
                 problem = (
                     f"{self._back_bytes} bytes from {self.url} since it came back, but no {self.protocol} reading: "
                     f"a different meter? (expected {self._expected()})"

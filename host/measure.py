@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -63,7 +63,7 @@ from edgebench.records import (
 from edgebench.units import count, duration, plus_minus, signed_figure
 
 from .carbon import GridFactor, check_pue
-from .measuredir import KEY_DEVICE, VERSION_PREFIX, MeasureDir, ResumeState, Session, metadata_conflicts
+from .measuredir import MeasureDir, ResumeState, Session, SetupFacts, earlier_setup, metadata_conflicts
 from .meters.options import (
     METER_TIMEOUT_S,
     address_option,
@@ -85,7 +85,14 @@ from .options import (
     pue_option,
     sort_option,
 )
-from .pairing import BUSY_IDLE_CPU, EngineResult, PairingResult, busy_idle_message
+from .pairing import BUSY_IDLE_CPU, EngineResult, PairingResult, WindowResult, busy_idle_message
+
+if TYPE_CHECKING:
+    from .clocksync import ClockSample
+    from .logger import BaseLogger, MeterOptions
+    from .meters.manual import ManualLogger
+    from .prometheus import MeterExporter
+    from .transport import AgentClient, AgentSpec
 
 MIN_WINDOW_FLOOR_S = 1.0  # no window shorter than this, whatever the meter's rate (edge and clock effects)
 WINDOW_MARGIN = 1.2  # 20 % over the bare minimum so a late reading does not drop a window below 10 samples
@@ -126,7 +133,7 @@ class MeasureConfig:
     baudrate: int | None = None
     meter_timeout_s: float = METER_TIMEOUT_S
     meter_label: str = ""
-    meter_options: Any = None  # edgebench.host.logger.MeterOptions: plug credentials, --kwh, --prometheus
+    meter_options: MeterOptions | None = None  # plug credentials, --kwh, --prometheus
     agent: str = "local"
     token: str | None = None
     agent_command: str = "edgebench"
@@ -179,7 +186,7 @@ class MeasureConfig:
         return cls(grid=grid, **o)
 
     @property
-    def agent_spec(self):
+    def agent_spec(self) -> AgentSpec:
         from .transport import parse_agent
 
         return parse_agent(self.agent)
@@ -192,12 +199,12 @@ class MeterSource:
     """The wall meter as a session sees it: a MeterLogger writing the directory's log in the background, the
     sensor to use, its period and the shortest window it can measure."""
 
-    def __init__(self, logger: Any, path: Path, *, address: str | None, min_samples: int, url: str) -> None:
+    def __init__(self, logger: BaseLogger, path: Path, *, address: str | None, min_samples: int, url: str) -> None:
         self.logger, self.path, self.address, self.url = logger, path, address, url
         self.min_samples = min_samples
         self.period_s = math.nan
         self.min_window_s = math.nan
-        self.exporter: Any = None  # the Prometheus endpoint, when one was asked for
+        self.exporter: MeterExporter | None = None  # the Prometheus endpoint, when one was asked for
         self.started_ns = time.time_ns()
 
     @classmethod
@@ -219,10 +226,11 @@ class MeterSource:
 
                 source.exporter = serve(logger, options.prometheus, remote=options.prometheus_remote)
                 note(f"live watts for Prometheus at {source.exporter.url}")
-            if getattr(logger, "manual", False):
-                source.period_s, source.min_window_s = logger.period_s, logger.min_window_s
-                note(logger.introduction())
-                logger.first_counter_reading()  # the kWh counter before the first window (display: no wait)
+            manual = source.manual
+            if manual is not None:
+                source.period_s, source.min_window_s = manual.period_s, manual.min_window_s
+                note(manual.introduction())
+                manual.first_counter_reading()  # the kWh counter before the first window (display: no wait)
             else:
                 source._listen(config.meter_timeout_s)
         except BaseException:
@@ -230,10 +238,19 @@ class MeterSource:
             raise
         return source
 
-    def progress(self, plan: Any) -> Progress:
+    @property
+    def manual(self) -> ManualLogger | None:
+        """The manual meter's logger (a person typing what the display shows), None for any other meter."""
+        if not self.logger.manual:
+            return None
+        from .meters.manual import ManualLogger
+
+        return self.logger if isinstance(self.logger, ManualLogger) else None
+
+    def progress(self, plan: Plan) -> ProgressView:
         """The session's view: the manual meter's prompts, or the live line; either tells the Prometheus
         endpoint which window is open."""
-        if getattr(self.logger, "manual", False):
+        if self.manual is not None:
             from .meters.manual import ManualProgress
 
             return ManualProgress(self, plan)
@@ -243,9 +260,9 @@ class MeterSource:
         """A window opens (`label`) or closes (None): tell the Prometheus endpoint and the manual meter."""
         if self.exporter is not None:
             self.exporter.window(label, kind)
-        window = getattr(self.logger, "window", None)
-        if window is not None:
-            window(label, kind)
+        manual = self.manual
+        if manual is not None:
+            manual.window(label, kind)
 
     @property
     def identity(self) -> str:
@@ -253,11 +270,15 @@ class MeterSource:
 
     @property
     def protocol(self) -> str:
-        return getattr(self.logger, "protocol", "")
+        return self.logger.protocol
 
     @property
-    def calibration(self) -> Any:
-        cal = getattr(self.logger, "calibration", None)
+    def calibration(self) -> dict[str, Any] | None:
+        """The Tweet-a-Watt calibration the logger converts with (the JSON file's content), None for the default
+        or another meter."""
+        from .logger import MeterLogger
+
+        cal = self.logger.calibration if isinstance(self.logger, MeterLogger) else None
         if isinstance(cal, (str, Path)):
             return json.loads(Path(cal).read_text(encoding="utf-8"))
         return cal
@@ -343,8 +364,9 @@ class MeterSource:
         each reading as it is typed and interpolates nothing: nothing to wait for."""
         from .store import load_trace
 
-        if getattr(self.logger, "manual", False):
-            self.logger.wait_reading_after(after_ns)  # the kWh counter typed at a window's end; display: at once
+        manual = self.manual
+        if manual is not None:
+            manual.wait_reading_after(after_ns)  # the kWh counter typed at a window's end; display: at once
             return
         period = self.period_s if math.isfinite(self.period_s) else 1.0
         deadline = time.monotonic() + max(3 * period, 1.0) + 2.0
@@ -367,7 +389,7 @@ class MeterSource:
             self.logger.stop()
         except Exception as exc:  # noqa: BLE001 - the session is ending; say it, keep what was logged
             warn(f"meter logger on {self.url}: {exc}")
-        if not getattr(self.logger, "manual", False):
+        if self.manual is None:
             from .spot import counter_note
 
             line = counter_note(self.path, self.started_ns, time.time_ns(), self.address)
@@ -466,6 +488,28 @@ def make_plan(
 
 
 # --- what the user sees ---------------------------------------------------------------------------------------
+
+
+class ProgressView(Protocol):
+    """What a session tells the user as it goes: `Progress` (a live line, or a line per window), the manual
+    meter's prompts (`meters.manual.ManualProgress`), or a caller's own. Used as a context manager around the
+    session's windows."""
+
+    def window(self, label: str) -> None:
+        """A window starts (`label` says which)."""
+
+    def done(self, cost_s: float) -> None:
+        """The window ended; it cost `cost_s` seconds in all."""
+
+    def more(self, windows: int) -> None:
+        """Windows added (retries, > 0) or dropped (a failed engine's rest, < 0)."""
+
+    def clear(self) -> None:
+        """Clear what is drawn before a note or a warning is written."""
+
+    def __enter__(self) -> ProgressView: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class Progress:
@@ -582,17 +626,17 @@ class MeasureSession:
         config: MeasureConfig,
         out: MeasureDir,
         meter: MeterSource,
-        connect_agent: Callable[[], Any],
-        progress: Callable[[Plan], Progress] | None = None,
+        connect_agent: Callable[[], AgentClient],
+        progress: Callable[[Plan], ProgressView] | None = None,
         earlier: Earlier | None = None,
     ) -> None:
         self.config, self.out, self.meter = config, out, meter
         self.connect_agent = connect_agent
         self.make_progress = progress or (lambda plan: Progress(meter.latest_watts, plan))
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        self.client: Any = None
+        self.client: AgentClient | None = None
         self.hello: AgentHello | None = None
-        self.first_sync: Any = None
+        self.first_sync: ClockSample | None = None
         self.clocks: dict[str, ClockOffset] = {}
         self.warned: dict[str, int] = {}  # engine -> windows with warnings after its first warned one
         self.warning_kinds: set[str] = set()  # kinds said in full once ("unstable timings"); the rest are counted
@@ -603,6 +647,13 @@ class MeasureSession:
         self.result: PairingResult | None = None
 
     # --- agent --------------------------------------------------------------------------------------------
+
+    @property
+    def agent(self) -> AgentClient:
+        """The connected agent's client (`connect()` makes it)."""
+        if self.client is None:
+            raise ProtocolError("no agent connected: connect() first")
+        return self.client
 
     def connect(self) -> None:
         self.client = self.connect_agent()
@@ -630,7 +681,7 @@ class MeasureSession:
                 pass
 
     def engine_rows(self) -> list[EngineRow]:
-        rows = self.client.call("engines").get("engines")
+        rows = self.agent.call("engines").get("engines")
         if not isinstance(rows, list):
             raise ProtocolError("the agent's engines answer has no list of engines: is it the same edgebench?")
         try:
@@ -642,7 +693,7 @@ class MeasureSession:
         """One clock sync; the session's offset from its first and latest syncs."""
         from .clocksync import combine, sync
 
-        sample = sync(lambda: int(self.client.call("clock")["t_ns"]), rounds=self.config.sync_rounds)
+        sample = sync(lambda: int(self.agent.call("clock")["t_ns"]), rounds=self.config.sync_rounds)
         if self.first_sync is None:
             self.first_sync = sample
             self.clocks[self.run_id] = combine(sample)
@@ -667,26 +718,15 @@ class MeasureSession:
         assert self.hello is not None
         if self.earlier is None or self.earlier.session is None:
             return
-        before = self.earlier.session.extra
-        mismatches = []
-        if before.get("agent_hostname") and before["agent_hostname"] != self.hello.hostname:
-            mismatches.append(f"agent host {before['agent_hostname']} -> {self.hello.hostname}")
-        if before.get("meter_protocol") and before["meter_protocol"] != self.meter.protocol:
-            mismatches.append(f"meter protocol {before['meter_protocol']} -> {self.meter.protocol}")
-        earlier_device = next((r.device for r in reversed(self.out.records()) if r.device), {})
-        for key in KEY_DEVICE:
-            if key in earlier_device and key in self.hello.device and earlier_device[key] != self.hello.device[key]:
-                mismatches.append(f"{key} {earlier_device[key]} -> {self.hello.device[key]}")
+        before = earlier_setup(self.earlier.session, self.out.records())
+        now = SetupFacts.from_hello(self.hello, self.meter.protocol)
+        mismatches = before.mismatches(now)
         if mismatches:
             raise BadInput(
                 f"--resume into {self.out.path}, measured with another set-up ({'; '.join(mismatches)}): "
                 "pass another --out, or drop --resume"
             )
-        versions = [
-            f"{k} {earlier_device[k]} -> {self.hello.device[k]}"
-            for k in sorted(earlier_device)
-            if k.startswith(VERSION_PREFIX) and k in self.hello.device and earlier_device[k] != self.hello.device[k]
-        ]
+        versions = before.version_changes(now)
         if versions:
             warn(f"resume: package versions changed since the earlier runs ({'; '.join(versions)})")
 
@@ -716,14 +756,14 @@ class MeasureSession:
                         warn(f"{record.engine}: {message}")
         return record
 
-    def idle(self, plan: Plan, progress: Progress, repeat: int) -> None:
+    def idle(self, plan: Plan, progress: ProgressView, repeat: int) -> None:
         self.meter.check()
         progress.window(f"idle baseline {plan.idle_s:g} s")
         t0 = time.monotonic()
         # the device rests first, as an engine warms up before its window: the power of the engine just run (and
         # the meter's own averaging, and readings still in flight) must not reach into the baseline
         time.sleep(plan.settle_s)
-        result = self.client.call(
+        result = self.agent.call(
             "idle", duration_s=plan.idle_s, run_id=self.run_id, repeat=repeat, timeout_s=plan.idle_s + 60
         )
         record = self._record(result)
@@ -748,7 +788,7 @@ class MeasureSession:
             args["threads"] = plan.threads
         timeout = plan.warmup_s + plan.duration_s * 2 + RUN_TIMEOUT_EXTRA_S
         try:
-            self._record(self.client.call("run", run_id=self.run_id, repeat=repeat, timeout_s=timeout, **args),
+            self._record(self.agent.call("run", run_id=self.run_id, repeat=repeat, timeout_s=timeout, **args),
                          row, attempt)
             return ""
         except wire.EngineFailed as exc:
@@ -761,7 +801,7 @@ class MeasureSession:
         self.out.append([failed_record(row, message, self.run_id, repeat, attempt)])
         return message
 
-    def engine(self, item: EnginePlan, index: int, plan: Plan, progress: Progress) -> None:
+    def engine(self, item: EnginePlan, index: int, plan: Plan, progress: ProgressView) -> None:
         """Every window of one engine, then the retries of those the meter invalidated; a failure ends it."""
         row = item.row
         repeats = list(range(item.first_repeat, item.first_repeat + item.windows))
@@ -795,7 +835,7 @@ class MeasureSession:
         self.meter.wait_past(time.time_ns() - 1)
         mine = [r for r in self.out.records() if r.run_id == self.run_id and r.engine == engine]
         result = self.out.pair(session=self.session(), records=mine)
-        by_repeat: dict[int, list[Any]] = {}
+        by_repeat: dict[int, list[WindowResult]] = {}
         for w in result.windows:
             by_repeat.setdefault(w.repeat, []).append(w)
         return [
@@ -814,6 +854,7 @@ class MeasureSession:
             pue=c.pue,
             min_samples=c.min_samples,
             clock=dict(self.clocks),
+            setup=SetupFacts.from_hello(h, self.meter.protocol) if h else None,
             extra={
                 "agent": c.agent_spec.label,
                 "agent_hostname": h.hostname if h else "",
@@ -929,13 +970,13 @@ def _stop_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def agent_connector(config: MeasureConfig) -> Callable[[], Any]:
+def agent_connector(config: MeasureConfig) -> Callable[[], AgentClient]:
     """A function that starts or reaches the configured agent and returns its said-hello client."""
     from .transport import connect
 
     spec = config.agent_spec
 
-    def connect_agent():
+    def connect_agent() -> AgentClient:
         return connect(
             spec,
             engines_dir=config.engines_dir,

@@ -5,7 +5,8 @@ Layout of DIR:
 - runs.jsonl: RunRecords (agent clock unless their `clock` says host), appended the moment each window ends;
 - meter.sqlite (or meter.csv): the meter log `edgebench.host.store.load_trace` reads;
 - clock.json: {run_id: ClockOffset} (older directories: one ClockOffset for every run);
-- session.json: what produced the numbers (grid factor, meter, PUE, thresholds, agent and meter identity);
+- session.json: what produced the numbers (grid factor, meter, PUE, thresholds, agent and meter identity) and
+  the set-up every resumed run must share (`setup`: SetupFacts);
 - table.csv / table.json / table.md: the ranked table, rewritten after every engine.
 Every reader turns a malformed file into one BadInput line naming the file (and the line where there is one).
 """
@@ -18,11 +19,20 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeGuard
 
 from edgebench.errors import BadInput
 from edgebench.files import write_atomic
-from edgebench.records import ZERO_OFFSET, ClockOffset, MeterTrace, RunRecord, read_run_records, to_dict
+from edgebench.records import (
+    ZERO_OFFSET,
+    AgentHello,
+    ClockOffset,
+    MetadataValue,
+    MeterTrace,
+    RunRecord,
+    read_run_records,
+    to_dict,
+)
 
 from .carbon import GridFactor, egrid_factor
 from .pairing import MIN_SAMPLES, IdleBaseline, PairingResult, pair
@@ -34,10 +44,122 @@ CLOCK_FILE = "clock.json"
 SESSION_VERSION = 1
 PLOT_MARGIN_S = 30.0  # the power plot shows this much of the log before the first window and after the last
 
-# Device metadata that must agree between runs combined into one table (another board, CPU or power mode makes
-# another measurement), and metadata where a difference is worth a warning (pyperf's check, for energy).
-KEY_DEVICE = ("board.model", "cpu.model", "os.arch", "jetson.nvpmodel")
-VERSION_PREFIX = "version."
+VERSION_PREFIX = "version."  # device metadata `version.<package>`: the agent's package versions
+
+
+@dataclass(frozen=True)
+class SetupFacts:
+    """The set-up a measurement's numbers come from. The facts in `MUST_AGREE` must be equal for runs to share
+    one table (another agent host, meter protocol, board, CPU, architecture or Jetson power mode makes another
+    measurement): `measure --resume` refuses a mismatch, `report`, `pair` and `measure` warn about runs that
+    differ. Package versions only warn (pyperf's check, for energy). "" is a fact not known, never compared.
+
+    Built from the agent's hello (`from_hello`) or a RunRecord's device metadata (`from_device`, `per_run`),
+    written into session.json under `setup`, read back with `from_dict` (`MeasureDir.session`)."""
+
+    agent_host: str = ""
+    meter_protocol: str = ""
+    board_model: str = ""
+    cpu_model: str = ""
+    arch: str = ""
+    power_mode: str = ""  # Jetson nvpmodel mode (MAXN, 15W, ...)
+    versions: Mapping[str, str] = field(default_factory=dict)  # package -> version, on the device
+
+    # (field, label in messages, device metadata key it comes from)
+    MUST_AGREE: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("agent_host", "agent host", ""),
+        ("meter_protocol", "meter protocol", ""),
+        ("board_model", "board.model", "board.model"),
+        ("cpu_model", "cpu.model", "cpu.model"),
+        ("arch", "os.arch", "os.arch"),
+        ("power_mode", "jetson.nvpmodel", "jetson.nvpmodel"),
+    )
+
+    @classmethod
+    def from_device(
+        cls, device: Mapping[str, MetadataValue], *, agent_host: str = "", meter_protocol: str = ""
+    ) -> SetupFacts:
+        """From a device's metadata (`collect_metadata`: a hello's or a RunRecord's), with the host-side facts."""
+
+        def text(key: str) -> str:
+            value = device.get(key)
+            return "" if value is None else str(value)
+
+        facts = {name: text(key) for name, _, key in cls.MUST_AGREE if key}
+        versions = {k[len(VERSION_PREFIX):]: text(k) for k in device if k.startswith(VERSION_PREFIX) and text(k)}
+        return cls(agent_host=agent_host, meter_protocol=meter_protocol, versions=versions, **facts)
+
+    @classmethod
+    def from_hello(cls, hello: AgentHello, meter_protocol: str) -> SetupFacts:
+        """The set-up of a session: the agent that said `hello`, logged with a meter speaking `meter_protocol`."""
+        return cls.from_device(hello.device, agent_host=hello.hostname, meter_protocol=meter_protocol)
+
+    @classmethod
+    def per_run(cls, records: Sequence[RunRecord]) -> dict[str, SetupFacts]:
+        """Per run_id, the device facts of its first record that carries device metadata."""
+        seen: dict[str, SetupFacts] = {}
+        for r in records:
+            if r.run_id not in seen and r.device:
+                seen[r.run_id] = cls.from_device(r.device)
+        return seen
+
+    def facts(self) -> dict[str, str]:
+        """The facts that must agree, by label ("agent host", "board.model", ...), in MUST_AGREE's order."""
+        return {label: getattr(self, name) for name, label, _ in self.MUST_AGREE}
+
+    def version_facts(self) -> dict[str, str]:
+        """The package versions by label ("version.onnxruntime"), sorted."""
+        return {f"{VERSION_PREFIX}{k}": v for k, v in sorted(self.versions.items())}
+
+    def mismatches(self, now: SetupFacts) -> list[str]:
+        """Facts that must agree and differ from this (earlier) set-up to `now`: "board.model A -> B"."""
+        return _changes(self.facts(), now.facts())
+
+    def version_changes(self, now: SetupFacts) -> list[str]:
+        """Package versions that changed from this (earlier) set-up to `now`: "version.onnxruntime 1.17 -> 1.18"."""
+        return _changes(self.version_facts(), now.version_facts())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name, _, _ in self.MUST_AGREE},
+            "versions": dict(sorted(self.versions.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> SetupFacts:
+        """Inverse of `to_dict`, every field checked (BadInput naming `where`)."""
+        if not isinstance(data, Mapping):
+            raise BadInput(f"{where}: setup is not an object: restore the file or measure again")
+        facts: dict[str, str] = {}
+        for name, _, _ in cls.MUST_AGREE:
+            value = data.get(name, "")
+            if not isinstance(value, str):
+                raise BadInput(f"{where}: setup {name} is {value!r}, not text: restore the file or measure again")
+            facts[name] = value
+        versions = data.get("versions", {})
+        if not isinstance(versions, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+        ):
+            raise BadInput(f"{where}: setup versions is not an object of package: version text: restore the file")
+        return cls(versions=dict(versions), **facts)
+
+
+def _changes(before: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    return [f"{label} {before[label]} -> {now[label]}"
+            for label in before if before[label] and now.get(label) and before[label] != now[label]]  # fmt: skip
+
+
+def earlier_setup(session: Session, records: Sequence[RunRecord]) -> SetupFacts:
+    """The set-up a directory was measured with: session.json's `setup`, or for a directory written before it
+    existed, the agent host and meter protocol its `extra` kept and the device facts of its last record."""
+    if session.setup is not None:
+        return session.setup
+    device = next((r.device for r in reversed(records) if r.device), {})
+    return SetupFacts.from_device(
+        device,
+        agent_host=str(session.extra.get("agent_hostname") or ""),
+        meter_protocol=str(session.extra.get("meter_protocol") or ""),
+    )
 
 
 @dataclass(frozen=True)
@@ -52,6 +174,7 @@ class Session:
     clock: ClockOffset | Mapping[str, ClockOffset] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     version: int = SESSION_VERSION
+    setup: SetupFacts | None = None  # what resumed runs must share (None: written before it was kept)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +184,7 @@ class Session:
             "resolution_w": self.resolution_w,
             "pue": self.pue,
             "min_samples": self.min_samples,
+            **({"setup": self.setup.to_dict()} if self.setup is not None else {}),
             **({"extra": dict(self.extra)} if self.extra else {}),
         }
 
@@ -82,7 +206,7 @@ def _number(data: Mapping[str, Any], key: str, kind: type, default: Any, where: 
     return kind(value)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
@@ -279,6 +403,7 @@ class MeasureDir:
         if not isinstance(extra, Mapping):
             raise BadInput(f"{where}: extra is not an object: restore the file")
         meter = data.get("meter", "")
+        setup = SetupFacts.from_dict(data["setup"], where) if "setup" in data else None
         return Session(
             grid=_grid_from_dict(data["grid"], where) if "grid" in data else egrid_factor(),
             meter=meter if isinstance(meter, str) else str(meter),
@@ -288,6 +413,7 @@ class MeasureDir:
             clock=self.clocks(),
             extra=extra,
             version=version,
+            setup=setup,
         )
 
     def trace(
@@ -421,29 +547,21 @@ def host_spans(
     return spans
 
 
-def key_metadata(records: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
-    """Per run_id, the device facts that must agree (KEY_DEVICE) and the versions that should."""
-    seen: dict[str, dict[str, Any]] = {}
-    for r in records:
-        if r.run_id in seen or not r.device:
-            continue
-        facts = {k: r.device[k] for k in KEY_DEVICE if k in r.device}
-        facts.update({k: v for k, v in r.device.items() if k.startswith(VERSION_PREFIX)})
-        seen[r.run_id] = facts
-    return seen
-
-
 def metadata_conflicts(records: Sequence[RunRecord]) -> tuple[list[str], list[str]]:
-    """(errors, warnings): device facts that differ between the runs in `records` (another board, CPU or power
-    mode: the runs do not belong in one table), and package versions that differ (worth knowing)."""
-    per_run = key_metadata(records)
-    errors: list[str] = []
-    warnings: list[str] = []
-    keys = sorted({k for facts in per_run.values() for k in facts})
-    for key in keys:
-        values = {run: facts.get(key) for run, facts in per_run.items() if key in facts}
-        distinct = sorted({str(v) for v in values.values()})
-        if len(distinct) > 1:
-            words = f"{key} differs between runs ({', '.join(distinct)})"
-            (warnings if key.startswith(VERSION_PREFIX) else errors).append(words)
-    return errors, warnings
+    """(errors, warnings): device facts that must agree (SetupFacts) and differ between the runs in `records`
+    (another board, CPU or power mode: the runs do not belong in one table), and package versions that differ
+    (worth knowing). Each "board.model differs between runs (A, B)", sorted by fact."""
+    per_run = SetupFacts.per_run(records)
+
+    def differing(labelled: list[dict[str, str]]) -> list[str]:
+        out = []
+        for label in sorted({k for facts in labelled for k in facts}):
+            distinct = sorted({facts[label] for facts in labelled if facts.get(label)})
+            if len(distinct) > 1:
+                out.append(f"{label} differs between runs ({', '.join(distinct)})")
+        return out
+
+    return (
+        differing([s.facts() for s in per_run.values()]),
+        differing([s.version_facts() for s in per_run.values()]),
+    )

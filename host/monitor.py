@@ -30,7 +30,7 @@ from contextlib import nullcontext
 from dataclasses import fields
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgebench.errors import BadInput
 from edgebench.records import HOST_CLOCK, RunRecord
@@ -41,6 +41,13 @@ from .measuredir import MeasureDir, Session
 from .meters.options import METER_TIMEOUT_S
 from .options import DEFAULT_IDLE_S, DEFAULT_PUE, MIN_SAMPLES
 from .pairing import SIGNIFICANCE, IdleBaseline, PairingResult, WindowResult
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .codecarbon_bridge import CodeCarbonEstimate, CodeCarbonWindow
+    from .logger import MeterOptions
+    from .measure import MeterSource
 
 RESULT_FORMAT = 2  # of `Monitor.to_dict` (run's result.json); 1: the former Measurement's flat fields
 
@@ -105,7 +112,7 @@ class Monitor:
         codecarbon: bool = False,
         codecarbon_country: str | None = None,
         progress: bool = False,
-        meter_options: Any = None,
+        meter_options: MeterOptions | None = None,
     ) -> None:
         if not isinstance(meter, (str, Path)) or not str(meter):
             raise BadInput(f"meter={meter!r} must be a port: /dev/ttyUSB0, a pty, socket://HOST:PORT")
@@ -135,13 +142,13 @@ class Monitor:
         self.windows: list[WindowResult] = []
         self.result: WindowResult | None = None  # the `with` block's window
         self.pairing: PairingResult | None = None  # every window so far, paired with the idle baseline
-        self.extras: dict[int, dict[str, Any]] = {}  # per window (its repeat index): e.g. CodeCarbon's estimate
-        self._source: Any = None
+        self.extras: dict[int, dict[str, CodeCarbonEstimate]] = {}  # per window (its repeat index): CodeCarbon's
+        self._source: MeterSource | None = None
         self._dir: MeasureDir | None = None
         self._session: Session | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._records: list[RunRecord] = []
-        self._open: dict[str, tuple[int, Any]] = {}
+        self._open: dict[str, tuple[int, CodeCarbonWindow | None]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -202,16 +209,16 @@ class Monitor:
                 if seconds is None:
                     seconds = max(self._source.min_window_s, DEFAULT_IDLE_S)
                 if seconds > 0:
-                    self._measure_idle(seconds)
+                    self._measure_idle(self._source, seconds)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _measure_idle(self, seconds: float) -> None:
+    def _measure_idle(self, source: MeterSource, seconds: float) -> None:
         from edgebench.console import is_interactive, note, progress
 
-        self._source.announce(f"idle baseline {seconds:g} s", "idle")  # the manual meter's prompt, Prometheus
+        source.announce(f"idle baseline {seconds:g} s", "idle")  # the manual meter's prompt, Prometheus
         start = time.time_ns()
         deadline = time.monotonic() + seconds
         steps = max(1, int(seconds * 4))  # a quarter-second bar on a terminal
@@ -225,7 +232,7 @@ class Monitor:
                 if left > 0:
                     time.sleep(left)
         end = time.time_ns()
-        self._source.announce(None)
+        source.announce(None)
         record = RunRecord(
             engine="idle", backend="monitor", clock=HOST_CLOCK, window_start_ns=start, window_end_ns=end,
             iterations=0, batch=1, latencies_ns=(), kind="idle", run_id=self.run_id,
@@ -256,7 +263,9 @@ class Monitor:
             raise
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             if exc_type is None:
                 self.result = self.end_window("block")
@@ -288,6 +297,7 @@ class Monitor:
         iterations = _number("iterations", iterations, minimum=1, integer=True)
         if name not in self._open:
             raise BadInput(f"no open window {name!r}: call begin_window({name!r}) first")
+        assert self._source is not None  # windows are open only while started: stop() drops them
         start, tracker = self._open.pop(name)
         self._source.announce(None)
         repeat = len(self.windows)
@@ -308,14 +318,14 @@ class Monitor:
         pairs the directory; `record`'s WindowResult."""
         if self._source is None or self._dir is None:
             raise BadInput("the Monitor is stopped: measure windows before stop()")
-        self._wait_past(record.window_end_ns)
+        self._wait_past(self._source, record.window_end_ns)
         self.pairing = self._dir.pair(session=self._session, records=self._records)
         return next(
             w for w in self.pairing.windows
             if w.kind != "idle" and w.run_id == record.run_id and w.repeat == record.repeat
         )  # fmt: skip
 
-    def _wait_past(self, end_ns: int) -> None:
+    def _wait_past(self, source: MeterSource, end_ns: int) -> None:
         """Until the log holds a reading after `end_ns` (the window's right edge is interpolated with it). The
         logger flushes once a second and a loaded machine may delay that: the wait lasts as long as the meter
         may stay silent (`meter_timeout_s`), not a fixed few seconds; a dead logger ends it at once."""
@@ -323,9 +333,9 @@ class Monitor:
 
         deadline = time.monotonic() + self.meter_timeout_s
         while True:
-            self._source.wait_past(end_ns)  # returns on the reading, or after a few seconds without it
+            source.wait_past(end_ns)  # returns on the reading, or after a few seconds without it
             try:
-                if len(load_trace(self._source.path, start_ns=end_ns, address=self._source.address).t_ns):
+                if len(load_trace(source.path, start_ns=end_ns, address=source.address).t_ns):
                     return
             except BadInput:
                 pass

@@ -38,7 +38,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -69,6 +69,21 @@ class WindowState(str, Enum):
 def status_text(state: WindowState, reason: str) -> str:
     """"ok", or "invalid: <reason>" / "failed: <reason>": the status as the table and the files spell it."""
     return state.value if state is WindowState.OK or not reason else f"{state.value}: {reason}"
+
+
+class RecordFields(TypedDict):
+    """What a WindowResult takes unchanged from its RunRecord (filled in here, passed to `spot.pair_window`)."""
+
+    engine: str
+    kind: str
+    run_id: str
+    repeat: int
+    iterations: int
+    batch: int
+    rail_energy_j: float | None
+    rail_estimate: bool
+    attempt: int
+    cpu_busy: float | None
 
 
 @dataclass(frozen=True)
@@ -377,7 +392,7 @@ def _pair_window(
 ) -> WindowResult:
     failed = _failure(record)
     rail = record.rail_energy
-    common = dict(
+    common = RecordFields(
         engine=record.engine,
         kind=record.kind,
         run_id=record.run_id,

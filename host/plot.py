@@ -42,7 +42,9 @@ from .pairing import EngineResult, PairingResult
 from .table import DEFAULT_SORT, FIGURES, front_figure, rank, ranked_words, shared_ranks, sort_getter
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.transforms import Bbox
 
 PLOT_EXTRA = "pip install 'edgebench[plot]'"
 SUFFIXES = (".png", ".svg", ".pdf")
@@ -84,7 +86,7 @@ MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "bf16": "D", "tf32": "v", "fp8
 SOURCE_COLOURS = {"wall": "#1f77b4", "lab": "#aec7e8", "rails": "#2ca02c", "model": "#ff7f0e"}
 
 
-def _matplotlib() -> Any:
+def _matplotlib() -> type[Figure]:
     """The Figure class, or a one-line MissingDependency (exit 2) saying how to install matplotlib. No backend is
     chosen: a Figure saves through its own canvas, and the caller's backend (a notebook's inline one) stays."""
     try:
@@ -152,7 +154,7 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def svg_document(fig: Figure, salt: str, bbox: Any = "tight") -> str:
+def svg_document(fig: Figure, salt: str, bbox: Bbox | str = "tight") -> str:
     """`fig` as a whole SVG file's text (XML prologue included); text stays text, no date, ids salted. `bbox`:
     the saved area (`tight_bbox`, computed once for several formats), or "tight"."""
     import matplotlib
@@ -163,7 +165,7 @@ def svg_document(fig: Figure, salt: str, bbox: Any = "tight") -> str:
     return buffer.getvalue()
 
 
-def tight_bbox(fig: Figure) -> Any:
+def tight_bbox(fig: Figure) -> Bbox:
     """The area `bbox_inches="tight"` would save (everything drawn, padded 0.1 in), computed once: each savefig
     with "tight" draws the whole figure an extra time to find it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -194,7 +196,7 @@ def _value(e: EngineResult, column: str) -> float:
 MAX_SCATTER_LABELS = 12  # more points than this: only the best few (lowest y) are labelled
 
 
-def _place_labels(ax: Any, points: Sequence[tuple[str, float, float]], fontsize: float = 7) -> None:
+def _place_labels(ax: Axes, points: Sequence[tuple[str, float, float]], fontsize: float = 7) -> None:
     """Label points without piling labels up: each label tries a few offsets around its point and takes the first
     whose box (estimated in display pixels) overlaps no label placed before it; a label that fits nowhere is
     left out (the table names every point)."""
@@ -320,7 +322,11 @@ def warmup_figure(
     ax.set_xlabel("iteration (1 = first after loading)")
     ax.set_ylabel("latency per inference (ms)")
     ax.set_title(f"first {first} iterations of each engine's first window, warm-up included", fontsize=9)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one
+        locator.set_params(integer=True)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.subplots_adjust(**LAYOUT)
@@ -330,7 +336,9 @@ def warmup_figure(
 # --- the wall power trace -------------------------------------------------------------------------------------
 
 
-def trace_envelope(t_ns: np.ndarray, power_w: np.ndarray, max_points: int = MAX_TRACE_POINTS):
+def trace_envelope(
+    t_ns: np.ndarray, power_w: np.ndarray, max_points: int = MAX_TRACE_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
     """(t_ns, power_w) with at most `max_points` points: the trace itself when short enough, otherwise each of
     max_points // 2 bins drawn by its minimum and its maximum (in time order), so spikes stay visible."""
     n = len(t_ns)
@@ -570,7 +578,7 @@ class ReportFigure:
 
     name: str
     caption: str
-    figure: Any  # matplotlib Figure
+    figure: Figure
 
 
 def report_figures(

@@ -21,9 +21,17 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgebench.errors import BadInput, MissingDependency
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client import Metric
+
+    from edgebench.host.logger import BaseLogger, LoggerStats
+    from edgebench.records import MeterReading
 
 PREFIX = "edgebench"
 
@@ -66,7 +74,7 @@ def is_loopback(host: str) -> bool:
 class MeterExporter:
     """A running endpoint; `window()` names the open window; `close()` stops it."""
 
-    def __init__(self, logger: Any, host: str, port: int) -> None:
+    def __init__(self, logger: BaseLogger, host: str, port: int) -> None:
         try:
             from prometheus_client import CollectorRegistry, start_http_server
         except ImportError:
@@ -99,7 +107,7 @@ class MeterExporter:
         self._server.shutdown()
         self._server.server_close()
 
-    def snapshot(self) -> tuple[Any, Any, tuple[str, str]]:
+    def snapshot(self) -> tuple[LoggerStats, MeterReading | None, tuple[str, str]]:
         with self._lock:
             return self.logger.stats, self.logger.latest(), self._window
 
@@ -110,7 +118,7 @@ class _Collector:
     def __init__(self, exporter: MeterExporter) -> None:
         self.exporter = exporter
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
         stats, latest, (window, kind) = self.exporter.snapshot()
@@ -144,7 +152,7 @@ class _Collector:
         yield info
 
 
-def serve(logger: Any, address: str, *, remote: bool = False) -> MeterExporter:
+def serve(logger: BaseLogger, address: str, *, remote: bool = False) -> MeterExporter:
     """Start the endpoint for `logger` at `address` (HOST:PORT; see `parse_address`)."""
     host, port = parse_address(address, remote=remote)
     return MeterExporter(logger, host, port)

@@ -23,10 +23,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -53,6 +55,10 @@ from .options import (
     pue_option,
 )
 
+if TYPE_CHECKING:
+    from .monitor import Monitor
+    from .pairing import WindowResult
+
 RESULT_JSON = "result.json"
 GRACE_S = 10.0  # after passing a signal on, how long the command may take to end before SIGKILL
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -75,7 +81,7 @@ class _StopSignals:
     def __init__(self) -> None:
         self.received: list[int] = []
         self.waiting = False
-        self._old: dict[int, Any] = {}
+        self._old: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -84,7 +90,7 @@ class _StopSignals:
                     self._old[sig] = signal.signal(sig, self._handle)
         return self
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)
         if self.waiting:
             raise _Stopped(signum)
@@ -129,8 +135,8 @@ def _wait(child: subprocess.Popen, signals: _StopSignals) -> int:
 
 
 def run_command(
-    monitor: Any, argv: list[str], iterations: int = 1, name: str = "command", signals: _StopSignals | None = None
-) -> tuple[int, Any, int | None]:
+    monitor: Monitor, argv: list[str], iterations: int = 1, name: str = "command", signals: _StopSignals | None = None
+) -> tuple[int, WindowResult, int | None]:
     """Run `argv` inside a window of a started Monitor: (exit status, the window's WindowResult, the signal that
     stopped it or None). See the module docstring for what a signal does. `signals`: stop signals the caller
     already catches (over the whole measurement); else they are caught while the command runs."""
@@ -325,6 +331,8 @@ def _field(data: dict[str, Any], key: str, where: str, *, integer: bool = False,
 def _from_run(path: Path) -> RunFigures:
     """The measured time, iterations, mean wall power, grid factor and PUE of a `run` directory's result.json
     (or of the file itself), every field checked."""
+    from .pairing import WindowState
+
     file = path / RESULT_JSON if path.is_dir() else path
     data = read_json(file, "pass the --out directory of `edgebench run`")
     where = str(file)
@@ -344,7 +352,9 @@ def _from_run(path: Path) -> RunFigures:
         )  # fmt: skip
     if "pue" in data:
         pue = _field(data, "pue", where, minimum=1.0)
-    if data.get("status") != "ok":
+    state = data.get("state")  # the window's WindowState; a format 1 file has only its status text
+    ok = state == WindowState.OK.value if state is not None else data.get("status") == WindowState.OK.value
+    if not ok:
         warn(f"{file}: the measured window is {data.get('status')}")
     return RunFigures(seconds, iterations, power_w, grid, pue, f"measured by `edgebench run` ({file})")
 

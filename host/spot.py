@@ -20,14 +20,16 @@ Pairing hands a window here when its trace's `sampling` is not "continuous":
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgebench.records import MeterTrace
+
+if TYPE_CHECKING:
+    from .pairing import RecordFields, WindowResult
 
 KILL_A_WATT_ACCURACY = 0.002  # the P4400's stated accuracy, 0.2 % of the reading
 MIN_SPOT_READINGS = 2  # one reading says nothing of how much the display moves
@@ -144,8 +146,8 @@ def pair_window(
     clock_u_s: float,
     idle_w: float,
     idle_u_w: float,
-    common: Mapping[str, Any],
-):
+    common: RecordFields,
+) -> WindowResult:
     """The pairing's WindowResult for a "spot" or "counter" trace (called by `pairing._pair_window`)."""
     from .pairing import WindowResult, WindowState
 

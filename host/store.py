@@ -1067,8 +1067,6 @@ def load_energy(
                 if (start_ns is None or t >= start_ns) and (end_ns is None or t <= end_ns):
                     rows.append((t, e))
         rows.sort()
-    t = np.array([r[0] for r in rows], dtype=np.int64)
-    e = np.array([r[1] for r in rows], dtype=np.float64)
-    return t, e
+    return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float64)
 
 

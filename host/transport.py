@@ -1,5 +1,6 @@
 """Reach an agent from the host: `--agent local`, `--agent ssh://user@jetson[:port][/path/to/engines]`,
-`--agent tcp://jetson:8765`. Each gives an AgentClient that speaks edgebench.protocol over a line channel.
+`--agent tcp://jetson:8765`. Each gives a `LineClient` that speaks edgebench.protocol over a line channel; what a
+host session needs of it is the `AgentClient` protocol.
 
 - local: `python -m edgebench agent --stdio` as a subprocess of this process (same machine, same clock).
 - ssh: `ssh -T -o BatchMode=yes ... -- user@jetson edgebench agent --stdio --engines PATH` (keys, not passwords:
@@ -22,9 +23,10 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from edgebench import protocol as wire
@@ -131,8 +133,28 @@ class _StderrPump:
         self._thread.join(timeout)
 
 
-class AgentClient:
-    """Requests to one agent over one channel. Use as a context manager; `bye` is sent on close."""
+class AgentClient(Protocol):
+    """What a host session needs from an agent, whatever carries the requests: the agent's answer to hello, one
+    request at a time answered within a deadline (its result, or an edgebench error; `AgentLost` when the agent
+    went away), and close. `LineClient` is it over a subprocess's pipes (local, ssh) or a TCP socket."""
+
+    @property
+    def hello(self) -> Mapping[str, Any]:
+        """The agent's hello result (`AgentHello.from_wire` reads it)."""
+        ...
+
+    def call(self, op: str, *, timeout_s: float = SHORT_TIMEOUT_S, **args: Any) -> dict[str, Any]:
+        """Send request `op` with `args` and wait up to `timeout_s` for its result."""
+        ...
+
+    def close(self) -> None:
+        """Say bye when the agent still listens, then end the channel."""
+        ...
+
+
+class LineClient:
+    """Requests to one agent over one line channel (implements `AgentClient`). Use as a context manager; `bye`
+    is sent on close."""
 
     def __init__(self, spec: AgentSpec, *, token: str | None = None) -> None:
         self.spec = spec
@@ -195,7 +217,8 @@ class AgentClient:
                         f"the agent did not answer {op} within {timeout_s:.0f} s{self._tail()}: is it hung?"
                     ) from None
                 if line is None:
-                    self._reader.lines.put(None)  # stay at end of stream for later calls
+                    if self._reader is not None:
+                        self._reader.lines.put(None)  # stay at end of stream for later calls
                     raise AgentLost(f"the agent went away during {op}{self._exit_words()}{self._tail()}")
                 response = wire.decode(line, wire.MAX_RESPONSE_BYTES)
                 if response.get("id") in (id_, 0):
@@ -259,7 +282,7 @@ class AgentClient:
                 self._proc.kill()
                 self._proc.wait()
 
-    def __enter__(self) -> AgentClient:
+    def __enter__(self) -> LineClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -293,9 +316,9 @@ def connect(
     token: str | None = None,
     remote_command: str = "edgebench",
     extra_args: list[str] | None = None,
-) -> AgentClient:
+) -> LineClient:
     """Start or reach the agent, say hello, and return the client (caller closes it)."""
-    client = AgentClient(spec, token=token)
+    client = LineClient(spec, token=token)
     if spec.kind == "local":
         client.open_process(local_command(engines_dir, sensor, extra_args))
     elif spec.kind == "ssh":

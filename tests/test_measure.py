@@ -5,6 +5,7 @@ import importlib.util
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
 
@@ -186,12 +187,20 @@ def test_resume_skips_measured_engines(tiny_engines, ramp_meter, tmp_path):
     assert set(json.loads((out / "clock.json").read_text())) == {r.run_id for r in records}
     assert {row["status"] for row in _table(out).values()} == {"ok"}
     _check_against_profile(out, ramp_meter)
-    # the directory was measured on another board: its numbers do not belong with this one's
-    session = json.loads((out / "session.json").read_text())
-    session["extra"]["agent_hostname"] = "another-board"
-    (out / "session.json").write_text(json.dumps(session))
-    other = CliRunner().invoke(cli, ["measure", *common, "--resume"])
-    assert other.exit_code == 2 and "measured with another set-up (agent host another-board ->" in other.output
+    # the directory was measured on another board: its numbers do not belong with this one's. Its set-up is
+    # session.json's `setup`; a session.json written before that key existed keeps the agent host in `extra`
+    written = json.loads((out / "session.json").read_text())
+    assert written["setup"]["agent_host"] == socket.gethostname() and written["setup"]["meter_protocol"] == "lines"
+    for form in ("setup", "extra only"):
+        session = json.loads(json.dumps(written))
+        if form == "setup":
+            session["setup"]["agent_host"] = "another-board"
+        else:
+            del session["setup"]
+            session["extra"]["agent_hostname"] = "another-board"
+        (out / "session.json").write_text(json.dumps(session))
+        other = CliRunner().invoke(cli, ["measure", *common, "--resume"])
+        assert other.exit_code == 2 and "measured with another set-up (agent host another-board ->" in other.output
 
 
 @pytest.mark.slow

@@ -83,3 +83,45 @@ def test_resume_state_counts_valid_windows(tmp_path):
     assert state.engines["e_1_8_8_fp32"].windows == 2 and state.engines["e_1_8_8_fp32"].next_repeat == 2
     assert state.missing("e_1_8_8_fp32", 3) == 3 and state.missing("other", 2) == 2
     assert json.loads(d.runs.read_text().splitlines()[0])["schema"] == SCHEMA_VERSION
+
+
+def test_setup_facts_round_trip_in_session_json_and_say_what_changed(tmp_path):
+    from edgebench.host.measuredir import SetupFacts
+    from edgebench.records import AgentHello
+
+    device = {"board.model": "Jetson Orin Nano", "cpu.model": "ARMv8 Processor rev 1 (v8l)", "os.arch": "aarch64",
+              "jetson.nvpmodel": "15W", "version.onnxruntime": "1.17", "version.numpy": "1.26", "cpu.cores.logical": 6}
+    hello = AgentHello(protocol=2, edgebench="0.1.0", hostname="orin", engines=3, device=device)
+    facts = SetupFacts.from_hello(hello, "tweetawatt")
+    assert facts == SetupFacts(agent_host="orin", meter_protocol="tweetawatt", board_model="Jetson Orin Nano",
+                               cpu_model="ARMv8 Processor rev 1 (v8l)", arch="aarch64", power_mode="15W",
+                               versions={"onnxruntime": "1.17", "numpy": "1.26"})  # fmt: skip
+    d = MeasureDir(tmp_path)
+    d.write_session(Session(grid=GRID, meter="test", setup=facts, extra={"agent": "local"}))
+    assert json.loads(d.session_path.read_text())["setup"]["power_mode"] == "15W"
+    assert d.session().setup == facts
+    # what must agree, and what only warns; a fact one side does not know is not compared
+    now = dataclasses.replace(facts, power_mode="MAXN", meter_protocol="", versions={"onnxruntime": "1.18"})
+    assert facts.mismatches(now) == ["jetson.nvpmodel 15W -> MAXN"]
+    assert facts.version_changes(now) == ["version.onnxruntime 1.17 -> 1.18"]
+    assert facts.mismatches(facts) == [] and facts.version_changes(facts) == []
+    # a malformed setup is one line naming the file
+    bad = json.loads(d.session_path.read_text())
+    for broken in ({**bad["setup"], "arch": 64}, {**bad["setup"], "versions": ["1.17"]}, "aarch64"):
+        d.session_path.write_text(json.dumps({**bad, "setup": broken}))
+        with pytest.raises(BadInput, match="session.json: setup"):
+            d.session()
+
+
+def test_an_older_session_json_gives_its_set_up_from_extra_and_the_records(tmp_path):
+    from edgebench.host.measuredir import SetupFacts, earlier_setup
+
+    d = MeasureDir(tmp_path)
+    append_jsonl(d.runs, [_record("a", **{"board.model": "Raspberry Pi 5", "version.onnxruntime": "1.17"})])
+    d.session_path.write_text(json.dumps({"version": 1, "grid": GRID.to_dict(), "meter": "test",
+                                          "extra": {"agent_hostname": "pi", "meter_protocol": "wattsup"}}))
+    session = d.session()
+    assert session.setup is None
+    assert earlier_setup(session, d.records()) == SetupFacts(
+        agent_host="pi", meter_protocol="wattsup", board_model="Raspberry Pi 5", versions={"onnxruntime": "1.17"}
+    )

@@ -448,3 +448,20 @@ def test_train_estimate_from_a_run_uses_its_grid_and_pue_unless_told(tmp_path):
                   "--country", "FRA", "--json")  # fmt: skip
     data = json.loads(told.output)
     assert data["pue"] == 1.58 and data["sources"]["pue"] == "given" and "FRA" in json.dumps(data["grid"])
+
+
+def test_train_estimate_warns_from_the_window_state_of_a_run(tmp_path):
+    """A run's window is judged by its state (format 2), or by its status text in a format 1 file."""
+    base = {"duration_s": 196.0, "iterations": 1000, "mean_power_w": 147.0}
+    cases = [
+        ({**base, "format": 2, "state": "ok", "reason": "", "status": "ok"}, False),
+        ({**base, "format": 2, "state": "invalid", "reason": "a gap", "status": "invalid: a gap"}, True),
+        ({**base, "status": "ok"}, False),
+        ({**base, "status": "invalid: 3 meter readings"}, True),
+    ]
+    for i, (data, warned) in enumerate(cases):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps(data))
+        res = invoke("train-estimate", "--from-run", str(path), "--total-iterations", "10")
+        assert res.exit_code == 0, res.output
+        assert ("the measured window is" in res.stderr) == warned, (data, res.stderr)

@@ -234,3 +234,22 @@ def test_study_checks_every_resolution_before_any_work(tmp_path, study, message)
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and message in done.stderr, (done.returncode, done.stderr)
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "o" / "models").exists()
+
+
+@pytest.mark.slow  # fits a probe (about 2.5 s here)
+def test_a_probe_without_held_out_images_is_said_with_a_dash(tmp_path):
+    # train_probe gives no test top-1 when it has no held-out image: the study's note says "-", not a TypeError
+    import numpy as np
+
+    from edgebench.agent.study import probe_note
+    from edgebench.engines.backbones import builtin_model
+    from edgebench.engines.datasets import Preprocess, load_dataset
+    from edgebench.engines.probe import train_probe
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "few.npz", x=rng.integers(0, 256, (12, 3, 8, 8), dtype=np.uint8), y=np.arange(12) % 2)
+    result = train_probe(builtin_model("mobilenet_v3_small"), "mobilenet_v3_small", load_dataset(str(tmp_path / "few.npz")),
+                         None, 32, 32, Preprocess(), tmp_path / "probe.onnx")  # fmt: skip
+    assert result.test_top1 is None
+    line = probe_note("probe32", result, "bilinear")
+    assert line.startswith(f"probe probe32: train top-1 {result.train_top1 * 100:.1f} %, test top-1 - at 32x32")

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from edgebench.errors import BadInput, DeviceError
 from edgebench.records import PowerSample
@@ -192,7 +193,7 @@ class TegrastatsLog:
     first_bad: str = ""
 
 
-def _bounded_lines(stream) -> Iterator[tuple[int, str | None]]:
+def _bounded_lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
     """(line number, text) for each line of `stream`; text is None for a line longer than MAX_LINE_CHARS.
 
     A line is never held whole past the limit: the rest of an over-long one is read in chunks and dropped, so a
@@ -262,21 +263,22 @@ def read_log(path: str | Path, interval_ms: float | None = None, start_ns: int =
         why = f" ({bad} bad line{'s' if bad != 1 else ''}, the first at line {first_bad_line}: {first_bad})" if bad else ""
         raise BadInput(f"{p}: no tegrastats lines in it{why}")
     stamps = [ln.time for ln in lines]
-    timed = all(s is not None for s in stamps)
-    back = next((i for i in range(1, len(stamps)) if timed and stamps[i] <= stamps[i - 1]), None)  # type: ignore[operator]
+    known = [s for s in stamps if s is not None]
+    timed = len(known) == len(stamps)
+    back = next((i for i in range(1, len(known)) if timed and known[i] <= known[i - 1]), None)
     if timed and back is None and interval_ms is None:
-        t = [int(s.timestamp() * 1_000_000_000) for s in stamps if s is not None]  # naive = local time
+        t = [int(s.timestamp() * 1_000_000_000) for s in known]  # naive = local time
         source = "timestamps in the lines (local time, 1 s resolution)"
     else:
         if interval_ms is None:
             if stamps[0] is None:
                 why = "lines have no timestamps"
-            elif not timed:
+            elif not timed or back is None:  # (timed with no step back took the branch above)
                 why = "some lines have no timestamp"
-            elif stamps[back] == stamps[back - 1]:  # type: ignore[index]
+            elif known[back] == known[back - 1]:
                 why = "timestamps repeat (1 s resolution)"
             else:
-                why = f"timestamps go backwards at line {linenos[back]} (the clock was set?)"  # type: ignore[index]
+                why = f"timestamps go backwards at line {linenos[back]} (the clock was set?)"
             raise BadInput(f"{p}: {why}: pass --interval-ms (the tegrastats --interval the log was taken with)")
         if start_ns == 0 and stamps[0] is not None:
             start_ns = int(stamps[0].timestamp() * 1_000_000_000)

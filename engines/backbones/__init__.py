@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from edgebench.errors import BadInput, MissingDependency
@@ -142,7 +143,7 @@ MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _onnx():
+def _onnx() -> ModuleType:
     try:
         import onnx
     except ImportError as exc:  # pragma: no cover - onnx is a core dependency

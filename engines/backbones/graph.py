@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -32,7 +34,7 @@ class GraphBuilder:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def node(self, op: str, inputs: list[str], prefix: str | None = None, **attrs) -> str:
+    def node(self, op: str, inputs: list[str], prefix: str | None = None, **attrs: Any) -> str:
         """Add one node with a single output."""
         out = self._fresh(prefix or op.lower())
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
     from edgebench.engines.manifest import ManifestEntry
-    from edgebench.engines.runner import Runner, RunOptions
+    from edgebench.engines.runner import ArrayRunner, RunOptions
     from edgebench.engines.spec import EngineSpec
 
 DEFAULT_BACKEND = "onnxruntime"
@@ -58,7 +58,7 @@ class Backend(Protocol):
     def build(self, model: onnx.ModelProto, spec: EngineSpec, artifact: Path, engines_dir: Path) -> None:
         """Write the engine for `spec` from `model` (input shape already fixed) to `artifact`."""
 
-    def open_runner(self, engines_dir: Path, entry: ManifestEntry, options: RunOptions) -> Runner:
+    def open_runner(self, engines_dir: Path, entry: ManifestEntry, options: RunOptions) -> ArrayRunner:
         """Load the engine and prepare its inputs; the returned Runner is ready to time."""
 
 
@@ -100,7 +100,7 @@ def available() -> dict[str, Availability]:
     return {name: get_backend(name).available() for name in backend_names()}
 
 
-def open_runner(engines_dir: Path, entry: ManifestEntry, options: RunOptions | None = None) -> Runner:
+def open_runner(engines_dir: Path, entry: ManifestEntry, options: RunOptions | None = None) -> ArrayRunner:
     """Open a runner on one manifest entry with the backend that built it."""
     from edgebench.engines.runner import RunOptions
 

@@ -22,6 +22,7 @@ from edgebench.errors import BadInput, EdgebenchError
 from edgebench.files import move_into_place
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import onnx
 
     from edgebench.engines.manifest import ManifestEntry
@@ -248,7 +249,7 @@ class OnnxRuntimeRunner:
             return self._binding.copy_outputs_to_cpu()
         return self.session.run(self.output_names, self.inputs)
 
-    def infer(self, arrays: list) -> list:
+    def infer(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Outputs for the given inputs (one array per graph input, in order), each cast to the engine's input
         type; not timed (`edgebench eval` feeds a dataset through it)."""
         names = list(self.inputs)
@@ -259,7 +260,7 @@ class OnnxRuntimeRunner:
 
     def close(self) -> None:
         self._binding = None
-        self.session = None  # type: ignore[assignment]
+        self.session = None
         self.inputs = {}
 
 

@@ -13,14 +13,17 @@ engines.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from edgebench.engines.backends import Availability
 from edgebench.errors import BadInput, EdgebenchError
 from edgebench.files import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import onnx
 
     from edgebench.engines.manifest import ManifestEntry
@@ -38,7 +41,7 @@ TIMING_CACHE = "tensorrt.timing.cache"
 INPUT_SEED = 1234  # same seed as the onnxruntime runner: the same inputs for every backend
 
 
-def _trt():
+def _trt() -> ModuleType:
     try:
         import tensorrt
     except ImportError as exc:
@@ -48,7 +51,7 @@ def _trt():
     return tensorrt
 
 
-def _has_fp16_flag(trt) -> bool:
+def _has_fp16_flag(trt: ModuleType) -> bool:
     return hasattr(trt.BuilderFlag, "FP16")
 
 
@@ -221,8 +224,9 @@ class TensorRTRunner:
             self._stream = cuda.Stream()
             self._tensor_api = hasattr(self._engine, "num_io_tensors") and hasattr(self._context, "execute_async_v3")
             rng = np.random.default_rng(INPUT_SEED)
-            self._inputs: list[tuple[object, object]] = []  # (host, device)
-            self._outputs: list[tuple[object, object]] = []
+            # (host, device): a page-locked numpy array and pycuda's DeviceAllocation (pycuda is untyped)
+            self._inputs: list[tuple[np.ndarray, Any]] = []
+            self._outputs: list[tuple[np.ndarray, Any]] = []
             self._bindings: list[int] = []
             self._output_shapes: list[tuple[int, ...]] = []
             self.input_shapes: list[tuple[int, ...]] = []  # what infer() takes
@@ -266,7 +270,7 @@ class TensorRTRunner:
             "api": "tensors/execute_async_v3" if self._tensor_api else "bindings/execute_async_v2",
         }
 
-    def _io(self, trt, entry: ManifestEntry):
+    def _io(self, trt: ModuleType, entry: ManifestEntry) -> Iterator[tuple[str, bool, tuple[int, ...], type]]:
         """(name, is_input, shape, numpy dtype) of each I/O tensor, setting input shapes where dynamic."""
         engine, context = self._engine, self._context
         if self._tensor_api:
@@ -310,7 +314,7 @@ class TensorRTRunner:
             self._cuda.memcpy_dtoh(host, device)
         return [host.copy() for host, _ in self._outputs]
 
-    def infer(self, arrays: list) -> list:
+    def infer(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Outputs for the given inputs (one host array per engine input, in order, cast to the engine's input
         type: fp16 for a strongly typed fp16 engine), copied in and out; not timed (`edgebench eval`)."""
         cuda = self._cuda

@@ -102,6 +102,9 @@ class MeterBase:
     def identity(self) -> str:
         return self.name
 
+    def feed(self, data: bytes, t_ns: int) -> list[MeterReading]:
+        raise NotImplementedError
+
     def open_commands(self) -> bytes:
         return b""
 
@@ -123,7 +126,7 @@ def protocol_names() -> list[str]:
     return sorted(PROTOCOLS)
 
 
-def meter_class(name: str) -> type:
+def meter_class(name: str) -> type[MeterBase]:
     """The decoder class registered as `name`; BadInput naming the known protocols otherwise."""
     try:
         target = PROTOCOLS[name]

@@ -7,7 +7,9 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -32,11 +34,11 @@ SILENT_WARN_S = 5.0  # warn when a meter has sent no reading this long after the
 class _StopOnSignal:
     """Turn SIGTERM (and SIGINT) into a clean stop request, restoring the old handlers afterwards."""
 
-    def __init__(self, stop) -> None:
+    def __init__(self, stop: Callable[[], object]) -> None:
         self.stop = stop
-        self.old: dict[int, object] = {}
+        self.old: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
 
-    def __enter__(self):
+    def __enter__(self) -> _StopOnSignal:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self.old[sig] = signal.signal(sig, lambda *_: self.stop())

@@ -18,14 +18,28 @@ import threading
 import time
 import tty
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgebench.errors import BadInput
 from edgebench.host.meters.tweetawatt import Calibration, build_frame, convert, default_calibration
 
+if TYPE_CHECKING:
+    from edgebench.host.meters.plug_emulate import PlugFaults
+
 # --- profiles -----------------------------------------------------------------------------------------------
+
+
+class Profile(Protocol):
+    """The load an emulated meter measures: watts at each moment after it started. A profile may also say the
+    most watts it reaches (`top_w()`), which an encoder with a range checks."""
+
+    identity: str  # in words, for the meter's identity
+
+    def watts_at(self, t_s: float) -> float:
+        """Power at `t_s` seconds after the emulator started."""
 
 
 class ConstantProfile:
@@ -158,6 +172,23 @@ class CpuLoadProfile:
 
 
 # --- encoders: profile watts -> the bytes a real meter sends ----------------------------------------------------
+
+
+class Encoder(Protocol):
+    """Profile watts -> the bytes one protocol's real meter sends (and its answers to requests). An encoder with
+    a range also has `check(top_w)`."""
+
+    streams: bool  # sends readings unasked (else answers requests)
+    default_interval_s: float
+
+    def frame(self, watts: float, t_s: float) -> bytes:
+        """The reading `watts` at `t_s` as the meter sends it."""
+
+    def corrupt(self, frame: bytes) -> bytes:
+        """`frame` damaged the way a line or a radio damages it."""
+
+    def respond(self, request: bytes, watts: float, t_s: float) -> tuple[bytes, bool]:
+        """The answer to `request` (bytes the logger sent) and whether it carries a reading."""
 
 
 class LinesEncoder:
@@ -378,7 +409,7 @@ class Faults:
     drop_after_s: float | None = None
 
     @classmethod
-    def of(cls, value: Faults | dict | None) -> Faults:
+    def of(cls, value: Faults | dict[str, Any] | None) -> Faults:
         if value is None:
             return cls()
         return value if isinstance(value, Faults) else cls(**value)
@@ -435,7 +466,9 @@ GARBAGE = b"\x00\x13\xa5garbage\xff"  # no 0x7E, no newline: pure junk for the r
 class _Emitter:
     """Shared timing: what to send at each tick, with faults applied."""
 
-    def __init__(self, encoder, profile, interval_s: float, faults: Faults, handle: EmulatorHandle) -> None:
+    def __init__(
+        self, encoder: Encoder, profile: Profile, interval_s: float, faults: Faults, handle: EmulatorHandle
+    ) -> None:
         self.encoder, self.profile, self.interval_s, self.faults, self.handle = (
             encoder, profile, interval_s, faults, handle,
         )  # fmt: skip
@@ -569,14 +602,14 @@ def _serve_tcp(
 
 def start_emulator(
     protocol: str,
-    profile,
+    profile: Profile,
     *,
     interval_s: float | None = None,
     transport: str = "pty",
-    faults: Faults | dict | None = None,
+    faults: Faults | PlugFaults | dict[str, Any] | None = None,
     tcp_port: int = 0,
-    encoder=None,
-    plug: dict | None = None,
+    encoder: Encoder | None = None,
+    plug: dict[str, Any] | None = None,
 ) -> EmulatorHandle:
     """Start an emulated meter in a thread; open `handle.port` with the logger. Stop it with `.stop()`.
 
@@ -585,9 +618,11 @@ def start_emulator(
     The smart plugs (`shelly`, `shelly-gen1`, `tasmota`) are HTTP servers on 127.0.0.1:`tcp_port`; `plug`
     passes their options (faults, user, password, model, watt_decimals) to `plug_emulate.start_plug_emulator`.
     """
-    from edgebench.host.meters.plug_emulate import FIRMWARES, start_plug_emulator
+    from edgebench.host.meters.plug_emulate import FIRMWARES, PlugFaults, start_plug_emulator
 
     if protocol in FIRMWARES:
+        if isinstance(faults, Faults):
+            raise TypeError("a smart plug emulator takes PlugFaults (timeout, drop, error, stale), not Faults")
         interval = 1.0 if interval_s is None else float(interval_s)
         if not (math.isfinite(interval) and interval > 0):
             raise BadInput(f"emulator interval must be a finite number > 0 s, got {interval}")
@@ -606,8 +641,12 @@ def start_emulator(
     handle = EmulatorHandle(
         port="", protocol=protocol, identity=f"{protocol} ({profile.identity})", interval_s=interval
     )
+    if isinstance(faults, PlugFaults):
+        raise TypeError("a serial meter emulator takes Faults (corrupt, garbage, silence, drop), not PlugFaults")
     emitter = _Emitter(enc, profile, interval, Faults.of(faults), handle)
     emitter.explicit_interval = interval_s is not None
+    target: Callable[..., None]
+    args: tuple[object, ...]
     if transport == "pty":
         master, slave = os.openpty()
         tty.setraw(slave)  # bytes pass untouched: no echo, no CR/LF translation

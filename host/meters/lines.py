@@ -101,13 +101,14 @@ class LinesMeter(MeterBase):
         if any(n in _WATT_NAMES for n in names) and not any(re.fullmatch(_NUMBER, c) for c in cells):
             self._columns = {n: i for i, n in enumerate(names)}  # a header (again, e.g. after a restart)
             return None
-        if self._columns is None:
+        columns = self._columns
+        if columns is None:
             self.bad_frames += 1
             return None
 
         def cell(options: tuple[str, ...]) -> str | None:
             for name in options:
-                i = self._columns.get(name)  # type: ignore[union-attr]
+                i = columns.get(name)
                 if i is not None and i < len(cells) and re.fullmatch(_NUMBER, cells[i]):
                     return cells[i]
             return None
@@ -117,7 +118,7 @@ class LinesMeter(MeterBase):
 
         volts, amps, pf = cell(_VOLT_NAMES), cell(_AMP_NAMES), cell(_PF_NAMES)
 
-        watts_i = next((self._columns[n] for n in _WATT_NAMES if n in self._columns), None)
+        watts_i = next((columns[n] for n in _WATT_NAMES if n in columns), None)
         if watts_i is None or watts_i >= len(cells) or not re.fullmatch(_NUMBER, cells[watts_i]):
             self.bad_frames += 1
             return None

@@ -30,12 +30,15 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from edgebench.console import warn
 from edgebench.errors import BadInput
-from edgebench.host.logger import BaseLogger
+from edgebench.host.logger import BaseLogger, LoggerStats
 from edgebench.records import MeterReading, MeterTrace
+
+if TYPE_CHECKING:
+    from edgebench.host.measure import MeterSource, Plan
 
 # The P4400 shows watts to 0.1 W and is rated 15 A at 125 V: a typed value beyond 1875 W is a typo.
 DISPLAY_RESOLUTION_W = 0.1
@@ -143,7 +146,9 @@ class ManualLogger(BaseLogger):
         self.commit()
         super().stop()
 
-    def run(self, duration_s=None, *, on_tick=None, tick_s=0.5):
+    def run(
+        self, duration_s: float | None = None, *, on_tick: Callable[[Any], None] | None = None, tick_s: float = 0.5
+    ) -> LoggerStats:
         try:
             return super().run(duration_s, on_tick=on_tick, tick_s=tick_s)
         finally:
@@ -158,7 +163,8 @@ class ManualLogger(BaseLogger):
     def _lines(self, timeout_s: float) -> list[str] | None:
         """Lines typed within `timeout_s` ([] if none); None once the input has ended."""
         if self._fd is None:
-            line = self.stream.readline()  # type: ignore[union-attr]
+            assert self.stream is not None  # open() chose it
+            line = self.stream.readline()
             if not line:
                 return None
             return [line.decode(errors="replace") if isinstance(line, bytes) else line]
@@ -389,7 +395,7 @@ class ManualProgress:
     """`measure --meter manual`: what `measure.Progress` shows, as prompts: no live line (it would write over
     what the person types), one prompt per window with what runs and about how long the session has left."""
 
-    def __init__(self, source: Any, plan: Any) -> None:
+    def __init__(self, source: MeterSource, plan: Plan) -> None:
         self.source = source
         self.label = ""
         self.windows_left = plan.windows
@@ -526,18 +532,18 @@ def load_paper_trace(path: str | Path, start_ns: int | None = None, end_ns: int 
     if not rows:
         raise BadInput(f"{path} holds no reading: one line per reading under the header, time,{value_name}")
     rows.sort()
-    t = np.array([r[0] for r in rows], dtype=np.int64)
-    v = np.array([r[1] for r in rows], dtype=np.float64)
-    keep = np.ones(len(t), dtype=bool)
+    t_ns = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([r[1] for r in rows], dtype=np.float64)
+    keep = np.ones(len(t_ns), dtype=np.bool_)
     if start_ns is not None:
-        keep &= t >= start_ns
+        keep &= t_ns >= start_ns
     if end_ns is not None:
-        keep &= t <= end_ns
+        keep &= t_ns <= end_ns
     if kwh:
-        energy = v * 1000
+        energy = values * 1000
         if np.any(np.diff(energy) < 0):
             raise BadInput(f"{path}: the kWh counter goes down between two readings: a typo, or a reset meter")
-        power = np.concatenate(([0.0], np.diff(energy) * 3600 / np.maximum(np.diff(t) / 1e9, 1e-9)))
-        return MeterTrace(t[keep], power[keep], f"{IDENTITY} kWh counter (paper)", DISPLAY_RESOLUTION_W,
+        power = np.concatenate(([0.0], np.diff(energy) * 3600 / np.maximum(np.diff(t_ns) / 1e9, 1e-9)))
+        return MeterTrace(t_ns[keep], power[keep], f"{IDENTITY} kWh counter (paper)", DISPLAY_RESOLUTION_W,
                           sampling="counter", energy_wh=energy[keep])  # fmt: skip
-    return MeterTrace(t[keep], v[keep], f"{IDENTITY} (paper)", DISPLAY_RESOLUTION_W, sampling="spot")
+    return MeterTrace(t_ns[keep], values[keep], f"{IDENTITY} (paper)", DISPLAY_RESOLUTION_W, sampling="spot")

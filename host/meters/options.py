@@ -85,7 +85,7 @@ def plug_login_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def meter_access_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add --kwh, --meter-user, --meter-password, --prometheus and --prometheus-remote to a command."""
-    options = [
+    options: list[Decorator] = [
         click.option("--kwh", is_flag=True,
                      help="With --meter manual: type the kWh counter at window edges instead of watts (long runs)."),
         plug_login_options,

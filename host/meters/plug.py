@@ -575,15 +575,12 @@ class PlugLogger(BaseLogger):
         user, password = _credentials(user, password)
         self.client = PlugClient(self.where.host, self.where.port, user=user, password=password, timeout_s=timeout_s)
         self.firmware: Firmware | None = None
+        self.protocol = self.where.scheme  # the firmware's protocol once it is known (open)
         self.period_s = NOMINAL_PERIOD_S
         self.learning = True
         self._resolution_w: float | None = None
         self._rtts: deque[float] = deque(maxlen=64)
         self._foreign_warned = False
-
-    @property
-    def protocol(self) -> str:  # type: ignore[override]
-        return self.firmware.protocol if self.firmware is not None else self.where.scheme
 
     @property
     def identity(self) -> str:
@@ -629,6 +626,7 @@ class PlugLogger(BaseLogger):
         self._stop.clear()
         try:
             self.firmware = identify(self.client, self.where.scheme)
+            self.protocol = self.firmware.protocol
             self.firmware.checked(self.firmware.read(self.client), self.firmware.nominal_resolution_w)
         except PlugError as exc:
             self.client.close()

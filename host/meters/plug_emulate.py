@@ -30,10 +30,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from edgebench.errors import BadInput
+
+if TYPE_CHECKING:
+    from edgebench.host.meters.emulate import EmulatorHandle, Profile
 
 FIRMWARES = ("shelly", "shelly-gen1", "tasmota")
 MAINS_V = 230.0
@@ -55,12 +58,13 @@ class PlugFaults:
     error_every: int = 0
 
     @classmethod
-    def of(cls, value: PlugFaults | dict | None) -> PlugFaults:
+    def of(cls, value: PlugFaults | dict[str, Any] | None) -> PlugFaults:
         if value is None:
             return cls()
         if isinstance(value, PlugFaults):
             return value
-        return cls(**{k: tuple(tuple(s) for s in v) if k != "error_every" else v for k, v in value.items()})
+        fields: dict[str, Any] = {k: tuple(tuple(s) for s in v) if k != "error_every" else v for k, v in value.items()}
+        return cls(**fields)
 
     @classmethod
     def parse(cls, texts: tuple[str, ...] | list[str]) -> PlugFaults:
@@ -122,7 +126,7 @@ MODELS = {
 class PlugState:
     """The plug's measurement, refreshed every `interval_s` from the profile (lazily, up to the time asked)."""
 
-    def __init__(self, profile, interval_s: float, faults: PlugFaults, handle) -> None:
+    def __init__(self, profile: Profile, interval_s: float, faults: PlugFaults, handle: EmulatorHandle) -> None:
         self.profile, self.interval_s, self.faults, self.handle = profile, interval_s, faults, handle
         self.t0 = time.monotonic()
         self.t0_ns = time.time_ns()
@@ -376,21 +380,23 @@ class _PlugServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, model: PlugModel, state: PlugState, handle, *, user: str, password: str | None,
-                 watt_decimals: int) -> None:  # fmt: skip
+    def __init__(self, address: tuple[str, int], model: PlugModel, state: PlugState, handle: EmulatorHandle, *,
+                 user: str, password: str | None, watt_decimals: int) -> None:  # fmt: skip
         super().__init__(address, _Handler)
         self.model, self.state, self.handle = model, state, handle
         self.user, self.password, self.watt_decimals = user, password, watt_decimals
         self.gen2_auth = Gen2Auth(user, password, model.device_id) if password is not None else None
         self.stopping = threading.Event()
-        self.open_connections: set = set()
+        self.open_connections: set[socket.socket] = set()
 
-    def process_request(self, request, client_address) -> None:
-        self.open_connections.add(request)
+    def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
+        if isinstance(request, socket.socket):  # always, for a TCP server
+            self.open_connections.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request) -> None:
-        self.open_connections.discard(request)
+    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
+        if isinstance(request, socket.socket):
+            self.open_connections.discard(request)
         super().shutdown_request(request)
 
     def drop_connections(self) -> None:
@@ -404,17 +410,17 @@ class _PlugServer(ThreadingHTTPServer):
 
 def start_plug_emulator(
     firmware: str,
-    profile,
-    handle,
+    profile: Profile,
+    handle: EmulatorHandle,
     *,
     interval_s: float = 1.0,
-    faults: PlugFaults | dict | None = None,
+    faults: PlugFaults | dict[str, Any] | None = None,
     port: int = 0,
     user: str = "admin",
     password: str | None = None,
     model: str | None = None,
     watt_decimals: int = 0,
-):
+) -> EmulatorHandle:
     """Serve an emulated plug on 127.0.0.1:`port` (0: a free one) in a thread; fills and returns `handle`
     (`handle.port` is the shelly:// or tasmota:// URL to give --meter)."""
     name = model or firmware

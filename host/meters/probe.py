@@ -8,10 +8,15 @@ so the user can pick a protocol or fix the baud rate.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgebench.errors import BadInput
 from edgebench.host.meters.base import make_meter
+
+if TYPE_CHECKING:
+    import serial
 
 # (protocol, readings needed): text lines need two, so one stray numeric line does not decide it.
 STREAMING_ORDER: tuple[tuple[str, int], ...] = (("tweetawatt", 1), ("wattsup", 1), ("lines", 2))
@@ -47,7 +52,7 @@ def _try_streaming(data: bytes) -> ProbeResult | None:
     return None
 
 
-def _read_for(port, seconds: float, enough=None) -> bytes:
+def _read_for(port: serial.Serial, seconds: float, enough: Callable[[bytes], bool] | None = None) -> bytes:
     heard = b""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -57,7 +62,7 @@ def _read_for(port, seconds: float, enough=None) -> bytes:
     return heard
 
 
-def _ask_um(port) -> ProbeResult | None:
+def _ask_um(port: serial.Serial) -> ProbeResult | None:
     meter = make_meter("um")
     port.reset_input_buffer()
     port.write(meter.poll())
@@ -68,7 +73,7 @@ def _ask_um(port) -> ProbeResult | None:
     return None
 
 
-def _ask_wattsup(port) -> tuple[ProbeResult | None, bytes]:
+def _ask_wattsup(port: serial.Serial) -> tuple[ProbeResult | None, bytes]:
     from edgebench.host.meters.wattsup import WattsupMeter
 
     old = getattr(port, "baudrate", None)
@@ -91,7 +96,7 @@ def _ask_wattsup(port) -> tuple[ProbeResult | None, bytes]:
     return None, heard
 
 
-def probe_port(port, listen_s: float = LISTEN_S, url: str = "") -> ProbeResult:
+def probe_port(port: serial.Serial, listen_s: float = LISTEN_S, url: str = "") -> ProbeResult:
     """Find the protocol on an open pyserial port: listen up to `listen_s`, then poll as a UM meter, then ask as
     a Watts up? (at 115200 baud). Stops at the first that decodes; BadInput saying what was heard otherwise.
     """

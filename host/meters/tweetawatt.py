@@ -135,7 +135,7 @@ class IOSample:
     adc: dict[int, list[int]]  # channel -> samples
 
 
-def checksum(body: bytes) -> int:
+def checksum(body: bytes | bytearray) -> int:
     """XBee API checksum over the bytes from the API id to the end of the data."""
     return 0xFF - (sum(body) & 0xFF)
 
@@ -187,6 +187,8 @@ def convert(
     i = current_raw[1:]
     max_v, min_v = max(v), min(v)
     vpp = max_v - min_v
+    avgv: float
+    volts: list[float]
     if py2_compat:
         avgv = (max_v + min_v) // 2
         volts = [((x - avgv) * int(cal.mains_vpp)) // vpp if vpp else 0 for x in v]
@@ -229,11 +231,8 @@ class TweetAWattMeter(MeterBase):
         self._lost = False
         self._last: dict[int, tuple[int, float]] = {}  # address -> (t_ns, energy_wh)
 
-    @property
-    def resolution_w(self) -> float:  # type: ignore[override]
-        # One current count in one of 17 samples at peak volts: the finest step the average can take.
-        cal = default_calibration(1)
-        return cal.mains_vpp / 2 / cal.current_norm / AVG_SAMPLES
+    # One current count in one of 17 samples at peak volts: the finest step the average can take.
+    resolution_w = MAINSVPP / 2 / CURRENTNORM / AVG_SAMPLES
 
     def calibration_for(self, address: int) -> Calibration:
         """Constants used for a source address (the file's entry, else the original defaults)."""
