@@ -179,6 +179,17 @@ def test_labels_up_to_the_stated_class_limit_are_accepted(tmp_path):
         load_dataset(str(short))
 
 
+def _load_counted(path, outcomes):
+    """load_dataset(path), counted in `outcomes` as loaded or refused (None when refused with BadInput)."""
+    try:
+        loaded = load_dataset(str(path))
+    except BadInput:
+        outcomes["refused"] += 1
+        return None
+    outcomes["loaded"] += 1
+    return loaded
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 def test_fuzz_damaged_npz_files_load_faithfully_or_raise_bad_input(tmp_path, compressed):
     """Seeded bit flips, byte overwrites and truncations of a valid .npz: each either loads the same arrays (the
@@ -201,12 +212,9 @@ def test_fuzz_damaged_npz_files_load_faithfully_or_raise_bad_input(tmp_path, com
         else:
             raw = raw[: int(rng.integers(len(raw)))]
         path.write_bytes(bytes(raw))
-        try:
-            loaded = load_dataset(str(path))
-        except BadInput:
-            outcomes["refused"] += 1
+        loaded = _load_counted(path, outcomes)
+        if loaded is None:
             continue
-        outcomes["loaded"] += 1
         # what loads is well formed: images in range and one label per image (a flip in the pixel bytes of an
         # uncompressed archive is a different, still valid, image: nothing can tell it from the original)
         assert len(loaded.labels) == len(loaded.images) and loaded.labels.min() >= 0
@@ -315,12 +323,9 @@ def test_fuzz_well_formed_archives_of_every_array_kind(tmp_path):
         y = rng.integers(-1, 12, max(0, n + int(rng.integers(-1, 2)))).astype(rng.choice([np.int64, np.uint8, np.float32]))
         extra = {"classes": np.array(["a", "b"])} if rng.random() < 0.2 else {}
         np.savez(path, x=x, y=y, **extra)
-        try:
-            loaded = load_dataset(str(path))
-        except BadInput:
-            outcomes["refused"] += 1
+        loaded = _load_counted(path, outcomes)
+        if loaded is None:
             continue
-        outcomes["loaded"] += 1
         images = loaded.images
         assert images.ndim == 4 and images.shape[1] in (1, 3) and len(images) == len(loaded.labels) > 0
         assert images.dtype == np.uint8 or (np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1)
