@@ -17,12 +17,15 @@ from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput, EdgebenchError
 from edgebench.options import (
     DEFAULT_ENGINES_DIR,
+    MAX_THREADS,
+    MAX_TIMEOUT_S,
     engine_names_option,
     non_negative,
     positive,
     sensor_option,
     threads_option,
 )
+from edgebench.protocol import MAX_ITERATIONS, MAX_WARMUP_S, MAX_WINDOW_S
 
 from .options import (
     DEFAULT_DURATION_S,
@@ -78,20 +81,20 @@ def _select_entries(engines_dir: Path, names: tuple[str, ...]):
     "engines_dir", required=False, default=DEFAULT_ENGINES_DIR, type=click.Path(path_type=Path, file_okay=False)
 )
 @engine_names_option
-@click.option("--warmup", type=click.IntRange(min=0), help="Warm-up iterations (discarded, reported apart).")
+@click.option("--warmup", type=click.IntRange(min=0, max=MAX_ITERATIONS), help="Warm-up iterations (discarded, reported apart).")
 @click.option(
     "--warmup-time",
-    type=non_negative(),
+    type=non_negative(max=MAX_WARMUP_S),
     help=f"Warm-up seconds instead of a count (default {DEFAULT_WARMUP_S:g} s, as trtexec).",
 )
-@click.option("--iterations", type=click.IntRange(min=1), help="Measured iterations (exact count).")
+@click.option("--iterations", type=click.IntRange(min=1, max=MAX_ITERATIONS), help="Measured iterations (exact count).")
 @click.option(
     "--duration",
-    type=positive(),
+    type=positive(max=MAX_WINDOW_S),
     help=f"Measured seconds (default {DEFAULT_DURATION_S:g} s, at least {MIN_ITERATIONS} iterations, as trtexec).",
 )
 @threads_option
-@click.option("--inter-op-threads", type=click.IntRange(min=1), help="Inter-op threads (default: the backend's).")
+@click.option("--inter-op-threads", type=click.IntRange(min=1, max=MAX_THREADS), help="Inter-op threads (default: the backend's).")
 @click.option("--include-copies", is_flag=True, help="Time host<->device copies inside each iteration.")
 @click.option(
     "--out",
@@ -103,11 +106,11 @@ def _select_entries(engines_dir: Path, names: tuple[str, ...]):
 @sensor_root_option()
 @tegrastats_option
 @click.option(
-    "--inference-timeout", type=positive(), default=60.0, show_default=True, metavar="SECONDS",
+    "--inference-timeout", type=positive(max=MAX_TIMEOUT_S), default=60.0, show_default=True, metavar="SECONDS",
     help="Stop an engine whose one inference (warm-up included) runs longer; it is recorded as failed.",
 )
 @click.option(
-    "--window-timeout", type=positive(), metavar="SECONDS",
+    "--window-timeout", type=positive(max=MAX_TIMEOUT_S), metavar="SECONDS",
     help="Stop an engine whose whole window (warm-up + measured) runs longer "
     "[default: its warm-up and measured seconds + 120 s; none for --iterations].",
 )

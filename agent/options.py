@@ -23,7 +23,7 @@ SENSOR_PERIOD_S = 0.01  # on-board power sampling period: 100 readings/s, severa
 def sensor_period_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """--sensor-period-ms (into `sensor_period_ms`), default SENSOR_PERIOD_S in ms."""
     return click.option(
-        "--sensor-period-ms", type=positive(), default=SENSOR_PERIOD_S * 1000.0, show_default=True,
+        "--sensor-period-ms", type=positive(max=3_600_000.0), default=SENSOR_PERIOD_S * 1000.0, show_default=True,
         help="Sampling period of the on-board sensor (tegrastats: its --interval).",
     )(f)  # fmt: skip
 

@@ -621,7 +621,7 @@ def _announce(line: str) -> None:
 @sensor_period_option
 @sensor_root_option()
 @click.option("--once", is_flag=True, help="With --listen: exit after the first session.")
-@click.option("--clock-offset-ns", type=int, default=0, hidden=True,
+@click.option("--clock-offset-ns", type=click.IntRange(-(2**62), 2**62), default=0, hidden=True,
               help="Skew every agent time by this much (tests of clock sync).")
 def agent(
     stdio: bool,

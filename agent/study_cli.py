@@ -10,8 +10,10 @@ from typing import Any
 import click
 
 from edgebench.engines.eval_cli import channel_options
+from edgebench.engines.spec import MAX_BATCH
 from edgebench.errors import BadInput
 from edgebench.options import Decorator, input_resolution_option, positive, sensor_option
+from edgebench.protocol import MAX_WINDOW_S
 
 
 def _split(values) -> list[str]:
@@ -26,9 +28,9 @@ def _common(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--method", "methods", multiple=True,
                      help="Resize methods, comma-separated: area, bilinear, nearest, crop (input-size default area,bilinear; "
                      "model-size default area)."),
-        click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--batch", type=click.IntRange(min=1, max=MAX_BATCH), default=1, show_default=True),
         click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True),
-        click.option("--duration", type=positive(), default=1.0, show_default=True,
+        click.option("--duration", type=positive(max=MAX_WINDOW_S), default=1.0, show_default=True,
                      help="Seconds timed per window (without --meter)."),
         click.option("--repeat", type=click.IntRange(min=1, max=100), default=1, show_default=True,
                      help="Timing windows per engine (with --meter: `edgebench measure --repeat`); the energy's "

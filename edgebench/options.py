@@ -66,14 +66,25 @@ def finite(
     return FiniteFloat(min=min, max=max, min_open=min_open, max_open=max_open)
 
 
-def positive() -> FiniteFloat:
-    """A finite float > 0 (durations, periods, intervals)."""
-    return FiniteFloat(min=0, min_open=True)
+def positive(max: float | None = None) -> FiniteFloat:  # noqa: A002
+    """A finite float > 0 (durations, periods, intervals), at most `max`."""
+    return FiniteFloat(min=0, min_open=True, max=max)
 
 
-def non_negative() -> FiniteFloat:
-    """A finite float >= 0 (warm-up seconds, resolutions that may be zero)."""
-    return FiniteFloat(min=0)
+def non_negative(max: float | None = None) -> FiniteFloat:  # noqa: A002
+    """A finite float >= 0 (warm-up seconds, resolutions that may be zero), at most `max`."""
+    return FiniteFloat(min=0, max=max)
+
+
+# Upper bounds of options. A value beyond one is a typo, never a measurement, and refused as a usage error at
+# once: unbounded, 1e308 seconds overflow a thread's wait and a 400-digit thread count overflows the runtime's C
+# int, long after the command started. Options without one are checked where their results are computed (the
+# lifetime projection's --per-day and --years, carbon's --hours: a result that overflows is one line).
+MAX_SECONDS = 366 * 86_400.0  # a meter log or an emulator: a year of logging
+MAX_TIMEOUT_S = 86_400.0  # a wait or a time limit: a day
+MAX_THREADS = 1024  # runner threads: more than any edge board's cores
+MAX_POWER_W = 100_000.0  # watts: beyond any wall socket (a Kill-a-Watt's limit is 1875 W, a lines meter's 50 kW)
+MAX_REPEAT = 1000  # windows per engine
 
 
 # --- options that mean the same on the device side and the host side ------------------------------------------
@@ -110,7 +121,7 @@ def engine_names_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def threads_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """--threads N: the runner's intra-op threads (on the agent, for measure)."""
     return click.option(
-        "--threads", type=click.IntRange(min=1), help="Intra-op threads of the engine runner (default: the backend's)."
+        "--threads", type=click.IntRange(min=1, max=MAX_THREADS), help="Intra-op threads of the engine runner (default: the backend's)."
     )(f)
 
 

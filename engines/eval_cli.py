@@ -156,7 +156,7 @@ def eval_engines(engines_dir, data, engine_names, method, mean_text, std_text, b
 )
 @input_resolution_option(extra="the probe is fitted at")
 @preprocess_options
-@click.option("--c", "c_value", type=positive(), default=1.0, show_default=True, help="Inverse L2 strength.")
+@click.option("--c", "c_value", type=positive(max=1e6), default=1.0, show_default=True, help="Inverse L2 strength.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), required=True, help="ONNX file to write.")
 def train_probe(backbone, model_path, data, test_data, resolution, method, mean_text, std_text, bgr, c_value, out_path):
     """Make a model that really classifies: a linear probe on a backbone's pooled features, in its ONNX graph.

@@ -23,6 +23,7 @@ PRECISIONS = ("fp32", "fp16")
 # The largest input side edgebench builds, fits or studies: a 4K frame (3840x2160) fits. One 4096x4096 image is
 # 192 MiB as float32 RGB and a backbone's first feature maps several GiB, so larger sides are a typo, not a plan.
 MAX_SIDE = 4096
+MAX_BATCH = 1024  # images per execution: more is a typo on an edge device (and a tensor of many GiB)
 
 _BACKBONE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _EXTRA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -45,6 +46,10 @@ class EngineSpec(EngineName):
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise BadInput(f"{field_name} must be a positive integer, got {value!r}: e.g. batch 1, resolution 224x224")
+        if self.batch > MAX_BATCH:
+            digits = str(self.batch)
+            shown = digits if len(digits) <= 12 else f"{digits[:6]}... ({len(digits)} digits)"
+            raise BadInput(f"batch {shown} is more than {MAX_BATCH} images: use a batch of 1 to {MAX_BATCH}")
         if self.precision not in PRECISIONS:
             raise BadInput(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.extra and not _EXTRA_RE.match(self.extra):

@@ -707,6 +707,9 @@ def country_iso3(grid: GridFactor) -> str:
     return first if len(first) == 3 and first.isalpha() else ""
 
 
+MAX_PUE = 10.0  # a facility's PUE: the worst data centres report about 2.5; more is a typo
+
+
 def check_pue(pue: float) -> float:
     """`pue` when it is a finite number >= 1; BadInput otherwise (a facility cannot use less than its IT load). The
     one check of a PUE, for the library's callers; the CLI's --pue refuses the same at parsing."""
@@ -715,4 +718,6 @@ def check_pue(pue: float) -> float:
             f"PUE {pue} is below 1: a facility cannot use less than its IT load; pass --pue 1 for a device on a "
             "desk, more for a facility"
         )
+    if pue > MAX_PUE:
+        raise BadInput(f"PUE {pue:g} is over {MAX_PUE:g}: the worst data centres report about 2.5; pass the facility's")
     return pue

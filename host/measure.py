@@ -42,6 +42,7 @@ from edgebench.console import is_interactive, note, warn
 from edgebench.errors import BadInput, DeviceError, EdgebenchError, ProtocolError
 from edgebench.options import (
     DEFAULT_ENGINES_DIR,
+    MAX_REPEAT,
     engine_names_option,
     engines_dir_option,
     finite,
@@ -1041,10 +1042,10 @@ def _salvage(session: MeasureSession) -> None:
 @click.option("--warmup", "warmup_s", type=finite(min=0, max=MAX_WARMUP_S), default=DEFAULT_WARMUP_S, show_default=True,
               help="Warm-up seconds before each window (not measured).")
 @idle_option()
-@click.option("--idle-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+@click.option("--idle-every", type=click.IntRange(min=0, max=MAX_REPEAT), default=0, show_default=True, metavar="N",
               help="Measure the idle baseline again after every N engines and after the last (drift, warming up): each "
                    "window's baseline is interpolated in time between the idle windows around it; 0: only first.")
-@click.option("--repeat", type=click.IntRange(min=1), default=DEFAULT_REPEAT, show_default=True,
+@click.option("--repeat", type=click.IntRange(min=1, max=MAX_REPEAT), default=DEFAULT_REPEAT, show_default=True,
               help="Windows per engine.")
 @click.option("--retry", type=click.IntRange(min=0, max=10), default=DEFAULT_RETRY, show_default=True,
               help="Measure a window again, up to N times, when a meter gap or silence invalidated it.")

@@ -13,8 +13,10 @@ from typing import Any
 
 import click
 
-from edgebench.options import finite, non_negative
+from edgebench.options import MAX_POWER_W, finite, non_negative
 from edgebench.protocol import MAX_WINDOW_S
+
+from .carbon import MAX_PUE
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -57,8 +59,8 @@ def pue_option(default_words: str | None = None) -> Decorator:
     """--pue (>= 1): DEFAULT_PUE, or, given `default_words`, no default value (None) and those words saying what
     the command takes instead (the session's, the run's)."""
     if default_words is None:
-        return click.option("--pue", type=finite(min=1), default=DEFAULT_PUE, show_default=True, help=f"{PUE_HELP}.")
-    return click.option("--pue", type=finite(min=1), help=f"{PUE_HELP} (default: {default_words}).")
+        return click.option("--pue", type=finite(min=1, max=MAX_PUE), default=DEFAULT_PUE, show_default=True, help=f"{PUE_HELP}.")
+    return click.option("--pue", type=finite(min=1, max=MAX_PUE), help=f"{PUE_HELP} (default: {default_words}).")
 
 
 def idle_option(when: str = "") -> Decorator:
@@ -73,7 +75,7 @@ def idle_option(when: str = "") -> Decorator:
 def meter_resolution_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """--resolution W (into `resolution_w`): the meter's resolution, not the input HxW of edgebench.options."""
     return click.option(
-        "--resolution", "resolution_w", type=non_negative(), metavar="W",
+        "--resolution", "resolution_w", type=non_negative(max=MAX_POWER_W), metavar="W",
         help="Meter resolution in W (default: what the meter, or its log, says).",
     )(f)  # fmt: skip
 

@@ -35,7 +35,7 @@ import click
 from edgebench.console import note, warn
 from edgebench.errors import BadInput
 from edgebench.files import read_json, write_atomic
-from edgebench.options import non_negative
+from edgebench.options import MAX_POWER_W, non_negative
 
 from .carbon import GridFactor
 from .meters.options import (
@@ -171,7 +171,7 @@ def run_command(
 @address_option
 @meter_timeout_option
 @idle_option(" before the command")
-@click.option("--idle-power", "idle_power_w", type=non_negative(),
+@click.option("--idle-power", "idle_power_w", type=non_negative(max=MAX_POWER_W),
               help="Known idle power in W instead of measuring it (no uncertainty is added for it).")
 @click.option("--iterations", type=click.IntRange(min=1, max=MAX_ITERATIONS), default=1, show_default=True,
               help="Iterations (steps, inferences) the command runs: adds J per iteration.")

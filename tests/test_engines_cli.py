@@ -86,6 +86,8 @@ def test_sweep_file_and_override(tmp_path):
         (["--backbone", "resnet19"], "unknown backbone 'resnet19'"),
         (["--backbone", "resnet18", "--precision", "int8"], "unknown precision 'int8'"),
         (["--backbone", "resnet18", "--batch", "one"], "--batch takes integers"),
+        (["--backbone", "resnet18", "--batch", "1025"], "more than 1024 images"),
+        (["--backbone", "resnet18", "--batch", "9" * 400], "more than 1024 images"),
         (["--backbone", "resnet18", "--backend", "tvm"], "unknown backend 'tvm'"),
         (["--sweep", "nope.toml"], "sweep file nope.toml does not exist"),
     ],

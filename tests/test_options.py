@@ -169,3 +169,66 @@ def test_every_command_module_is_covered():
     """A new command is either in MEANINGS where it shares an option, or shares none (a reminder to look)."""
     listed = {path.split()[0] for paths in MEANINGS.values() for path in paths}
     assert listed <= set(COMMANDS) | {"meter", "study"}
+
+
+# --- every numeric option, fuzzed (issue 18): refused at parsing in one line, or checked where it is used ------
+
+NOT_A_NUMBER = ["nan", "inf", "-inf", "1e309", "true", "1" + "0" * 5000, "0x10", "", "1,5"]
+HUGE = ["1e308", str(10**400), "-" + str(10**400)]
+# Options without an upper bound: the result they feed is checked where it is computed, one line when it
+# overflows; each has its end-to-end fuzz test.
+CARBON_FUZZ = "tests/test_carbon.py::test_carbon_numeric_options_never_print_inf_or_trace"
+LIFETIME_FUZZ = "tests/test_carbon.py::test_report_lifetime_counts_images_and_refuses_overflow"
+CHECKED_WHERE_USED = {
+    ("carbon", "--hours"): CARBON_FUZZ,
+    ("carbon", "--per-day"): CARBON_FUZZ,
+    ("carbon", "--years"): CARBON_FUZZ,
+    ("report", "--per-day"): LIFETIME_FUZZ,
+    ("report", "--years"): LIFETIME_FUZZ,
+}
+
+
+def _leaf_commands(group: click.Group = cli, path: tuple[str, ...] = ()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def _numeric_options():
+    from edgebench.options import FiniteFloat
+
+    numeric = (click.types.IntParamType, click.types.FloatParamType, FiniteFloat)
+    return [
+        (path, param)
+        for path, command in _leaf_commands()
+        for param in command.params
+        if isinstance(param, click.Option) and isinstance(param.type, numeric) and not param.is_flag
+    ]
+
+
+def test_every_numeric_option_refuses_what_is_not_a_sane_number_in_one_line(tmp_path, monkeypatch):
+    """nan, inf, overflowing literals, booleans, hex, empty, 400- and 5000-digit integers and 1e308, on every
+    numeric option of every command: a usage error naming the option (exit 2), before any work and without a
+    traceback. Only the options of CHECKED_WHERE_USED take huge values (their results are checked)."""
+    monkeypatch.chdir(tmp_path)  # a regression that accepts a value runs its command here, not in the repository
+    options = _numeric_options()
+    assert len(options) > 50  # the walk found the commands (lazily loaded) and their options
+    for path, param in options:
+        values = NOT_A_NUMBER + ([] if (path[0], param.opts[0]) in CHECKED_WHERE_USED else HUGE)
+        for value in values:
+            res = CliRunner().invoke(cli, [*path, f"{param.opts[0]}={value}"])
+            where = f"edgebench {' '.join(path)} {param.opts[0]}={value[:12]}"
+            assert res.exit_code == 2, (where, res.output)
+            assert res.exception is None or isinstance(res.exception, SystemExit), (where, repr(res.exception))
+            assert "Invalid value" in res.output and param.opts[0] in res.output, (where, res.output)
+            assert "Traceback" not in res.output
+
+
+def test_the_options_checked_where_used_exist_and_are_unbounded():
+    """CHECKED_WHERE_USED names real options (a renamed one would silently escape the test above)."""
+    unbounded = {(path[0], param.opts[0]) for path, param in _numeric_options() if getattr(param.type, "max", 0) is None}
+    assert set(CHECKED_WHERE_USED) <= unbounded

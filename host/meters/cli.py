@@ -24,7 +24,7 @@ from edgebench.host.meters.options import (
     plug_login_options,
     protocol_option,
 )
-from edgebench.options import non_negative, positive
+from edgebench.options import MAX_POWER_W, MAX_SECONDS, MAX_TIMEOUT_S, non_negative, positive
 
 EMULATED_PROTOCOLS = ("lines", "tweetawatt", "wattsup", "um", "shelly", "shelly-gen1", "tasmota")
 PLUG_PROTOCOLS = ("shelly", "shelly-gen1", "tasmota")
@@ -63,14 +63,14 @@ def meter() -> None:
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Store (.sqlite/.csv)."
 )
 @click.option(
-    "--duration", type=positive(), default=None, metavar="S", help="Stop after S seconds (default: Ctrl-C)."
+    "--duration", type=positive(max=MAX_SECONDS), default=None, metavar="S", help="Stop after S seconds (default: Ctrl-C)."
 )
 @calibration_option
 @baudrate_option
 @click.option(
     "--warn-silent",
     "warn_silent_s",
-    type=positive(),
+    type=positive(max=MAX_TIMEOUT_S),
     default=SILENT_WARN_S,
     show_default=True,
     metavar="S",
@@ -298,18 +298,18 @@ def _profile(watts, steps, csv_path, cpu_load):
 
 @meter.command("emulate")
 @click.option("--protocol", required=True, type=click.Choice(EMULATED_PROTOCOLS))
-@click.option("--watts", type=non_negative(), help="Constant power.")
+@click.option("--watts", type=non_negative(max=MAX_POWER_W), help="Constant power.")
 @click.option("--steps", help='Piecewise power "t_s:watts,...", e.g. "0:5,10:8".')
 @click.option(
     "--csv", "csv_path", type=click.Path(path_type=Path), help="CSV profile with t_s,power_w columns."
 )
 @click.option("--cpu-load", metavar="IDLE:MAX", help="Watts following this machine's CPU load.")
-@click.option("--interval", type=positive(), default=None, metavar="S", help="Seconds between readings.")
+@click.option("--interval", type=positive(max=MAX_TIMEOUT_S), default=None, metavar="S", help="Seconds between readings.")
 @click.option(
     "--tcp", "tcp_port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
     help="Serve on TCP instead of a pty.",
 )  # fmt: skip
-@click.option("--duration", type=positive(), default=None, metavar="S", help="Stop after S seconds.")
+@click.option("--duration", type=positive(max=MAX_SECONDS), default=None, metavar="S", help="Stop after S seconds.")
 @click.option("--user", default="admin", show_default=True, help="Smart plugs: the user auth asks for.")
 @click.option("--password", default=None, help="Smart plugs: turn auth on with this password.")
 @click.option("--model", default=None,
@@ -363,10 +363,10 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
 @meter.command("probe")
 @click.argument("port")
 @plug_login_options
-@click.option("--listen", type=positive(), default=None, metavar="S", help="Seconds to listen (default 2.5).")
+@click.option("--listen", type=positive(max=MAX_TIMEOUT_S), default=None, metavar="S", help="Seconds to listen (default 2.5).")
 @click.option(
     "--rate-for",
-    type=non_negative(),
+    type=non_negative(max=MAX_TIMEOUT_S),
     default=None,
     metavar="S",
     help="Seconds to log after finding the protocol, to measure the reading rate (default: 3 nominal periods, "

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from edgebench.host.logger import MeterOptions
-from edgebench.options import positive
+from edgebench.options import MAX_TIMEOUT_S, positive
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 USER_ENV, PASSWORD_ENV = "EDGEBENCH_METER_USER", "EDGEBENCH_METER_PASSWORD"
@@ -68,7 +68,7 @@ def baudrate_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def meter_timeout_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """--meter-timeout S (into `meter_timeout_s`), default METER_TIMEOUT_S."""
     return click.option(
-        "--meter-timeout", "meter_timeout_s", type=positive(), default=METER_TIMEOUT_S, show_default=True,
+        "--meter-timeout", "meter_timeout_s", type=positive(max=MAX_TIMEOUT_S), default=METER_TIMEOUT_S, show_default=True,
         help="Seconds to wait for the meter's first readings.",
     )(f)  # fmt: skip
 
