@@ -40,7 +40,7 @@ from edgebench.host.meters.plug import (
 if TYPE_CHECKING:
     from kasa import IotProtocol
 
-INSTALL_HINT = "pip install 'edgebench[kasa]'"
+INSTALL_HINT = "pip install 'edgebench[kasa]' (Python 3.11 or later)"
 TIMEOUT_S = 2.0  # a plug on the LAN answers in tens of ms
 SYSINFO = {"system": {"get_sysinfo": {}}}
 REALTIME = {"emeter": {"get_realtime": {}}}
