@@ -9,12 +9,13 @@ import socket
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from plug_measure import check_against_closed_form, measure_through
+from plug_checks import check_against_closed_form, check_outage_is_one_gap, measure_through
 from waiting import wait_for
 
 from edgebench.cli import cli
 from edgebench.host.logger import MeterOptions, open_logger
 from edgebench.host.meters.emulate import ConstantProfile, RampProfile, start_emulator
+from edgebench.host.meters.kasa import KasaLogger
 from edgebench.host.meters.kasa_emulate import frame, xor_decrypt, xor_encrypt
 from edgebench.host.store import load_energy, load_trace
 
@@ -116,26 +117,7 @@ def test_error_answers_are_bad_frames_and_logging_goes_on(capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["timeout", "drop"])
 def test_an_outage_is_a_gap_said_once_each_way(tmp_path, capsys, fault):
-    from edgebench.host.meters.kasa import KasaLogger
-
-    out = tmp_path / "gap.sqlite"
-    with start_emulator("kasa", ConstantProfile(5.0), interval_s=0.1, faults={fault: ((1.0, 2.0),)}) as emu:
-        logger = KasaLogger(emu.port, out, timeout_s=0.3).start()
-        try:
-            assert wait_for(lambda: logger.stats.reconnects >= 1, timeout_s=20)
-            count = logger.stats.readings
-            assert wait_for(lambda: logger.stats.readings >= count + 3)
-        finally:
-            logger.stop()
-    err = capsys.readouterr().err
-    assert err.count(f"warning: lost the plug {emu.port}") == 1
-    assert err.count(f"warning: the plug {emu.port} answers again") == 1
-    trace = load_trace(out)
-    assert len(trace.gaps) == 1
-    start, end = trace.gaps[0]
-    outage = (emu.t0_ns + 1_000_000_000, emu.t0_ns + 2_000_000_000)
-    assert start <= outage[0] + 300_000_000 and end >= outage[1] - 100_000_000
-    assert start in trace.t_ns.tolist() and end in trace.t_ns.tolist()
+    check_outage_is_one_gap(KasaLogger, "kasa", fault, tmp_path / "gap.sqlite", capsys)
 
 
 def test_an_unreachable_plug_is_one_line(tmp_path):

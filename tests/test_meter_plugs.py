@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from plug_measure import check_against_closed_form, measure_through
+from plug_checks import check_against_closed_form, check_outage_is_one_gap, measure_through
 from waiting import wait_for
 
 from edgebench.cli import cli
@@ -97,25 +97,7 @@ def test_a_steady_plug_still_gives_a_reading_each_period():
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["timeout", "drop"])
 def test_an_unreachable_plug_is_a_gap_said_once_each_way(tmp_path, capsys, fault):
-    out = tmp_path / "gap.sqlite"
-    with start_emulator("shelly", ConstantProfile(5.0), interval_s=0.1, faults={fault: ((1.0, 2.0),)}) as emu:
-        logger = PlugLogger(emu.port, out, timeout_s=0.3).start()
-        try:
-            assert wait_for(lambda: logger.stats.reconnects >= 1, timeout_s=15)
-            count = logger.stats.readings
-            assert wait_for(lambda: logger.stats.readings >= count + 3)
-        finally:
-            logger.stop()
-    err = capsys.readouterr().err
-    assert err.count(f"warning: lost the plug {emu.port}") == 1
-    assert err.count(f"warning: the plug {emu.port} answers again") == 1
-    trace = load_trace(out)
-    assert len(trace.gaps) == 1
-    start, end = trace.gaps[0]
-    # the gap runs from the last reading before the outage to the first after it, around the emulator's span
-    outage = (emu.t0_ns + 1_000_000_000, emu.t0_ns + 2_000_000_000)
-    assert start <= outage[0] + 300_000_000 and end >= outage[1] - 100_000_000
-    assert start in trace.t_ns.tolist() and end in trace.t_ns.tolist()
+    check_outage_is_one_gap(PlugLogger, "shelly", fault, tmp_path / "gap.sqlite", capsys)
 
 
 def test_http_errors_are_bad_frames_and_logging_goes_on(capsys):

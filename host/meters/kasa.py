@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install 'edgebench[kasa]' (Python 3.11 or later)"
 TIMEOUT_S = 2.0  # a plug on the LAN answers in tens of ms
-SYSINFO = {"system": {"get_sysinfo": {}}}
-REALTIME = {"emeter": {"get_realtime": {}}}
+SYSINFO: dict[str, Any] = {"system": {"get_sysinfo": {}}}
+REALTIME: dict[str, Any] = {"emeter": {"get_realtime": {}}}
 NOT_LEGACY = (
     "newer Kasa firmware (KLAP) and every Tapo plug speak only TP-Link's encrypted HTTP protocol, which needs the "
     "TP-Link account and is not supported"

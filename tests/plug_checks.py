@@ -1,5 +1,5 @@
-"""`measure` through an emulated smart plug, checked against the emulated profile's closed form (no edgebench
-integration code): shared by the HTTP plugs' tests and Kasa's."""
+"""Checks shared by the HTTP plugs' tests and Kasa's: an outage is one gap said once each way, and `measure`
+through an emulated plug agrees with the emulated profile's closed form (no edgebench integration code)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,36 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from waiting import wait_for
 
 from edgebench.cli import cli
 from edgebench.host.measuredir import MeasureDir
+from edgebench.host.meters.emulate import ConstantProfile, start_emulator
+from edgebench.host.store import load_trace
 from edgebench.records import read_run_records
+
+
+def check_outage_is_one_gap(logger_class, firmware: str, fault: str, out: Path, capsys) -> None:
+    """The plug goes away (`fault`: timeout or drop) from 1 s to 2 s after its start: said once when it goes and
+    once when it is back, logging goes on, and the store has one gap around the outage."""
+    with start_emulator(firmware, ConstantProfile(5.0), interval_s=0.1, faults={fault: ((1.0, 2.0),)}) as emu:
+        logger = logger_class(emu.port, out, timeout_s=0.3).start()
+        try:
+            assert wait_for(lambda: logger.stats.reconnects >= 1, timeout_s=20)
+            count = logger.stats.readings
+            assert wait_for(lambda: logger.stats.readings >= count + 3)
+        finally:
+            logger.stop()
+    err = capsys.readouterr().err
+    assert err.count(f"warning: lost the plug {emu.port}") == 1
+    assert err.count(f"warning: the plug {emu.port} answers again") == 1
+    trace = load_trace(out)
+    assert len(trace.gaps) == 1
+    start, end = trace.gaps[0]
+    # the gap runs from the last reading before the outage to the first after it, around the emulator's span
+    outage = (emu.t0_ns + 1_000_000_000, emu.t0_ns + 2_000_000_000)
+    assert start <= outage[0] + 300_000_000 and end >= outage[1] - 100_000_000
+    assert start in trace.t_ns.tolist() and end in trace.t_ns.tolist()
 
 
 def closed_form(profile, t0_ns):
