@@ -3,9 +3,10 @@
 `BaseLogger` holds what every kind of meter shares: the store, the counters, the latest reading, silence and
 gap bookkeeping, the background thread and the foreground `run()`. Three kinds build on it:
 - `MeterLogger` (here): a serial port, pty, socket://, loop:// or hwgrep:// URL, decoded by a `Meter`;
-- `PlugLogger` (`edgebench.host.meters.plug`): a Shelly or Tasmota smart plug polled over HTTP;
+- `PlugLogger` (`edgebench.host.meters.plug`): a Shelly or Tasmota smart plug polled over HTTP, and
+  `KasaLogger` (`edgebench.host.meters.kasa`): a TP-Link Kasa plug on its legacy protocol, the same polling loop;
 - `ManualLogger` (`edgebench.host.meters.manual`): a person typing what a plain Kill-a-Watt's display shows.
-`open_logger(url, ...)` picks the kind from the URL (`manual`, `shelly://`, `tasmota://`, anything else is a
+`open_logger(url, ...)` picks the kind from the URL (`manual`, `shelly://`, `tasmota://`, `kasa://`, anything else is a
 serial URL), so `measure`, `run` and `meter log` open every meter the same way.
 
 The serial logger survives corrupt frames (counted by the decoder), silence (a gap is recorded once nothing
@@ -56,7 +57,7 @@ CHORES_S = 0.05  # silence checks and the store's commit, at most this often (we
 # time halves the logger's CPU. A reading may then be stamped up to BATCH_S after its bytes arrived, as a
 # USB-serial adapter's 16 ms latency timer already does; slower meters are read the moment bytes arrive.
 BATCH_BELOW_S, BATCH_S = 0.04, 0.02
-PLUG_SCHEMES = ("shelly://", "tasmota://")
+PLUG_SCHEMES = ("shelly://", "tasmota://", "kasa://")
 MANUAL = "manual"
 
 
@@ -103,7 +104,7 @@ def is_manual(url: str) -> bool:
 
 
 def is_plug(url: str) -> bool:
-    """True for a smart plug URL (shelly://HOST[:PORT], tasmota://HOST[:PORT])."""
+    """True for a smart plug URL (shelly://HOST[:PORT], tasmota://HOST[:PORT], kasa://HOST[:PORT])."""
     return str(url).lower().startswith(PLUG_SCHEMES)
 
 
@@ -117,14 +118,14 @@ def open_logger(
     baudrate: int | None = None,
     probe_s: float | None = None,
 ) -> BaseLogger:
-    """The logger for `url`: the manual meter (`manual`), a smart plug (`shelly://`, `tasmota://`) or a serial
+    """The logger for `url`: the manual meter (`manual`), a smart plug (`shelly://`, `tasmota://`, `kasa://`) or a serial
     meter (any pyserial URL). Options that do not apply to the kind of meter are refused in one line."""
     options = options or MeterOptions()
     url = str(url)
     serial_only = [name for name, value in (("--calibration", calibration), ("--baudrate", baudrate)) if value]
     if str(url).lower().startswith(("http://", "https://")):
         raise BadInput(
-            f"--meter {url}: say which firmware the plug runs, shelly://HOST or tasmota://HOST "
+            f"--meter {url}: say which firmware the plug runs, shelly://HOST or tasmota://HOST (kasa://HOST for Kasa) "
             f"(`edgebench meter probe {url}` tells which)"
         )
     if is_manual(url) or is_plug(url):
@@ -137,10 +138,17 @@ def open_logger(
         raise BadInput("--kwh is the manual meter's counter mode: use it with --meter manual")
     if (options.user or options.password) and not is_plug(url):
         raise BadInput("--meter-user/--meter-password apply to smart plugs (shelly://, tasmota://): drop them")
+    kasa = str(url).lower().startswith("kasa://")
+    if (options.user or options.password) and kasa:
+        raise BadInput("--meter-user/--meter-password: a Kasa plug's legacy protocol has no password: drop them")
     if is_manual(url):
         from edgebench.host.meters.manual import ManualLogger
 
         return ManualLogger(out, kwh=options.kwh)
+    if kasa:
+        from edgebench.host.meters.kasa import KasaLogger
+
+        return KasaLogger(url, out)
     if is_plug(url):
         from edgebench.host.meters.plug import PlugLogger
 

@@ -2,7 +2,8 @@
 Kill-a-Watt (Tweet-a-Watt XBee frames written into a pseudo-terminal, watts following this machine's real CPU
 load), run `edgebench measure` on that pty through the real serial path with the local agent, and print the
 ranked per-engine energy table. `--meter shelly` (or shelly-gen1, tasmota) emulates a smart plug instead: an
-HTTP server on 127.0.0.1 serving the plug's real JSON, polled by the real plug logger.
+HTTP server on 127.0.0.1 serving the plug's real JSON, polled by the real plug logger; `--meter kasa` a TP-Link
+HS110 on its legacy protocol (TCP), read through python-kasa (`pip install 'edgebench[kasa]'`).
 
     python scripts/demo.py [--out demo-out] [--engines engines-out] [--repeat 3] [--meter shelly]
 
@@ -31,6 +32,7 @@ METERS = {
     "shelly": "a Shelly Plus Plug S on 127.0.0.1 (Gen2 RPC over HTTP)",
     "shelly-gen1": "a Shelly Plug S on 127.0.0.1 (Gen1 /status over HTTP)",
     "tasmota": "a Tasmota plug on 127.0.0.1 (Status 10 over HTTP)",
+    "kasa": "a TP-Link Kasa HS110 on 127.0.0.1 (the legacy protocol over TCP)",
 }
 
 
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     with start_emulator(args.meter, profile, interval_s=args.interval) as meter:
         print(f"{banner}, one reading every {args.interval:g} s at {meter.port}", file=sys.stderr, flush=True)
         print(f"== {banner} ==", flush=True)
-        where = "tweetawatt on a pty" if serial else f"{args.meter} over HTTP on 127.0.0.1"
+        over = "the legacy protocol" if args.meter == "kasa" else "HTTP"
+        where = "tweetawatt on a pty" if serial else f"{args.meter} over {over} on 127.0.0.1"
         _run([
             *eb, "measure", "--meter", meter.port, *(["--protocol", "tweetawatt"] if serial else []),
             "--engines", str(args.engines), "--repeat", str(args.repeat), "--out", str(args.out),

@@ -6,16 +6,15 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from plug_checks import check_against_closed_form, check_outage_is_one_gap, measure_through
 from waiting import wait_for
 
 from edgebench.cli import cli
 from edgebench.errors import BadInput
 from edgebench.host.logger import MeterOptions, open_logger
-from edgebench.host.measuredir import MeasureDir
 from edgebench.host.meters.emulate import ConstantProfile, RampProfile, start_emulator
 from edgebench.host.meters.plug import PlugLogger, digest_response, parse_challenge
 from edgebench.host.store import load_energy, load_trace
-from edgebench.records import read_run_records
 
 FIRMWARES = ("shelly", "shelly-gen1", "tasmota")
 
@@ -98,25 +97,7 @@ def test_a_steady_plug_still_gives_a_reading_each_period():
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["timeout", "drop"])
 def test_an_unreachable_plug_is_a_gap_said_once_each_way(tmp_path, capsys, fault):
-    out = tmp_path / "gap.sqlite"
-    with start_emulator("shelly", ConstantProfile(5.0), interval_s=0.1, faults={fault: ((1.0, 2.0),)}) as emu:
-        logger = PlugLogger(emu.port, out, timeout_s=0.3).start()
-        try:
-            assert wait_for(lambda: logger.stats.reconnects >= 1, timeout_s=15)
-            count = logger.stats.readings
-            assert wait_for(lambda: logger.stats.readings >= count + 3)
-        finally:
-            logger.stop()
-    err = capsys.readouterr().err
-    assert err.count(f"warning: lost the plug {emu.port}") == 1
-    assert err.count(f"warning: the plug {emu.port} answers again") == 1
-    trace = load_trace(out)
-    assert len(trace.gaps) == 1
-    start, end = trace.gaps[0]
-    # the gap runs from the last reading before the outage to the first after it, around the emulator's span
-    outage = (emu.t0_ns + 1_000_000_000, emu.t0_ns + 2_000_000_000)
-    assert start <= outage[0] + 300_000_000 and end >= outage[1] - 100_000_000
-    assert start in trace.t_ns.tolist() and end in trace.t_ns.tolist()
+    check_outage_is_one_gap(PlugLogger, "shelly", fault, tmp_path / "gap.sqlite", capsys)
 
 
 def test_http_errors_are_bad_frames_and_logging_goes_on(capsys):
@@ -255,16 +236,6 @@ def test_emulator_faults_are_checked():
 # --- end to end through measure -------------------------------------------------------------------------------
 
 
-def _closed_form(profile, t0_ns):
-    """Joules of the emulated (linear) profile between two host-clock times: exact, no edgebench code."""
-
-    def energy(start_ns, end_ns):
-        mid_s = ((start_ns + end_ns) / 2 - t0_ns) / 1e9
-        return (end_ns - start_ns) / 1e9 * profile.watts_at(mid_s)
-
-    return energy
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("firmware", FIRMWARES)
 def test_measure_through_a_smart_plug_matches_the_closed_form(tiny_engines, tmp_path, firmware):
@@ -272,34 +243,10 @@ def test_measure_through_a_smart_plug_matches_the_closed_form(tiny_engines, tmp_
     out = tmp_path / "m"
     # Tasmota with WattRes 2 (0.01 W): its default whole watts would be 1 W steps on a 40 W load
     with start_emulator(firmware, profile, interval_s=0.1, plug={"password": "pw", "watt_decimals": 2}) as emu:
-        res = CliRunner().invoke(cli, [
-            "measure", "--meter", emu.port, "--meter-password", "pw", "--engines", str(tiny_engines),
-            "--duration", "1.5", "--idle", "1.5", "--repeat", "2", "--out", str(out), "--warmup", "0.2",
-            "--sensor", "none", "--threads", "1",
-        ], catch_exceptions=False)  # fmt: skip
+        res = measure_through(emu.port, tiny_engines, out, "--meter-password", "pw")
     assert res.exit_code == 0, res.output
     assert "meter check: energy counter" in res.output and "pw" not in res.output.replace("pw:", "")
-    energy = _closed_form(profile, emu.t0_ns)
-    # the windows the table counts (one the meter invalidated under load is measured again and not counted)
-    valid = {(w.engine, w.repeat, w.attempt) for w in MeasureDir(out).pair().windows if w.valid}
-    records = [r for r in read_run_records(out / "runs.jsonl") if (r.engine, r.repeat, r.attempt) in valid]
-    table = {row["engine"]: row for row in json.loads((out / "table.json").read_text())["engines"]}
-    idle = [r for r in records if r.kind == "idle"]
-    idle_w = sum(energy(r.window_start_ns, r.window_end_ns) for r in idle) / sum(
-        (r.window_end_ns - r.window_start_ns) / 1e9 for r in idle
-    )
-    for name, row in table.items():
-        runs = [r for r in records if r.engine == name]
-        joules = sum(energy(r.window_start_ns, r.window_end_ns) for r in runs)
-        seconds = sum((r.window_end_ns - r.window_start_ns) / 1e9 for r in runs)
-        iterations = sum(r.iterations for r in runs)
-        assert row["status"] == "ok"
-        assert row["gross_j_per_inference"] == pytest.approx(joules / iterations, rel=0.01), name
-        # net: within its stated uncertainty (3 sigma) of the closed form
-        net = (joules - idle_w * seconds) / iterations
-        assert abs(row["net_j_per_inference"] - net) <= 3 * row["net_j_per_inference_u"], (name, row, net)
-    session = json.loads((out / "session.json").read_text())
-    assert session["extra"]["meter_protocol"] == firmware
+    check_against_closed_form(out, profile, emu.t0_ns, firmware)
 
 
 def test_no_counter_check_without_a_counter_of_the_meter_s_own(tmp_path):

@@ -26,8 +26,8 @@ from edgebench.host.meters.options import (
 )
 from edgebench.options import MAX_POWER_W, MAX_SECONDS, MAX_TIMEOUT_S, non_negative, positive
 
-EMULATED_PROTOCOLS = ("lines", "tweetawatt", "wattsup", "um", "shelly", "shelly-gen1", "tasmota")
-PLUG_PROTOCOLS = ("shelly", "shelly-gen1", "tasmota")
+EMULATED_PROTOCOLS = ("lines", "tweetawatt", "wattsup", "um", "shelly", "shelly-gen1", "tasmota", "kasa")
+PLUG_PROTOCOLS = ("shelly", "shelly-gen1", "tasmota", "kasa")
 SILENT_WARN_S = 5.0  # warn when a meter has sent no reading this long after the logger started
 
 
@@ -314,7 +314,8 @@ def _profile(watts, steps, csv_path, cpu_load):
 @click.option("--password", default=None, help="Smart plugs: turn auth on with this password.")
 @click.option("--model", default=None,
               help="Smart plugs: shelly, shelly-pm-mini, shelly-plus-1 (no meter), shelly-gen1, shelly-1 (no meter), "
-                   "tasmota, tasmota-relay (no meter).")  # fmt: skip
+                   "tasmota, tasmota-relay (no meter), kasa (HS110 hw 2), kasa-hs110-v1, kasa-kp115, kasa-hs100 "
+                   "(no meter).")  # fmt: skip
 @click.option("--watt-decimals", type=click.IntRange(0, 3), default=0, show_default=True,
               help="Tasmota: decimals of Power (its WattRes setting).")
 @click.option("--fault", "fault_words", multiple=True, metavar="KIND:START:END",
@@ -324,7 +325,7 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
     """Emulate a meter on a pty (or TCP port) until Ctrl-C; prints the port to open.
 
     The smart plugs (shelly, shelly-gen1, tasmota) are HTTP servers on 127.0.0.1 (--tcp PORT, else a free one);
-    they print the URL to give --meter.
+    kasa serves TP-Link's legacy protocol there. They print the URL to give --meter.
     """
     from edgebench.host.meters.emulate import start_emulator
 
@@ -333,7 +334,7 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
     given = [name for name, value in (("--password", password), ("--model", model), ("--fault", fault_words),
                                       ("--watt-decimals", watt_decimals)) if value]  # fmt: skip
     if given and not plug:
-        raise BadInput(f"{', '.join(given)} apply to the smart plug emulators (shelly, shelly-gen1, tasmota)")
+        raise BadInput(f"{', '.join(given)} apply to the smart plug emulators (shelly, shelly-gen1, tasmota, kasa)")
     transport = "tcp" if tcp_port is not None else "pty"
     options = None
     faults = None
@@ -376,12 +377,20 @@ def emulate_cmd(protocol, watts, steps, csv_path, cpu_load, interval, tcp_port, 
 def probe_cmd(port, meter_user, meter_password, listen, rate_for, baudrate) -> None:
     """Say which meter protocol PORT speaks (listens briefly; polls meters that need asking) and at what rate.
 
-    PORT may be http://HOST[:PORT] (or shelly://, tasmota://): which smart-plug firmware answers there.
+    PORT may be http://HOST[:PORT] (or shelly://, tasmota://): which smart-plug firmware answers there;
+    kasa://HOST[:PORT]: which Kasa plug answers its legacy protocol (model, hardware, whether it meters).
     """
     from edgebench.host.logger import MeterLogger, is_plug, open_port
     from edgebench.host.meters.base import make_meter
     from edgebench.host.meters.probe import LISTEN_S, probe_port
 
+    if port.lower().startswith("kasa://"):
+        from edgebench.host.meters.kasa import probe_kasa
+
+        if meter_user or meter_password:
+            raise BadInput("--meter-user/--meter-password: a Kasa plug's legacy protocol has no password: drop them")
+        click.echo(probe_kasa(port))
+        return
     if port.lower().startswith("http://") or is_plug(port):
         from edgebench.host.meters.plug import probe_http
 

@@ -439,7 +439,7 @@ class EmulatorHandle:
     def stop(self) -> None:
         """Stop the thread and close the port (a pty vanishes; a TCP port or HTTP server stops listening)."""
         self._stop.set()
-        if self.port.startswith(("shelly://", "tasmota://")):
+        if self.port.startswith(("shelly://", "tasmota://", "kasa://")):
             self._close_all()  # an HTTP server's thread ends once it is shut down
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -615,7 +615,7 @@ def start_emulator(
 
     `transport` is "pty" (port is the slave's path, raw mode) or "tcp" (port is socket://127.0.0.1:PORT,
     `tcp_port` 0 picks a free one). `encoder` overrides the protocol's default (e.g. several XBee addresses).
-    The smart plugs (`shelly`, `shelly-gen1`, `tasmota`) are HTTP servers on 127.0.0.1:`tcp_port`; `plug`
+    The smart plugs (`shelly`, `shelly-gen1`, `tasmota`; `kasa` on its legacy TCP protocol) serve 127.0.0.1:`tcp_port`; `plug`
     passes their options (faults, user, password, model, watt_decimals) to `plug_emulate.start_plug_emulator`.
     """
     from edgebench.host.meters.plug_emulate import FIRMWARES, PlugFaults, start_plug_emulator

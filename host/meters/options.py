@@ -22,7 +22,7 @@ METER_TIMEOUT_S = 20.0  # how long to wait for a meter's first readings (measure
 # adapters. Anything else is a typo (1e12 used to end in a traceback from the tty layer).
 BAUDRATE = click.IntRange(50, 4_000_000)
 METER_HELP = (
-    "Wall meter: /dev/ttyUSB0, a pty, socket://HOST:PORT, shelly://HOST, tasmota://HOST or manual "
+    "Wall meter: /dev/ttyUSB0, a pty, socket://HOST:PORT, shelly://HOST, tasmota://HOST, kasa://HOST or manual "
     "(see `edgebench meter probe`)."
 )
 PROTOCOL_HELP = "Serial wire protocol: auto (listen, then ask), lines, tweetawatt, wattsup, um."

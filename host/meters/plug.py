@@ -418,26 +418,31 @@ class PlugURL:
         return f"{host}:{self.port}"
 
 
-def parse_plug_url(url: str) -> PlugURL:
-    """`shelly://HOST[:PORT]`, `tasmota://HOST[:PORT]` (or `http://HOST[:PORT]` for probing); BadInput otherwise."""
+PLUG_URLS = "shelly://HOST[:PORT], tasmota://HOST[:PORT] or kasa://HOST[:PORT]"
+DEFAULT_PORTS = {"kasa": 9999}  # TP-Link's legacy protocol; the HTTP plugs listen on 80
+
+
+def parse_plug_url(url: str, schemes: tuple[str, ...] = ("shelly", "tasmota", "http")) -> PlugURL:
+    """`shelly://HOST[:PORT]`, `tasmota://HOST[:PORT]` (or `http://HOST[:PORT]` for probing), or what `schemes`
+    allow (`kasa://HOST[:PORT]`, port 9999 by default); BadInput otherwise."""
     try:
         parts = urlsplit(str(url).strip())
         port = parts.port
     except ValueError as exc:
-        raise BadInput(f"--meter {url}: not a plug URL ({exc}): give shelly://HOST[:PORT] or tasmota://HOST[:PORT]") from None
+        raise BadInput(f"--meter {url}: not a plug URL ({exc}): give {PLUG_URLS}") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("shelly", "tasmota", "http"):
-        raise BadInput(f"--meter {url}: give shelly://HOST[:PORT] or tasmota://HOST[:PORT]")
+    if scheme not in schemes:
+        raise BadInput(f"--meter {url}: give {PLUG_URLS}")
     if parts.username is not None or parts.password is not None:
         raise BadInput(
             f"--meter: put the plug's user and password in --meter-user/--meter-password (or ${USER_ENV}/"
             f"${PASSWORD_ENV}), not in the URL, which is printed and stored"
         )
     if not parts.hostname:
-        raise BadInput(f"--meter {url}: no host: give shelly://192.168.1.50 (the plug's address)")
+        raise BadInput(f"--meter {url}: no host: give {scheme}://192.168.1.50 (the plug's address)")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise BadInput(f"--meter {url}: only shelly://HOST[:PORT] or tasmota://HOST[:PORT], no path or query")
-    return PlugURL(scheme, parts.hostname, port or 80)
+        raise BadInput(f"--meter {url}: only {PLUG_URLS}, no path or query")
+    return PlugURL(scheme, parts.hostname, port or DEFAULT_PORTS.get(scheme, 80))
 
 
 def _user_error(url: str, exc: PlugError, scheme: str) -> BadInput:
@@ -554,26 +559,14 @@ def _credentials(user: str | None, password: str | None) -> tuple[str, str | Non
 # --- the logger -----------------------------------------------------------------------------------------------
 
 
-class PlugLogger(BaseLogger):
-    """Poll a smart plug at `url` (shelly://, tasmota://) into the store at `out`; see the module docstring."""
+class PolledPlugLogger(BaseLogger):
+    """Poll a smart plug at `url` into the store at `out`; see the module docstring. Subclasses are the
+    transport: how the plug is asked who it is (`_identify`), read (`_read`), and released (`_close_source`)."""
 
-    def __init__(
-        self,
-        url: str,
-        out: str | Path | None = None,
-        *,
-        user: str | None = None,
-        password: str | None = None,
-        timeout_s: float = HTTP_TIMEOUT_S,
-        stale_after_s: float = STALE_MIN_S,
-    ) -> None:
+    def __init__(self, url: str, out: str | Path | None, where: PlugURL, *, stale_after_s: float) -> None:
         super().__init__(url, out)
         self.stale_after_s = stale_after_s
-        self.where = parse_plug_url(url)
-        if self.where.scheme == "http":
-            raise BadInput(f"--meter {url}: say the firmware, shelly:// or tasmota:// (`edgebench meter probe {url}`)")
-        user, password = _credentials(user, password)
-        self.client = PlugClient(self.where.host, self.where.port, user=user, password=password, timeout_s=timeout_s)
+        self.where = where
         self.firmware: Firmware | None = None
         self.protocol = self.where.scheme  # the firmware's protocol once it is known (open)
         self.period_s = NOMINAL_PERIOD_S
@@ -581,6 +574,23 @@ class PlugLogger(BaseLogger):
         self._resolution_w: float | None = None
         self._rtts: deque[float] = deque(maxlen=64)
         self._foreign_warned = False
+
+    def _identify(self) -> Firmware:
+        """Ask the plug who it is: its firmware reader, or PlugError."""
+        raise NotImplementedError
+
+    def _read(self) -> PlugValues:
+        """One status request, decoded (not yet checked); PlugError when it fails."""
+        raise NotImplementedError
+
+    def _first_contact_error(self, exc: PlugError) -> BadInput:
+        """A failure at the first contact (open), as the one line the user sees."""
+        raise NotImplementedError
+
+    @property
+    def probe_url(self) -> str:
+        """What `edgebench meter probe` takes to say what answers at the plug's address."""
+        return f"http://{self.where.where}"
 
     @property
     def identity(self) -> str:
@@ -615,7 +625,7 @@ class PlugLogger(BaseLogger):
             return None
         return (
             f"no reading from the plug {self.url} in {seconds:.0f} s ({self.stats.bad_frames} bad answers): "
-            f"`edgebench meter probe http://{self.where.where}` shows what it says"
+            f"`edgebench meter probe {self.probe_url}` shows what it says"
         )
 
     def _opened(self) -> bool:
@@ -625,21 +635,18 @@ class PlugLogger(BaseLogger):
         """Ask the plug who it is and read it once (user errors raise here), then open the store."""
         self._stop.clear()
         try:
-            self.firmware = identify(self.client, self.where.scheme)
+            self.firmware = self._identify()
             self.protocol = self.firmware.protocol
-            self.firmware.checked(self.firmware.read(self.client), self.firmware.nominal_resolution_w)
+            self.firmware.checked(self._read(), self.firmware.nominal_resolution_w)
         except PlugError as exc:
-            self.client.close()
-            raise _user_error(self.url, exc, self.where.scheme) from None
+            self._close_source()
+            raise self._first_contact_error(exc) from None
         try:
             self._open_store()
         except BaseException:
-            self.client.close()
+            self._close_source()
             raise
         self._record_meta()
-
-    def _close_source(self) -> None:
-        self.client.close()
 
     # --- the loop -----------------------------------------------------------------------------------------
 
@@ -648,7 +655,7 @@ class PlugLogger(BaseLogger):
         assert self.firmware is not None
         start = time.perf_counter()
         try:
-            values: PlugValues | None = self.firmware.checked(self.firmware.read(self.client), self.resolution_w)
+            values: PlugValues | None = self.firmware.checked(self._read(), self.resolution_w)
             error = None
         except PlugError as exc:
             values, error = None, exc
@@ -693,7 +700,7 @@ class PlugLogger(BaseLogger):
                 continue
             if down and verifying:
                 try:
-                    again = identify(self.client, self.where.scheme)
+                    again = self._identify()
                 except PlugError:
                     again = None
                 if again is None or again.device_id != self.firmware.device_id:
@@ -710,7 +717,7 @@ class PlugLogger(BaseLogger):
             if not down and time.monotonic() >= next_identity:
                 next_identity = time.monotonic() + IDENTITY_CHECK_S
                 try:
-                    again = identify(self.client, self.where.scheme)
+                    again = self._identify()
                 except PlugError:
                     again = None  # the poll below says what is wrong
                 if again is not None and again.device_id != self.firmware.device_id:
@@ -805,3 +812,37 @@ class PlugLogger(BaseLogger):
         if values.energy_wh is None or values.power_w <= 0 or seconds < max(self.stale_after_s, 10 * self.period_s):
             return False
         return values.power_w * seconds / 3600 >= 2 * self.firmware.energy_step_wh and math.isfinite(seconds)
+
+
+class PlugLogger(PolledPlugLogger):
+    """Poll a Shelly or Tasmota plug at `url` (shelly://, tasmota://) over HTTP into the store at `out`."""
+
+    def __init__(
+        self,
+        url: str,
+        out: str | Path | None = None,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        timeout_s: float = HTTP_TIMEOUT_S,
+        stale_after_s: float = STALE_MIN_S,
+    ) -> None:
+        where = parse_plug_url(url)
+        if where.scheme == "http":
+            raise BadInput(f"--meter {url}: say the firmware, shelly:// or tasmota:// (`edgebench meter probe {url}`)")
+        super().__init__(url, out, where, stale_after_s=stale_after_s)
+        user, password = _credentials(user, password)
+        self.client = PlugClient(where.host, where.port, user=user, password=password, timeout_s=timeout_s)
+
+    def _identify(self) -> Firmware:
+        return identify(self.client, self.where.scheme)
+
+    def _read(self) -> PlugValues:
+        assert self.firmware is not None
+        return self.firmware.read(self.client)
+
+    def _first_contact_error(self, exc: PlugError) -> BadInput:
+        return _user_error(self.url, exc, self.where.scheme)
+
+    def _close_source(self) -> None:
+        self.client.close()

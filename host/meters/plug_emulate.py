@@ -25,6 +25,7 @@ import json
 import math
 import os
 import socket
+import socketserver
 import threading
 import time
 from dataclasses import dataclass
@@ -37,8 +38,9 @@ from edgebench.errors import BadInput
 
 if TYPE_CHECKING:
     from edgebench.host.meters.emulate import EmulatorHandle, Profile
+    from edgebench.host.meters.kasa_emulate import KasaServer
 
-FIRMWARES = ("shelly", "shelly-gen1", "tasmota")
+FIRMWARES = ("shelly", "shelly-gen1", "tasmota", "kasa")
 MAINS_V = 230.0
 PF = 0.9  # the emulated load's power factor (a small switched-mode supply)
 HOLD_MAX_S = 10.0  # a timeout fault holds a request at most this long
@@ -107,7 +109,8 @@ class PlugModel:
     mac: str
     metering: bool = True
     method: str = "Switch"  # Gen2: the component that reports power (PM1 on metering-only devices)
-    app: str = ""
+    app: str = ""  # Shelly's app name; Kasa's dev_name
+    hw: str = ""  # Kasa: the hardware version (1.x answers in W/V/A/kWh, later ones in mW/mV/mA/Wh)
 
 
 MODELS = {
@@ -120,6 +123,14 @@ MODELS = {
     "shelly-1": PlugModel("shelly-gen1", "SHSW-1", "shelly1-98CDAC", "98CDAC1F4E21", metering=False),
     "tasmota": PlugModel("tasmota", "Athom Plug V2", "tasmota_A1B2C3", "A4:CF:12:A1:B2:C3"),
     "tasmota-relay": PlugModel("tasmota", "Sonoff Basic", "tasmota_D4E5F6", "A4:CF:12:D4:E5:F6", metering=False),
+    "kasa": PlugModel("kasa", "HS110(EU)", "8006A1B2C3D4E5F60718293A4B5C6D7E8F901234", "50:C7:BF:A1:B2:C3",
+                      app="Smart Wi-Fi Plug With Energy Monitoring", hw="2.0"),
+    "kasa-hs110-v1": PlugModel("kasa", "HS110(EU)", "80067F3E2D1C0B0A99887766554433221100FFEE", "50:C7:BF:0A:0B:0C",
+                               app="Wi-Fi Smart Plug With Energy Monitoring", hw="1.0"),
+    "kasa-kp115": PlugModel("kasa", "KP115(US)", "8006D4C3B2A1F0E9D8C7B6A5948372615049382F", "1C:3B:F3:D4:C3:B2",
+                            app="Smart Wi-Fi Plug Mini", hw="1.0.8"),  # hw 1.0 with the mW units, unlike the HS110
+    "kasa-hs100": PlugModel("kasa", "HS100(EU)", "80069A8B7C6D5E4F3A2B1C0D9E8F7A6B5C4D3E2F", "50:C7:BF:9A:8B:7C",
+                            metering=False, app="Smart Wi-Fi Plug", hw="2.0"),
 }
 
 
@@ -376,18 +387,11 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
 
-class _PlugServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class ConnectionTracking(socketserver.BaseServer):
+    """A server that can close its clients' open connections too: a plug that goes away stops answering on them
+    as well (the HTTP plugs' kept-alive connections, Kasa's persistent one)."""
 
-    def __init__(self, address: tuple[str, int], model: PlugModel, state: PlugState, handle: EmulatorHandle, *,
-                 user: str, password: str | None, watt_decimals: int) -> None:  # fmt: skip
-        super().__init__(address, _Handler)
-        self.model, self.state, self.handle = model, state, handle
-        self.user, self.password, self.watt_decimals = user, password, watt_decimals
-        self.gen2_auth = Gen2Auth(user, password, model.device_id) if password is not None else None
-        self.stopping = threading.Event()
-        self.open_connections: set[socket.socket] = set()
+    open_connections: set[socket.socket]
 
     def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
         if isinstance(request, socket.socket):  # always, for a TCP server
@@ -408,6 +412,20 @@ class _PlugServer(ThreadingHTTPServer):
                 pass
 
 
+class _PlugServer(ConnectionTracking, ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], model: PlugModel, state: PlugState, handle: EmulatorHandle, *,
+                 user: str, password: str | None, watt_decimals: int) -> None:  # fmt: skip
+        super().__init__(address, _Handler)
+        self.model, self.state, self.handle = model, state, handle
+        self.user, self.password, self.watt_decimals = user, password, watt_decimals
+        self.gen2_auth = Gen2Auth(user, password, model.device_id) if password is not None else None
+        self.stopping = threading.Event()
+        self.open_connections: set[socket.socket] = set()
+
+
 def start_plug_emulator(
     firmware: str,
     profile: Profile,
@@ -422,19 +440,28 @@ def start_plug_emulator(
     watt_decimals: int = 0,
 ) -> EmulatorHandle:
     """Serve an emulated plug on 127.0.0.1:`port` (0: a free one) in a thread; fills and returns `handle`
-    (`handle.port` is the shelly:// or tasmota:// URL to give --meter)."""
+    (`handle.port` is the shelly://, tasmota:// or kasa:// URL to give --meter). Kasa speaks its legacy protocol
+    over TCP (`kasa_emulate`), the others HTTP."""
+    from edgebench.host.meters.kasa_emulate import KasaServer
+
     name = model or firmware
     if name not in MODELS or MODELS[name].firmware != firmware:
         choices = ", ".join(k for k, m in MODELS.items() if m.firmware == firmware)
         raise BadInput(f"no emulated {firmware} model {name!r}: use one of {choices}")
     plug = MODELS[name]
     state = PlugState(profile, interval_s, PlugFaults.of(faults), handle)
+    server: _PlugServer | KasaServer
     try:
-        server = _PlugServer(("127.0.0.1", port), plug, state, handle, user=user, password=password,
-                             watt_decimals=watt_decimals)  # fmt: skip
+        if firmware == "kasa":
+            if password is not None:
+                raise BadInput("the Kasa legacy protocol has no password: drop --password")
+            server = KasaServer(("127.0.0.1", port), plug, state, handle)
+        else:
+            server = _PlugServer(("127.0.0.1", port), plug, state, handle, user=user, password=password,
+                                 watt_decimals=watt_decimals)  # fmt: skip
     except OSError as exc:
         raise BadInput(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): pick another --tcp port") from None
-    scheme = "tasmota" if firmware == "tasmota" else "shelly"
+    scheme = firmware if firmware in ("tasmota", "kasa") else "shelly"
     handle.port = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     handle.identity = f"{firmware} {plug.model} ({profile.identity})"
 
