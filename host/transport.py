@@ -112,6 +112,20 @@ class _LineReader:
         finally:
             self.lines.put(None)
 
+    def close(self, timeout: float = 2.0) -> None:
+        """Close the stream once the reader has seen its end (waiting up to `timeout`); a stream still being read
+        is left to the reader."""
+        _close_after(self._thread, self._stream, timeout)
+
+
+def _close_after(thread: threading.Thread, stream: IO[bytes], timeout: float) -> None:
+    thread.join(timeout)
+    if not thread.is_alive():
+        try:
+            stream.close()
+        except (OSError, ValueError):
+            pass
+
 
 class _StderrPump:
     """Pass the agent's stderr through (prefixed) and keep its last lines for error messages."""
@@ -131,6 +145,10 @@ class _StderrPump:
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Close the stream once the agent's stderr has ended (waiting up to `timeout`)."""
+        _close_after(self._thread, self._stream, timeout)
 
 
 class AgentClient(Protocol):
@@ -267,6 +285,11 @@ class LineClient:
                 self.call("bye", timeout_s=3.0)
             except (AgentLost, ProtocolError, BadInput, OSError):
                 pass
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # the reader's file holds the socket open: end its read
+            except OSError:
+                pass
         for closer in (self._wfile, self._sock):
             try:
                 if closer is not None:
@@ -281,6 +304,10 @@ class LineClient:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        # the pipes' and the socket's read ends: closed once their readers saw the end, or they leak a descriptor
+        for pump in (self._reader, self._stderr):
+            if pump is not None:
+                pump.close()
 
     def __enter__(self) -> LineClient:
         return self

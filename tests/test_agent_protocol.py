@@ -270,6 +270,20 @@ def test_local_stdio_agent_end_to_end(tiny_engines):
             client.call("run", engine="resnet50_1_224_224_fp32", iterations=1)
 
 
+def _open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_closed_client_leaves_no_descriptor_open(tiny_engines, tcp_agent):
+    """The agent's pipes (stdin, stdout, stderr) and the socket's files are all closed by close(): a study or a
+    notebook that opens many sessions does not run out of descriptors."""
+    before = _open_descriptors()
+    for spec, token in ((AgentSpec("local"), None), (AgentSpec("tcp", host="127.0.0.1", port=tcp_agent), "s3cret")):
+        with connect(spec, engines_dir=tiny_engines, sensor="none", token=token) as client:
+            assert client.call("engines")["engines"]
+        assert _open_descriptors() <= before, spec
+
+
 def test_a_killed_agent_is_reported_not_waited_for(tiny_engines):
     client = connect(AgentSpec("local"), engines_dir=tiny_engines, sensor="none")
     try:
