@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from profile_truth import Ramp, reading_deviation_w
+from waiting import hangup_as_in_a_terminal
 
 from edgebench.cli import cli, edgebench_argv
 from edgebench.host.meters.emulate import RampProfile, start_emulator
@@ -35,11 +36,12 @@ def _measure(args):
 
 def _measure_in_background(meter, engines, out, *args):
     """`edgebench measure` as a real process (to be signalled or to have its agent killed)."""
-    return subprocess.Popen(
-        [*edgebench_argv(), "measure", "--meter", meter.port, "--protocol", "lines", "--engines", str(engines),
-         "--idle", "1", "--out", str(out), *FAST, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    with hangup_as_in_a_terminal():
+        return subprocess.Popen(
+            [*edgebench_argv(), "measure", "--meter", meter.port, "--protocol", "lines", "--engines", str(engines),
+             "--idle", "1", "--out", str(out), *FAST, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
 
 
 def _wait_for_records(out, count, timeout_s=60.0):

@@ -2,9 +2,11 @@
 meter on a pty (the real logger, store and pairing), checked against the emulator's own closed-form energy; the
 training projection against seed 004's table."""
 
+import contextlib
 import csv
 import json
 import math
+import os
 import random
 import re
 import subprocess
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from profile_truth import Ramp, reading_deviation_w
+from waiting import hangup_as_in_a_terminal
 
 from edgebench.cli import cli, edgebench_argv
 from edgebench.host.meters.emulate import RampProfile, start_emulator
@@ -290,11 +293,12 @@ def test_sigterm_and_sighup_stop_the_command_and_keep_the_window(tmp_path, sig):
         f"pathlib.Path({str(pids)!r}).write_text(f'{{os.getpid()}} {{child.pid}} {{time.time_ns()}}'); time.sleep(600)"
     )
     with start_emulator("lines", RampProfile(10.0, 0.0), interval_s=INTERVAL_S) as meter:
-        proc = subprocess.Popen(
-            [*edgebench_argv(), "run", "--meter", meter.port, "--protocol", "lines", "--idle-power", "4",
-             "--out", str(out), "--", sys.executable, "-c", command],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        with hangup_as_in_a_terminal():
+            proc = subprocess.Popen(
+                [*edgebench_argv(), "run", "--meter", meter.port, "--protocol", "lines", "--idle-power", "4",
+                 "--out", str(out), "--", sys.executable, "-c", command],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
         try:
             deadline = time.monotonic() + 60  # only against a hang
             while not (pids.exists() and len(pids.read_text().split()) == 3) and time.monotonic() < deadline:
@@ -308,6 +312,9 @@ def test_sigterm_and_sighup_stop_the_command_and_keep_the_window(tmp_path, sig):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            if pids.exists() and len(pids.read_text().split()) == 3:  # a failed test leaves no command behind
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(pids.read_text().split()[0]), signal.SIGKILL)
     signum = getattr(signal, sig)
     assert proc.returncode == 128 + signum, stderr
     assert f"stopped by {sig}" in stderr and "Traceback" not in stderr
