@@ -24,6 +24,7 @@ address) as before; another meter that got the same path (a reused /dev/pts numb
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
 import statistics
@@ -31,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +55,8 @@ POLL_TIMEOUT_S = 1.0  # re-poll a request/response meter that did not answer wit
 CHORES_S = 0.05  # silence checks and the store's commit, at most this often (well under a gap's 3 periods)
 # A meter streaming faster than BATCH_BELOW_S between readings is read at most every BATCH_S: in Python each
 # wake-up costs more than the readings it brings (cold caches: ~150 us), so at 100 readings/s reading two at a
-# time halves the logger's CPU. A reading may then be stamped up to BATCH_S after its bytes arrived, as a
-# USB-serial adapter's 16 ms latency timer already does; slower meters are read the moment bytes arrive.
+# time halves the logger's CPU. Slower meters are read the moment bytes arrive. Readings that arrive in one read
+# (batched, or late on a busy machine) are spaced back from the arrival by the meter's period (`_spaced`).
 BATCH_BELOW_S, BATCH_S = 0.04, 0.02
 PLUG_SCHEMES = ("shelly://", "tasmota://", "kasa://")
 MANUAL = "manual"
@@ -726,6 +727,8 @@ class MeterLogger(BaseLogger):
                 if len(self._head) < 48:
                     self._head += data[: 48 - len(self._head)]
                 readings = feed(data, t_ns)
+                if len(readings) > 1:
+                    readings = self._spaced(readings, t_ns)
                 if self._verifying:
                     readings = self._same_meter(readings, len(data))
                 for reading in readings:
@@ -744,6 +747,19 @@ class MeterLogger(BaseLogger):
             if on_tick is not None and now >= next_tick:
                 on_tick(self)
                 next_tick = monotonic() + tick_s
+
+    def _spaced(self, readings: list[MeterReading], t_ns: int) -> list[MeterReading]:
+        """Readings that arrived in one read were sent one meter period apart, the last just before `t_ns`: each
+        earlier one is timed a period before the next, never at or before the reading stored before them (the
+        spacing shrinks to fit). One time for all would make all but the first duplicates, which a store's reader
+        drops, and would weight the integral wrongly."""
+        n = len(readings)
+        step = int(min(self.nominal_period_s, BATCH_S if self._latest is None else math.inf) * 1e9)
+        if self._latest is not None:
+            step = min(step, (t_ns - self._latest.t_ns) // n)
+        if step < 1:  # the clock stepped back since the last reading: keep the order, a nanosecond apart
+            return [replace(r, t_ns=t_ns + i) for i, r in enumerate(readings)]
+        return [replace(r, t_ns=t_ns - (n - 1 - i) * step) for i, r in enumerate(readings)]
 
     def _read(self, ready: bool = False) -> bytes:
         """What the port has, waiting up to READ_TIMEOUT_S for the first byte (`ready`: bytes are probably there

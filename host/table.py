@@ -45,8 +45,8 @@ from edgebench.errors import BadInput
 from edgebench.files import write_atomic
 from edgebench.pareto import ON, POSSIBLE, accuracy_u, comparable, front_membership
 from edgebench.records import TABLE_FORMAT, TABLE_VERSION
+from edgebench.units import is_zero, plus_minus, ratio, signed_figure, within
 from edgebench.units import num as _num
-from edgebench.units import plus_minus, ratio, signed_figure
 
 from .pairing import NET_BELOW_IDLE, SIGNIFICANCE, EngineResult, PairingResult, busy_idle_message
 
@@ -229,6 +229,16 @@ def _net_cell(value: Callable[[EngineResult], float], u: Callable[[EngineResult]
     return lambda e: signed_figure(value(e), u(e), below=e.net_below_idle, sigmas=SIGNIFICANCE)
 
 
+def _net_power_cell(e: EngineResult) -> str:
+    """Net W as the net J columns show it near zero (`≈0 (± u)`, `<0 !`), plainly otherwise. Its uncertainty is
+    net J per execution's scaled by executions per second (wall W / wall J per execution: the same windows)."""
+    scale = e.wall_power_w / e.gross_j_per_inference if e.gross_j_per_inference > 0 else math.nan
+    u = e.net_j_per_inference_u * scale
+    if e.net_below_idle or is_zero(e.net_power_w, u) or within(e.net_power_w, u, SIGNIFICANCE):
+        return signed_figure(e.net_power_w, u, below=e.net_below_idle, sigmas=SIGNIFICANCE)
+    return _num(e.net_power_w, ".4g")
+
+
 COLUMNS: tuple[Column, ...] = (
     Column("engine", "engine", lambda e: e.engine, lambda e: e.engine, numeric=False, group="engine"),
     Column("backbone", "backbone", lambda e: e.backbone, lambda e: e.backbone, numeric=False),
@@ -243,8 +253,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("samples/s", "throughput", lambda e: _num(e.throughput_samples_s, ".4g"),
            lambda e: e.throughput_samples_s, group="speed"),
     Column("wall W", "wall_w", lambda e: _num(e.wall_power_w, ".4g"), lambda e: e.wall_power_w, group="power"),
-    Column("net W", "net_w", lambda e: "<0 !" if e.net_below_idle else _num(e.net_power_w, ".4g"),
-           lambda e: _net(e.net_power_w, e), group="power"),
+    Column("net W", "net_w", _net_power_cell, lambda e: _net(e.net_power_w, e), group="power"),
     Column("rail W", "rail_w",
            lambda e: _num(e.rail_power_w, ".4g") + (" *" if e.rail_estimate and math.isfinite(e.rail_power_w) else ""),
            lambda e: e.rail_power_w, group="power"),

@@ -164,6 +164,29 @@ def test_an_engine_equal_to_the_idle_baseline_prints_approximately_zero():
     assert "-0.0" not in row and "e-1" not in row
 
 
+def test_net_power_near_zero_is_approximately_zero_never_a_small_negative_number():
+    """The demo on a busy machine printed `net W -0.04428` beside `J/sample net ≈0 (± 0.0013)`: net W follows
+    the net J columns (≈0 within 2 sigma), and a clearly positive net W stays a plain number."""
+    rng = np.random.default_rng(3)
+    levels = [(0, 15, 5.05), (15, 35, 5.0), (35, 60, 7.0)]  # idle a little above the first engine, in the noise
+
+    def watts(t):
+        p = np.full_like(t, 5.0)
+        for a, b, w in levels:
+            p = np.where((t >= a) & (t < b), w, p)
+        return p + rng.normal(0, 0.5, size=t.shape)
+
+    runs = [idle(2, 12), window("quiet_1_8_8_fp32", 20, 30), window("busy_1_8_8_fp32", 40, 50)]
+    result = pair(runs, trace(watts, seconds=60.0), ClockOffset(0), grid=GRID)
+    quiet = next(e for e in result.engines if e.engine.startswith("quiet"))
+    assert quiet.net_power_w < 0 and not quiet.net_below_idle  # negative, but within its uncertainty
+    lines = render(result)
+    rows = {row.split()[1].split("_")[0]: row.split() for row in lines if row.lstrip()[:1].isdigit()}
+    assert "≈0" in rows["quiet"] and not any(c[:1] == "-" and c[1:2].isdigit() for c in rows["quiet"])
+    busy = next(e for e in result.engines if e.engine.startswith("busy"))
+    assert busy.net_power_w > 1.5 and f"{busy.net_power_w:.4g}" in rows["busy"]
+
+
 # --- ties and ratios -------------------------------------------------------------------------------------------
 
 
