@@ -16,6 +16,7 @@ import threading
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from profile_truth import reading_deviation_w
 
 from edgebench.cli import cli
 from edgebench.host.meters.emulate import start_emulator
@@ -55,7 +56,7 @@ def _session(tmp_path, tiny_engines, profile, on_window, **config_args):
     with start_emulator("lines", profile, interval_s=INTERVAL_S) as meter:
         config = MeasureConfig(
             meter=meter.port, protocol="lines", out=tmp_path / "m", grid=egrid_factor(), engines_dir=tiny_engines,
-            warmup_s=0.2, sensor="none", threads=1, **config_args,
+            sensor="none", threads=1, **{"warmup_s": 0.2, **config_args},
         )
         return _run_session(config, Switch), tmp_path / "m", meter
 
@@ -88,7 +89,11 @@ def test_a_drifting_baseline_with_idle_every_gives_nets_within_1_percent(tiny_en
     # the base drifts 0.1 W/s over the session (a device warming up); engines draw 4 W above it. A reading that
     # arrives late is stamped late: on the ramp that is 0.1 W/s x the delay (0.01 W, 0.25 % of the net, for a
     # 100 ms delay on a busy machine), while one global baseline misses by the drift between the window and the
-    # idle windows' mean, seconds apart (0.1 W and more, a few per cent)
+    # idle windows' mean, seconds apart (0.1 W and more, a few per cent). The profile switches when a window is
+    # announced; the warm-up (and the rest before an idle window) of 1 s keeps a reading that a loaded machine
+    # delivers late from crossing a switch into the next window. Within 1 %, or, on a machine so loaded that the
+    # readings' arrival delays differ by more between the windows (an engine window runs inference beside the
+    # logger: seen -1.2 % beside a stress run), within what those delays explain (tests/profile_truth.py)
     profile = Switchable(5.0, slope_w_per_s=0.1)
 
     def on_window(label):
@@ -96,24 +101,41 @@ def test_a_drifting_baseline_with_idle_every_gives_nets_within_1_percent(tiny_en
             profile.extra_w = 0.0 if label.startswith("idle") else 4.0
 
     result, out, meter = _session(tmp_path, tiny_engines, profile, on_window, duration_s=1.0, idle_s=1.0,
-                                  idle_every=1, repeat=1)
+                                  idle_every=1, repeat=1, warmup_s=1.0)
     records = read_run_records(out / "runs.jsonl")
     assert [r.kind for r in records] == ["idle", "run", "idle", "run", "idle"]  # each engine between two idles
+    truth = SentProfile(meter)
     table = {row["engine"]: row for row in json.loads((out / "table.json").read_text())["engines"]}
     idle_w = [w.mean_power_w for w in result.windows if w.kind == "idle"]
     global_idle = sum(idle_w) / len(idle_w)
     off = []
-    for r in (r for r in records if r.kind == "run"):
+    for i, r in ((i, r) for i, r in enumerate(records) if r.kind == "run"):
         seconds = r.duration_ns / 1e9
         closed_form = 4.0 * seconds / r.iterations  # 4 W above the drifting base, whatever the base
         row = table[r.engine]
-        assert row["net_j_per_inference"] == pytest.approx(closed_form, rel=0.01), r.engine
+        around = records[i - 1 : i + 2]  # the run window and the two idle windows its baseline comes from
+        deviation_w = max(reading_deviation_w(out / "meter.sqlite", truth, w.window_start_ns, w.window_end_ns)
+                          for w in around)  # fmt: skip
+        tolerance = max(0.01 * closed_form, 2 * deviation_w * seconds / r.iterations)
+        assert abs(row["net_j_per_inference"] - closed_form) <= tolerance, (r.engine, row, closed_form, deviation_w)
         # what one global baseline (the mean of the idle windows) would have said
         one_baseline = (row["gross_j_per_inference"] * r.iterations - global_idle * seconds) / r.iterations
         off.append(abs(one_baseline / closed_form - 1))
     # the first engine is measured low on the ramp, the last high: one baseline misses both by far more than 1 %
     assert min(off) > 0.01, off
     assert json.loads((out / "table.json").read_text())["idle"]["interpolated"] is True
+
+
+class SentProfile:
+    """The true power at a host time: what the emulator was sending then (linear between its sends)."""
+
+    def __init__(self, handle):
+        sent = [(t, w) for t, w, bad in list(handle.sent) if not bad]
+        self.t = np.array([t for t, _ in sent], dtype=np.float64)
+        self.w = np.array([w for _, w in sent], dtype=np.float64)
+
+    def power_w(self, t_ns):
+        return np.interp(np.asarray(t_ns, dtype=np.float64), self.t, self.w)
 
 
 @pytest.fixture(scope="module")
