@@ -76,7 +76,7 @@ def run_records(draw):
     start = draw(st.integers(-(2**62), 2**62))
     return RunRecord(
         engine=draw(text), backend=draw(text), clock=draw(st.sampled_from(["agent:realtime", "host:realtime"])),
-        window_start_ns=start, window_end_ns=start + draw(st.integers(0, 2**62)),
+        window_start_ns=start, window_end_ns=start + draw(st.integers(0, 2**62 - 1)),  # within int64, as read
         iterations=draw(st.integers(0 if error or kind == "idle" else 1, 10**9)),
         batch=draw(st.integers(1 if kind == "run" else 0, 1024)), latencies_ns=draw(latencies),
         warmup_latencies_ns=draw(latencies), kind=kind, timed_region=draw(text), settings=draw(metadata),
