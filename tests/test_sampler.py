@@ -152,6 +152,41 @@ def test_windows_taken_like_the_harness_are_covered(tmp_path):
         sensor.close()
 
 
+class LineBuffered:
+    """A sensor that hands out lines as they arrive, like tegrastats: a line that arrived while nobody read is
+    given by the next read, stamped when it arrived, not when read; with none waiting a read gives a fresh one."""
+
+    name, rails, total_rule, estimate = "line-buffered", ("VDD_IN",), "VDD_IN", False
+
+    def __init__(self):
+        self.waiting = None
+
+    def arrive(self):
+        self.waiting = PowerSample(time.time_ns(), {"VDD_IN": 5000.0}, 5000.0)
+        return self.waiting.t_ns
+
+    def read(self):
+        sample, self.waiting = self.waiting, None
+        return sample or PowerSample(time.time_ns(), {"VDD_IN": 5000.0}, 5000.0)
+
+
+def test_a_line_that_arrived_before_stop_does_not_end_the_coverage_early():
+    # On a busy machine the sampling thread may not run between a line's arrival and the window's end: stop()'s
+    # last read then gets that older line. A stress run saw a tegrastats window lose its energy this way.
+    sensor = LineBuffered()
+    sampler = Sampler(sensor, period_s=3600)  # the thread's first deadline is far away: only start/stop read
+    sampler.start()
+    start = time.time_ns()
+    arrived = sensor.arrive()
+    end = time.time_ns()
+    while end <= arrived:  # a coarse clock: the end must follow the line
+        end = time.time_ns()
+    samples = sampler.stop()
+    assert arrived in [s.t_ns for s in samples] and samples[-1].t_ns >= end
+    energy = sampler.window_energy(samples, start, end)
+    assert energy is not None and energy.energy_j == pytest.approx(5.0 * (end - start) / 1e9, rel=1e-9)
+
+
 def test_bad_period():
     with pytest.raises(ValueError):
         Sampler(NullSensor(), period_s=0)

@@ -145,8 +145,8 @@ def test_bench_with_tegrastats_through_a_sudo_command_line(tmp_path, tmp_path_fa
     _on_path(tmp_path, monkeypatch, DATA / "xavier-nx-r35.txt")  # fake sudo and tegrastats first on PATH
     out = tmp_path / "runs.jsonl"
     result = CliRunner().invoke(cli, [
-        # 2 s: the fake tegrastats behind a sudo wrapper must start and deliver samples inside the window on a
-        # loaded machine (at 0.3 s a stress run saw none); the harness does not wait for a sensor's first sample
+        # stress runs saw this window without rail energy (at 0.3 s and at 2 s): the sampler's last read got a line
+        # that arrived before the window's end; Sampler.stop now reads on (tests/test_sampler.py, line-buffered)
         "bench", str(engines), "--duration", "2", "--warmup", "1", "--threads", "1", "--out", str(out),
         "--sensor", "tegrastats", "--tegrastats", "sudo -n tegrastats", "--sensor-period-ms", "20",
     ])

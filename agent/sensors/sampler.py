@@ -18,7 +18,11 @@ from edgebench.errors import EdgebenchError
 from edgebench.records import PowerSample, RailEnergy
 
 from ..options import SENSOR_PERIOD_S
-from .base import PowerSensor
+from .base import PowerSensor, now_ns
+
+# Reads stop() takes at most for a last reading stamped after the window's end: a line-buffered sensor hands
+# out at most one line that arrived before the call, so the second read is fresh; the rest guard a slow clock.
+LAST_READS = 3
 
 
 def rail_energy(samples: Sequence[PowerSample], start_ns: int, end_ns: int, sensor: PowerSensor) -> RailEnergy:
@@ -138,8 +142,15 @@ class Sampler:
             if isinstance(err, EdgebenchError):
                 raise err
             raise EdgebenchError(f"power sampler ({self.name}) failed: {err}") from err
-        # A last reading after the caller's window end, so the window's end is covered too.
-        self._samples.append(self.sensor.read())
+        # A last reading stamped after the caller's window end, so the window's end is covered too. A sensor that
+        # hands out lines as they arrive (tegrastats, jtop) may first give one that arrived before stop() while
+        # the thread was not reading (a busy machine): read on until a reading is stamped at or after now.
+        stop_ns = now_ns()
+        for _ in range(LAST_READS):
+            sample = self.sensor.read()
+            self._samples.append(sample)
+            if sample.t_ns >= stop_ns:
+                break
         return tuple(self._samples)
 
     def window_energy(self, samples: Sequence[PowerSample], start_ns: int, end_ns: int) -> RailEnergy | None:
