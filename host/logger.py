@@ -527,6 +527,7 @@ class MeterLogger(BaseLogger):
         if calibration is not None and protocol not in ("auto", "tweetawatt"):
             raise BadInput(f"--calibration applies to the tweetawatt protocol, not {protocol}: drop it")
         self.decoder: Meter | None = None
+        self._opened_ns = 0  # when the port was last (re)opened: what was read after it came after it
         self._port = None
         self.probe: ProbeResult | None = None  # what `auto` found
         self._head = b""  # the first bytes heard, to show when none of them decodes
@@ -750,13 +751,18 @@ class MeterLogger(BaseLogger):
 
     def _spaced(self, readings: list[MeterReading], t_ns: int) -> list[MeterReading]:
         """Readings that arrived in one read were sent one meter period apart, the last just before `t_ns`: each
-        earlier one is timed a period before the next, never at or before the reading stored before them (the
-        spacing shrinks to fit). One time for all would make all but the first duplicates, which a store's reader
-        drops, and would weight the integral wrongly."""
+        earlier one is timed a period before the next, never at or before the reading stored before them nor
+        before the port was (re)opened (the spacing shrinks to fit). One time for all would make all but the
+        first duplicates, which a store's reader drops, and would weight the integral wrongly.
+
+        Before the first reading the period is not known yet (a line meter's nominal is a guess): the lines of
+        the first read, which pile up when the loop starts late on a busy machine, are spaced at most BATCH_S
+        apart and never back past the open, so none is timed before it could have arrived."""
         n = len(readings)
         step = int(min(self.nominal_period_s, BATCH_S if self._latest is None else math.inf) * 1e9)
-        if self._latest is not None:
-            step = min(step, (t_ns - self._latest.t_ns) // n)
+        floor = max(self._latest.t_ns if self._latest is not None else 0, self._opened_ns)
+        if floor:
+            step = min(step, (t_ns - floor) // n)
         if step < 1:  # the clock stepped back since the last reading: keep the order, a nanosecond apart
             return [replace(r, t_ns=t_ns + i) for i, r in enumerate(readings)]
         return [replace(r, t_ns=t_ns - (n - 1 - i) * step) for i, r in enumerate(readings)]
@@ -805,6 +811,8 @@ class MeterLogger(BaseLogger):
 
         self.__port = port
         self._fd = None
+        if port is not None:
+            self._opened_ns = time.time_ns()
         if isinstance(port, serial.serialposix.Serial) and type(port).read is serial.serialposix.Serial.read:
             try:
                 self._fd = port.fileno()

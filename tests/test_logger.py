@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -83,6 +84,34 @@ def test_readings_read_together_keep_their_own_times_and_none_is_lost(tmp_path):
     trace = load_trace(out)
     assert len(trace.t_ns) == logger.stats.readings >= 200 and trace.duplicate_readings == 0
     times = trace.t_ns.tolist()
+    assert all(b > a for a, b in zip(times, times[1:], strict=False))
+    run = _a_run_of(trace.power_w.tolist(), _sent_values(emu))
+    assert all(t_read >= t_sent - 10_000_000 for (t_sent, _), t_read in zip(run, times, strict=True))
+
+
+def test_lines_piled_up_before_the_first_read_are_not_timed_before_they_were_sent(tmp_path):
+    """The loop can start late after the open on a busy machine, and its first read then brings several lines.
+    The meter's period is not known yet: they were spaced a guessed 20 ms apart back from their arrival, so at
+    100 readings/s the first was timed up to 60 ms before the emulator sent it (a stress run). They are now
+    spaced back no further than the open, and like every reading never more than one period early."""
+    out = tmp_path / "late.sqlite"
+    with start_emulator("lines", RampProfile(12.5, 1.0), interval_s=0.01) as emu:
+        logger = MeterLogger(emu.port, "lines", out)
+        before_open = time.time_ns()
+        logger.open()
+        opened = emu.frames
+        assert _wait_for(lambda: emu.frames >= opened + 8)  # lines pile up unread: the loop has not started
+        loop = threading.Thread(target=logger.run)
+        loop.start()
+        try:
+            assert _wait_for(lambda: logger.stats.readings >= 20)
+        finally:
+            logger.request_stop()
+            loop.join(timeout=10)
+    assert not loop.is_alive()
+    trace = load_trace(out)
+    times = trace.t_ns.tolist()
+    assert len(times) >= 20 and times[0] > before_open
     assert all(b > a for a, b in zip(times, times[1:], strict=False))
     run = _a_run_of(trace.power_w.tolist(), _sent_values(emu))
     assert all(t_read >= t_sent - 10_000_000 for (t_sent, _), t_read in zip(run, times, strict=True))
