@@ -143,8 +143,8 @@ class Sampler:
                 raise err
             raise EdgebenchError(f"power sampler ({self.name}) failed: {err}") from err
         # A last reading stamped after the caller's window end, so the window's end is covered too. A sensor that
-        # hands out lines as they arrive (tegrastats, jtop) may first give one that arrived before stop() while
-        # the thread was not reading (a busy machine): read on until a reading is stamped at or after now.
+        # hands out lines as they arrive (tegrastats) may first give one that arrived before stop() while the
+        # thread was not reading (a busy machine): read on until a reading is stamped at or after now.
         stop_ns = now_ns()
         for _ in range(LAST_READS):
             sample = self.sensor.read()
