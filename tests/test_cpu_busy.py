@@ -4,10 +4,11 @@ Fake trees give /proc/stat as a FIFO that serves one snapshot per open, so the f
 machine's load; one test measures a real idle window while a CPU-bound child process runs.
 """
 
+import fcntl
 import os
-import select
 import subprocess
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -33,8 +34,14 @@ def _write(root: Path, busy: int, idle: int) -> None:
 
 
 class StatFifo:
-    """/proc/stat under `root` as a FIFO: the n-th open reads the n-th snapshot. Two reads of a window get two
-    known snapshots however long the window takes; a third read would block, so the serving thread is bounded."""
+    """/proc/stat under `root` as a FIFO: the n-th reader gets the n-th snapshot. Two reads of a window get two
+    known snapshots however long the window takes; a third read would block, so the serving thread is bounded.
+
+    The server holds the FIFO open read-write for its whole life, so a reader's open never waits and never meets
+    a write end that is about to close (a reader that opened in that gap would read an empty end of file). It
+    writes the next snapshot only once the last one has left the pipe: a reader takes a whole snapshot in one
+    read (one write of under PIPE_BUF bytes) and reads no more once it has the first line, so each snapshot goes
+    to exactly one reader, whenever that reader comes."""
 
     def __init__(self, root: Path, snapshots: list[tuple[int, int]]) -> None:
         (root / "proc").mkdir(exist_ok=True)
@@ -42,26 +49,33 @@ class StatFifo:
         os.mkfifo(self.path)
         self.snapshots = snapshots
         self.served = 0
+        self._stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
+    def _unread(self, fd: int) -> int:
+        buf = bytearray(4)
+        fcntl.ioctl(fd, termios.FIONREAD, buf)
+        return int.from_bytes(buf, sys.byteorder)
+
     def _serve(self) -> None:
-        for busy, idle in self.snapshots:
-            fd = os.open(self.path, os.O_WRONLY)  # blocks until a reader opens it
-            try:
+        fd = os.open(self.path, os.O_RDWR)  # Linux opens a FIFO read-write at once, with or without a reader
+        try:
+            for busy, idle in self.snapshots:
                 os.write(fd, _stat_line(busy, idle).encode("ascii"))
-                # wait for that reader to close (Linux flags a pipe's write end POLLERR once no reader is left):
-                # opened again at once, the FIFO would hand the next snapshot to the same, finishing reader
-                poll = select.poll()
-                poll.register(fd, select.POLLERR)
-                poll.poll(10_000)
-            finally:
-                os.close(fd)
-            self.served += 1
+                # a reader taking it is the event waited for: the pipe offers no wake-up on emptying, so look
+                while self._unread(fd) and not self._stop.wait(0.001):
+                    pass
+                if self._stop.is_set():
+                    return
+                self.served += 1
+        finally:
+            os.close(fd)
 
     def join(self) -> None:
         self.thread.join(10)
-        assert not self.thread.is_alive(), f"only {self.served} of {len(self.snapshots)} snapshots were read"
+        self._stop.set()
+        assert self.served == len(self.snapshots), f"only {self.served} of {len(self.snapshots)} snapshots were read"
 
 
 def test_busy_fraction_between_two_reads_of_a_fake_tree(tmp_path):
