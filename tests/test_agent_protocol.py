@@ -14,6 +14,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from programs import write_program
 
 from edgebench import protocol as wire
 from edgebench.agent import serve
@@ -553,11 +554,10 @@ def _fake_ssh(bin_dir, log, *, fail=False):
         if fail
         else "import os, sys\nos.execvp('sh', ['sh', '-c', sys.argv[-1]])\n"
     )
-    script.write_text(
+    write_program(script,
         f"#!{sys.executable}\nimport json\nopen({str(log)!r}, 'a').write(json.dumps(__import__('sys').argv[1:]) + '\\n')\n"
         + body
     )
-    script.chmod(0o755)
 
 
 def test_ssh_agent_through_the_real_ssh_command_line(tiny_engines, tmp_path, monkeypatch):

@@ -10,11 +10,11 @@ the probe turns into one): never a traceback from inside, never an inf or NaN en
 import math
 import os
 import random
-import stat
 import sys
 from pathlib import Path
 
 import pytest
+from programs import write_program
 from test_sensors import make_nano_iio, make_orin_hwmon, write_proc
 from test_sensors_sources import PMIC_OUTPUT, make_rapl
 
@@ -306,8 +306,7 @@ def test_pmic_values_that_are_no_reading_are_protocol_errors(value):
 
 
 def _executable(path: Path, body: str) -> str:
-    path.write_text(f"#!{sys.executable}\n{body}")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    write_program(path, f"#!{sys.executable}\n{body}")
     return str(path)
 
 
@@ -321,8 +320,7 @@ def test_pi5_through_a_vcgencmd_printing_garbage(tmp_path):
             open_pi5(cmd)
         _one_line(info.value)
     not_a_program = tmp_path / "not-a-program"
-    not_a_program.write_bytes(_random_bytes(rng, 64))
-    not_a_program.chmod(0o755)
+    write_program(not_a_program, _random_bytes(rng, 64))
     with pytest.raises(SensorUnavailable, match="cannot be run"):
         open_pi5(str(not_a_program))
 
@@ -381,8 +379,7 @@ def test_live_tegrastats_printing_garbage_reads_only_good_lines(tmp_path):
 
 def test_live_tegrastats_that_is_not_a_program(tmp_path):
     path = tmp_path / "tegrastats"
-    path.write_bytes(bytes(range(1, 64)))
-    path.chmod(0o755)
+    write_program(path, bytes(range(1, 64)))
     with pytest.raises(SensorUnavailable, match="cannot be run") as info:
         TegrastatsSensor(str(path), interval_ms=10)
     _one_line(info.value)

@@ -1,9 +1,9 @@
 """Device metadata from fake sysfs/procfs trees under a temporary root, and a fake `nvpmodel` on PATH."""
 
 import os
-import stat
 
 import pytest
+from programs import write_program
 
 from edgebench.agent.metadata import (
     collect_dynamic,
@@ -65,10 +65,9 @@ def fake_nvpmodel(tmp_path, monkeypatch):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     script = bindir / "nvpmodel"
-    script.write_text("#!/bin/sh\n[ \"$1\" = -q ] || exit 3\necho 'NV Fan Mode:quiet'\necho 'NV Power Mode: MAXN'\necho 0\n")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    write_program(script, "#!/bin/sh\n[ \"$1\" = -q ] || exit 3\necho 'NV Fan Mode:quiet'\necho 'NV Power Mode: MAXN'\necho 0\n")
     clocks = bindir / "jetson_clocks"
-    clocks.write_text(
+    write_program(clocks,
         "#!/bin/sh\n[ \"$1\" = --show ] || exit 3\ncat <<'END'\n"
         "SOC family:tegra210  Machine:NVIDIA Jetson Nano Developer Kit\nOnline CPUs: 0-3\n"
         + "".join(
@@ -80,7 +79,6 @@ def fake_nvpmodel(tmp_path, monkeypatch):
         "EMC MinFreq=204000000 MaxFreq=1600000000 CurrentFreq=1600000000 FreqOverride=1\n"
         "Fan: PWM=255\nNV Power Mode: MAXN\nEND\n"
     )
-    clocks.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     return script
 
@@ -124,8 +122,7 @@ def test_failing_nvpmodel_is_skipped(tmp_path, monkeypatch):
     _nano_tree(root)
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "nvpmodel").write_text("#!/bin/sh\necho 'not root' >&2\nexit 1\n")
-    (bindir / "nvpmodel").chmod(0o755)
+    write_program(bindir / "nvpmodel", "#!/bin/sh\necho 'not root' >&2\nexit 1\n")
     monkeypatch.setenv("PATH", str(bindir))
     assert "jetson.nvpmodel" not in collect_metadata(root)
 

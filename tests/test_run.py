@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from profile_truth import Ramp, reading_deviation_w
+from programs import write_program
 from waiting import hangup_as_in_a_terminal
 
 from edgebench.cli import cli, edgebench_argv
@@ -349,8 +350,7 @@ def test_a_run_directory_is_a_measure_directory_report_reads(tmp_path):
 
 def test_a_script_without_a_shebang_is_one_line(tmp_path):
     script = tmp_path / "train.sh"
-    script.write_text("echo no interpreter line\n")
-    script.chmod(0o755)
+    write_program(script, "echo no interpreter line\n")
     with start_emulator("lines", RampProfile(10.0, 0.0), interval_s=INTERVAL_S) as meter:
         res = invoke("run", "--meter", meter.port, "--protocol", "lines", "--idle-power", "1", "--out",
                      str(tmp_path / "o"), "--", str(script))  # fmt: skip

@@ -1,12 +1,12 @@
 """RAPL on a fake powercap tree (counter wrap, no double counting), Pi 5 through a fake vcgencmd, jtop's dict."""
 
 import os
-import stat
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from programs import write_program
 
 from edgebench.agent.sensors.base import SensorUnavailable, probe
 from edgebench.agent.sensors.jtop import power_from_jtop
@@ -112,7 +112,7 @@ def _fake_vcgencmd(tmp_path: Path, text: str, rc: int = 0) -> str:
     data = tmp_path / "pmic.txt"
     data.write_text(text)
     script = tmp_path / "vcgencmd"
-    script.write_text(
+    write_program(script,
         f"#!{sys.executable}\n"
         "import sys\n"
         "if sys.argv[1:] != ['pmic_read_adc']:\n"
@@ -120,7 +120,6 @@ def _fake_vcgencmd(tmp_path: Path, text: str, rc: int = 0) -> str:
         f"sys.stdout.write(open({str(data)!r}).read())\n"
         f"sys.exit({rc})\n"
     )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(script)
 
 

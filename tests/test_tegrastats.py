@@ -3,11 +3,11 @@
 import datetime as dt
 import json
 import os
-import stat
 import sys
 from pathlib import Path
 
 import pytest
+from programs import write_program
 
 from edgebench.agent.sensors.base import SUM_RULE, SensorUnavailable
 from edgebench.agent.sensors.tegrastats import TegrastatsSensor, parse_line, read_log
@@ -132,7 +132,7 @@ def _fake_tegrastats(tmp_path: Path, source: Path, exit_after: int | None = None
     """An executable that behaves like tegrastats: prints the lines of `source` every --interval ms."""
     script = tmp_path / "tegrastats"
     limit = "None" if exit_after is None else str(exit_after)
-    script.write_text(
+    write_program(script,
         f"#!{sys.executable}\n"
         "import itertools, sys, time\n"
         "args = sys.argv[1:]\n"
@@ -144,7 +144,6 @@ def _fake_tegrastats(tmp_path: Path, source: Path, exit_after: int | None = None
         "        sys.stderr.write('fake tegrastats: out of lines\\n'); sys.exit(3)\n"
         "    sys.stdout.write(line); sys.stdout.flush(); time.sleep(interval)\n"
     )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(script)
 
 
@@ -212,14 +211,13 @@ def _on_path(tmp_path: Path, monkeypatch, source: Path) -> Path:
     made = Path(_fake_tegrastats(tmp_path, source))
     made.rename(bindir / "tegrastats")
     sudo = bindir / "sudo"
-    sudo.write_text(
+    write_program(sudo,
         f"#!{sys.executable}\n"
         "import os, sys\n"
         f"open({str(tmp_path / 'sudo.argv')!r}, 'w').write(' '.join(sys.argv[1:]))\n"
         "args = [a for a in sys.argv[1:] if a != '-n']\n"
         "os.execvp(args[0], args)\n"
     )
-    sudo.chmod(sudo.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     return bindir
 
@@ -277,8 +275,7 @@ def test_sensors_cli_uses_a_sudo_command_line(tmp_path, monkeypatch):
 
 def test_a_command_that_exits_at_once_says_why(tmp_path):
     script = tmp_path / "refuses"
-    script.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('sudo: a password is required\\n')\nsys.exit(1)\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    write_program(script, f"#!{sys.executable}\nimport sys\nsys.stderr.write('sudo: a password is required\\n')\nsys.exit(1)\n")
     with pytest.raises(SensorUnavailable, match="refuses` exited before printing a rail line: exited with 1: sudo: a password is req"):
         TegrastatsSensor(str(script), interval_ms=10)
 
