@@ -15,6 +15,12 @@ delay (a loaded machine reads the pty late, and the logger stamps the reading wh
 and a net figure (gross minus the idle power, itself the mean of such readings, times the window's length) is off
 by at most twice that. The meter's stated resolution is in the deviation; the clock's uncertainty is not (the
 tests' agents share the host's clock), nor is the spread of repeated windows (it is the ramp's, not an error).
+
+A profile that steps (an engine's watts switched on and off by the session) is linear inside each window, but a
+step just past a window's end (the power falls when the engine stops, before the next reading) reaches into the
+window through the edge's interpolation between the two readings that straddle it: by at most
+|p_after - p_before| x (t_after - t_before) / 2 joules per edge (`edge_straddle_j`), a meter's sampling at the
+edge, beyond what the deviation bounds.
 """
 
 from __future__ import annotations
@@ -59,3 +65,16 @@ def reading_deviation_w(log: Path, truth: Ramp, start_ns: int, end_ns: int) -> f
     last = min(int(np.searchsorted(t, end_ns, side="right")) + 1, len(t))
     assert last - first >= 2, f"no readings around [{start_ns}, {end_ns}] in {log}"
     return float(np.max(np.abs(p[first:last] - truth.power_w(t[first:last]))))
+
+
+def edge_straddle_j(log: Path, start_ns: int, end_ns: int) -> float:
+    """The most a step between the two readings that straddle each edge of [start_ns, end_ns] can move the
+    window's interpolated energy: sum over both edges of |p_after - p_before| x (t_after - t_before) / 2."""
+    trace = load_trace(log)
+    t, p = trace.t_ns, trace.power_w
+    total = 0.0
+    for edge in (start_ns, end_ns):
+        after = int(np.searchsorted(t, edge, side="left"))  # the first reading at or after the edge
+        if 0 < after < len(t):
+            total += abs(float(p[after] - p[after - 1])) * float(t[after] - t[after - 1]) / 1e9 / 2
+    return total

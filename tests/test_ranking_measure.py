@@ -16,7 +16,7 @@ import threading
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from profile_truth import reading_deviation_w
+from profile_truth import edge_straddle_j, reading_deviation_w
 
 from edgebench.cli import cli
 from edgebench.host.meters.emulate import start_emulator
@@ -91,9 +91,11 @@ def test_a_drifting_baseline_with_idle_every_gives_nets_within_1_percent(tiny_en
     # 100 ms delay on a busy machine), while one global baseline misses by the drift between the window and the
     # idle windows' mean, seconds apart (0.1 W and more, a few per cent). The profile switches when a window is
     # announced; the warm-up (and the rest before an idle window) of 1 s keeps a reading that a loaded machine
-    # delivers late from crossing a switch into the next window. Within 1 %, or, on a machine so loaded that the
-    # readings' arrival delays differ by more between the windows (an engine window runs inference beside the
-    # logger: seen -1.2 % beside a stress run), within what those delays explain (tests/profile_truth.py)
+    # delivers late from crossing a switch into the next window. A window's end is not so kept: the power steps
+    # as the next window is announced, often before the next reading, and the edge's interpolation between the
+    # readings that straddle it carries part of the step into the window (up to 4 W x 50 ms / 2 = 2.5 % of a 1 s
+    # window's net; seen -0.9 % beside two busy loops, -1.0 % or beyond in a stress run). Within 1 %, or within
+    # what the readings' deviations and the edges' sampling explain (tests/profile_truth.py)
     profile = Switchable(5.0, slope_w_per_s=0.1)
 
     def on_window(label):
@@ -116,8 +118,14 @@ def test_a_drifting_baseline_with_idle_every_gives_nets_within_1_percent(tiny_en
         around = records[i - 1 : i + 2]  # the run window and the two idle windows its baseline comes from
         deviation_w = max(reading_deviation_w(out / "meter.sqlite", truth, w.window_start_ns, w.window_end_ns)
                           for w in around)  # fmt: skip
-        tolerance = max(0.01 * closed_form, 2 * deviation_w * seconds / r.iterations)
-        assert abs(row["net_j_per_inference"] - closed_form) <= tolerance, (r.engine, row, closed_form, deviation_w)
+        # the gross is off by the deviation and its own edges; the interpolated idle power by the deviation and
+        # the idle windows' edges spread over their length, which the net multiplies by this window's length
+        edges_j = edge_straddle_j(out / "meter.sqlite", r.window_start_ns, r.window_end_ns) + seconds * max(
+            edge_straddle_j(out / "meter.sqlite", w.window_start_ns, w.window_end_ns) / (w.duration_ns / 1e9)
+            for w in (around[0], around[2])
+        )
+        tolerance = max(0.01 * closed_form, (2 * deviation_w * seconds + edges_j) / r.iterations)
+        assert abs(row["net_j_per_inference"] - closed_form) <= tolerance, (r.engine, row, closed_form, deviation_w, edges_j)
         # what one global baseline (the mean of the idle windows) would have said
         one_baseline = (row["gross_j_per_inference"] * r.iterations - global_idle * seconds) / r.iterations
         off.append(abs(one_baseline / closed_form - 1))
